@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest proto bench clean
+.PHONY: demo test lint typecheck proto-check pytest proto bench clean cpp-client node-deps node-test
 
 $(INSTALLED): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scratchnet needs Python 3.11 or newer, found " + sys.version.split()[0])'
@@ -19,7 +19,7 @@ $(INSTALLED): pyproject.toml
 demo: $(INSTALLED)
 	$(PY) -m trainer
 
-test: $(INSTALLED) lint typecheck pytest
+test: $(INSTALLED) lint typecheck proto-check cpp-client node-deps pytest node-test
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
@@ -28,15 +28,29 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(PY) -m mypy
 
+proto-check: $(INSTALLED)
+	$(PY) scripts/generate_proto.py --check
+
 pytest: $(INSTALLED)
 	$(PY) -m pytest
 
-# Regenerate scratchnet_api/ from proto/ (tests/test_proto_generated.py fails when it is stale).
+# Regenerate scratchnet_api/ from proto/ (`make proto-check` fails when it is stale).
 proto: $(INSTALLED)
 	$(PY) scripts/generate_proto.py
 
 bench: $(INSTALLED)
 	$(PY) bench/train.py
 
+# --- C++ client (clients/cpp): Debian's gRPC, built with CMake -------------------------------
+cpp-client:
+	@echo "cpp-client: not yet"
+
+# --- Node.js client (clients/node) ------------------------------------------------------------
+node-deps:
+	@echo "node-deps: not yet"
+
+node-test: $(INSTALLED)
+	@echo "node-test: not yet"
+
 clean:
-	rm -rf $(VENV) artifacts build *.egg-info
+	rm -rf $(VENV) artifacts build *.egg-info clients/cpp/build clients/node/node_modules
