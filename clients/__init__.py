@@ -1,0 +1,26 @@
+"""The Python client of scratchnet's gRPC API: `Client(target).predict(images)`.
+
+from clients import Client
+
+with Client("127.0.0.1:50051") as client:
+    labels = client.predict(images).labels
+"""
+
+from clients.client import BatchPrediction, Client, ModelInfo, Prediction
+from clients.errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    ServerUnavailableError,
+)
+
+__all__ = [
+    "BatchPrediction",
+    "Client",
+    "ClientError",
+    "DeadlineExceededError",
+    "InvalidArgumentError",
+    "ModelInfo",
+    "Prediction",
+    "ServerUnavailableError",
+]

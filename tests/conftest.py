@@ -27,12 +27,21 @@ PYTHON = sys.executable
 SERVER_START_SECONDS = 60.0
 
 
-def run_module(*args: str | os.PathLike[str], check: bool = True, timeout: float = 300.0,
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_module(
+    *args: str | os.PathLike[str],
+    check: bool = True,
+    timeout: float = 300.0,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m <args>` from the repository root, capturing text output."""
     result = subprocess.run(
-        [PYTHON, "-m", *map(str, args)], cwd=REPO, capture_output=True, text=True,
-        timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        [PYTHON, "-m", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -102,18 +111,37 @@ class RunningServer:
             raise AssertionError(f"server ignored signal {sig} for {timeout} s") from None
 
 
-def start_server(model: Path, *args: str, env: dict[str, str] | None = None,
-                 tmp_dir: Path | None = None, wait_serving: bool = True) -> RunningServer:
+def start_server(
+    model: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    tmp_dir: Path | None = None,
+    wait_serving: bool = True,
+) -> RunningServer:
     """Start `python -m server --model MODEL --port 0 ARGS…`, wait for `listening on HOST:PORT`
     and (unless told otherwise) for health SERVING."""
     stderr_path = Path(tmp_dir or REPO / "build") / f"server-{time.monotonic_ns()}.stderr"
     stderr_path.parent.mkdir(parents=True, exist_ok=True)
     with open(stderr_path, "w") as stderr_file:
         process = subprocess.Popen(
-            [PYTHON, "-m", "server", "--model", str(model), "--host", "127.0.0.1", "--port", "0",
-             *args],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=stderr_file, stdin=subprocess.DEVNULL,
-            text=True, env={**os.environ, **(env or {})},
+            [
+                PYTHON,
+                "-m",
+                "server",
+                "--model",
+                str(model),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                *args,
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **(env or {})},
         )
     assert process.stdout is not None
     first_line: list[str] = []
@@ -122,11 +150,14 @@ def start_server(model: Path, *args: str, env: dict[str, str] | None = None,
 
     def read_stdout() -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if not first_line:
-                first_line.append(line)
-                reader_done.set()
+        # Closed here at end of output, since nothing else reads it (pytest treats an unclosed
+        # pipe's ResourceWarning as an error).
+        with process.stdout:
+            for line in process.stdout:
+                lines.append(line.rstrip("\n"))
+                if not first_line:
+                    first_line.append(line)
+                    reader_done.set()
         reader_done.set()
 
     threading.Thread(target=read_stdout, daemon=True).start()

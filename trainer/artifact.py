@@ -79,7 +79,11 @@ def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     if not Path(path).is_file():
         raise ArtifactError(f"artifact {name} not found (train one with `python -m trainer`)")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        # Opened here, not by np.load, which leaks the handle when the zip is unreadable.
+        with open(path, "rb") as handle:
+            npz = np.load(handle, allow_pickle=False)
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ArtifactError(f"artifact {name} is a single .npy array: expected an npz file")
             missing = [key for key in _KEYS if key not in npz.files]
             if missing:
                 raise ArtifactError(
@@ -118,4 +122,6 @@ def _validate(weights: NDArray[Any], biases: NDArray[Any], name: str) -> None:
             f"{list(weights.shape)}, got {list(biases.shape)}"
         )
     if not (np.isfinite(weights).all() and np.isfinite(biases).all()):
-        raise ArtifactError(f"artifact {name}: weights and biases must be finite (found NaN or inf)")
+        raise ArtifactError(
+            f"artifact {name}: weights and biases must be finite (found NaN or inf)"
+        )

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
 from trainer.errors import ScratchnetError
 
-__all__ = ["ArgumentParser", "EXIT_INTERRUPTED", "EXIT_USAGE", "run_cli"]
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "ArgumentParser",
+    "integer",
+    "positive_number",
+    "run_cli",
+]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -25,6 +33,33 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         _fail(self.prog, f"{message} (see {self.prog} --help)", EXIT_USAGE)
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: an integer from `low` to `high` (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse `type`: a finite number greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
 
 
 def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:

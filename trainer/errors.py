@@ -14,7 +14,7 @@ __all__ = ["ArtifactError", "DataError", "ScratchnetError"]
 
 
 class ScratchnetError(Exception):
-    """A problem with the user's input; its message is one line saying what and what was expected."""
+    """A user mistake; its message is one line saying what was wrong and what was expected."""
 
 
 class DataError(ScratchnetError):

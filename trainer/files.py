@@ -18,24 +18,29 @@ __all__ = ["atomic_write"]
 def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     """Yield a binary file that replaces `path` only when the block completes without error.
 
-    The data goes to a temporary file in the same directory (so the final rename is atomic on
-    POSIX), is flushed and fsynced, then renamed over `path`. On any exception the temporary file
-    is removed and `path` is left as it was.
+    The data goes to a hidden temporary file in the same directory (so the final rename is atomic
+    on POSIX), is flushed and fsynced, then renamed over `path`. On any exception the temporary
+    file is removed and `path` is left as it was; a killed process can leave only the hidden
+    `.NAME.*.tmp` file, never a partial `path`.
     """
     target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
     except OSError as error:
         raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp_name, 0o644)
-        os.replace(temp_name, target)
+            try:
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.chmod(temp_name, 0o644)
+                os.replace(temp_name, target)
+            except OSError as error:
+                raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise

@@ -18,16 +18,17 @@ _BLOCK = 4096
 
 
 def scale_pixels(images: NDArray[np.generic]) -> NDArray[np.float64]:
-    """Images as float64 in [0, 1]: integer pixels are divided by 255, floats are taken as scaled."""
+    """Images as float64 in [0, 1]: integer pixels are divided by 255, floats taken as scaled."""
     if np.issubdtype(images.dtype, np.integer):
-        return images / PIXEL_MAX
+        scaled: NDArray[np.float64] = np.divide(images, PIXEL_MAX, dtype=np.float64)
+        return scaled
     return np.asarray(images, dtype=np.float64)
 
 
 def scores(
     weights: NDArray[np.floating], biases: NDArray[np.floating], images: NDArray[np.generic]
 ) -> NDArray[np.float64]:
-    """Class scores [N, C] of images [N, H, W] (uint8 0–255, or floats already in [0, 1])."""
+    """Class scores [N, C] of images [N, H, W] (uint8 0-255, or floats already in [0, 1])."""
     classes = weights.shape[0]
     if images.shape[1:] != weights.shape[1:]:
         raise ValueError(f"images of shape {images.shape[1:]} for weights of {weights.shape[1:]}")
@@ -50,4 +51,5 @@ def predict(
     weights: NDArray[np.floating], biases: NDArray[np.floating], images: NDArray[np.generic]
 ) -> NDArray[np.int64]:
     """Predicted class index [N] of each image: the argmax of its scores."""
-    return scores(weights, biases, images).argmax(axis=1).astype(np.int64)
+    labels: NDArray[np.int64] = scores(weights, biases, images).argmax(axis=1).astype(np.int64)
+    return labels

@@ -61,7 +61,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
-    __slots__ = ("model_name", "model_version", "input_dtypes", "input_shape", "num_classes", "class_labels", "max_batch_size", "metadata")
+    __slots__ = ("model_name", "model_version", "input_dtypes", "input_shape", "num_classes", "class_labels", "max_batch_size", "metadata", "max_message_bytes", "outputs")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +77,8 @@ class GetModelInfoResponse(_message.Message):
     CLASS_LABELS_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     METADATA_FIELD_NUMBER: _ClassVar[int]
+    MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     model_name: str
     model_version: str
     input_dtypes: _containers.RepeatedScalarFieldContainer[DataType]
@@ -85,4 +87,6 @@ class GetModelInfoResponse(_message.Message):
     class_labels: _containers.RepeatedScalarFieldContainer[str]
     max_batch_size: int
     metadata: _containers.ScalarMap[str, str]
-    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., input_dtypes: _Optional[_Iterable[_Union[DataType, str]]] = ..., input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., max_batch_size: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    max_message_bytes: int
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., input_dtypes: _Optional[_Iterable[_Union[DataType, str]]] = ..., input_shape: _Optional[_Iterable[int]] = ..., num_classes: _Optional[int] = ..., class_labels: _Optional[_Iterable[str]] = ..., max_batch_size: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., max_message_bytes: _Optional[int] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...

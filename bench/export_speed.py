@@ -1,0 +1,121 @@
+"""Images per second of model.onnx in onnxruntime (in process) next to trainer.model's numpy
+forward pass, at batch sizes 1, 64, 1000 and 10000, for float32 and uint8 input, in one run.
+
+    .venv/bin/python bench/export_speed.py [ARTIFACT] [--data PATH] [--rounds N]
+
+Each figure is the median over rounds of (images scored / seconds); in a round, each contender
+scores at least 2,000 images (batch 1: 2,000 calls), taking turns; a ratio is the median of
+the per-round ratios. Both sides compute all three outputs: scores, labels and
+probabilities. onnxruntime uses its default thread pool (one thread per core).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.typing import NDArray
+
+from export import INPUT, OUTPUTS, ExportOptions, export_artifact, model_bytes
+from trainer import model as numpy_model
+from trainer.artifact import DEFAULT_ARTIFACT, load_artifact
+from trainer.cli import ArgumentParser, run_cli
+from trainer.datasets import load_dataset
+from trainer.errors import ScratchnetError
+
+BATCHES = (1, 64, 1000, 10_000)
+DTYPES = ("float32", "uint8")
+MIN_IMAGES_PER_ROUND = 2000
+Runner = Callable[[NDArray[Any]], object]
+
+
+def measure(
+    contenders: dict[str, tuple[Runner, NDArray[Any]]], batch: int, rounds: int
+) -> dict[str, list[float]]:
+    """images/s of each contender in each round, scoring its images in batches of `batch`."""
+    calls = max(1, MIN_IMAGES_PER_ROUND // batch)
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for run, images in contenders.values():
+        run(images[:batch])  # warm-up: first-call allocations are not what we measure
+    for _ in range(rounds):
+        # Contenders take turns within a round, so that load from other processes hits all alike.
+        for name, (run, images) in contenders.items():
+            starts = [(index * batch) % (len(images) - batch + 1) for index in range(calls)]
+            began = time.perf_counter()
+            for start in starts:
+                run(images[start : start + batch])
+            rates[name].append(calls * batch / (time.perf_counter() - began))
+    return rates
+
+
+def numpy_forward(artifact_path: Path) -> Runner:
+    """trainer.model's forward pass producing what the graph produces."""
+    artifact = load_artifact(artifact_path)
+
+    def run(images: NDArray[Any]) -> object:
+        scores = numpy_model.scores(artifact.weights, artifact.biases, images)
+        return scores.argmax(axis=1), numpy_model.probabilities(scores)
+
+    return run
+
+
+def onnxruntime_forward(artifact_path: Path, dtype: str) -> Runner:
+    """An in-process onnxruntime session on the model exported with `dtype` input."""
+    model = export_artifact(artifact_path, ExportOptions(input_dtype=dtype))
+    session = ort.InferenceSession(model_bytes(model), providers=["CPUExecutionProvider"])
+    return lambda images: session.run(list(OUTPUTS), {INPUT: images})
+
+
+def main() -> int:
+    """Measure and print the table."""
+    parser = ArgumentParser(prog="bench/export_speed.py", description=__doc__.splitlines()[0])
+    parser.add_argument("artifact", nargs="?", type=Path, default=DEFAULT_ARTIFACT)
+    parser.add_argument("--data", help="data set (default: the bundled MNIST)")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (default 7)")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds: expected an integer >= 1")
+    load_artifact(args.artifact)  # a missing artifact is one line, before any work
+    pixels = load_dataset(args.data).test_images
+    if pixels.dtype != np.uint8:
+        raise ScratchnetError(f"data set images are {pixels.dtype}: expected uint8 pixels")
+    inputs = {"uint8": pixels, "float32": numpy_model.scale_pixels(pixels).astype(np.float32)}
+    numpy_run = numpy_forward(args.artifact)
+    sessions = {dtype: onnxruntime_forward(args.artifact, dtype) for dtype in DTYPES}
+    contenders = {
+        f"{runtime} {dtype}": (run, inputs[dtype])
+        for runtime, runs in (
+            ("onnxruntime", sessions),
+            ("numpy", dict.fromkeys(DTYPES, numpy_run)),
+        )
+        for dtype, run in runs.items()
+    }
+    print(
+        f"{len(pixels)} test images {list(pixels.shape[1:])}; images/s, median of {args.rounds} "
+        f"rounds; onnxruntime {ort.__version__}, numpy {np.__version__}\n"
+    )
+    columns = [*contenders, *(f"onnxruntime/numpy {dtype}" for dtype in DTYPES)]
+    print("| batch | " + " | ".join(columns) + " |")
+    print("|" + "---:|" * (len(columns) + 1))
+    for batch in BATCHES:
+        rates = measure(contenders, batch, args.rounds)
+        ratios = [
+            statistics.median(
+                fast / slow
+                for fast, slow in zip(rates[f"onnxruntime {d}"], rates[f"numpy {d}"], strict=True)
+            )
+            for d in DTYPES
+        ]
+        cells = [f"{statistics.median(rates[name]):,.0f}" for name in contenders]
+        cells += [f"{ratio:.2f}x" for ratio in ratios]
+        print(f"| {batch} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli("bench/export_speed.py", main)

@@ -1,0 +1,177 @@
+"""Images per second through the gRPC server over loopback, by batch size, next to the same
+onnxruntime model called in process (the ceiling), in one run.
+
+    .venv/bin/python bench/server_throughput.py [MODEL] [--data PATH] [--rounds N] [--threads N]
+
+MODEL (default artifacts/model.onnx, from `make demo`) is served by a `python -m server`
+subprocess on a free 127.0.0.1 port. Contenders, labels only, uint8 test images unless noted:
+in-process ModelRuntime.predict; unary Predict; PredictStream (one stream per round, one request
+per batch); unary Predict with float32 pixels (4x the bytes). Each figure is the median over
+rounds of images scored / seconds; each contender scores at least 2,000 images a round (batch 1:
+2,000 calls), taking turns; a ratio is the median of the per-round ratios.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from numpy.typing import NDArray
+
+from scratchnet_api.v1 import classifier_pb2 as pb
+from scratchnet_api.v1 import classifier_pb2_grpc
+from server.runtime import ModelRuntime
+from trainer.cli import ArgumentParser, run_cli
+from trainer.datasets import load_dataset
+from trainer.errors import ScratchnetError
+
+BATCHES = (1, 16, 256, 1024)
+MIN_IMAGES_PER_ROUND = 2000
+DTYPES = {np.dtype(np.uint8): pb.DATA_TYPE_UINT8, np.dtype(np.float32): pb.DATA_TYPE_FLOAT32}
+# A round's work: score `calls` batches of `batch` images taken from `images`.
+Runner = Callable[[NDArray[Any], int, int], None]
+
+
+def _batches(images: NDArray[Any], batch: int, calls: int) -> Iterator[NDArray[Any]]:
+    for index in range(calls):
+        start = (index * batch) % (len(images) - batch + 1)
+        yield images[start : start + batch]
+
+
+def _request(images: NDArray[Any]) -> pb.PredictRequest:
+    tensor = pb.Tensor(dtype=DTYPES[images.dtype], shape=images.shape, data=images.tobytes())
+    return pb.PredictRequest(images=tensor)
+
+
+def in_process(runtime: ModelRuntime) -> Runner:
+    """ModelRuntime.predict with no gRPC in between."""
+
+    def run(images: NDArray[Any], batch: int, calls: int) -> None:
+        for chunk in _batches(images, batch, calls):
+            runtime.predict(chunk)
+
+    return run
+
+
+def unary(stub: classifier_pb2_grpc.ClassifierStub) -> Runner:
+    """One Predict call per batch."""
+
+    def run(images: NDArray[Any], batch: int, calls: int) -> None:
+        for chunk in _batches(images, batch, calls):
+            stub.Predict(_request(chunk), timeout=60)
+
+    return run
+
+
+def stream(stub: classifier_pb2_grpc.ClassifierStub) -> Runner:
+    """One PredictStream carrying every batch of the round."""
+
+    def run(images: NDArray[Any], batch: int, calls: int) -> None:
+        requests = (_request(chunk) for chunk in _batches(images, batch, calls))
+        for _ in stub.PredictStream(requests, timeout=600):
+            pass
+
+    return run
+
+
+def start_server(model: Path, threads: int) -> tuple[subprocess.Popen[str], str]:
+    """`python -m server` on a free port, once health says SERVING; and its target."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "--model", str(model), "--port", "0",
+         "--threads", str(threads), "--log-level", "warning"],
+        stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    words = process.stdout.readline().split()
+    process.stdout.close()
+    if words[:2] != ["listening", "on"]:
+        process.wait()
+        raise ScratchnetError("the server did not start (see its error above)")
+    target = words[2]
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return process, target
+            time.sleep(0.05)
+    process.terminate()
+    raise ScratchnetError("the server never reported SERVING")
+
+
+def measure(
+    contenders: dict[str, tuple[Runner, NDArray[Any]]], batch: int, rounds: int
+) -> dict[str, list[float]]:
+    """images/s of each contender in each round."""
+    calls = max(1, MIN_IMAGES_PER_ROUND // batch)
+    for run, images in contenders.values():
+        run(images, batch, 1)  # warm-up: first-call allocations are not what we measure
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        # Contenders take turns within a round, so that load from other processes hits all alike.
+        for name, (run, images) in contenders.items():
+            began = time.perf_counter()
+            run(images, batch, calls)
+            rates[name].append(calls * batch / (time.perf_counter() - began))
+    return rates
+
+
+def main() -> int:
+    """Measure and print the table."""
+    parser = ArgumentParser(prog="bench/server_throughput.py", description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", type=Path, default=Path("artifacts/model.onnx"))
+    parser.add_argument("--data", help="data set (default: the bundled MNIST)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds per figure (default 5)")
+    parser.add_argument("--threads", type=int, default=0, help="the server's --threads")
+    args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds: expected an integer >= 1")
+    runtime = ModelRuntime(args.model, threads=args.threads)  # a bad model: one line, no server
+    pixels = load_dataset(args.data).test_images
+    if pixels.dtype != np.uint8 or pixels.shape[1:] != (runtime.height, runtime.width):
+        raise ScratchnetError(
+            f"data set images are {pixels.dtype} {list(pixels.shape[1:])}: expected uint8 "
+            f"[{runtime.height}, {runtime.width}] for {args.model}"
+        )
+    floats = (pixels * runtime.input_scale).astype(np.float32)
+    process, target = start_server(args.model, args.threads)
+    try:
+        with grpc.insecure_channel(target) as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            contenders = {
+                "in process": (in_process(runtime), pixels),
+                "Predict": (unary(stub), pixels),
+                "PredictStream": (stream(stub), pixels),
+                "Predict float32": (unary(stub), floats),
+            }
+            print(
+                f"{args.model} over {target}; {len(pixels)} test images {list(pixels.shape[1:])}"
+                f", labels only; images/s, median of {args.rounds} rounds\n"
+            )
+            columns = [*contenders, "Predict/in process", "PredictStream/Predict"]
+            print("| batch | " + " | ".join(columns) + " |")
+            print("|" + "---:|" * (len(columns) + 1))
+            for batch in BATCHES:
+                rates = measure(contenders, batch, args.rounds)
+                cells = [f"{statistics.median(rates[name]):,.0f}" for name in contenders]
+                for fast, slow in (("Predict", "in process"), ("PredictStream", "Predict")):
+                    pairs = zip(rates[fast], rates[slow], strict=True)
+                    cells.append(f"{statistics.median(a / b for a, b in pairs):.2f}x")
+                print(f"| {batch} | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli("bench/server_throughput.py", main)

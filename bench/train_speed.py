@@ -1,0 +1,157 @@
+"""Trainer benchmark: article-exact training against a plain transcription of the article's loop,
+the modern recipe's time and accuracy over several seeds, and the peak RSS of `python -m trainer`.
+
+    .venv/bin/python bench/train_speed.py [--repeats 5] [--seeds 5] [--block-sizes 16,32,64,128]
+
+Every figure comes from this one run, side by side, on the bundled MNIST; times are medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+from article_reference import train_article_plain
+
+from trainer.datasets import Dataset, load_dataset
+from trainer.recipes import RECIPES
+from trainer.sgd import SAMPLE_BLOCK, train_parameters
+from trainer.training import accuracy, train
+
+REPO = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
+
+
+def timed(function: Callable[[], T]) -> tuple[float, T]:
+    """Seconds taken by `function()`, and its result."""
+    started = time.perf_counter()
+    result = function()
+    return time.perf_counter() - started, result
+
+
+def article_speed(data: Dataset, repeats: int) -> None:
+    """Plain transcription vs the blocked trainer, interleaved so both see the same load."""
+    article = RECIPES["article"]
+    plain_times, fast_times = [], []
+    for _ in range(repeats):
+        seconds, (plain_w, plain_b) = timed(
+            lambda: train_article_plain(data.train_images, data.train_labels, data.num_classes)
+        )
+        plain_times.append(seconds)
+        seconds, (fast_w, fast_b) = timed(
+            lambda: train_parameters(
+                data.train_images, data.train_labels, data.num_classes, article
+            )
+        )
+        fast_times.append(seconds)
+    plain, fast = statistics.median(plain_times), statistics.median(fast_times)
+    print("article recipe, one pass over 60,000 images (median of", repeats, "runs)")
+    print(f"  plain transcription     {plain:.3f} s   (runs: {_list(plain_times)})")
+    print(f"  trainer (blocked, B={SAMPLE_BLOCK}) {fast:.3f} s   (runs: {_list(fast_times)})")
+    pairs = statistics.median(p / f for p, f in zip(plain_times, fast_times, strict=True))
+    print(
+        f"  speed-up                {plain / fast:.2f}x   (median of per-run ratios {pairs:.2f}x; "
+        "target >= 3x)"
+    )
+    print(
+        f"  max |dW| {np.abs(fast_w - plain_w).max():.2e}, max |db| "
+        f"{np.abs(fast_b - plain_b).max():.2e}   (target <= 1e-9)"
+    )
+    print(f"  test accuracy {accuracy(fast_w, fast_b, data.test_images, data.test_labels):.4f}")
+
+
+def block_sizes(data: Dataset, sizes: list[int], repeats: int) -> None:
+    """Time the blocked trainer for each block size."""
+    print("article recipe, blocked trainer by block size B (median)")
+    for size in sizes:
+        run = partial(
+            train_parameters,
+            data.train_images,
+            data.train_labels,
+            data.num_classes,
+            RECIPES["article"],
+            sample_block=size,
+        )
+        times = [timed(run)[0] for _ in range(repeats)]
+        print(f"  B={size:<4d} {statistics.median(times):.3f} s")
+
+
+def modern_recipe(data: Dataset, seeds: int) -> None:
+    """The modern recipe with its documented seed, then the spread over seeds 0..seeds-1."""
+    recipe = RECIPES["modern"]
+    results = [train(data, recipe.replace(seed=seed)) for seed in range(seeds)]
+    accuracies = [result.artifact.metadata["test_accuracy"] for result in results]
+    times = [result.train_seconds for result in results]
+    print(f"modern recipe ({_describe(recipe.as_dict())})")
+    print(
+        f"  seed {recipe.seed}: test accuracy {accuracies[0]:.4f} in {times[0]:.2f} s "
+        "(target >= 0.925 within 3 s)"
+    )
+    print(
+        f"  seeds 0..{seeds - 1}: test accuracy min {min(accuracies):.4f}, median "
+        f"{statistics.median(accuracies):.4f}, max {max(accuracies):.4f}; "
+        f"time median {statistics.median(times):.2f} s, max {max(times):.2f} s"
+    )
+
+
+def peak_rss(args: list[str]) -> float:
+    """Peak resident memory in MB of `python -m trainer ARGS` (via /usr/bin/time -v if present)."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "trainer", "--quiet", "-o", f"{folder}/m.npz", *args]
+        time_tool = shutil.which("time", path="/usr/bin")
+        if time_tool:
+            done = subprocess.run(
+                [time_tool, "-v", *command], cwd=REPO, capture_output=True, text=True, check=True
+            )
+            match = re.search(r"Maximum resident set size \(kbytes\): (\d+)", done.stderr)
+            assert match, done.stderr
+            return int(match.group(1)) / 1024
+        subprocess.run(command, cwd=REPO, check=True)
+        return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def _list(values: list[float]) -> str:
+    return ", ".join(f"{value:.3f}" for value in values)
+
+
+def _describe(hyperparameters: dict[str, object]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in hyperparameters.items())
+
+
+def main() -> None:
+    """Run every measurement and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per timing (default 5)")
+    parser.add_argument("--seeds", type=int, default=5, help="modern-recipe seeds (default 5)")
+    parser.add_argument("--block-sizes", help="also time these block sizes, e.g. 16,32,64,128")
+    args = parser.parse_args()
+    print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
+    data = load_dataset(None)
+    article_speed(data, args.repeats)
+    if args.block_sizes:
+        block_sizes(data, [int(size) for size in args.block_sizes.split(",")], args.repeats)
+    modern_recipe(data, args.seeds)
+    print(
+        "peak RSS of `python -m trainer` (article recipe, defaults) "
+        f"{peak_rss([]):.0f} MB (target <= 250 MB)"
+    )
+    print(
+        f"peak RSS of `python -m trainer --recipe modern` {peak_rss(['--recipe', 'modern']):.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

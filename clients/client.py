@@ -1,0 +1,288 @@
+"""The Python client of the scratchnet.v1.Classifier gRPC API: numpy images in, labels out.
+
+Images are sent as raw bytes in batches no larger than the server's limit; more than one batch
+goes over one PredictStream call with a few batches in flight. Every call carries a deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+import grpc
+import numpy as np
+from google.protobuf.message import Message
+from numpy.typing import ArrayLike, NDArray
+
+from clients.errors import ClientError, InvalidArgumentError, from_rpc_error
+from scratchnet_api.v1 import classifier_pb2, classifier_pb2_grpc
+
+__all__ = ["BatchPrediction", "Client", "ModelInfo", "Prediction"]
+
+DEFAULT_TIMEOUT = 30.0
+# Without a batch size from the caller, batches hold at most this many bytes of pixels (668 MNIST
+# images as uint8): well under gRPC's default 4 MB message limit. Measured on MNIST, 256 KiB to
+# 512 KiB batches scored fastest; 1 MiB and more were slower (docs/clients.md).
+DEFAULT_BATCH_BYTES = 512 * 1024
+# Batches in flight on a stream: the server works on one while the client sends or decodes the
+# next. It also bounds the memory held by requests and makes per-batch latency meaningful.
+STREAM_WINDOW = 2
+
+# The pixel types the API carries: numpy dtype (little-endian) -> DataType on the wire.
+_WIRE_DTYPES: dict[np.dtype[Any], classifier_pb2.DataType] = {
+    np.dtype(np.uint8): classifier_pb2.DATA_TYPE_UINT8,
+    np.dtype("<f4"): classifier_pb2.DATA_TYPE_FLOAT32,
+}
+_DTYPE_NAMES = {wire: dtype.name for dtype, wire in _WIRE_DTYPES.items()}
+# Bytes of a request or reply besides its pixels, labels, scores and probabilities (fields,
+# lengths, names): generously rounded up.
+_MESSAGE_OVERHEAD = 4096
+_Reply = TypeVar("_Reply")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Labels [N] of N images; scores and probabilities [N, C] when asked for, else None."""
+
+    labels: NDArray[np.int64]
+    scores: NDArray[np.float32] | None = None
+    probabilities: NDArray[np.float32] | None = None
+
+
+@dataclass(frozen=True)
+class BatchPrediction:
+    """One batch's prediction: images [start, start + len(labels)), answered in `latency` s."""
+
+    start: int
+    prediction: Prediction
+    latency: float
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the server says about its model (GetModelInfo)."""
+
+    name: str
+    version: str
+    input_dtypes: tuple[str, ...]
+    image_shape: tuple[int, int]
+    num_classes: int
+    class_labels: tuple[str, ...]
+    max_batch_size: int
+    max_message_bytes: int
+    outputs: tuple[str, ...]
+    metadata: Mapping[str, str]
+
+
+class Client:
+    """A connection to one scratchnet server at `target` (HOST:PORT); close it or use `with`."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        batch_size: int | None = None,
+        options: Mapping[str, int | str] | None = None,
+    ) -> None:
+        """`timeout`: seconds allowed for each call (one stream is one call); `batch_size`: images
+        per request, capped by the server's limit; `options`: extra gRPC channel arguments."""
+        _check_target(target)
+        if not (timeout > 0 and math.isfinite(timeout)):
+            raise ClientError(f"timeout must be a positive number of seconds, got {timeout}")
+        if batch_size is not None and batch_size < 1:
+            raise ClientError(f"batch size must be at least 1, got {batch_size}")
+        self.target = target
+        self.timeout = timeout
+        self.batch_size = batch_size
+        # Replies are as large as the server makes them: the server's --max-message-mb governs.
+        settings = {"grpc.max_receive_message_length": -1, **(options or {})}
+        self._channel = grpc.insecure_channel(target, options=list(settings.items()))
+        self._stub = classifier_pb2_grpc.ClassifierStub(self._channel)
+        self._info: ModelInfo | None = None
+        self._closed = False
+
+    def model_info(self) -> ModelInfo:
+        """The served model's description, fetched once and then remembered."""
+        if self._info is None:
+            reply = self._call(self._stub.GetModelInfo, classifier_pb2.GetModelInfoRequest())
+            self._info = ModelInfo(
+                name=reply.model_name,
+                version=reply.model_version,
+                input_dtypes=tuple(_DTYPE_NAMES.get(d, str(d)) for d in reply.input_dtypes),
+                image_shape=(int(reply.input_shape[-2]), int(reply.input_shape[-1])),
+                num_classes=int(reply.num_classes),
+                class_labels=tuple(reply.class_labels),
+                max_batch_size=int(reply.max_batch_size),
+                max_message_bytes=int(reply.max_message_bytes),
+                outputs=tuple(reply.outputs),
+                metadata=dict(reply.metadata),
+            )
+        return self._info
+
+    def predict(
+        self, images: ArrayLike, *, scores: bool = False, probabilities: bool = False
+    ) -> Prediction:
+        """Classify images [N, H, W] or one image [H, W]: uint8 pixels 0-255 or floats in [0, 1]."""
+        batches = self.predict_batches(images, scores=scores, probabilities=probabilities)
+        parts = [batch.prediction for batch in batches]
+        return Prediction(
+            labels=np.concatenate([part.labels for part in parts]),
+            scores=_concatenate([part.scores for part in parts]),
+            probabilities=_concatenate([part.probabilities for part in parts]),
+        )
+
+    def predict_batches(
+        self, images: ArrayLike, *, scores: bool = False, probabilities: bool = False
+    ) -> Iterator[BatchPrediction]:
+        """Like predict, but yield each batch's prediction, in order, as soon as it arrives."""
+        array = _as_images(images)
+        size = self._batch_size(array[0].nbytes, scores + probabilities)
+        requests = (
+            classifier_pb2.PredictRequest(
+                images=_tensor(array[start : start + size]),
+                return_scores=scores,
+                return_probabilities=probabilities,
+            )
+            for start in range(0, len(array), size)
+        )
+        if len(array) <= size:
+            return self._unary(next(requests))
+        return self._stream(requests, len(array))
+
+    def close(self) -> None:
+        """Close the channel; calls made afterwards raise ClientError."""
+        self._closed = True
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _batch_size(self, image_bytes: int, matrices: int) -> int:
+        """Images per request: the caller's choice or DEFAULT_BATCH_BYTES' worth, within the
+        server's batch limit and with requests and replies under its message limit."""
+        info = self.model_info()
+        size = self.batch_size or max(1, DEFAULT_BATCH_BYTES // image_bytes)
+        if info.max_batch_size > 0:
+            size = min(size, info.max_batch_size)
+        if info.max_message_bytes > 0:
+            # A label takes at most 10 bytes (a varint), a row of scores or probabilities 4·C.
+            largest = max(image_bytes, 10 + matrices * 4 * info.num_classes)
+            size = min(size, max(1, (info.max_message_bytes - _MESSAGE_OVERHEAD) // largest))
+        return size
+
+    def _call(self, method: Callable[..., _Reply], request: Message) -> _Reply:
+        if self._closed:
+            raise ClientError(f"the client for {self.target} is closed")
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error, self.target, self.timeout) from None
+
+    def _unary(self, request: classifier_pb2.PredictRequest) -> Iterator[BatchPrediction]:
+        started = time.perf_counter()
+        reply = self._call(self._stub.Predict, request)
+        yield BatchPrediction(0, _prediction(reply), time.perf_counter() - started)
+
+    def _stream(
+        self, requests: Iterator[classifier_pb2.PredictRequest], total: int
+    ) -> Iterator[BatchPrediction]:
+        if self._closed:
+            raise ClientError(f"the client for {self.target} is closed")
+        slots = threading.Semaphore(STREAM_WINDOW)
+        sent: deque[float] = deque()
+        done = threading.Event()
+
+        def windowed() -> Iterator[classifier_pb2.PredictRequest]:
+            # grpc pulls requests on its own thread; this makes it wait for a free slot.
+            for request in requests:
+                slots.acquire()
+                if done.is_set():
+                    return
+                sent.append(time.perf_counter())
+                yield request
+
+        call = self._stub.PredictStream(windowed(), timeout=self.timeout)
+        start = 0
+        try:
+            for reply in call:
+                latency = time.perf_counter() - sent.popleft()
+                slots.release()
+                prediction = _prediction(reply)
+                yield BatchPrediction(start, prediction, latency)
+                start += len(prediction.labels)
+        except grpc.RpcError as error:
+            # The server counts images from the start of the failing request, not of the input.
+            note = f" (in the request starting at image {start})" if start else ""
+            raise from_rpc_error(error, self.target, self.timeout, note) from None
+        finally:
+            done.set()
+            slots.release(STREAM_WINDOW)
+            call.cancel()
+        if start != total:
+            raise ClientError(
+                f"the server at {self.target} ended the stream after {start} of {total} images, "
+                "expected a reply to every request"
+            )
+
+
+def _check_target(target: str) -> None:
+    host, _, port = target.rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ClientError(f"target {target!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+
+
+def _as_images(images: ArrayLike) -> NDArray[Any]:
+    array = np.asarray(images)
+    if np.issubdtype(array.dtype, np.floating):
+        array = array.astype("<f4", copy=False)
+    if array.dtype not in _WIRE_DTYPES:
+        raise InvalidArgumentError(
+            f"images: expected uint8 pixels (0-255) or floats in [0, 1], got {array.dtype}"
+        )
+    if array.ndim == 2:
+        array = array[np.newaxis]
+    if array.ndim != 3 or 0 in array.shape:
+        raise InvalidArgumentError(
+            f"images: expected shape [N, H, W] or [H, W] with N ≥ 1, got {list(np.shape(images))}"
+        )
+    return array
+
+
+def _tensor(batch: NDArray[Any]) -> classifier_pb2.Tensor:
+    dtype = _WIRE_DTYPES[batch.dtype]
+    return classifier_pb2.Tensor(dtype=dtype, shape=batch.shape, data=batch.tobytes())
+
+
+def _prediction(reply: classifier_pb2.PredictResponse) -> Prediction:
+    labels = np.fromiter(reply.labels, dtype=np.int64, count=len(reply.labels))
+    return Prediction(
+        labels=labels,
+        scores=_matrix(reply.scores, len(labels)),
+        probabilities=_matrix(reply.probabilities, len(labels)),
+    )
+
+
+def _matrix(values: Sequence[float], rows: int) -> NDArray[np.float32] | None:
+    if not len(values):
+        return None
+    return np.fromiter(values, dtype=np.float32, count=len(values)).reshape(rows, -1)
+
+
+def _concatenate(parts: list[NDArray[np.float32] | None]) -> NDArray[np.float32] | None:
+    present = [part for part in parts if part is not None]
+    return np.concatenate(present) if present else None

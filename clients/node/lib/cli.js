@@ -1,0 +1,227 @@
+'use strict';
+
+// The `scratchnet` command: predict files and score a test set over gRPC (either API), or run
+// model.onnx locally with onnxruntime-node. Bad input is one line on stderr and a non-zero exit.
+
+const path = require('node:path');
+const { parseArgs } = require('node:util');
+const { Client } = require('./client');
+const { ScratchnetError } = require('./errors');
+const { readImages } = require('./images');
+const { loadMnistSplit } = require('./mnist');
+const { scoreSet } = require('./score');
+
+const PROGRAM = 'scratchnet';
+const DEFAULT_DATA = path.resolve(__dirname, '..', '..', '..', 'data', 'mnist');
+
+const USAGE = `usage:
+  ${PROGRAM} predict --target HOST:PORT [--api v1|v2] [--json] FILE...
+  ${PROGRAM} score   --target HOST:PORT [--api v1|v2] [--data DIR] [--split test|train]
+                     [--batch-size N] [--json]
+  ${PROGRAM} info    --target HOST:PORT [--api v1|v2]
+  ${PROGRAM} onnx    --model MODEL.onnx [--json] FILE...
+  ${PROGRAM} onnx    --model MODEL.onnx --data DIR [--split test|train] [--json]
+
+FILE: IDX images [N,H,W] or [H,W] (raw or .gz), or a .npy of uint8 or float32.
+DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
+Common options: --timeout SECONDS (per call, default 30), --model-name NAME (v2, default
+scratchnet), -h/--help.
+Exit status: 0 ok, 1 error (file, server, model), 2 bad flags.`;
+
+/** A flag error: printed like any other error, but exits 2. */
+class UsageError extends ScratchnetError {}
+
+const OPTIONS = {
+  target: { type: 'string' },
+  api: { type: 'string', default: 'v1' },
+  data: { type: 'string' },
+  split: { type: 'string', default: 'test' },
+  model: { type: 'string' },
+  'model-name': { type: 'string', default: 'scratchnet' },
+  'batch-size': { type: 'string' },
+  timeout: { type: 'string', default: '30' },
+  threads: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+};
+
+/** Parse a flag that must be a positive number. */
+function positive(name, text, integer) {
+  const value = Number(text);
+  if (text === undefined || !(value > 0) || (integer && !Number.isInteger(value))) {
+    throw new UsageError(
+      `--${name} ${text}: expected a positive ${integer ? 'integer' : 'number'}`,
+    );
+  }
+  return value;
+}
+
+/** Check that each name in `required` was given and each in `forbidden` was not. */
+function expectFlags(command, values, required, forbidden = []) {
+  for (const name of required) {
+    if (values[name] === undefined) {
+      throw new UsageError(`${command}: --${name} is required`);
+    }
+  }
+  for (const name of forbidden) {
+    if (values[name] !== undefined) {
+      throw new UsageError(`${command}: --${name} does not apply here`);
+    }
+  }
+}
+
+/** A Client for --target, and its predict and describe functions for --api. */
+function connect(values) {
+  if (!['v1', 'v2'].includes(values.api)) {
+    throw new UsageError(`--api ${values.api}: expected v1 or v2`);
+  }
+  const options = {
+    timeoutMs: positive('timeout', values.timeout, false) * 1000,
+    modelName: values['model-name'],
+    batchSize:
+      values['batch-size'] === undefined
+        ? undefined
+        : positive('batch-size', values['batch-size'], true),
+  };
+  let client;
+  try {
+    client = new Client(values.target, options);
+  } catch (error) {
+    throw error instanceof ScratchnetError ? new UsageError(error.message) : error;
+  }
+  const v1 = values.api === 'v1';
+  return {
+    client,
+    predict: v1 ? (images) => client.predict(images) : (images) => client.infer(images),
+    describe: v1 ? () => client.modelInfo() : () => client.modelMetadata(),
+  };
+}
+
+/** Load a local model for `onnx`. */
+async function loadOnnx(values) {
+  const { OnnxModel } = require('./onnx');
+  const threads =
+    values.threads === undefined ? undefined : positive('threads', values.threads, true);
+  const model = await OnnxModel.load(values.model, { threads });
+  return { model, predict: (images) => model.predict(images) };
+}
+
+/** Print the labels of each file. */
+async function predictFiles(predict, files, json, out) {
+  if (files.length === 0) {
+    throw new UsageError('no FILE given: expected one or more image files');
+  }
+  const results = [];
+  for (const file of files) {
+    const { labels } = await predict(readImages(file));
+    results.push({ file, labels });
+  }
+  if (json) {
+    out.write(`${JSON.stringify({ files: results })}\n`);
+    return;
+  }
+  const lines = results.flatMap(({ file, labels }) =>
+    labels.map((label, i) => `${file}[${i}]\t${label}\n`),
+  );
+  out.write(lines.join(''));
+}
+
+/**
+ * Score a split and print accuracy and throughput. `prepare` runs before the clock starts (it
+ * connects and fetches what predict needs), so images/s measures predictions only.
+ */
+async function scoreData(predict, values, source, out, prepare = async () => {}) {
+  const { images, labels } = loadMnistSplit(values.data ?? DEFAULT_DATA, values.split);
+  await prepare();
+  const score = await scoreSet(predict, images, labels);
+  if (values.json) {
+    const { labels: _predicted, imagesPerSecond, ...rest } = score;
+    out.write(`${JSON.stringify({ ...rest, images_per_second: imagesPerSecond, source })}\n`);
+    return;
+  }
+  out.write(
+    `accuracy ${score.accuracy.toFixed(4)} (${score.correct}/${score.total}) from ${source}\n`,
+  );
+  out.write(
+    `images/s ${Math.round(score.imagesPerSecond)} ` +
+      `(${score.total} images in ${score.seconds.toFixed(3)} s)\n`,
+  );
+}
+
+/** Run one command line; resolves to the exit status. */
+async function run(argv, out) {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(error.message.split('. ')[0]);
+  }
+  const { values, positionals } = parsed;
+  const [command, ...files] = positionals;
+  if (values.help || command === 'help') {
+    out.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (command === 'predict' || command === 'score' || command === 'info') {
+    expectFlags(command, values, ['target'], ['model', 'threads']);
+    const { client, predict, describe } = connect(values);
+    try {
+      if (command === 'predict') {
+        expectFlags(command, values, [], ['data']);
+        await predictFiles(predict, files, values.json, out);
+      } else if (command === 'score') {
+        if (files.length) {
+          throw new UsageError(`score takes no FILE (got ${files[0]}); use --data DIR`);
+        }
+        await scoreData(predict, values, `${values.target} (${values.api})`, out, describe);
+      } else {
+        out.write(`${JSON.stringify(await describe(), null, 2)}\n`);
+      }
+    } finally {
+      client.close();
+    }
+    return 0;
+  }
+  if (command === 'onnx') {
+    expectFlags(command, values, ['model'], ['target']);
+    if (values.data !== undefined && files.length) {
+      throw new UsageError('onnx: give FILE... or --data DIR, not both');
+    }
+    const { model, predict } = await loadOnnx(values);
+    try {
+      if (values.data !== undefined) {
+        await scoreData(predict, values, `${values.model} (onnxruntime-node)`, out);
+      } else {
+        await predictFiles(predict, files, values.json, out);
+      }
+    } finally {
+      await model.release();
+    }
+    return 0;
+  }
+  throw new UsageError(
+    command === undefined
+      ? 'no command given: expected predict, score, info or onnx (see --help)'
+      : `unknown command '${command}': expected predict, score, info or onnx (see --help)`,
+  );
+}
+
+/**
+ * The CLI's entry point: runs argv, prints errors a user caused as one line on stderr.
+ * @param {string[]} argv the arguments after the program name
+ * @param {{stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream}} [io]
+ * @returns {Promise<number>} the exit status
+ */
+async function main(argv, io = process) {
+  try {
+    return await run(argv, io.stdout);
+  } catch (error) {
+    if (!(error instanceof ScratchnetError)) {
+      throw error;
+    }
+    io.stderr.write(`${PROGRAM}: ${error.message}\n`);
+    return error instanceof UsageError ? 2 : 1;
+  }
+}
+
+module.exports = { main, USAGE };

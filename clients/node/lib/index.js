@@ -1,0 +1,27 @@
+'use strict';
+
+// The package's public surface. onnx.js is loaded on first use, so gRPC-only callers never load
+// onnxruntime's native library.
+
+const { Client } = require('./client');
+const { RpcError, ScratchnetError } = require('./errors');
+const { readIdx, readIdxLabels } = require('./idx');
+const { readImages } = require('./images');
+const { loadMnistSplit } = require('./mnist');
+const { scoreSet } = require('./score');
+const { convertImages } = require('./tensor');
+
+module.exports = {
+  Client,
+  RpcError,
+  ScratchnetError,
+  convertImages,
+  loadMnistSplit,
+  readIdx,
+  readIdxLabels,
+  readImages,
+  scoreSet,
+  get OnnxModel() {
+    return require('./onnx').OnnxModel;
+  },
+};

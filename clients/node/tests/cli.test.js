@@ -1,0 +1,100 @@
+'use strict';
+
+// The CLI's handling of bad flags and files, before any server is involved: one line on stderr,
+// exit 2 for flags and 1 for files, never a stack trace.
+
+const assert = require('node:assert/strict');
+const path = require('node:path');
+const { Writable } = require('node:stream');
+const { test } = require('node:test');
+const { main } = require('../lib/cli');
+
+/** Run the CLI in-process, capturing its output. */
+async function run(...args) {
+  const captured = { stdout: '', stderr: '' };
+  const sink = (name) =>
+    new Writable({
+      write(chunk, _encoding, done) {
+        captured[name] += chunk;
+        done();
+      },
+    });
+  const status = await main(args, { stdout: sink('stdout'), stderr: sink('stderr') });
+  return { status, ...captured };
+}
+
+/** Assert one stderr line matching `pattern` and exit status `status`. */
+async function assertFails(args, status, pattern) {
+  const result = await run(...args);
+  assert.equal(result.status, status, `${args.join(' ')}: ${result.stderr}`);
+  assert.equal(result.stdout, '');
+  assert.match(result.stderr, /^scratchnet: [^\n]+\n$/);
+  assert.match(result.stderr, pattern);
+}
+
+test('--help prints the usage and exits 0', async () => {
+  const result = await run('--help');
+  assert.equal(result.status, 0);
+  assert.match(result.stdout, /scratchnet predict --target HOST:PORT/);
+  assert.match(result.stdout, /scratchnet onnx/);
+});
+
+test('bad flags exit 2 with one line saying what was expected', async () => {
+  await assertFails([], 2, /no command given: expected predict, score, info or onnx/);
+  await assertFails(['train'], 2, /unknown command 'train'/);
+  await assertFails(['predict', 'x.idx'], 2, /predict: --target is required/);
+  await assertFails(['predict', '--target', 'h:1', '--bogus'], 2, /Unknown option '--bogus'/);
+  await assertFails(
+    ['predict', '--target', 'h:1', '--api', 'v3', 'x'],
+    2,
+    /--api v3: expected v1 or v2/,
+  );
+  await assertFails(
+    ['predict', '--target', 'nohost', 'x'],
+    2,
+    /target 'nohost': expected HOST:PORT/,
+  );
+  await assertFails(
+    ['score', '--target', 'h:1', '--batch-size', '0'],
+    2,
+    /--batch-size 0: expected a positive integer/,
+  );
+  await assertFails(
+    ['score', '--target', 'h:1', '--timeout', 'soon'],
+    2,
+    /--timeout soon: expected a positive number/,
+  );
+  await assertFails(['predict', '--target', 'h:1'], 2, /no FILE given/);
+  await assertFails(['score', '--target', 'h:1', 'x.idx'], 2, /score takes no FILE/);
+  await assertFails(['onnx', 'x.idx'], 2, /onnx: --model is required/);
+  await assertFails(
+    ['onnx', '--model', 'm.onnx', '--data', '.', 'x.idx'],
+    2,
+    /FILE\.\.\. or --data DIR, not both/,
+  );
+  await assertFails(
+    ['predict', '--target', 'h:1', '--model', 'm.onnx', 'x'],
+    2,
+    /--model does not apply here/,
+  );
+});
+
+test('a missing file or model exits 1 naming it', async () => {
+  const missing = path.join(__dirname, 'no-such-file.idx');
+  await assertFails(
+    ['predict', '--target', '127.0.0.1:9', missing],
+    1,
+    /no-such-file\.idx: cannot read it \(ENOENT\)/,
+  );
+  const missingModel = path.join(__dirname, 'no-such-model.onnx');
+  await assertFails(
+    ['onnx', '--model', missingModel, missing],
+    1,
+    /no-such-model\.onnx: onnxruntime-node cannot load it/,
+  );
+  await assertFails(
+    ['onnx', '--model', path.join(__dirname, 'cli.test.js'), missing],
+    1,
+    /cannot load it/,
+  );
+});

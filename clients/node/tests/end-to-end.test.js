@@ -1,0 +1,291 @@
+'use strict';
+
+// Against a live `python -m server`: both APIs and onnxruntime-node give the Python client's
+// labels on the same images; errors carry the right gRPC status; the CLI does what it says.
+
+const assert = require('node:assert/strict');
+const { execFile } = require('node:child_process');
+const net = require('node:net');
+const path = require('node:path');
+const { after, before, describe, test } = require('node:test');
+const { Client, OnnxModel, RpcError, convertImages, loadMnistSplit } = require('../lib');
+const { buildModels, pythonLabels, REPO, startServer } = require('./support/live');
+
+const DATA = path.join(REPO, 'data', 'mnist');
+const TEST_IMAGES = path.join(DATA, 't10k-images-idx3-ubyte.gz');
+const CLI = path.join(__dirname, '..', 'bin', 'scratchnet.js');
+const INVALID_ARGUMENT = 3;
+const UNAVAILABLE = 14;
+// Bounds for a hung server or client, far above the seconds these normally take.
+const SETUP_TIMEOUT = { timeout: 240_000 };
+const SUITE_TIMEOUT = { timeout: 180_000 };
+
+/** Run the CLI; resolves to {status, stdout, stderr}. */
+function cli(...args) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
+      resolve({ status: error ? error.code : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A HOST:PORT on which nothing listens. */
+async function deadTarget() {
+  const server = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return `127.0.0.1:${port}`;
+}
+
+/** Assert a CLI failure: one line on stderr, no stack trace, the given status. */
+function assertOneLineError(result, status, pattern) {
+  assert.equal(result.status, status, result.stderr);
+  assert.equal(result.stdout, '');
+  const lines = result.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, 1, result.stderr);
+  assert.match(lines[0], /^scratchnet: /);
+  assert.match(lines[0], pattern);
+  assert.doesNotMatch(result.stderr, /\n\s+at /);
+}
+
+let model;
+let modelUint8;
+let server;
+let serverUint8;
+let client;
+let images;
+let truth;
+let expected;
+
+before(async () => {
+  ({ model, modelUint8 } = buildModels());
+  [server, serverUint8] = await Promise.all([startServer(model), startServer(modelUint8)]);
+  client = new Client(server.target, { timeoutMs: 30_000 });
+  await client.waitForReady(60_000);
+  ({ images, labels: truth } = loadMnistSplit(DATA, 'test'));
+  expected = pythonLabels(server.target, TEST_IMAGES);
+  assert.equal(expected.length, images.shape[0]);
+}, SETUP_TIMEOUT);
+
+after(async () => {
+  client?.close();
+  for (const running of [server, serverUint8]) {
+    if (running) {
+      assert.equal(await running.stop(), 0, `server did not exit cleanly:\n${running.stderr()}`);
+    }
+  }
+}, SETUP_TIMEOUT);
+
+describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, () => {
+  test("v1 Predict gives the Python client's labels, uint8 and float32 on the wire", async () => {
+    const asUint8 = await client.predict(images, { dtype: 'uint8' });
+    assert.deepEqual(asUint8.labels, expected);
+    const asFloat32 = await client.predict(images, { dtype: 'float32' });
+    assert.deepEqual(asFloat32.labels, expected);
+  });
+
+  test("the Open Inference Protocol ModelInfer gives the Python client's labels", async () => {
+    const { labels, outputs } = await client.infer(images);
+    assert.deepEqual(labels, expected);
+    assert.equal(outputs.label.datatype, 'INT64');
+    assert.deepEqual(outputs.label.shape, [images.shape[0]]);
+  });
+
+  test("onnxruntime-node on model.onnx, no server, gives the Python client's labels", async () => {
+    // Both exports: float32 input (pixels scaled here) and uint8 input (scaled in the graph).
+    for (const file of [model, modelUint8]) {
+      const onnx = await OnnxModel.load(file);
+      try {
+        assert.equal(onnx.inputType, file === model ? 'float32' : 'uint8');
+        assert.deepEqual((await onnx.predict(images)).labels, expected, file);
+      } finally {
+        await onnx.release();
+      }
+    }
+  });
+
+  test('v1 scores and probabilities: [N,C] rows whose argmax is the label', async () => {
+    const [, height, width] = images.shape;
+    const batch = { data: images.data.subarray(0, 5 * height * width), shape: [5, height, width] };
+    const result = await client.predict(batch, { scores: true, probabilities: true });
+    const classes = result.numClasses;
+    assert.equal(result.scores.length, 5 * classes);
+    assert.equal(result.probabilities.length, 5 * classes);
+    for (let n = 0; n < 5; n += 1) {
+      const row = Array.from(result.probabilities.subarray(n * classes, (n + 1) * classes));
+      assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-5);
+      assert.equal(row.indexOf(Math.max(...row)), result.labels[n]);
+    }
+    assert.deepEqual(result.labels, expected.slice(0, 5));
+  });
+
+  test('v2 raw FP32 outputs decode: argmax of scores is the INT64 label', async () => {
+    const [, height, width] = images.shape;
+    const batch = { data: images.data.subarray(0, 7 * height * width), shape: [7, height, width] };
+    const { outputs } = await client.infer(batch, {
+      outputs: ['label', 'scores', 'probabilities'],
+    });
+    const classes = outputs.scores.shape[1];
+    assert.deepEqual(outputs.scores.shape, [7, classes]);
+    assert.equal(outputs.probabilities.datatype, 'FP32');
+    for (let n = 0; n < 7; n += 1) {
+      const row = Array.from(outputs.scores.data.subarray(n * classes, (n + 1) * classes));
+      assert.equal(row.indexOf(Math.max(...row)), outputs.label.data[n]);
+    }
+    assert.deepEqual(outputs.label.data, expected.slice(0, 7));
+  });
+
+  test("model info and metadata describe the data's image shape", async () => {
+    const [, height, width] = images.shape;
+    const info = await client.modelInfo();
+    assert.deepEqual(info.input_shape, [-1, height, width]);
+    assert.equal(info.class_labels.length, Number(info.num_classes));
+    const metadata = await client.modelMetadata();
+    assert.equal(metadata.name, 'scratchnet');
+    assert.deepEqual(metadata.inputs[0].shape, [-1, height, width]);
+  });
+
+  test('a wrong shape is INVALID_ARGUMENT (3): Predict, PredictStream, ModelInfer', async () => {
+    const [, height, width] = images.shape;
+    const wrong = (count) => ({
+      data: images.data.subarray(0, count * (height - 1) * width),
+      shape: [count, height - 1, width],
+    });
+    const calls = {
+      Predict: () => client.predict(wrong(2)),
+      // More than one request's worth of pixels: the batches go over one PredictStream.
+      PredictStream: () => client.predict(wrong(3000)),
+      ModelInfer: () => client.infer(wrong(2)),
+    };
+    for (const [method, call] of Object.entries(calls)) {
+      await assert.rejects(call, (error) => {
+        assert.ok(error instanceof RpcError, String(error));
+        assert.equal(error.method, method);
+        assert.equal(error.code, INVALID_ARGUMENT);
+        assert.equal(error.codeName, 'INVALID_ARGUMENT');
+        assert.match(error.message, new RegExp(`${height - 1}`));
+        return true;
+      });
+    }
+  });
+
+  test('an unreachable target is UNAVAILABLE (14) on both APIs, before the deadline', async () => {
+    const dead = new Client(await deadTarget(), { timeoutMs: 20_000 });
+    const start = Date.now();
+    try {
+      for (const call of [() => dead.predict(images), () => dead.infer(images)]) {
+        await assert.rejects(call, (error) => {
+          assert.ok(error instanceof RpcError, String(error));
+          assert.equal(error.code, UNAVAILABLE);
+          return true;
+        });
+      }
+    } finally {
+      dead.close();
+    }
+    assert.ok(Date.now() - start < 10_000);
+  });
+
+  test('CLI predict prints the same labels with --api v1 and --api v2', async () => {
+    for (const api of ['v1', 'v2']) {
+      const result = await cli(
+        'predict',
+        '--target',
+        server.target,
+        '--api',
+        api,
+        '--json',
+        TEST_IMAGES,
+      );
+      assert.equal(result.status, 0, result.stderr);
+      const { files } = JSON.parse(result.stdout);
+      assert.deepEqual(files, [{ file: TEST_IMAGES, labels: expected }]);
+    }
+    const text = await cli('predict', '--target', server.target, TEST_IMAGES);
+    const lines = text.stdout.trimEnd().split('\n');
+    assert.equal(lines.length, expected.length);
+    assert.equal(lines[3], `${TEST_IMAGES}[3]\t${expected[3]}`);
+  });
+
+  test("CLI score and onnx --data report the accuracy of the Python client's labels", async () => {
+    const accuracy = expected.filter((label, i) => label === truth[i]).length / expected.length;
+    for (const args of [
+      ['score', '--target', server.target, '--data', DATA, '--json'],
+      [
+        'score',
+        '--target',
+        server.target,
+        '--data',
+        DATA,
+        '--api',
+        'v2',
+        '--batch-size',
+        '1000',
+        '--json',
+      ],
+      ['onnx', '--model', model, '--data', DATA, '--json'],
+    ]) {
+      const result = await cli(...args);
+      assert.equal(result.status, 0, result.stderr);
+      const score = JSON.parse(result.stdout);
+      assert.equal(score.accuracy, accuracy, args.join(' '));
+      assert.equal(score.total, expected.length);
+      assert.ok(score.images_per_second > 0);
+    }
+    const text = await cli('score', '--target', server.target);
+    assert.match(
+      text.stdout,
+      new RegExp(`^accuracy ${accuracy.toFixed(4)} \\(\\d+/${expected.length}\\)`),
+    );
+    assert.match(text.stdout, /\nimages\/s \d+ \(\d+ images in [\d.]+ s\)\n$/);
+  });
+
+  test('CLI errors: one line on stderr, exit 1, no stack trace', async () => {
+    assertOneLineError(
+      await cli('predict', '--target', await deadTarget(), TEST_IMAGES),
+      1,
+      /UNAVAILABLE/,
+    );
+    const notImages = path.join(__dirname, '..', 'package.json');
+    assertOneLineError(
+      await cli('predict', '--target', server.target, notImages),
+      1,
+      /not an IDX file/,
+    );
+    assertOneLineError(
+      await cli('score', '--target', server.target, '--data', __dirname),
+      1,
+      /no t10k-images-idx3-ubyte/,
+    );
+  });
+});
+
+describe('against a live server of the uint8-input export', SUITE_TIMEOUT, () => {
+  let uint8Client;
+
+  before(async () => {
+    uint8Client = new Client(serverUint8.target, { timeoutMs: 30_000 });
+    await uint8Client.waitForReady(60_000);
+  });
+
+  after(() => uint8Client?.close());
+
+  test("v1 sends UINT8 and v2 sends a UINT8 tensor; labels equal the Python client's", async () => {
+    const info = await uint8Client.modelInfo();
+    assert.deepEqual(info.input_dtypes, ['DATA_TYPE_UINT8']);
+    assert.deepEqual((await uint8Client.predict(images)).labels, expected);
+    const metadata = await uint8Client.modelMetadata();
+    assert.equal(metadata.inputs[0].datatype, 'UINT8');
+    assert.deepEqual((await uint8Client.infer(images)).labels, expected);
+  });
+
+  test('float32 pixels for a uint8 model: INVALID_ARGUMENT (v1), refused by infer', async () => {
+    await assert.rejects(
+      () => uint8Client.predict(images, { dtype: 'float32' }),
+      (error) => error instanceof RpcError && error.code === INVALID_ARGUMENT,
+    );
+    const floats = convertImages(images, 'float32');
+    await assert.rejects(() => uint8Client.infer(floats), /expects uint8 pixels, got float32/);
+  });
+});

@@ -1,0 +1,137 @@
+'use strict';
+
+// What the end-to-end tests need from the rest of the project: a model made through the
+// project's own CLIs, a real `python -m server` subprocess, and the Python client's labels.
+
+const { execFileSync, spawn } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const readline = require('node:readline');
+const { tempDir } = require('./files');
+
+const REPO = path.resolve(__dirname, '..', '..', '..', '..');
+const PYTHON = process.env.SCRATCHNET_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
+const LISTEN_TIMEOUT_MS = 60_000;
+
+/** Run `python ARGS…` in the repository root; its stdout as text. */
+function python(args, { timeout = 300_000 } = {}) {
+  try {
+    return execFileSync(PYTHON, args, {
+      cwd: REPO,
+      encoding: 'utf8',
+      timeout,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+  } catch (error) {
+    const command = args[0] === '-c' ? ['-c', '<script>', ...args.slice(2)] : args;
+    const status = error.status ?? error.signal;
+    throw new Error(`${PYTHON} ${command.join(' ')} failed (${status}):\n${error.stderr}`);
+  }
+}
+
+/**
+ * model.onnx (float32 input) and model-uint8.onnx (uint8 input), exported with `python -m export`
+ * from $SCRATCHNET_ARTIFACT when set, else from an artifact trained by `python -m trainer`, as a
+ * user would. Written into a temporary folder.
+ * @returns {{model: string, modelUint8: string}}
+ */
+function buildModels() {
+  const dir = tempDir();
+  const artifact = process.env.SCRATCHNET_ARTIFACT || path.join(dir, 'model.npz');
+  if (!process.env.SCRATCHNET_ARTIFACT) {
+    python(['-m', 'trainer', '-o', artifact, '--quiet']);
+  }
+  const model = path.join(dir, 'model.onnx');
+  const modelUint8 = path.join(dir, 'model-uint8.onnx');
+  python(['-m', 'export', artifact, '-o', model]);
+  python(['-m', 'export', artifact, '-o', modelUint8, '--input-dtype', 'uint8']);
+  return { model, modelUint8 };
+}
+
+/**
+ * Start `python -m server --model MODEL --host 127.0.0.1 --port 0` and read its
+ * `listening on HOST:PORT` line. Resolves to {target, process, stderr(), stop()}.
+ * @param {string} model
+ * @returns {Promise<{target: string, process: import('node:child_process').ChildProcess,
+ *   stderr: () => string, stop: () => Promise<number | null>}>}
+ */
+function startServer(model) {
+  const stderrFile = path.join(tempDir(), 'server.stderr');
+  const stderrFd = fs.openSync(stderrFile, 'w');
+  const child = spawn(
+    PYTHON,
+    ['-m', 'server', '--model', model, '--host', '127.0.0.1', '--port', '0'],
+    {
+      cwd: REPO,
+      stdio: ['ignore', 'pipe', stderrFd],
+    },
+  );
+  fs.closeSync(stderrFd);
+  const stderr = () => fs.readFileSync(stderrFile, 'utf8');
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+    }
+    return exited;
+  };
+  // Never leave a server behind, even when a test run is cut short.
+  process.once('exit', () => child.exitCode === null && child.kill('SIGKILL'));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(
+        new Error(`server printed no 'listening on' line in ${LISTEN_TIMEOUT_MS} ms:\n${stderr()}`),
+      );
+    }, LISTEN_TIMEOUT_MS);
+    const lines = readline.createInterface({ input: child.stdout });
+    lines.once('line', (line) => {
+      clearTimeout(timer);
+      const match = /^listening on (\S+:\d+)$/.exec(line.trim());
+      if (match) {
+        resolve({ target: match[1], process: child, stderr, stop });
+      } else {
+        child.kill('SIGKILL');
+        reject(
+          new Error(`unexpected first line from the server: ${JSON.stringify(line)}\n${stderr()}`),
+        );
+      }
+    });
+    // Keep draining stdout so the server never blocks on a full pipe.
+    lines.on('line', () => {});
+    exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited (${code}) before listening:\n${stderr()}`));
+    });
+  });
+}
+
+// Reads an IDX file of images (gzip or raw) with numpy and prints the Python client's labels.
+const PYTHON_LABELS = `
+import gzip, json, sys
+import numpy as np
+from clients import Client
+
+target, file = sys.argv[1:3]
+with open(file, "rb") as handle:
+    raw = handle.read()
+if raw[:2] == b"\\x1f\\x8b":
+    raw = gzip.decompress(raw)
+dims = raw[3]
+shape = [int(d) for d in np.frombuffer(raw, ">u4", count=dims, offset=4)]
+images = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+with Client(target, timeout=60) as client:
+    print(json.dumps(client.predict(images).labels.tolist()))
+`;
+
+/**
+ * The Python client's (`from clients import Client`) labels for an IDX file of images.
+ * @param {string} target HOST:PORT
+ * @param {string} file
+ * @returns {number[]}
+ */
+function pythonLabels(target, file) {
+  return JSON.parse(python(['-c', PYTHON_LABELS, target, path.resolve(file)]));
+}
+
+module.exports = { REPO, PYTHON, buildModels, pythonLabels, python, startServer };

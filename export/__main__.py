@@ -1,0 +1,213 @@
+"""`python -m export` (console script `scratchnet-export`): a trainer artifact to model.onnx and,
+on request, a Triton model repository; `--check MODEL` runs the three-way parity check instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import ModelProto
+
+from export.errors import ExportError
+from export.graph import INPUT, INPUT_DTYPES
+from export.metadata import ARTIFACT_SHA256
+from export.model import (
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_NAME,
+    ExportOptions,
+    artifact_sha256,
+    export_artifact,
+    model_bytes,
+    write_file,
+)
+from export.parity import check_parity, format_report, initializer_parameters
+from export.triton import DEFAULT_MAX_BATCH, write_repository
+from trainer.artifact import DEFAULT_ARTIFACT, load_artifact
+from trainer.cli import ArgumentParser, run_cli
+from trainer.datasets import load_dataset
+
+# Export options that mean nothing to --check, with their flags for the error message.
+_EXPORT_ONLY = {
+    "output": "-o/--output",
+    "input_dtype": "--input-dtype",
+    "opset": "--opset",
+    "model_version": "--model-version",
+    "model_name": "--model-name",
+    "triton_repo": "--triton-repo",
+    "max_batch": "--max-batch",
+}
+
+
+def build_parser(prog: str) -> ArgumentParser:
+    """The command line of `python -m export`."""
+    defaults = ExportOptions()
+    parser = ArgumentParser(
+        prog=prog,
+        description="Export a trainer artifact to ONNX (model.onnx), or check a model's parity "
+        "with the numpy forward pass.",
+    )
+    parser.add_argument(
+        "artifact",
+        nargs="?",
+        type=Path,
+        metavar="ARTIFACT",
+        help=f"trainer artifact (default {DEFAULT_ARTIFACT}); with --check, compare against its "
+        "float64 parameters instead of the model's own",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help=f"model file to write (default {DEFAULT_MODEL})",
+    )
+    parser.add_argument(
+        "--input-dtype",
+        choices=list(INPUT_DTYPES),
+        help=f"dtype of input '{INPUT}': float32 pixels in [0, 1] (default) or uint8 0-255, "
+        "scaled inside the graph",
+    )
+    parser.add_argument(
+        "--opset",
+        type=int,
+        metavar="N",
+        help=f"ONNX opset (default {defaults.opset}, with IR version 8); the IR version is the "
+        "oldest that carries the opset",
+    )
+    parser.add_argument(
+        "--model-version",
+        type=int,
+        metavar="N",
+        help="ModelProto.model_version, also the Triton version folder "
+        f"(default {defaults.model_version})",
+    )
+    parser.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help=f"graph name and Triton model folder (default {DEFAULT_MODEL_NAME})",
+    )
+    parser.add_argument(
+        "--triton-repo",
+        type=Path,
+        metavar="DIR",
+        help="also write a Triton model repository DIR/NAME/{config.pbtxt,labels.txt,VERSION/"
+        "model.onnx}; without -o, only the repository",
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        metavar="N",
+        help=f"Triton max_batch_size (default {DEFAULT_MAX_BATCH})",
+    )
+    parser.add_argument(
+        "--check",
+        type=Path,
+        metavar="MODEL",
+        help="run MODEL on the test set with numpy, onnxruntime and onnx.reference and compare",
+    )
+    parser.add_argument(
+        "--data", metavar="PATH", help="with --check: data set to use (default: the bundled MNIST)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Entry point of `python -m export` and `scratchnet-export`."""
+    program = "python -m export" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    parser = build_parser(program)
+    run_cli(program, lambda: _run(parser, parser.parse_args(argv)))
+
+
+def _run(parser: ArgumentParser, args: argparse.Namespace) -> int:
+    if args.check is not None:
+        given = [flag for key, flag in _EXPORT_ONLY.items() if getattr(args, key) is not None]
+        if given:
+            parser.error(f"--check runs on an existing model: {', '.join(given)} not allowed")
+        return _check(args.check, args.artifact, args.data)
+    if args.data is not None:
+        parser.error("--data is only used with --check")
+    defaults = ExportOptions()
+    options = ExportOptions(
+        input_dtype=args.input_dtype or defaults.input_dtype,
+        opset=defaults.opset if args.opset is None else args.opset,
+        model_version=defaults.model_version if args.model_version is None else args.model_version,
+        name=args.model_name or defaults.name,
+    )
+    model = export_artifact(args.artifact or DEFAULT_ARTIFACT, options)
+    if args.output is not None or args.triton_repo is None:
+        output = args.output or DEFAULT_MODEL
+        data = model_bytes(model)
+        write_file(output, data)
+        print(f"wrote {output} ({_describe(model)}, {len(data):,} bytes)")
+    if args.triton_repo is not None:
+        max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
+        folder = write_repository(args.triton_repo, model, max_batch)
+        print(f"wrote Triton model repository {folder} (version {model.model_version})")
+    return 0
+
+
+def _check(model_path: Path, artifact_path: Path | None, data: str | None) -> int:
+    model = _load_model(model_path)
+    if artifact_path is None:
+        weights, biases = initializer_parameters(model)
+        source = "the model's own initializers (float32); pass the ARTIFACT for float64"
+    else:
+        artifact = load_artifact(artifact_path)
+        _require_same_artifact(model, model_path, artifact_path)
+        weights, biases = artifact.weights, artifact.biases
+        source = f"{artifact_path} (float64)"
+    dataset = load_dataset(data)
+    report = check_parity(model, dataset.test_images, dataset.test_labels, weights, biases)
+    context = [
+        ("model", f"{model_path} ({_describe(model)})"),
+        ("data", f"{dataset.name} test set"),
+        ("numpy parameters", source),
+    ]
+    print(format_report(report, context))
+    return 0 if report.passed else 1
+
+
+def _load_model(path: Path) -> ModelProto:
+    if not path.is_file():
+        raise ExportError(f"model {path} not found (export one with `python -m export`)")
+    try:
+        return onnx.load(path)
+    except (DecodeError, OSError, ValueError) as error:
+        raise ExportError(f"model {path} is not a readable ONNX file ({error})") from None
+
+
+def _require_same_artifact(model: ModelProto, model_path: Path, artifact_path: Path) -> None:
+    recorded = {prop.key: prop.value for prop in model.metadata_props}.get(ARTIFACT_SHA256)
+    actual = artifact_sha256(artifact_path)
+    if recorded is not None and recorded != actual:
+        raise ExportError(
+            f"artifact {artifact_path} (sha256 {actual[:12]}…) is not the one {model_path} was "
+            f"exported from (sha256 {recorded[:12]}…): expected the same artifact or none"
+        )
+
+
+def _describe(model: ModelProto) -> str:
+    inputs = ", ".join(map(_signature, model.graph.input))
+    outputs = ", ".join(map(_signature, model.graph.output))
+    return (
+        f"{inputs} -> {outputs}; opset "
+        f"{model.opset_import[0].version}, IR {model.ir_version}, model version "
+        f"{model.model_version}"
+    )
+
+
+def _signature(value: onnx.ValueInfoProto) -> str:
+    tensor = value.type.tensor_type
+    dims = [dim.dim_param or str(dim.dim_value) for dim in tensor.shape.dim]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+    return f"{value.name} {dtype} [{','.join(dims)}]"
+
+
+if __name__ == "__main__":
+    main()

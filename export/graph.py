@@ -1,0 +1,145 @@
+"""The ONNX graph of the network, op for op: the numpy forward pass in trainer.model, in ONNX.
+
+images [batch,H,W] ─(uint8 only: Cast, Div 255)─ Unsqueeze ─ Mul weights [C,H,W]
+    ─ ReduceSum over H,W ─ Add biases [C] ─> scores [batch,C]
+scores ─ ArgMax(axis 1) ─> label [batch];  scores ─ Softmax(axis 1) ─> probabilities [batch,C]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from numpy.typing import NDArray
+from onnx import GraphProto, TensorProto, ValueInfoProto, helper, numpy_helper
+
+from export.errors import ExportError
+from trainer.model import PIXEL_MAX
+
+__all__ = [
+    "BATCH",
+    "BIASES",
+    "DEFAULT_OPSET",
+    "INPUT",
+    "INPUT_DTYPES",
+    "LABEL",
+    "MIN_OPSET",
+    "OUTPUTS",
+    "PROBABILITIES",
+    "SCORES",
+    "WEIGHTS",
+    "build_graph",
+    "check_opset",
+    "ir_version_for",
+    "max_opset",
+]
+
+INPUT = "images"
+SCORES = "scores"
+LABEL = "label"
+PROBABILITIES = "probabilities"
+OUTPUTS = (SCORES, LABEL, PROBABILITIES)
+WEIGHTS = "weights"
+BIASES = "biases"
+BATCH = "batch"
+INPUT_DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
+DEFAULT_OPSET = 17
+# ReduceSum takes its axes as an input (rather than an attribute) from opset 13 on.
+MIN_OPSET = 13
+
+
+def max_opset() -> int:
+    """The newest default-domain opset the installed onnx package can write."""
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset that cannot express the graph or that the installed onnx cannot write."""
+    newest = max_opset()
+    if opset < MIN_OPSET:
+        raise ExportError(
+            f"opset {opset} cannot express the graph (ReduceSum takes its axes as an input only "
+            f"from opset {MIN_OPSET}): expected --opset {MIN_OPSET}..{newest}"
+        )
+    if opset > newest:
+        raise ExportError(
+            f"opset {opset} is newer than the installed onnx {onnx.__version__} can write: "
+            f"expected --opset {MIN_OPSET}..{newest}"
+        )
+
+
+def ir_version_for(opset: int) -> int:
+    """The oldest IR version that carries `opset`, so older runtimes load the file (17 -> 8)."""
+    return int(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))
+
+
+def build_graph(
+    weights: NDArray[np.floating],
+    biases: NDArray[np.floating],
+    input_dtype: str,
+    name: str,
+) -> GraphProto:
+    """The graph for parameters weights [C,H,W] and biases [C], taking `input_dtype` images."""
+    if input_dtype not in INPUT_DTYPES:
+        raise ExportError(
+            f"input dtype {input_dtype!r} is not supported: expected one of "
+            f"{', '.join(INPUT_DTYPES)}"
+        )
+    classes, height, width = (int(size) for size in weights.shape)
+    initializers = [
+        numpy_helper.from_array(np.asarray(weights, dtype=np.float32), WEIGHTS),
+        numpy_helper.from_array(np.asarray(biases, dtype=np.float32), BIASES),
+        numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"),
+        numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "pixel_axes"),
+    ]
+    nodes = []
+    pixels = INPUT
+    if input_dtype == "uint8":
+        # Div rather than Mul by 1/255: 1/255 has no exact float32, and pixel * float32(1/255)
+        # misses float32(pixel / 255) by one ulp for 126 of the 256 values. Div gives exactly the
+        # floats a client computes for the float32 model, so both models give identical outputs.
+        initializers.append(numpy_helper.from_array(np.array(PIXEL_MAX, np.float32), "pixel_max"))
+        nodes += [
+            helper.make_node("Cast", [INPUT], ["pixels_0_255"], "cast", to=TensorProto.FLOAT),
+            helper.make_node("Div", ["pixels_0_255", "pixel_max"], ["pixels"], "scale"),
+        ]
+        pixels = "pixels"
+    nodes += [
+        helper.make_node("Unsqueeze", [pixels, "class_axis"], ["pixels_per_class"], "unsqueeze"),
+        helper.make_node("Mul", ["pixels_per_class", WEIGHTS], ["weighted"], "mul"),
+        helper.make_node(
+            "ReduceSum", ["weighted", "pixel_axes"], ["dot"], "reduce_sum", keepdims=0
+        ),
+        helper.make_node("Add", ["dot", BIASES], [SCORES], "add"),
+        helper.make_node("ArgMax", [SCORES], [LABEL], "argmax", axis=1, keepdims=0),
+        helper.make_node("Softmax", [SCORES], [PROBABILITIES], "softmax", axis=1),
+    ]
+    scaling = (
+        "uint8 pixels 0-255, scaled to [0, 1] inside the graph"
+        if input_dtype == "uint8"
+        else "float32 pixels already divided by 255, in [0, 1]"
+    )
+    inputs = [
+        _tensor(
+            INPUT,
+            INPUT_DTYPES[input_dtype],
+            [BATCH, height, width],
+            f"images [{BATCH}, {height}, {width}], row-major, 0 = background: {scaling}",
+        )
+    ]
+    outputs = [
+        _tensor(
+            SCORES,
+            TensorProto.FLOAT,
+            [BATCH, classes],
+            "class scores: sum over pixels of image * weights[c], plus biases[c]",
+        ),
+        _tensor(LABEL, TensorProto.INT64, [BATCH], "predicted class index: argmax of scores"),
+        _tensor(
+            PROBABILITIES, TensorProto.FLOAT, [BATCH, classes], "softmax of scores over classes"
+        ),
+    ]
+    return helper.make_graph(nodes, name, inputs, outputs, initializers)
+
+
+def _tensor(name: str, elem_type: int, shape: list[str | int], doc: str) -> ValueInfoProto:
+    return helper.make_tensor_value_info(name, elem_type, shape, doc_string=doc)

@@ -1,0 +1,93 @@
+"""A Triton Inference Server model repository for model.onnx, so the same file moves to Triton:
+
+DIR/<name>/config.pbtxt          platform onnxruntime_onnx, batching, the model's signature
+DIR/<name>/labels.txt            class labels, one a line (Triton's classification extension)
+DIR/<name>/<version>/model.onnx  the version directory is the ModelProto's model_version
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from onnx import ModelProto, TensorProto, ValueInfoProto
+
+from export.errors import ExportError
+from export.graph import PROBABILITIES, SCORES
+from export.metadata import CLASS_LABELS
+from export.model import model_bytes, write_file
+
+__all__ = ["DEFAULT_MAX_BATCH", "LABELS_FILE", "config_pbtxt", "write_repository"]
+
+DEFAULT_MAX_BATCH = 1024
+LABELS_FILE = "labels.txt"
+_TRITON_TYPES: dict[int, str] = {
+    TensorProto.FLOAT: "TYPE_FP32",
+    TensorProto.DOUBLE: "TYPE_FP64",
+    TensorProto.UINT8: "TYPE_UINT8",
+    TensorProto.INT32: "TYPE_INT32",
+    TensorProto.INT64: "TYPE_INT64",
+}
+
+
+def config_pbtxt(model: ModelProto, max_batch_size: int) -> str:
+    """config.pbtxt for `model`: its inputs and outputs without the batch dimension."""
+    if max_batch_size < 1:
+        raise ExportError(f"max batch size {max_batch_size}: expected an integer >= 1")
+    inputs = ",\n".join(_tensor_config(value) for value in model.graph.input)
+    outputs = ",\n".join(
+        _tensor_config(value, LABELS_FILE if value.name in (SCORES, PROBABILITIES) else None)
+        for value in model.graph.output
+    )
+    return (
+        f"# Triton model configuration of {model.graph.name!r}, written by scratchnet-export.\n"
+        f"name: {json.dumps(model.graph.name)}\n"
+        'platform: "onnxruntime_onnx"\n'
+        f"max_batch_size: {max_batch_size}\n"
+        f"input [\n{inputs}\n]\n"
+        f"output [\n{outputs}\n]\n"
+        # Triton merges concurrent requests into one batch of up to max_batch_size images.
+        "dynamic_batching { }\n"
+    )
+
+
+def write_repository(
+    directory: str | os.PathLike[str], model: ModelProto, max_batch_size: int
+) -> Path:
+    """Write `model` as a Triton model repository under `directory`; return the model's folder."""
+    folder = Path(directory) / model.graph.name
+    config = config_pbtxt(model, max_batch_size)
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    labels = json.loads(props[CLASS_LABELS])
+    write_file(folder / LABELS_FILE, "".join(f"{label}\n" for label in labels).encode())
+    write_file(folder / str(model.model_version) / "model.onnx", model_bytes(model))
+    # Last, so that Triton never sees a config whose model file is not there yet.
+    write_file(folder / "config.pbtxt", config.encode())
+    return folder
+
+
+def _tensor_config(value: ValueInfoProto, label_filename: str | None = None) -> str:
+    tensor = value.type.tensor_type
+    dims = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
+    if not dims or dims[0] != -1:
+        raise ExportError(
+            f"tensor '{value.name}': expected a dynamic batch dimension first, got shape {dims}"
+        )
+    if tensor.elem_type not in _TRITON_TYPES:
+        raise ExportError(
+            f"tensor '{value.name}': {TensorProto.DataType.Name(tensor.elem_type)} has no Triton "
+            f"type here; expected one of {', '.join(map(TensorProto.DataType.Name, _TRITON_TYPES))}"
+        )
+    lines = [
+        f"    name: {json.dumps(value.name)}",
+        f"    data_type: {_TRITON_TYPES[tensor.elem_type]}",
+    ]
+    if dims[1:]:
+        lines.append(f"    dims: [ {', '.join(map(str, dims[1:]))} ]")
+    else:
+        # A tensor of shape [batch] is [batch, 1] to Triton, which needs a non-empty shape.
+        lines += ["    dims: [ 1 ]", "    reshape: { shape: [ ] }"]
+    if label_filename:
+        lines.append(f"    label_filename: {json.dumps(label_filename)}")
+    return "  {\n" + "\n".join(lines) + "\n  }"

@@ -1,0 +1,196 @@
+"""`make demo`: the whole pipeline, one step after the other, each the command a user would type.
+
+    python scripts/demo.py [--artifacts DIR] [--data PATH]
+
+1. train the network on MNIST            python -m trainer -o DIR/model.npz
+2. export it to ONNX                     python -m export DIR/model.npz -o DIR/model.onnx
+3. serve it over gRPC on a free port     python -m server --model DIR/model.onnx --port 0
+4. score the test set over gRPC          python -m clients.score --target HOST:PORT --json
+5. stop the server with SIGTERM (also when a step fails or on Ctrl-C)
+
+The server's log goes to DIR/server.log and the score report to DIR/score.json.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from trainer.cli import ArgumentParser, run_cli
+from trainer.errors import ScratchnetError
+from trainer.files import atomic_write
+
+PROGRAM = "scripts/demo.py"
+# Loading the model takes well under a second; the margin is for a busy machine.
+SERVER_START_SECONDS = 60.0
+SERVER_STOP_SECONDS = 30.0
+
+
+def main() -> int:
+    """Run the demo; see the module docstring."""
+    parser = ArgumentParser(prog=PROGRAM, description="Train, export, serve and score, end to end.")
+    parser.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="output folder")
+    parser.add_argument("--data", help="IDX directory or npz file (default: the bundled MNIST)")
+    args = parser.parse_args()
+    out: Path = args.artifacts
+    data = ["--data", args.data] if args.data else []
+    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the server is stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    print(f"scratchnet demo: train -> export -> serve -> score over gRPC; outputs in {out}/")
+
+    _step(1, "train the single-layer network on MNIST (the article's recipe)")
+    _run("trainer", *data, "-o", out / "model.npz")
+    _step(2, "export the trained weights to ONNX")
+    _run("export", out / "model.npz", "-o", out / "model.onnx")
+    _step(3, "start the gRPC server on a free port")
+    log = out / "server.log"
+    server, target = _start_server(out / "model.onnx", log)
+    try:
+        print(f"server {server.pid} is SERVING at {target} (its log: {log})")
+        _step(4, "score the MNIST test set over gRPC")
+        # The confusion matrix plot needs the optional `plots` extra (`make demo` installs it).
+        has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+        plot = ["--plot", str(out / "confusion.png")] if has_matplotlib else []
+        report = json.loads(
+            _run("clients.score", "--target", target, *data, "--json", *plot, capture=True)
+        )
+        with atomic_write(out / "score.json") as handle:
+            handle.write(json.dumps(report, indent=2).encode() + b"\n")
+    finally:
+        _step(5, "stop the server")
+        code = _stop_server(server)
+        print(f"server stopped by SIGTERM, exit code {code}")
+    _summary(report, out, bool(plot), bundled=args.data is None)
+    return 0
+
+
+def _step(number: int, title: str) -> None:
+    print(f"\n[{number}/5] {title}", flush=True)
+
+
+def _command(module: str, *args: str | os.PathLike[str]) -> list[str]:
+    return [sys.executable, "-m", module, *map(str, args)]
+
+
+def _show(command: list[str]) -> None:
+    print("$ " + shlex.join(["python", *command[1:]]), flush=True)
+
+
+def _run(module: str, *args: str | os.PathLike[str], capture: bool = False) -> str:
+    """Run `python -m module args…`, showing the command; its stdout if `capture`."""
+    command = _command(module, *args)
+    _show(command)
+    started = time.monotonic()
+    result = subprocess.run(
+        command, stdout=subprocess.PIPE if capture else None, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise ScratchnetError(
+            f"`python -m {module}` failed with exit code {result.returncode} (its message is above)"
+        )
+    print(f"done in {time.monotonic() - started:.1f} s", flush=True)
+    return result.stdout or ""
+
+
+def _start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the server with its output in `log`; wait for `listening on` and health SERVING."""
+    command = _command("server", "--model", model, "--host", "127.0.0.1", "--port", "0")
+    _show(command)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as log_file:
+        server = subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    try:
+        target = _wait_listening(server, log)
+        _wait_serving(server, target, log)
+    except BaseException:
+        _stop_server(server)
+        raise
+    return server, target
+
+
+def _wait_listening(server: subprocess.Popen[bytes], log: Path) -> str:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    while time.monotonic() < deadline:
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith("listening on "):
+                return line.split()[2]
+        _check_alive(server, log)
+        time.sleep(0.05)
+    raise ScratchnetError(
+        f"the server printed no `listening on` line in {SERVER_START_SECONDS:g} s"
+    )
+
+
+def _wait_serving(server: subprocess.Popen[bytes], target: str, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_SECONDS
+    request = health_pb2.HealthCheckRequest(service="")
+    with grpc.insecure_channel(target) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            _check_alive(server, log)
+            try:
+                if (
+                    health.Check(request, timeout=2).status
+                    == health_pb2.HealthCheckResponse.SERVING
+                ):
+                    return
+            except grpc.RpcError:
+                pass  # not answering yet: ask again
+            time.sleep(0.05)
+    raise ScratchnetError(
+        f"the server at {target} was not SERVING after {SERVER_START_SECONDS:g} s"
+    )
+
+
+def _check_alive(server: subprocess.Popen[bytes], log: Path) -> None:
+    if server.poll() is not None:
+        lines = log.read_text(errors="replace").strip().splitlines()
+        last = lines[-1] if lines else "no output"
+        raise ScratchnetError(f"the server exited with code {server.returncode}: {last}")
+
+
+def _stop_server(server: subprocess.Popen[bytes]) -> int:
+    """SIGTERM, then wait for the server to drain; kill it if it ignores the signal."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+    try:
+        return server.wait(SERVER_STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        return server.wait()
+
+
+def _summary(report: dict[str, Any], out: Path, plotted: bool, bundled: bool) -> None:
+    latency = report["latency_ms"]
+    reference = "; the article's figure is 0.9104" if bundled else ""
+    print(
+        f"\naccuracy    {report['accuracy']:.4f} ({report['correct']} of {report['images']} "
+        f"{report['data']['split']} images correct{reference})\n"
+        f"throughput  {report['images_per_second']:,.0f} images/s over gRPC, batches of up to "
+        f"{report['batch_size']} (latency per batch p50 {latency['p50']:.1f} ms, "
+        f"p99 {latency['p99']:.1f} ms)\n"
+        f"outputs     {out}/model.npz, model.onnx, server.log, score.json"
+        + (", confusion.png" if plotted else "")
+    )
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    run_cli(PROGRAM, main)

@@ -1,0 +1,33 @@
+"""`python -m server` (console script `scratchnet-serve`): serve an ONNX classifier over gRPC."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import NoReturn
+
+from server.config import parse_config
+from trainer.cli import run_cli
+
+PROGRAM = "python -m server"
+
+
+def _main() -> int:
+    config = parse_config(sys.argv[1:], os.environ, PROGRAM)
+    # gRPC's C core logs on its own (e.g. a second line after our "cannot listen on"); it speaks
+    # only at --log-level debug unless GRPC_VERBOSITY says otherwise. It reads the variable when
+    # grpc initialises, hence the import below.
+    os.environ.setdefault("GRPC_VERBOSITY", "INFO" if config.log_level == "debug" else "NONE")
+    from server.app import configure_logging, serve
+
+    configure_logging(config.log_level)
+    return serve(config)
+
+
+def main() -> NoReturn:
+    """Entry point: parse flags and environment, serve, exit 0 after a clean shutdown."""
+    run_cli(PROGRAM, _main)
+
+
+if __name__ == "__main__":
+    main()

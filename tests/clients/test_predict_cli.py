@@ -1,0 +1,118 @@
+"""`python -m clients.predict` against the real server: photos, .npy and IDX files give the numpy
+forward pass's labels and probabilities; bad input is one line on stderr."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+from tests.conftest import RunningServer, run_module
+from trainer.artifact import Artifact
+from trainer.datasets import Dataset
+from trainer.idx import write_idx
+from trainer.model import predict, probabilities, scores
+
+
+def expected(artifact: Artifact, images: NDArray[Any]) -> tuple[list[int], NDArray[np.float64]]:
+    """Labels and probabilities of the numpy forward pass."""
+    labels = predict(artifact.weights, artifact.biases, images).tolist()
+    return labels, probabilities(scores(artifact.weights, artifact.biases, images))
+
+
+def predictions(server: RunningServer, *args: str | Path) -> list[dict[str, Any]]:
+    """The --json predictions for `args`."""
+    result = run_module("clients.predict", "--target", server.target, "--json", *args)
+    report = json.loads(result.stdout)
+    assert report["model"]["name"] == "scratchnet"
+    return list(report["predictions"])
+
+
+def test_npy_idx_and_png_files_match_numpy(
+    server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    images = mnist.test_images[:6].astype(np.uint8)
+    np.save(tmp_path / "batch.npy", images[:3])
+    np.save(tmp_path / "one.npy", images[3].astype(np.float32) / 255)
+    write_idx(tmp_path / "images-idx3-ubyte.gz", images[4:6], compress=True)
+    Image.fromarray(images[0]).save(tmp_path / "digit.png")
+    found = predictions(
+        server,
+        tmp_path / "batch.npy",
+        tmp_path / "one.npy",
+        tmp_path / "images-idx3-ubyte.gz",
+        tmp_path / "digit.png",
+    )
+    names = [f"batch.npy[{i}]" for i in range(3)] + ["one.npy"]
+    names += [f"images-idx3-ubyte.gz[{i}]" for i in range(2)] + ["digit.png"]
+    assert [Path(p["image"]).name for p in found] == names
+    labels, probs = expected(artifact, images[[0, 1, 2, 3, 4, 5, 0]])
+    assert [p["label"] for p in found] == labels
+    assert [p["class_label"] for p in found] == [artifact.class_labels[k] for k in labels]
+    np.testing.assert_allclose([p["probabilities"] for p in found], probs, atol=1e-5)
+
+
+def test_photos_are_resized_and_dark_on_light_ones_inverted(
+    server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    digit = mnist.test_images[0]
+    Image.fromarray(255 - digit).save(tmp_path / "paper.png")
+    # Twice the model's size, every pixel doubled: resizing brings back (nearly) the original.
+    Image.fromarray(np.kron(digit, np.ones((2, 2), dtype=np.uint8))).save(tmp_path / "big.png")
+    paper, big = predictions(server, tmp_path / "paper.png", tmp_path / "big.png")
+    labels, probs = expected(artifact, digit[np.newaxis])
+    assert paper["label"] == big["label"] == labels[0]
+    np.testing.assert_allclose(paper["probabilities"], probs[0], atol=1e-5)
+    (kept,) = predictions(server, "--invert", "no", tmp_path / "paper.png")
+    _, kept_probs = expected(artifact, (255 - digit)[np.newaxis])
+    np.testing.assert_allclose(kept["probabilities"], kept_probs[0], atol=1e-5)
+
+
+def test_text_output_has_one_line_per_image(
+    server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    np.save(tmp_path / "two.npy", mnist.test_images[:2])
+    result = run_module("clients.predict", "--target", server.target, tmp_path / "two.npy")
+    lines = result.stdout.splitlines()
+    labels, probs = expected(artifact, mnist.test_images[:2])
+    assert len(lines) == 2
+    for index, line in enumerate(lines):
+        name, label, top, *per_class = line.split()
+        assert name.endswith(f"two.npy[{index}]")
+        assert label == artifact.class_labels[labels[index]]
+        assert top == f"({probs[index, labels[index]]:.3f})"
+        assert len(per_class) == artifact.num_classes
+
+
+def test_bad_input_is_one_line_and_a_nonzero_exit(
+    server: RunningServer, mnist: Dataset, tmp_path: Path, closed_port: int
+) -> None:
+    (tmp_path / "text.png").write_text("not an image")
+    np.save(tmp_path / "narrow.npy", mnist.test_images[:2, :, :-1])
+    np.save(tmp_path / "unscaled.npy", mnist.test_images[:2].astype(np.float64))
+    np.save(tmp_path / "ok.npy", mnist.test_images[:1])
+    count, height, width = 2, *mnist.image_shape
+    cases: list[tuple[list[str | Path], str]] = [
+        ([tmp_path / "missing.png"], "missing.png: no such file"),
+        ([tmp_path / "text.png"], "text.png: not a readable image"),
+        ([tmp_path / "narrow.npy"], f"narrow.npy: images of shape [{count}, {height}, {width - 1}"),
+        ([tmp_path / "unscaled.npy"], "unscaled.npy: float pixels must be finite and in [0, 1]"),
+        (["--invert", "maybe", tmp_path / "ok.npy"], "invalid choice: 'maybe'"),
+        ([], "required: FILE"),
+    ]
+    for args, message in cases:
+        result = run_module("clients.predict", "--target", server.target, *args, check=False)
+        assert result.returncode != 0 and result.stdout == "", args
+        assert "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    for target, message in [
+        (f"127.0.0.1:{closed_port}", "UNAVAILABLE"),
+        ("no-port", "expected HOST:PORT"),
+    ]:
+        result = run_module("clients.predict", "--target", target, tmp_path / "ok.npy", check=False)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr

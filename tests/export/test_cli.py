@@ -1,0 +1,222 @@
+"""`python -m export` / `scratchnet-export`: outputs, defaults, --check, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export.__main__ import main
+from export.graph import max_opset
+from tests.conftest import run_module
+from trainer.artifact import save_artifact
+
+SCRIPT = Path(sys.executable).with_name("scratchnet-export")
+
+
+def _cli(*args: str | Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exited:
+        main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return int(exited.value.code or 0), out, err
+
+
+@pytest.fixture
+def small_data(tmp_path: Path) -> Path:
+    """A Keras-style npz of random 5x7 images in 3 classes, matching the small artifact."""
+    rng = np.random.default_rng(4)
+    path = tmp_path / "small-data.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (30, 5, 7), dtype=np.uint8),
+        y_train=np.arange(30) % 3,
+        x_test=rng.integers(0, 256, (40, 5, 7), dtype=np.uint8),
+        y_test=np.arange(40) % 3,
+    )
+    return path
+
+
+def test_export_writes_the_model_and_says_so(
+    small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "out" / "model.onnx"
+    code, out, err = _cli(small_artifact, "-o", output, "--input-dtype", "uint8", capsys=capsys)
+    assert (code, err) == (0, "")
+    model = onnx.load(output)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert out.startswith(f"wrote {output} (images uint8 [batch,5,7] -> scores float32")
+    assert "opset 17, IR 8, model version 1" in out
+    assert [p.name for p in tmp_path.joinpath("out").iterdir()] == ["model.onnx"]  # no temp file
+
+
+def test_same_artifact_and_options_give_the_same_file(
+    small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first, second, third = (tmp_path / f"{name}.onnx" for name in ("a", "b", "c"))
+    for output in (first, second):
+        assert _cli(small_artifact, "-o", output, "--opset", "15", capsys=capsys)[0] == 0
+    assert first.read_bytes() == second.read_bytes()
+    assert _cli(small_artifact, "-o", third, "--model-version", "2", capsys=capsys)[0] == 0
+    assert onnx.load(third).model_version == 2
+    assert third.read_bytes() != first.read_bytes()
+
+
+def test_console_script_reads_and_writes_the_default_paths(
+    small_artifact: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "artifacts").mkdir()
+    (tmp_path / "artifacts" / "model.npz").write_bytes(small_artifact.read_bytes())
+    result = subprocess.run(
+        [SCRIPT], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote artifacts/model.onnx (")
+    assert onnx.load(tmp_path / "artifacts" / "model.onnx").graph.name == "scratchnet"
+
+
+BAD_INVOCATIONS = {
+    "missing artifact": (["{tmp}/nope.npz"], "artifact {tmp}/nope.npz not found"),
+    "invalid artifact": (["{tmp}/garbage.npz"], "is not a readable npz file"),
+    "output under a file": (["{artifact}", "-o", "{tmp}/garbage.npz/model.onnx"], "cannot write"),
+    "output is a directory": (["{artifact}", "-o", "{tmp}"], "it is a directory"),
+    "unknown option": (["{artifact}", "--frobnicate"], "unrecognized arguments: --frobnicate"),
+    "opset too old": (["{artifact}", "--opset", "12"], "opset 12 cannot express the graph"),
+    "opset too new": (["{artifact}", "--opset", "999"], "opset 999 is newer than the installed"),
+    "opset not a number": (["{artifact}", "--opset", "x"], "invalid int value: 'x'"),
+    "input dtype": (["{artifact}", "--input-dtype", "float16"], "invalid choice: 'float16'"),
+    "model version": (["{artifact}", "--model-version", "0"], "expected an integer >= 1"),
+    "model name": (["{artifact}", "--model-name", "../x"], "model name '../x'"),
+    "max batch": (["{artifact}", "--triton-repo", "{tmp}/t", "--max-batch", "0"], ">= 1"),
+    "check missing model": (["--check", "{tmp}/nope.onnx"], "model {tmp}/nope.onnx not found"),
+    "check garbage": (["--check", "{tmp}/garbage.npz"], "is not a readable ONNX file"),
+    "check with -o": (["--check", "{tmp}/x.onnx", "-o", "{tmp}/y.onnx"], "-o/--output not allowed"),
+    "data without check": (["{artifact}", "--data", "{tmp}"], "--data is only used with --check"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
+def test_bad_invocations_fail_with_one_line_and_no_file(
+    case: str, small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "garbage.npz").write_text("not a zip, not a model\n")
+    before = sorted(tmp_path.rglob("*"))
+    template, words = BAD_INVOCATIONS[case]
+    args = [arg.format(tmp=tmp_path, artifact=small_artifact) for arg in template]
+    code, out, err = _cli(*args, capsys=capsys)
+    assert code == 2
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.endswith("\n")
+    assert ": error: " in err and words.format(tmp=tmp_path) in err
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "args", [["--frobnicate"], ["{tmp}/nope.npz"], ["--check", "{tmp}/nope.onnx"]]
+)
+def test_a_real_process_prints_no_traceback(args: list[str], tmp_path: Path) -> None:
+    result = run_module("export", *(arg.format(tmp=tmp_path) for arg in args), check=False)
+    assert result.returncode == 2
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith("python -m export: error: ")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_check_on_a_small_model_with_data(
+    small_artifact: Path, small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "small.onnx"
+    assert _cli(small_artifact, "-o", model, capsys=capsys)[0] == 0
+    code, out, err = _cli("--check", model, small_artifact, "--data", small_data, capsys=capsys)
+    assert (code, err) == (0, "")
+    assert "images:              40\n" in out
+    assert "label agreement:     40/40 images" in out and out.endswith("parity:              OK\n")
+
+
+def test_check_fails_when_the_model_disagrees_with_numpy(
+    small_artifact: Path, small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tampered.onnx"
+    assert _cli(small_artifact, "-o", path, capsys=capsys)[0] == 0
+    model = onnx.load(path)
+    (weights,) = (t for t in model.graph.initializer if t.name == "weights")
+    weights.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weights) * 1.001, "weights"))
+    onnx.save(model, path)
+    code, out, _ = _cli("--check", path, small_artifact, "--data", small_data, capsys=capsys)
+    assert code == 1
+    assert out.endswith("parity:              FAILED\n")
+
+
+def test_check_refuses_an_artifact_the_model_was_not_exported_from(
+    small_artifact: Path, make_artifact, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, other = tmp_path / "small.onnx", tmp_path / "other.npz"
+    save_artifact(other, make_artifact(seed=9))
+    assert _cli(small_artifact, "-o", model, capsys=capsys)[0] == 0
+    code, _, err = _cli("--check", model, other, capsys=capsys)
+    assert code == 2
+    assert f"artifact {other} (sha256 " in err and f"is not the one {model} was exported" in err
+
+
+def test_check_refuses_data_of_another_shape(
+    small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "small.onnx"
+    assert _cli(small_artifact, "-o", model, capsys=capsys)[0] == 0
+    code, _, err = _cli("--check", model, capsys=capsys)  # the bundled MNIST is 28x28
+    assert code == 2
+    assert "input 'images' of model 'scratchnet': expected shape [-1,5,7], got [10000,28,28]" in err
+
+
+def test_check_reports_a_model_onnxruntime_cannot_load(
+    small_artifact: Path, small_data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = tmp_path / "broken.onnx"
+    assert _cli(small_artifact, "-o", model, capsys=capsys)[0] == 0
+    proto = onnx.load(model)
+    proto.graph.node[0].op_type = "NoSuchOp"
+    onnx.save(proto, model)
+    code, _, err = _cli("--check", model, "--data", small_data, capsys=capsys)
+    assert code == 2 and "onnxruntime" in err and "cannot load model 'scratchnet'" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_newest_opset_is_accepted_by_the_cli(
+    small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = tmp_path / "new.onnx"
+    assert _cli(small_artifact, "-o", output, "--opset", str(max_opset()), capsys=capsys)[0] == 0
+    assert onnx.load(output).opset_import[0].version == max_opset()
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [
+        ((3, 6, 7), "numpy parameters of shape [3,6,7] cannot score images of shape [40,5,7]"),
+        (
+            (4, 5, 7),
+            "output 'scores' of model 'scratchnet' from onnxruntime: expected shape [40,4]",
+        ),
+    ],
+)
+def test_check_refuses_parameters_that_do_not_fit_the_model(
+    shape: tuple[int, int, int],
+    words: str,
+    small_artifact: Path,
+    small_data: Path,
+    make_artifact,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    model, other = tmp_path / "anonymous.onnx", tmp_path / "other.npz"
+    assert _cli(small_artifact, "-o", model, capsys=capsys)[0] == 0
+    proto = onnx.load(model)
+    del proto.metadata_props[:]  # a model that does not say which artifact it came from
+    onnx.save(proto, model)
+    save_artifact(other, make_artifact(shape=shape))
+    code, _, err = _cli("--check", model, other, "--data", small_data, capsys=capsys)
+    assert code == 2 and words in err and len(err.splitlines()) == 1

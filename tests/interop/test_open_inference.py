@@ -1,0 +1,352 @@
+"""inference.GRPCInferenceService through our own generated stubs: what tritonclient never sends
+(typed `contents`, malformed requests) and what it cannot see (`properties`, stream error ids)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import queue
+import signal
+import time
+from collections.abc import Callable, Sequence
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import onnx
+import pytest
+from google.protobuf import descriptor_pool, json_format, message_factory
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+from numpy.typing import NDArray
+
+from scratchnet_api.inference import open_inference_grpc_pb2 as pb
+from scratchnet_api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from tests.conftest import RunningServer, start_server
+from tests.interop.conftest import DIGITS, DIGITS_MAX_BATCH, Reference
+from trainer.datasets import Dataset
+
+MODEL = "scratchnet"
+SERVICE = "inference.GRPCInferenceService"
+
+
+def fp32(images: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """Pixels scaled to [0, 1] as the float32 model takes them."""
+    return (images / 255.0).astype(np.float32)
+
+
+def infer_request(images: NDArray[Any], datatype: str, model: str = MODEL, **fields: Any) -> Any:
+    """A ModelInferRequest carrying `images` raw, as tritonclient sends it."""
+    request = pb.ModelInferRequest(model_name=model, **fields)
+    request.inputs.add(name="images", datatype=datatype, shape=images.shape)
+    request.raw_input_contents.append(images.tobytes())
+    return request
+
+
+def error_of(call: Callable[[], object]) -> grpc.RpcError:
+    """The RpcError that `call` must raise."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value
+
+
+def outputs(response: Any) -> dict[str, NDArray[Any]]:
+    """The response's outputs as arrays, read the way tritonclient's as_numpy does."""
+    dtypes = {"INT64": np.int64, "FP32": np.float32}
+    return {
+        tensor.name: np.frombuffer(raw, dtype=dtypes[tensor.datatype]).reshape(tensor.shape)
+        for tensor, raw in zip(response.outputs, response.raw_output_contents, strict=True)
+    }
+
+
+def typed_request(model: str, datatype: str, shape: Sequence[int], **contents: Any) -> Any:
+    """A ModelInferRequest whose input carries its data typed: `contents` names the field."""
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(
+        name="images", datatype=datatype, shape=shape, contents=pb.InferTensorContents(**contents)
+    )
+    return request
+
+
+def test_typed_fp32_contents(
+    oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
+) -> None:
+    images = fp32(mnist.test_images[:50])
+    request = typed_request(MODEL, "FP32", images.shape, fp32_contents=images.ravel().tolist())
+    response = oip.ModelInfer(request, timeout=10)
+    result = outputs(response)
+    assert np.array_equal(result["label"], reference.labels[:50])
+    np.testing.assert_allclose(result["scores"], reference.scores[:50], rtol=1e-5, atol=1e-4)
+    assert all(not tensor.HasField("contents") for tensor in response.outputs)
+
+
+def test_typed_uint8_contents_on_the_uint8_model(
+    digits_oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
+) -> None:
+    images = mnist.test_images[:50]
+    request = typed_request(DIGITS, "UINT8", images.shape, uint_contents=images.ravel().tolist())
+    result = outputs(digits_oip.ModelInfer(request, timeout=10))
+    assert np.array_equal(result["label"], reference.labels[:50])
+
+
+def test_uint8_contents_out_of_range_is_refused(
+    digits_oip: GRPCInferenceServiceStub, mnist: Dataset
+) -> None:
+    height, width = mnist.image_shape
+    values = [0] * (height * width)
+    values[5] = 256
+    request = typed_request(DIGITS, "UINT8", [1, height, width], uint_contents=values)
+    error = error_of(lambda: digits_oip.ModelInfer(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "uint_contents[5] is 256, outside the UINT8 range [0, 255]" in error.details()
+
+
+def test_contents_in_the_wrong_field_is_refused(
+    oip: GRPCInferenceServiceStub, mnist: Dataset
+) -> None:
+    height, width = mnist.image_shape
+    zeros = [0] * (height * width)
+    request = typed_request(MODEL, "FP32", [1, height, width], int_contents=zeros)
+    error = error_of(lambda: oip.ModelInfer(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        f"unexpected explicit tensor data for input tensor 'images' for model '{MODEL}' in "
+        "int_contents, expected fp32_contents for datatype 'FP32'"
+    )
+
+
+def test_contents_and_raw_together_are_refused(
+    oip: GRPCInferenceServiceStub, mnist: Dataset
+) -> None:
+    images = fp32(mnist.test_images[:1])
+    request = infer_request(images, "FP32")
+    request.inputs[0].contents.fp32_contents.extend(images.ravel().tolist())
+    error = error_of(lambda: oip.ModelInfer(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        f"contents field must not be specified when using raw_input_contents for 'images' for "
+        f"model '{MODEL}'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ("shape", "{input}: expected shape [-1,{h},{w}], got [2,{w},{h2}]"),
+        ("datatype", "{input}: expected datatype FP32 or UINT8, got INT32"),
+        ("unknown-datatype", "{input}: unknown datatype 'FLOAT32'"),
+        ("bytes", "{input}: expected {bytes} bytes for shape [2,{h},{w}]"),
+        ("no-data", "unable to find data for input tensor 'images' for model '{model}'"),
+        ("no-inputs", "expected 1 inputs but got 0 inputs for model '{model}'"),
+        ("two-inputs", "input 'images' already exists in request for model '{model}'"),
+        (
+            "extra-raw",
+            "expected 1 raw_input_contents entry (one per input) for model '{model}', got 2",
+        ),
+        ("nan", "{input}: pixels must be finite"),
+        ("empty-batch", "{input}: the batch is empty"),
+        ("classification", "output 'label' of model '{model}': parameter 'classification' needs"),
+        ("shared-memory", "{input}: parameter 'shared_memory_region' needs"),
+    ],
+)
+def test_malformed_requests_get_invalid_argument(
+    oip: GRPCInferenceServiceStub, mnist: Dataset, change: str, expected: str
+) -> None:
+    height, width = mnist.image_shape
+    images = fp32(mnist.test_images[:2])
+    request = infer_request(images, "FP32")
+    tensor = request.inputs[0]
+    if change == "shape":
+        tensor.ClearField("shape")
+        tensor.shape.extend([2, width, height - 1])
+    elif change == "datatype":
+        tensor.datatype = "INT32"
+    elif change == "unknown-datatype":
+        tensor.datatype = "FLOAT32"
+    elif change == "bytes":
+        request.raw_input_contents[0] = request.raw_input_contents[0][:-1]
+    elif change == "no-data":
+        request.ClearField("raw_input_contents")
+    elif change == "no-inputs":
+        request.ClearField("inputs")
+    elif change == "two-inputs":
+        request.inputs.add().CopyFrom(tensor)
+    elif change == "extra-raw":
+        request.raw_input_contents.append(request.raw_input_contents[0])
+    elif change == "nan":
+        bad = images.copy()
+        bad[1, 3, 4] = np.nan
+        request.raw_input_contents[0] = bad.tobytes()
+    elif change == "empty-batch":
+        tensor.shape[0] = 0
+        request.raw_input_contents[0] = b""
+    elif change == "classification":
+        request.outputs.add(name="label").parameters["classification"].int64_param = 3
+    elif change == "shared-memory":
+        tensor.parameters["shared_memory_region"].string_param = "region"
+    error = error_of(lambda: oip.ModelInfer(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    text = expected.format(
+        input=f"input 'images' of model '{MODEL}'",
+        model=MODEL,
+        h=height,
+        w=width,
+        h2=height - 1,
+        bytes=2 * height * width * 4,
+    )
+    assert text in error.details()
+
+
+def test_max_batch_names_the_limit(digits_oip: GRPCInferenceServiceStub, mnist: Dataset) -> None:
+    images = mnist.train_images[: DIGITS_MAX_BATCH + 1]
+    error = error_of(lambda: digits_oip.ModelInfer(infer_request(images, "UINT8", DIGITS)))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"batch size must be <= {DIGITS_MAX_BATCH}" in error.details()
+
+
+def test_unknown_model_or_version_is_not_found(
+    oip: GRPCInferenceServiceStub, mnist: Dataset, model_onnx: Path
+) -> None:
+    images = fp32(mnist.test_images[:1])
+    served = str(onnx.load(model_onnx).model_version)
+    for model, model_version, message in [
+        ("nope", "", "Request for unknown model: 'nope' is not found"),
+        (MODEL, "77", f"Request for unknown model: '{MODEL}' version 77 is not found"),
+        ("", "", "Request for unknown model: '' is not found"),
+    ]:
+        request = infer_request(images, "FP32", model, model_version=model_version)
+        error = error_of(lambda r=request: oip.ModelInfer(r, timeout=10))
+        assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, message)
+        meta = pb.ModelMetadataRequest(name=model, version=model_version)
+        error = error_of(lambda m=meta: oip.ModelMetadata(m, timeout=10))
+        assert (error.code(), error.details()) == (grpc.StatusCode.NOT_FOUND, message)
+        ready = oip.ModelReady(pb.ModelReadyRequest(name=model, version=model_version))
+        assert ready.ready is False
+    response = oip.ModelInfer(infer_request(images, "FP32", model_version=served), timeout=10)
+    assert response.model_version == served
+
+
+def test_request_id_is_echoed_and_outputs_follow_the_request(
+    oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
+) -> None:
+    request = infer_request(fp32(mnist.test_images[:4]), "FP32", id="req-42")
+    for name in ("probabilities", "label", "probabilities"):
+        request.outputs.add(name=name)
+    response = oip.ModelInfer(request, timeout=10)
+    assert response.id == "req-42"
+    assert [tensor.name for tensor in response.outputs] == ["probabilities", "label"]
+    result = outputs(response)
+    assert list(result["label"].shape) == [4]
+    assert np.array_equal(result["label"], reference.labels[:4])
+
+
+def test_model_metadata_properties_are_the_onnx_metadata(
+    oip: GRPCInferenceServiceStub, model_onnx: Path
+) -> None:
+    proto = onnx.load(model_onnx)
+    response = oip.ModelMetadata(pb.ModelMetadataRequest(name=MODEL), timeout=10)
+    assert dict(response.properties) == {p.key: p.value for p in proto.metadata_props}
+    assert "class_labels" in response.properties
+    assert response.versions == [str(proto.model_version)]
+
+
+def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
+    metadata = oip.ServerMetadata(pb.ServerMetadataRequest(), timeout=10)
+    assert (metadata.name, metadata.version, list(metadata.extensions)) == (
+        "scratchnet",
+        version("scratchnet"),
+        [],
+    )
+    assert oip.ServerLive(pb.ServerLiveRequest(), timeout=10).live is True
+    assert oip.ServerReady(pb.ServerReadyRequest(), timeout=10).ready is True
+    assert oip.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=10).ready is True
+
+
+def test_stream_reports_errors_with_their_id_and_goes_on(
+    oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
+) -> None:
+    images = fp32(mnist.test_images[:6])
+    requests = [
+        infer_request(images[:3], "FP32", id="first"),
+        infer_request(images[:3], "FP32", "nope", id="unknown-model"),
+        infer_request(images[:3, :, 1:], "FP32", id="bad-shape"),
+        infer_request(images[3:], "FP32", id="last"),
+    ]
+    responses = list(oip.ModelStreamInfer(iter(requests), timeout=10))
+    assert [r.infer_response.id for r in responses] == [r.id for r in requests]
+    assert [bool(r.error_message) for r in responses] == [False, True, True, False]
+    assert responses[1].error_message == "Request for unknown model: 'nope' is not found"
+    assert "expected shape" in responses[2].error_message
+    assert not responses[1].infer_response.outputs
+    labels = [outputs(responses[i].infer_response)["label"] for i in (0, 3)]
+    assert np.array_equal(np.concatenate(labels), reference.labels[:6])
+
+
+def test_reflection_serves_the_schema_grpcurl_needs(
+    server: RunningServer, mnist: Dataset, reference: Reference
+) -> None:
+    """What `grpcurl -plaintext -d @ HOST:PORT inference.GRPCInferenceService/ModelInfer` does:
+    read the schema by reflection, turn JSON into a request (raw bytes in base64), call."""
+    images = mnist.test_images[:2]
+    body = json.dumps(
+        {
+            "model_name": MODEL,
+            "id": "from-json",
+            "inputs": [{"name": "images", "datatype": "UINT8", "shape": list(images.shape)}],
+            "outputs": [{"name": "label"}],
+            "raw_input_contents": [base64.b64encode(images.tobytes()).decode()],
+        }
+    )
+    with grpc.insecure_channel(server.target) as channel:
+        database = ProtoReflectionDescriptorDatabase(channel)
+        assert SERVICE in database.get_services()
+        # A pool of its own: the reflected file must not clash with our generated code's.
+        pool = descriptor_pool.DescriptorPool(database)
+        method = pool.FindServiceByName(SERVICE).FindMethodByName("ModelInfer")
+        request_class = message_factory.GetMessageClass(method.input_type)
+        response_class = message_factory.GetMessageClass(method.output_type)
+        call = channel.unary_unary(
+            f"/{SERVICE}/ModelInfer",
+            request_serializer=lambda message: message.SerializeToString(),
+            response_deserializer=response_class.FromString,
+        )
+        response = call(json_format.Parse(body, request_class()), timeout=10)
+    as_json = json_format.MessageToDict(response)
+    assert as_json["id"] == "from-json"
+    assert as_json["outputs"] == [{"name": "label", "datatype": "INT64", "shape": ["2"]}]
+    labels = np.frombuffer(base64.b64decode(as_json["rawOutputContents"][0]), dtype=np.int64)
+    assert np.array_equal(labels, reference.labels[:2])
+
+
+def test_stream_open_at_shutdown_is_answered_to_the_end(
+    model_onnx_uint8: Path, mnist: Dataset, reference: Reference, tmp_path: Path
+) -> None:
+    """After SIGTERM, a stream already open is still answered (a call in flight finishes, as for
+    scratchnet.v1); once the client closes it the server exits 0 without waiting out the grace."""
+    running = start_server(model_onnx_uint8, tmp_dir=tmp_path)
+    requests: queue.Queue[Any] = queue.Queue()
+    images = mnist.test_images[:2]
+    try:
+        with grpc.insecure_channel(running.target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            responses = stub.ModelStreamInfer(iter(requests.get, None), timeout=30)
+            requests.put(infer_request(images, "UINT8", id="before"))
+            assert next(responses).error_message == ""
+            running.process.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while "shutting down" not in running.stderr() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "shutting down" in running.stderr()
+            requests.put(infer_request(images, "UINT8", id="after"))
+            after = next(responses)
+            requests.put(None)
+            assert list(responses) == []
+        assert (after.error_message, after.infer_response.id) == ("", "after")
+        assert np.array_equal(outputs(after.infer_response)["label"], reference.labels[:2])
+        # The grace period is 10 s: exiting sooner shows nothing was left waiting.
+        assert running.process.wait(timeout=9) == 0
+    finally:
+        running.stop()

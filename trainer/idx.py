@@ -1,0 +1,116 @@
+"""Reading IDX files (the MNIST format), gzip-compressed or raw, straight into uint8 arrays.
+
+Layout: a big-endian header — magic (two zero bytes, a type code, the number of dimensions), then
+one uint32 per dimension — followed by the values. Only unsigned bytes (type code 0x08) are read.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trainer.errors import DataError
+from trainer.files import atomic_write
+
+__all__ = ["IMAGES_MAGIC", "LABELS_MAGIC", "IdxArray", "read_idx", "write_idx"]
+
+IMAGES_MAGIC = 0x00000803
+LABELS_MAGIC = 0x00000801
+_UBYTE = 0x08
+_GZIP_SIGNATURE = b"\x1f\x8b"
+# Read in slices so that a huge file never needs a second full-size buffer.
+_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class IdxArray:
+    """The values of one IDX file and the MD5 of its (decompressed) bytes."""
+
+    values: NDArray[np.uint8]
+    md5: str
+
+
+def read_idx(path: str | os.PathLike[str], magic: int) -> IdxArray:
+    """Read an IDX file of unsigned bytes whose header must start with `magic`.
+
+    The file may be gzip-compressed (detected from its first bytes, not its name). A wrong magic,
+    a short header or short data is a DataError naming the file.
+    """
+    name = str(path)
+    try:
+        with open(path, "rb") as raw:
+            compressed = raw.read(2) == _GZIP_SIGNATURE
+            raw.seek(0)
+            if compressed:
+                with gzip.GzipFile(fileobj=raw) as stream:
+                    return _read_stream(stream, name, magic)
+            return _read_stream(raw, name, magic)
+    except DataError:
+        raise
+    except EOFError:
+        raise DataError(f"{name} is truncated: the gzip stream ends early") from None
+    except zlib.error as error:
+        raise DataError(f"{name} is not a valid gzip file ({error})") from None
+    except OSError as error:
+        raise DataError(f"cannot read {name}: {error.strerror or error}") from None
+
+
+def _read_stream(stream: io.BufferedIOBase, name: str, magic: int) -> IdxArray:
+    digest = hashlib.md5(usedforsecurity=False)
+    ndim = magic & 0xFF
+    header = _read_exact(stream, 4 + 4 * ndim)
+    digest.update(header)
+    if len(header) < 4 or struct.unpack(">I", header[:4])[0] != magic:
+        found = f"0x{struct.unpack('>I', header[:4])[0]:08x}" if len(header) >= 4 else "nothing"
+        kind = "image" if magic == IMAGES_MAGIC else "label"
+        raise DataError(
+            f"{name} is not an IDX {kind} file: magic number {found}, expected 0x{magic:08x}"
+        )
+    if len(header) < 4 + 4 * ndim:
+        raise DataError(f"{name} is truncated: its IDX header ends after {len(header)} bytes")
+    shape = struct.unpack(f">{ndim}I", header[4:])
+    values = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.uint8)
+    view = values.data
+    filled = 0
+    while filled < values.size:
+        count = stream.readinto(view[filled : filled + _CHUNK])
+        if not count:
+            raise DataError(
+                f"{name} is truncated: its header promises {values.size} values "
+                f"({'x'.join(map(str, shape))}), the file holds {filled}"
+            )
+        filled += count
+    if stream.read(1):
+        raise DataError(
+            f"{name} is longer than its header says ({'x'.join(map(str, shape))} values): "
+            "expected nothing after the last value"
+        )
+    digest.update(view)
+    return IdxArray(values.reshape(shape), digest.hexdigest())
+
+
+def _read_exact(stream: io.BufferedIOBase, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        more = stream.read(size - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def write_idx(path: str | os.PathLike[str], values: NDArray[np.uint8], compress: bool) -> None:
+    """Write `values` (uint8, 1-D labels or 3-D images) as an IDX file, gzip-compressed or raw."""
+    array = np.ascontiguousarray(values, dtype=np.uint8)
+    magic = (_UBYTE << 8) | array.ndim
+    payload = struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.tobytes()
+    with atomic_write(path) as handle:
+        handle.write(gzip.compress(payload, mtime=0) if compress else payload)

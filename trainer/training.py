@@ -1,0 +1,80 @@
+"""A training run: data set and hyperparameters in, an Artifact with its metadata out."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from importlib import metadata as package_metadata
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from trainer.artifact import Artifact
+from trainer.datasets import Dataset, Images
+from trainer.model import INPUT_SCALE, predict
+from trainer.recipes import RECIPES, Hyperparameters
+from trainer.sgd import Progress, train_parameters
+
+__all__ = ["TrainingResult", "accuracy", "recipe_name", "train"]
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """The trained artifact and how long the optimisation took (kept out of the artifact)."""
+
+    artifact: Artifact
+    train_seconds: float
+
+
+def train(
+    dataset: Dataset, hyperparameters: Hyperparameters, progress: Progress | None = None
+) -> TrainingResult:
+    """Train on `dataset` with `hyperparameters`; the metadata records everything but timings."""
+    started = time.perf_counter()
+    weights, biases = train_parameters(
+        dataset.train_images, dataset.train_labels, dataset.num_classes, hyperparameters, progress
+    )
+    seconds = time.perf_counter() - started
+    metadata: dict[str, Any] = {
+        "class_labels": [str(label) for label in range(dataset.num_classes)],
+        "input_shape": list(dataset.image_shape),
+        "input_scale": INPUT_SCALE,
+        "recipe": recipe_name(hyperparameters),
+        "hyperparameters": hyperparameters.as_dict(),
+        "dataset": {"name": dataset.name, "checksum": dataset.checksum},
+        "train_accuracy": accuracy(weights, biases, dataset.train_images, dataset.train_labels),
+        "test_accuracy": accuracy(weights, biases, dataset.test_images, dataset.test_labels),
+        "versions": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "scratchnet": _scratchnet_version(),
+        },
+    }
+    return TrainingResult(Artifact(weights, biases, metadata), seconds)
+
+
+def accuracy(
+    weights: NDArray[np.float64],
+    biases: NDArray[np.float64],
+    images: Images,
+    labels: NDArray[np.int64],
+) -> float:
+    """Fraction of `images` whose predicted class is their label."""
+    return float(np.mean(predict(weights, biases, images) == labels))
+
+
+def recipe_name(hyperparameters: Hyperparameters) -> str:
+    """The name of the preset `hyperparameters` equal, or "custom"."""
+    for name, preset in RECIPES.items():
+        if preset == hyperparameters:
+            return name
+    return "custom"
+
+
+def _scratchnet_version() -> str:
+    try:
+        return package_metadata.version("scratchnet")
+    except package_metadata.PackageNotFoundError:
+        return "unknown"
