@@ -196,3 +196,13 @@ def server(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     running = start_server(model_onnx, tmp_dir=tmp_path_factory.mktemp("server"))
     yield running
     running.stop()
+
+
+@pytest.fixture(scope="session")
+def uint8_server(
+    model_onnx_uint8: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server for the session, serving the uint8 article model."""
+    running = start_server(model_onnx_uint8, tmp_dir=tmp_path_factory.mktemp("server-uint8"))
+    yield running
+    assert running.stop() == 0

@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,16 +95,6 @@ def test_test_set_labels_equal_python_client_and_numpy(
     correct = int((labels == mnist.test_labels).sum())
     count = len(mnist.test_labels)
     assert f"accuracy {correct / count:.4f} ({correct}/{count} correct)" in result.stderr
-
-
-@pytest.fixture(scope="module")
-def uint8_server(
-    model_onnx_uint8: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """A server on the model exported with `--input-dtype uint8`."""
-    running = start_server(model_onnx_uint8, tmp_dir=tmp_path_factory.mktemp("cpp-uint8"))
-    yield running
-    running.stop()
 
 
 def test_uint8_model_raw_idx_json_and_labels_out(

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import pytest
 
 from scratchnet_api.v1 import classifier_pb2_grpc
-from tests.conftest import RunningServer, start_server
-
-
-@pytest.fixture(scope="session")
-def uint8_server(
-    model_onnx_uint8: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """One server for the session on the uint8 article model."""
-    running = start_server(model_onnx_uint8, tmp_dir=tmp_path_factory.mktemp("server-uint8"))
-    yield running
-    assert running.stop() == 0
+from tests.conftest import RunningServer
 
 
 @pytest.fixture(scope="session")
