@@ -4,9 +4,9 @@ forward pass, at batch sizes 1, 64, 1000 and 10000, for float32 and uint8 input,
     .venv/bin/python bench/export_speed.py [ARTIFACT] [--data PATH] [--rounds N]
 
 Each figure is the median over rounds of (images scored / seconds); in a round, each contender
-scores at least 2,000 images (batch 1: 2,000 calls), taking turns; a ratio is the median of
-the per-round ratios. Both sides compute all three outputs: scores, labels and
-probabilities. onnxruntime uses its default thread pool (one thread per core).
+scores batches for about TURN_SECONDS, taking turns; a ratio is the median of the per-round
+ratios. Both sides compute all three outputs: scores, labels and probabilities. onnxruntime uses
+its default thread pool (one thread per core) with spin-waiting off (see onnxruntime_forward).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from trainer.errors import ScratchnetError
 
 BATCHES = (1, 64, 1000, 10_000)
 DTYPES = ("float32", "uint8")
-MIN_IMAGES_PER_ROUND = 2000
+# Long enough per turn that scheduler noise and the previous contender's idle threads fade out.
+TURN_SECONDS = 0.2
 Runner = Callable[[NDArray[Any]], object]
 
 
@@ -38,18 +39,21 @@ def measure(
     contenders: dict[str, tuple[Runner, NDArray[Any]]], batch: int, rounds: int
 ) -> dict[str, list[float]]:
     """images/s of each contender in each round, scoring its images in batches of `batch`."""
-    calls = max(1, MIN_IMAGES_PER_ROUND // batch)
-    rates: dict[str, list[float]] = {name: [] for name in contenders}
-    for run, images in contenders.values():
+    calls: dict[str, int] = {}
+    for name, (run, images) in contenders.items():
         run(images[:batch])  # warm-up: first-call allocations are not what we measure
+        began = time.perf_counter()
+        run(images[:batch])
+        calls[name] = max(1, round(TURN_SECONDS / (time.perf_counter() - began)))
+    rates: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(rounds):
         # Contenders take turns within a round, so that load from other processes hits all alike.
         for name, (run, images) in contenders.items():
-            starts = [(index * batch) % (len(images) - batch + 1) for index in range(calls)]
+            starts = [(i * batch) % (len(images) - batch + 1) for i in range(calls[name])]
             began = time.perf_counter()
             for start in starts:
                 run(images[start : start + batch])
-            rates[name].append(calls * batch / (time.perf_counter() - began))
+            rates[name].append(len(starts) * batch / (time.perf_counter() - began))
     return rates
 
 
@@ -67,7 +71,11 @@ def numpy_forward(artifact_path: Path) -> Runner:
 def onnxruntime_forward(artifact_path: Path, dtype: str) -> Runner:
     """An in-process onnxruntime session on the model exported with `dtype` input."""
     model = export_artifact(artifact_path, ExportOptions(input_dtype=dtype))
-    session = ort.InferenceSession(model_bytes(model), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    # With spin-waiting on, onnxruntime's idle workers keep both cores busy through numpy's turn:
+    # measured here, numpy then ran 4-25x below its speed alone, and the ratios meant nothing.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(model_bytes(model), options, providers=["CPUExecutionProvider"])
     return lambda images: session.run(list(OUTPUTS), {INPUT: images})
 
 

@@ -100,11 +100,15 @@ def start_server(model: Path, threads: int) -> tuple[subprocess.Popen[str], str]
         health = health_pb2_grpc.HealthStub(channel)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            try:
+                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            except grpc.RpcError:
+                status = None  # not answering yet: ask again
             if status == health_pb2.HealthCheckResponse.SERVING:
                 return process, target
             time.sleep(0.05)
     process.terminate()
+    process.wait(timeout=60)
     raise ScratchnetError("the server never reported SERVING")
 
 

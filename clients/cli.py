@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from clients.client import DEFAULT_TIMEOUT
+from trainer.cli import positive_number
 
 __all__ = ["add_server_flags"]
 
@@ -15,7 +16,7 @@ def add_server_flags(parser: argparse.ArgumentParser, timeout_help: str) -> None
     parser.add_argument("--target", required=True, metavar="HOST:PORT", help="the server")
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=positive_number,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
         help=f"{timeout_help} (default: {DEFAULT_TIMEOUT:g})",

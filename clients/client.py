@@ -43,6 +43,10 @@ _DTYPE_NAMES = {wire: dtype.name for dtype, wire in _WIRE_DTYPES.items()}
 # Bytes of a request or reply besides its pixels, labels, scores and probabilities (fields,
 # lengths, names): generously rounded up.
 _MESSAGE_OVERHEAD = 4096
+# What one image costs in a reply: its label, a varint of at most 10 bytes, and a float per class
+# in each of the scores and probabilities asked for.
+_LABEL_BYTES = 10
+_FLOAT_BYTES = 4
 _Reply = TypeVar("_Reply")
 
 
@@ -180,14 +184,17 @@ class Client:
         if info.max_batch_size > 0:
             size = min(size, info.max_batch_size)
         if info.max_message_bytes > 0:
-            # A label takes at most 10 bytes (a varint), a row of scores or probabilities 4·C.
-            largest = max(image_bytes, 10 + matrices * 4 * info.num_classes)
+            row = _LABEL_BYTES + matrices * _FLOAT_BYTES * info.num_classes
+            largest = max(image_bytes, row)
             size = min(size, max(1, (info.max_message_bytes - _MESSAGE_OVERHEAD) // largest))
         return size
 
-    def _call(self, method: Callable[..., _Reply], request: Message) -> _Reply:
+    def _check_open(self) -> None:
         if self._closed:
             raise ClientError(f"the client for {self.target} is closed")
+
+    def _call(self, method: Callable[..., _Reply], request: Message) -> _Reply:
+        self._check_open()
         try:
             return method(request, timeout=self.timeout)
         except grpc.RpcError as error:
@@ -201,8 +208,7 @@ class Client:
     def _stream(
         self, requests: Iterator[classifier_pb2.PredictRequest], total: int
     ) -> Iterator[BatchPrediction]:
-        if self._closed:
-            raise ClientError(f"the client for {self.target} is closed")
+        self._check_open()
         slots = threading.Semaphore(STREAM_WINDOW)
         sent: deque[float] = deque()
         done = threading.Event()

@@ -29,7 +29,7 @@ from export.model import (
 from export.parity import check_parity, format_report, initializer_parameters
 from export.triton import DEFAULT_MAX_BATCH, write_repository
 from trainer.artifact import DEFAULT_ARTIFACT, load_artifact
-from trainer.cli import ArgumentParser, run_cli
+from trainer.cli import ArgumentParser, integer, run_cli
 from trainer.datasets import load_dataset
 
 # Export options that mean nothing to --check, with their flags for the error message.
@@ -101,9 +101,9 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     parser.add_argument(
         "--max-batch",
-        type=int,
+        type=integer(1),
         metavar="N",
-        help=f"Triton max_batch_size (default {DEFAULT_MAX_BATCH})",
+        help=f"with --triton-repo: Triton max_batch_size (default {DEFAULT_MAX_BATCH})",
     )
     parser.add_argument(
         "--check",
@@ -132,23 +132,27 @@ def _run(parser: ArgumentParser, args: argparse.Namespace) -> int:
         return _check(args.check, args.artifact, args.data)
     if args.data is not None:
         parser.error("--data is only used with --check")
-    defaults = ExportOptions()
-    options = ExportOptions(
-        input_dtype=args.input_dtype or defaults.input_dtype,
-        opset=defaults.opset if args.opset is None else args.opset,
-        model_version=defaults.model_version if args.model_version is None else args.model_version,
-        name=args.model_name or defaults.name,
-    )
+    if args.max_batch is not None and args.triton_repo is None:
+        parser.error("--max-batch is only used with --triton-repo")
+    chosen = {
+        "input_dtype": args.input_dtype,
+        "opset": args.opset,
+        "model_version": args.model_version,
+        "name": args.model_name,
+    }
+    options = ExportOptions(**{key: value for key, value in chosen.items() if value is not None})
     model = export_artifact(args.artifact or DEFAULT_ARTIFACT, options)
+    # The repository first: it checks its inputs before writing, so a refused repository leaves
+    # no model file behind either.
+    if args.triton_repo is not None:
+        max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
+        folder = write_repository(args.triton_repo, model, max_batch)
+        print(f"wrote Triton model repository {folder} (version {model.model_version})")
     if args.output is not None or args.triton_repo is None:
         output = args.output or DEFAULT_MODEL
         data = model_bytes(model)
         write_file(output, data)
         print(f"wrote {output} ({_describe(model)}, {len(data):,} bytes)")
-    if args.triton_repo is not None:
-        max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
-        folder = write_repository(args.triton_repo, model, max_batch)
-        print(f"wrote Triton model repository {folder} (version {model.model_version})")
     return 0
 
 

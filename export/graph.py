@@ -86,8 +86,8 @@ def build_graph(
         )
     classes, height, width = (int(size) for size in weights.shape)
     initializers = [
-        numpy_helper.from_array(np.asarray(weights, dtype=np.float32), WEIGHTS),
-        numpy_helper.from_array(np.asarray(biases, dtype=np.float32), BIASES),
+        numpy_helper.from_array(_float32(weights, WEIGHTS), WEIGHTS),
+        numpy_helper.from_array(_float32(biases, BIASES), BIASES),
         numpy_helper.from_array(np.array([1], dtype=np.int64), "class_axis"),
         numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "pixel_axes"),
     ]
@@ -139,6 +139,19 @@ def build_graph(
         ),
     ]
     return helper.make_graph(nodes, name, inputs, outputs, initializers)
+
+
+def _float32(values: NDArray[np.floating], name: str) -> NDArray[np.float32]:
+    # A float64 parameter beyond float32's range would silently become inf in the model.
+    with np.errstate(over="ignore"):
+        rounded = np.asarray(values, dtype=np.float32)
+    if not np.isfinite(rounded).all():
+        worst = values.flat[np.flatnonzero(~np.isfinite(rounded))[0]]
+        raise ExportError(
+            f"{name} hold {worst:.3g}, which float32 cannot represent: expected finite values "
+            f"within ±{np.finfo(np.float32).max:.3g} (the model's parameters are float32)"
+        )
+    return rounded
 
 
 def _tensor(name: str, elem_type: int, shape: list[str | int], doc: str) -> ValueInfoProto:

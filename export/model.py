@@ -100,7 +100,7 @@ def model_bytes(model: ModelProto) -> bytes:
 
 
 def write_file(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write `data` atomically to `path`; any failure is one ExportError line and no file."""
+    """Write `data` atomically to `path`; any failure is a one-line ScratchnetError and no file."""
     target = Path(path)
     if target.is_dir():
         raise ExportError(f"cannot write {target}: it is a directory, expected a file path")

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
-from onnx import ModelProto, TensorProto, numpy_helper
+from onnx import ModelProto, TensorProto, ValueInfoProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from export.errors import ExportError
-from export.graph import BIASES, INPUT, OUTPUTS, SCORES, WEIGHTS
+from export.graph import BIASES, INPUT, INPUT_DTYPES, OUTPUTS, SCORES, WEIGHTS
 from export.model import model_bytes
 from trainer import model as numpy_model
 
@@ -29,10 +29,8 @@ __all__ = [
     "Outputs",
     "ParityReport",
     "check_parity",
-    "compare",
     "format_report",
     "initializer_parameters",
-    "model_inputs",
     "run_numpy",
     "run_onnxruntime",
     "run_reference",
@@ -52,7 +50,6 @@ _ORT_LOAD_ERRORS = (
     ort_errors.InvalidProtobuf,
     ort_errors.NotImplemented,
 )
-_NUMPY_DTYPES = {TensorProto.FLOAT: np.dtype(np.float32), TensorProto.UINT8: np.dtype(np.uint8)}
 
 
 @dataclass(frozen=True)
@@ -90,17 +87,10 @@ class ParityReport:
         )
 
 
-def model_inputs(model: ModelProto, images: NDArray[np.generic]) -> NDArray[np.generic]:
+def _model_inputs(model: ModelProto, images: NDArray[np.generic]) -> NDArray[np.generic]:
     """`images` [N,H,W] (uint8 0-255 or floats in [0,1]) as the model's input tensor takes them."""
-    declared = next((value for value in model.graph.input if value.name == INPUT), None)
-    if declared is None:
-        raise ExportError(
-            f"model '{model.graph.name}' has no input '{INPUT}': expected a model written by "
-            "scratchnet-export"
-        )
-    elem_type = declared.type.tensor_type.elem_type
-    dims = [dim.dim_value or -1 for dim in declared.type.tensor_type.shape.dim]
-    if elem_type not in _NUMPY_DTYPES or len(dims) != 3:
+    elem_type, dims = _declared(model, model.graph.input, INPUT)
+    if elem_type not in INPUT_DTYPES.values() or len(dims) != 3:
         raise ExportError(
             f"input '{INPUT}' of model '{model.graph.name}': expected float32 or uint8 "
             f"[batch,H,W], got {TensorProto.DataType.Name(elem_type).lower()} {_shape(dims)}"
@@ -133,7 +123,7 @@ def run_numpy(
 def run_onnxruntime(model: ModelProto, inputs: NDArray[np.generic]) -> Outputs:
     """The model's outputs from onnxruntime's CPU provider."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 3  # errors only: load-time warnings would clutter --check
     try:
         session = ort.InferenceSession(
             model_bytes(model), options, providers=["CPUExecutionProvider"]
@@ -167,7 +157,7 @@ def initializer_parameters(
     return weights.astype(np.float64), biases.astype(np.float64)
 
 
-def compare(outputs: dict[str, Outputs], labels: NDArray[np.integer]) -> ParityReport:
+def _compare(outputs: dict[str, Outputs], labels: NDArray[np.integer]) -> ParityReport:
     """Compare every runtime in `outputs` with outputs[NUMPY] and the true `labels`."""
     reference = outputs[NUMPY]
     others = {name: value for name, value in outputs.items() if name != NUMPY}
@@ -199,25 +189,22 @@ def check_parity(
     biases: NDArray[np.floating],
 ) -> ParityReport:
     """Run `images` through numpy (with `weights`, `biases`), onnxruntime and onnx.reference."""
-    inputs = model_inputs(model, images)
-    if weights.shape[1:] != images.shape[1:]:
+    inputs = _model_inputs(model, images)
+    # Parameters of another shape would otherwise end in a numpy broadcasting error mid-run.
+    _, scores_dims = _declared(model, model.graph.output, SCORES)
+    expected = [scores_dims[-1], *images.shape[1:]]
+    if list(weights.shape) != expected or list(biases.shape) != expected[:1]:
         raise ExportError(
-            f"numpy parameters of shape {_shape(weights.shape)} cannot score images of shape "
-            f"{_shape(images.shape)}: expected weights [C,{images.shape[1]},{images.shape[2]}]"
+            f"numpy parameters weights {_shape(weights.shape)}, biases {_shape(biases.shape)} "
+            f"do not fit model '{model.graph.name}': expected weights {_shape(expected)}, "
+            f"biases {_shape(expected[:1])}"
         )
     outputs = {
         NUMPY: run_numpy(weights, biases, images),
         ONNXRUNTIME: run_onnxruntime(model, inputs),
         REFERENCE: run_reference(model, inputs),
     }
-    expected = outputs[NUMPY].scores.shape
-    for name, value in outputs.items():
-        if value.scores.shape != expected:
-            raise ExportError(
-                f"output '{SCORES}' of model '{model.graph.name}' from {name}: expected shape "
-                f"{_shape(expected)} as numpy's parameters give, got {_shape(value.scores.shape)}"
-            )
-    return compare(outputs, labels)
+    return _compare(outputs, labels)
 
 
 def format_report(report: ParityReport, context: Sequence[tuple[str, str]] = ()) -> str:
@@ -253,6 +240,20 @@ def format_report(report: ParityReport, context: Sequence[tuple[str, str]] = ())
 
 def _per_runtime(values: dict[str, float]) -> str:
     return ", ".join(f"{name} {value:.2e}" for name, value in values.items())
+
+
+def _declared(
+    model: ModelProto, values: Sequence[ValueInfoProto], name: str
+) -> tuple[int, list[int]]:
+    """Element type and dims (-1 where not fixed) of the graph input or output `name`."""
+    value = next((value for value in values if value.name == name), None)
+    if value is None:
+        raise ExportError(
+            f"model '{model.graph.name}' has no tensor '{name}': expected a model written by "
+            "scratchnet-export"
+        )
+    tensor = value.type.tensor_type
+    return tensor.elem_type, [dim.dim_value or -1 for dim in tensor.shape.dim]
 
 
 def _run_chunked(run: Callable[[NDArray[Any]], Any], inputs: NDArray[Any]) -> Outputs:

@@ -22,11 +22,10 @@ __all__ = ["DEFAULT_MAX_BATCH", "LABELS_FILE", "config_pbtxt", "write_repository
 
 DEFAULT_MAX_BATCH = 1024
 LABELS_FILE = "labels.txt"
+# The element types our models use (export.graph), by their Triton names.
 _TRITON_TYPES: dict[int, str] = {
     TensorProto.FLOAT: "TYPE_FP32",
-    TensorProto.DOUBLE: "TYPE_FP64",
     TensorProto.UINT8: "TYPE_UINT8",
-    TensorProto.INT32: "TYPE_INT32",
     TensorProto.INT64: "TYPE_INT64",
 }
 
@@ -55,11 +54,20 @@ def config_pbtxt(model: ModelProto, max_batch_size: int) -> str:
 def write_repository(
     directory: str | os.PathLike[str], model: ModelProto, max_batch_size: int
 ) -> Path:
-    """Write `model` as a Triton model repository under `directory`; return the model's folder."""
+    """Write `model` as a Triton model repository under `directory`; return the model's folder.
+
+    Everything is checked before the first file is written.
+    """
     folder = Path(directory) / model.graph.name
     config = config_pbtxt(model, max_batch_size)
     props = {prop.key: prop.value for prop in model.metadata_props}
     labels = json.loads(props[CLASS_LABELS])
+    for label in labels:
+        if "\n" in label or "\r" in label:
+            raise ExportError(
+                f"class label {label!r} holds a line break: expected one line per label, as "
+                f"Triton's {LABELS_FILE} has one label a line"
+            )
     write_file(folder / LABELS_FILE, "".join(f"{label}\n" for label in labels).encode())
     write_file(folder / str(model.model_version) / "model.onnx", model_bytes(model))
     # Last, so that Triton never sees a config whose model file is not there yet.

@@ -21,6 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -47,7 +49,7 @@ def main() -> int:
     out: Path = args.artifacts
     data = ["--data", args.data] if args.data else []
     # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the server is stopped either way.
-    signal.signal(signal.SIGTERM, _interrupt)
+    _INTERRUPTS.install()
     print(f"scratchnet demo: train -> export -> serve -> score over gRPC; outputs in {out}/")
 
     _step(1, "train the single-layer network on MNIST (the article's recipe)")
@@ -93,15 +95,32 @@ def _run(module: str, *args: str | os.PathLike[str], capture: bool = False) -> s
     command = _command(module, *args)
     _show(command)
     started = time.monotonic()
-    result = subprocess.run(
-        command, stdout=subprocess.PIPE if capture else None, text=True, check=False
-    )
-    if result.returncode != 0:
+    process: subprocess.Popen[str] | None = None
+    try:
+        with _INTERRUPTS.held():
+            process = subprocess.Popen(
+                command, stdout=subprocess.PIPE if capture else None, text=True
+            )
+        stdout, _ = process.communicate()
+    except BaseException:
+        if process is not None:
+            _end(process)
+        raise
+    if process.returncode != 0:
+        code = process.returncode
         raise ScratchnetError(
-            f"`python -m {module}` failed with exit code {result.returncode} (its message is above)"
+            f"`python -m {module}` failed with exit code {code} (its message is above)"
         )
     print(f"done in {time.monotonic() - started:.1f} s", flush=True)
-    return result.stdout or ""
+    return stdout or ""
+
+
+def _end(process: subprocess.Popen[str]) -> None:
+    """Stop a step interrupted midway (SIGTERM ends it without a word) and wait for it."""
+    process.terminate()
+    process.wait()
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def _start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -109,15 +128,17 @@ def _start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]
     command = _command("server", "--model", model, "--host", "127.0.0.1", "--port", "0")
     _show(command)
     log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "wb") as log_file:
-        server = subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
+    server: subprocess.Popen[bytes] | None = None
     try:
+        with open(log, "wb") as log_file, _INTERRUPTS.held():
+            server = subprocess.Popen(
+                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
         target = _wait_listening(server, log)
         _wait_serving(server, target, log)
     except BaseException:
-        _stop_server(server)
+        if server is not None:
+            _stop_server(server)
         raise
     return server, target
 
@@ -164,14 +185,18 @@ def _check_alive(server: subprocess.Popen[bytes], log: Path) -> None:
 
 
 def _stop_server(server: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then wait for the server to drain; kill it if it ignores the signal."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGTERM)
-    try:
-        return server.wait(SERVER_STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        return server.wait()
+    """SIGTERM, then wait for the server to drain; kill it if it ignores the signal.
+
+    A second Ctrl-C meanwhile waits until the server is stopped, rather than abandon it.
+    """
+    with _INTERRUPTS.held():
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+        try:
+            return server.wait(SERVER_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            return server.wait()
 
 
 def _summary(report: dict[str, Any], out: Path, plotted: bool, bundled: bool) -> None:
@@ -188,8 +213,43 @@ def _summary(report: dict[str, Any], out: Path, plotted: bool, bundled: bool) ->
     )
 
 
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+class _Interrupts:
+    """SIGINT and SIGTERM as KeyboardInterrupt, held back while a child process starts.
+
+    Raised from inside subprocess.Popen, an interrupt would leave the child just started running
+    on its own, unseen: a score still talking to a stopped server, or a server nobody stops.
+    Held back, it is raised once Popen has returned, when the caller can stop the child.
+    """
+
+    def __init__(self) -> None:
+        self._holding = False
+        self._pending = False
+
+    def install(self) -> None:
+        """Handle SIGINT and SIGTERM from now on."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Postpone interrupts until the block ends, then raise one if any arrived."""
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+            if self._pending:
+                self._pending = False
+                raise KeyboardInterrupt
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._holding:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+
+_INTERRUPTS = _Interrupts()
 
 
 if __name__ == "__main__":

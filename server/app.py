@@ -18,7 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from server import classifier_service, inference_service
 from server.config import ServerConfig
-from server.errors import ModelError
+from server.errors import ModelError, RejectUndecodableRequests
 from server.runtime import ModelRuntime
 from server.state import ServingState
 from trainer.errors import ScratchnetError
@@ -46,6 +46,8 @@ def build_server(config: ServerConfig, state: ServingState) -> tuple[grpc.Server
         ],
         # Calls beyond the workers wait in a queue; beyond that, RESOURCE_EXHAUSTED at once.
         maximum_concurrent_rpcs=config.workers + config.max_queue,
+        # Health and reflection keep grpc's own handling (non-blocking Watch streams included).
+        interceptors=[RejectUndecodableRequests(SERVICE_NAMES)],
     )
     classifier_service.add_to_server(server, state)
     inference_service.add_to_server(server, state)

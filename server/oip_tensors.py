@@ -56,8 +56,9 @@ def images_from_request(
             f"expected 1 raw_input_contents entry (one per input) for model '{model}', "
             f"got {len(raw)}"
         )
-    _refuse_extension_parameters(tensor.parameters, describe_input(runtime))
-    datatype = datatype_from_name(tensor.datatype, describe_input(runtime))
+    what = describe_input(runtime)
+    _refuse_extension_parameters(tensor.parameters, what)
+    datatype = datatype_from_name(tensor.datatype, what)
     if raw:
         data = raw[0]
     elif has_contents:

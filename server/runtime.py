@@ -111,7 +111,7 @@ class ModelRuntime:
     def predict(
         self, images: NDArray[Any], outputs: Collection[str] = ("label",)
     ) -> dict[str, NDArray[Any]]:
-        """Classify validated images [N, H, W] (see server.tensors.validate_images).
+        """Classify validated images [N, H, W] (see server.tensors.images_from_bytes).
 
         Returns the requested `outputs` among label (int64 [N]), scores and probabilities
         (float32 [N, C]). A float32 model also takes uint8 pixels, scaled by input_scale here.

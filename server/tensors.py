@@ -34,7 +34,6 @@ __all__ = [
     "describe_input",
     "format_shape",
     "images_from_bytes",
-    "validate_images",
 ]
 
 
@@ -185,27 +184,6 @@ def _check_finite(images: NDArray[Any], runtime: ModelRuntime) -> None:
         f"{describe_input(runtime)}: pixels must be finite, found NaN or infinity in "
         f"{int(bad.sum())} image(s), the first at index {first}"
     )
-
-
-def validate_images(
-    images: NDArray[Any] | Sequence[int], runtime: ModelRuntime, max_batch: int
-) -> None:
-    """Apply the checks both protocols share: datatype, shape, batch size and finite pixels.
-
-    Given only a shape, check the shape and batch size (to reject a request before decoding it).
-    """
-    if not isinstance(images, np.ndarray):
-        check_images_shape(images, runtime, max_batch)
-        return
-    try:
-        datatype = datatype_of(images.dtype)
-    except ValueError:
-        raise InvalidArgument(
-            f"{describe_input(runtime)}: unsupported element type {images.dtype}"
-        ) from None
-    check_images_datatype(datatype, runtime)
-    check_images_shape(images.shape, runtime, max_batch)
-    _check_finite(images, runtime)
 
 
 def images_from_bytes(

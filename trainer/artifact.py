@@ -78,12 +78,14 @@ def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     name = str(path)
     if not Path(path).is_file():
         raise ArtifactError(f"artifact {name} not found (train one with `python -m trainer`)")
+    if not zipfile.is_zipfile(path):
+        raise ArtifactError(
+            f"artifact {name} is not an npz file: expected the .npz that `python -m trainer` writes"
+        )
     try:
         # Opened here, not by np.load, which leaks the handle when the zip is unreadable.
         with open(path, "rb") as handle:
             npz = np.load(handle, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise ArtifactError(f"artifact {name} is a single .npy array: expected an npz file")
             missing = [key for key in _KEYS if key not in npz.files]
             if missing:
                 raise ArtifactError(

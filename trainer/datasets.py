@@ -83,10 +83,9 @@ def load_dataset(path: str | os.PathLike[str] | None) -> Dataset:
         return _load_bundled()
     source = Path(path)
     if source.is_dir():
-        arrays = {
-            role: read_idx(_idx_file(source, role), _IDX_FILES[role][2]).values for role in _ROLES
-        }
-        sources = {role: str(_idx_file(source, role)) for role in _ROLES}
+        files = {role: _idx_file(source, role) for role in _ROLES}
+        arrays = {role: read_idx(file, _IDX_FILES[role][2]).values for role, file in files.items()}
+        sources = {role: str(file) for role, file in files.items()}
         return _assemble(source.resolve().name, arrays, sources)
     if source.is_file():
         arrays, sources = _read_npz(source)
@@ -130,28 +129,34 @@ def _idx_file(directory: Path, role: str) -> Path:
 
 
 def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, str]]:
+    if not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path} is not an npz file: expected a directory of IDX files or an .npz file"
+        )
     try:
         # Opened here, not by np.load, which leaks the handle when the zip is unreadable.
-        with open(path, "rb") as handle:
-            npz = np.load(handle, allow_pickle=False)
-            if not isinstance(npz, np.lib.npyio.NpzFile):
-                raise DataError(f"{path} is a single .npy array: expected an npz archive")
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as npz:
             for keys in _NPZ_KEYS.values():
                 if set(keys) <= set(npz.files):
                     arrays = {role: npz[key] for role, key in zip(_ROLES, keys, strict=True)}
                     sources = {
                         role: f"{path}[{key}]" for role, key in zip(_ROLES, keys, strict=True)
                     }
+                    for role, array in arrays.items():
+                        # np.load hands back the raw bytes of a member that is not an .npy file.
+                        if not isinstance(array, np.ndarray):
+                            raise DataError(f"{sources[role]} is not an .npy array: expected one")
                     return arrays, sources
             expected = "; or ".join(f"{', '.join(k)} ({who})" for who, k in _NPZ_KEYS.items())
             raise DataError(f"{path} has keys {sorted(npz.files)}: expected {expected}")
     except DataError:
         raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+    # numpy reports a damaged member in many ways (OSError, ValueError, zlib.error, a tokenizer
+    # error for a garbled header, MemoryError for an absurd shape): to a user they mean the same.
+    except Exception as error:
         raise DataError(
-            f"{path} is not a readable npz file ({' '.join(str(error).split())}): expected an "
-            "npz archive or a "
-            "directory of IDX files"
+            f"{path} is not a readable npz file ({' '.join(str(error).split())}): expected the "
+            "arrays saved by numpy.savez"
         ) from None
 
 
@@ -186,17 +191,9 @@ def _assemble(name: str, arrays: Mapping[str, NDArray[Any]], sources: Mapping[st
             f"{sources['test_images']}: test images are {list(test_shape)}, expected the training "
             f"images' size {list(train_shape)}"
         )
-    train_labels = _as_labels(labels["train_labels"], sources["train_labels"])
-    test_labels = _as_labels(labels["test_labels"], sources["test_labels"])
-    num_classes = len(np.unique(train_labels))
-    for role, values in (("train_labels", train_labels), ("test_labels", test_labels)):
-        bad = np.flatnonzero((values < 0) | (values >= num_classes))
-        if bad.size:
-            raise DataError(
-                f"{sources[role]}: label {values[bad[0]]} at index {bad[0]} is out of range: "
-                f"expected 0..{num_classes - 1} ({num_classes} classes, the number of distinct "
-                "training labels)"
-            )
+    num_classes = len(np.unique(labels["train_labels"]))
+    train_labels = _as_labels(labels["train_labels"], num_classes, sources["train_labels"])
+    test_labels = _as_labels(labels["test_labels"], num_classes, sources["test_labels"])
     train_images = _as_pixels(images["train_images"], sources["train_images"])
     test_images = _as_pixels(images["test_images"], sources["test_images"])
     checksum = _checksum((train_images, train_labels, test_images, test_labels))
@@ -205,14 +202,22 @@ def _assemble(name: str, arrays: Mapping[str, NDArray[Any]], sources: Mapping[st
     )
 
 
-def _as_labels(labels: NDArray[Any], where: str) -> NDArray[np.int64]:
-    if np.issubdtype(labels.dtype, np.integer):
-        if labels.dtype == np.uint64 and labels.size and labels.max() > np.iinfo(np.int64).max:
-            raise DataError(f"{where}: labels too large for int64")
-        return labels.astype(np.int64)
-    if np.issubdtype(labels.dtype, np.floating) and np.array_equal(labels, np.round(labels)):
-        return labels.astype(np.int64)
-    raise DataError(f"{where}: labels must be integers, got {labels.dtype} values")
+def _as_labels(labels: NDArray[Any], num_classes: int, where: str) -> NDArray[np.int64]:
+    """`labels` as int64, after checking that each is a whole number in 0..num_classes-1."""
+    if np.issubdtype(labels.dtype, np.floating):
+        whole = np.isfinite(labels).all() and np.array_equal(labels, np.round(labels))
+    else:
+        whole = np.issubdtype(labels.dtype, np.integer)
+    if not whole:
+        raise DataError(f"{where}: labels must be integers, got {labels.dtype} values")
+    # Checked before the cast to int64, which would wrap a label too large for it.
+    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    if bad.size:
+        raise DataError(
+            f"{where}: label {labels[bad[0]]} at index {bad[0]} is out of range: expected "
+            f"0..{num_classes - 1} ({num_classes} classes, the number of distinct training labels)"
+        )
+    return labels.astype(np.int64)
 
 
 def _as_pixels(images: NDArray[Any], where: str) -> Images:

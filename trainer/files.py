@@ -29,6 +29,11 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         fd, temp_name = tempfile.mkstemp(
             prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
         )
+    except (FileExistsError, NotADirectoryError):
+        # What mkdir(exist_ok=True) raises when a part of the folder path is a file.
+        raise ScratchnetError(
+            f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
+        ) from None
     except OSError as error:
         raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
     try:

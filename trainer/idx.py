@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import math
 import os
 import struct
 import zlib
@@ -26,8 +27,7 @@ IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
 _UBYTE = 0x08
 _GZIP_SIGNATURE = b"\x1f\x8b"
-# Read in slices so that a huge file never needs a second full-size buffer.
-_CHUNK = 1 << 22
+_READ_BYTES = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -53,21 +53,17 @@ def read_idx(path: str | os.PathLike[str], magic: int) -> IdxArray:
                 with gzip.GzipFile(fileobj=raw) as stream:
                     return _read_stream(stream, name, magic)
             return _read_stream(raw, name, magic)
-    except DataError:
-        raise
     except EOFError:
         raise DataError(f"{name} is truncated: the gzip stream ends early") from None
-    except zlib.error as error:
+    except (gzip.BadGzipFile, zlib.error) as error:
         raise DataError(f"{name} is not a valid gzip file ({error})") from None
     except OSError as error:
         raise DataError(f"cannot read {name}: {error.strerror or error}") from None
 
 
 def _read_stream(stream: io.BufferedIOBase, name: str, magic: int) -> IdxArray:
-    digest = hashlib.md5(usedforsecurity=False)
     ndim = magic & 0xFF
-    header = _read_exact(stream, 4 + 4 * ndim)
-    digest.update(header)
+    header = stream.read(4 + 4 * ndim)
     if len(header) < 4 or struct.unpack(">I", header[:4])[0] != magic:
         found = f"0x{struct.unpack('>I', header[:4])[0]:08x}" if len(header) >= 4 else "nothing"
         kind = "image" if magic == IMAGES_MAGIC else "label"
@@ -77,34 +73,25 @@ def _read_stream(stream: io.BufferedIOBase, name: str, magic: int) -> IdxArray:
     if len(header) < 4 + 4 * ndim:
         raise DataError(f"{name} is truncated: its IDX header ends after {len(header)} bytes")
     shape = struct.unpack(f">{ndim}I", header[4:])
-    values = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=np.uint8)
-    view = values.data
-    filled = 0
-    while filled < values.size:
-        count = stream.readinto(view[filled : filled + _CHUNK])
-        if not count:
+    size = math.prod(shape)
+    # Grown as the data arrives rather than allocated from the header, which may be corrupt.
+    values = bytearray()
+    while len(values) < size:
+        chunk = stream.read(min(_READ_BYTES, size - len(values)))
+        if not chunk:
             raise DataError(
-                f"{name} is truncated: its header promises {values.size} values "
-                f"({'x'.join(map(str, shape))}), the file holds {filled}"
+                f"{name} is truncated: its header promises {size} values "
+                f"({'x'.join(map(str, shape))}), the file holds {len(values)}"
             )
-        filled += count
+        values += chunk
     if stream.read(1):
         raise DataError(
             f"{name} is longer than its header says ({'x'.join(map(str, shape))} values): "
             "expected nothing after the last value"
         )
-    digest.update(view)
-    return IdxArray(values.reshape(shape), digest.hexdigest())
-
-
-def _read_exact(stream: io.BufferedIOBase, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        more = stream.read(size - len(data))
-        if not more:
-            break
-        data += more
-    return data
+    digest = hashlib.md5(header, usedforsecurity=False)
+    digest.update(values)
+    return IdxArray(np.frombuffer(values, dtype=np.uint8).reshape(shape), digest.hexdigest())
 
 
 def write_idx(path: str | os.PathLike[str], values: NDArray[np.uint8], compress: bool) -> None:

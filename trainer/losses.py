@@ -31,7 +31,6 @@ RowGradient = Callable[[list[float], int], list[float]]
 class Loss:
     """A loss: its per-sample value and its gradient with respect to the scores."""
 
-    name: str
     value: Callable[[NDArray[np.float64], NDArray[np.int64]], NDArray[np.float64]]
     gradient: Callable[[NDArray[np.float64], NDArray[np.int64]], NDArray[np.float64]]
     row_gradient: RowGradient
@@ -95,8 +94,8 @@ def _cross_entropy_row_gradient(scores: list[float], label: int) -> list[float]:
 
 
 LOSSES = {
-    "squared": Loss("squared", _squared_value, _squared_gradient, _squared_row_gradient),
+    "squared": Loss(_squared_value, _squared_gradient, _squared_row_gradient),
     "cross-entropy": Loss(
-        "cross-entropy", _cross_entropy_value, _cross_entropy_gradient, _cross_entropy_row_gradient
+        _cross_entropy_value, _cross_entropy_gradient, _cross_entropy_row_gradient
     ),
 }

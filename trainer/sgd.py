@@ -13,6 +13,7 @@ loop up to rounding (~1e-14). Mini-batches (batch size > 1) take the usual avera
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -51,7 +52,7 @@ def train_parameters(
     if INITS[hp.init]:
         weights = rng.normal(0.0, INITS[hp.init], size=weights.shape)
     biases = np.zeros(num_classes)
-    steps = -(-count // hp.batch_size)
+    steps = math.ceil(count / hp.batch_size)
     rates = learning_rates(hp.schedule, hp.lr, steps * hp.epochs)
     loss = LOSSES[hp.loss]
     # Mini-batches are cut from larger blocks so that scaling to float64 is one call per block.

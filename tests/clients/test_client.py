@@ -22,6 +22,7 @@ from clients import (
 )
 from scratchnet_api.v1 import classifier_pb2, classifier_pb2_grpc
 from tests.conftest import RunningServer, start_server
+from tests.server.workers import busy_worker
 from trainer.artifact import Artifact
 from trainer.datasets import Dataset
 from trainer.errors import ScratchnetError
@@ -194,19 +195,25 @@ def test_pixels_of_another_type_are_refused_before_any_call(client: Client) -> N
 
 
 @pytest.mark.parametrize("path", ["unary", "stream"])
-def test_tiny_deadline_raises_deadline_exceeded(
-    server: RunningServer, mnist: Dataset, path: str
+def test_no_answer_within_the_timeout_raises_deadline_exceeded(
+    one_worker_server: RunningServer, mnist: Dataset, path: str
 ) -> None:
-    with Client(server.target) as hurried:
-        largest = min(hurried.model_info().max_batch_size, len(mnist.test_images))
-        # gRPC checks deadlines with a timer of about a millisecond: a call that answers sooner
-        # succeeds. So the call carries the largest batch, as float32: several milliseconds.
-        images = (mnist.test_images[:largest] / np.float32(255)).astype(np.float32)
-        hurried.batch_size = largest if path == "unary" else largest // 4
-        hurried.timeout = 1e-6
-        with pytest.raises(DeadlineExceededError) as raised:
-            hurried.predict(images)
+    target = one_worker_server.target
+    images = mnist.test_images[: 1 if path == "unary" else 10]
+    with Client(target, batch_size=4) as client:
+        client.model_info()  # asked now, while the server answers: predict needs it first
+        client.timeout = 0.5
+        # The server's only worker is busy: the call waits in its queue until its deadline.
+        with (
+            busy_worker(target, mnist.test_images[:1]),
+            pytest.raises(DeadlineExceededError) as raised,
+        ):
+            client.predict(images)
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert str(raised.value) == (
+        f"DEADLINE_EXCEEDED from {target}: no answer within 0.5 s (the timeout: raise it for a "
+        "busy server)"
+    )
 
 
 @pytest.mark.parametrize("target", ["nonsense", "127.0.0.1", "127.0.0.1:0", "host:99999", ":80"])

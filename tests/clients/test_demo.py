@@ -65,9 +65,9 @@ def test_an_interrupted_demo_still_stops_the_server(tmp_path: Path) -> None:
     serving: re.Match[str] | None = None
     with demo.stdout:
         for line in demo.stdout:
-            serving = re.match(r"server (\d+) is SERVING", line)
+            serving = re.match(r"server (\d+) is SERVING at (\S+) ", line)
             if serving:
-                # Scoring has just started (it takes over a second): interrupt it, like Ctrl-C.
+                # The scoring step is starting: interrupt it, like Ctrl-C.
                 demo.send_signal(signal.SIGINT)
                 break
         rest = demo.stdout.read()
@@ -75,6 +75,7 @@ def test_an_interrupted_demo_still_stops_the_server(tmp_path: Path) -> None:
     assert demo.wait(timeout=60) == EXIT_INTERRUPTED
     assert "server stopped by SIGTERM, exit code 0" in rest
     assert not runs_a_server(int(serving.group(1)))
+    assert processes_mentioning(serving.group(2)) == [], "a step outlived the demo"
     assert demo.stderr is not None
     with demo.stderr:
         assert demo.stderr.read().splitlines()[-1] == "scripts/demo.py: error: interrupted"
@@ -86,3 +87,16 @@ def runs_a_server(pid: int) -> bool:
         return b"-m\x00server\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """The command lines of running processes that contain `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # ended meanwhile
+        if text in words:
+            found.append(" ".join(words))
+    return found

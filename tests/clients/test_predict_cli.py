@@ -32,25 +32,34 @@ def predictions(server: RunningServer, *args: str | Path) -> list[dict[str, Any]
     return list(report["predictions"])
 
 
-def test_npy_idx_and_png_files_match_numpy(
+def test_npy_idx_png_and_jpg_files_match_numpy(
     server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
 ) -> None:
-    images = mnist.test_images[:6].astype(np.uint8)
+    images = mnist.test_images[:8].astype(np.uint8)
     np.save(tmp_path / "batch.npy", images[:3])
     np.save(tmp_path / "one.npy", images[3].astype(np.float32) / 255)
     write_idx(tmp_path / "images-idx3-ubyte.gz", images[4:6], compress=True)
+    write_idx(tmp_path / "raw-images", images[6:8], compress=False)
     Image.fromarray(images[0]).save(tmp_path / "digit.png")
+    Image.fromarray(images[1]).save(tmp_path / "digit.jpg", quality=90)
+    # JPEG is lossy: the reference is what the file decodes to.
+    with Image.open(tmp_path / "digit.jpg") as decoded:
+        jpeg_pixels = np.asarray(decoded.convert("L"), dtype=np.uint8)
     found = predictions(
         server,
         tmp_path / "batch.npy",
         tmp_path / "one.npy",
         tmp_path / "images-idx3-ubyte.gz",
+        tmp_path / "raw-images",
         tmp_path / "digit.png",
+        tmp_path / "digit.jpg",
     )
     names = [f"batch.npy[{i}]" for i in range(3)] + ["one.npy"]
-    names += [f"images-idx3-ubyte.gz[{i}]" for i in range(2)] + ["digit.png"]
+    names += [f"images-idx3-ubyte.gz[{i}]" for i in range(2)]
+    names += [f"raw-images[{i}]" for i in range(2)] + ["digit.png", "digit.jpg"]
     assert [Path(p["image"]).name for p in found] == names
-    labels, probs = expected(artifact, images[[0, 1, 2, 3, 4, 5, 0]])
+    sent = np.concatenate([images[[0, 1, 2, 3, 4, 5, 6, 7, 0]], jpeg_pixels[np.newaxis]])
+    labels, probs = expected(artifact, sent)
     assert [p["label"] for p in found] == labels
     assert [p["class_label"] for p in found] == [artifact.class_labels[k] for k in labels]
     np.testing.assert_allclose([p["probabilities"] for p in found], probs, atol=1e-5)

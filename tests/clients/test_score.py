@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import PYTHON, REPO, RunningServer, run_module
+from tests.server.workers import busy_worker
 from trainer.artifact import Artifact
 from trainer.datasets import Dataset
 from trainer.model import predict
@@ -125,7 +126,7 @@ def test_plot_without_matplotlib_says_which_extra_to_install(
         (["--target", "{server}", "--split", "validation"], "invalid choice: 'validation'"),
         (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found"),
         (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files"),
-        (["--target", "{server}", "--timeout", "0.000001"], "DEADLINE_EXCEEDED"),
+        (["--target", "{server}", "--timeout", "0"], "expected a positive number, got '0'"),
         ([], "required: --target"),
     ],
 )
@@ -140,3 +141,17 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     assert result.stdout == ""
     assert "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_a_server_too_busy_to_answer_in_time_is_one_line(
+    one_worker_server: RunningServer, mnist: Dataset
+) -> None:
+    target = one_worker_server.target
+    # The server's only worker is busy: the first call waits in its queue until its deadline.
+    with busy_worker(target, mnist.test_images[:1]):
+        result = run_module("clients.score", "--target", target, "--timeout", "0.5", check=False)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr == (
+        f"python -m clients.score: error: DEADLINE_EXCEEDED from {target}: no answer within "
+        "0.5 s (the timeout: raise it for a busy server)\n"
+    )

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
 
+from export import model as export_model
 from export.__main__ import main
 from export.graph import max_opset
 from tests.conftest import run_module
@@ -81,8 +86,12 @@ def test_console_script_reads_and_writes_the_default_paths(
 
 BAD_INVOCATIONS = {
     "missing artifact": (["{tmp}/nope.npz"], "artifact {tmp}/nope.npz not found"),
-    "invalid artifact": (["{tmp}/garbage.npz"], "is not a readable npz file"),
-    "output under a file": (["{artifact}", "-o", "{tmp}/garbage.npz/model.onnx"], "cannot write"),
+    "invalid artifact": (["{tmp}/garbage.npz"], "garbage.npz is not an npz file: expected the"),
+    "parameters beyond float32": (["{tmp}/huge.npz"], "weights hold 1e+39, which float32 cannot"),
+    "output under a file": (
+        ["{artifact}", "-o", "{tmp}/garbage.npz/m.onnx"],
+        "garbage.npz is not a folder",
+    ),
     "output is a directory": (["{artifact}", "-o", "{tmp}"], "it is a directory"),
     "unknown option": (["{artifact}", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     "opset too old": (["{artifact}", "--opset", "12"], "opset 12 cannot express the graph"),
@@ -91,7 +100,23 @@ BAD_INVOCATIONS = {
     "input dtype": (["{artifact}", "--input-dtype", "float16"], "invalid choice: 'float16'"),
     "model version": (["{artifact}", "--model-version", "0"], "expected an integer >= 1"),
     "model name": (["{artifact}", "--model-name", "../x"], "model name '../x'"),
-    "max batch": (["{artifact}", "--triton-repo", "{tmp}/t", "--max-batch", "0"], ">= 1"),
+    "empty model name": (["{artifact}", "--model-name", ""], "model name ''"),
+    "max batch": (
+        ["{artifact}", "-o", "{tmp}/m.onnx", "--triton-repo", "{tmp}/t", "--max-batch", "0"],
+        ">= 1",
+    ),
+    "max batch without repository": (
+        ["{artifact}", "--max-batch", "8"],
+        "only used with --triton-repo",
+    ),
+    "repository under a file": (
+        ["{artifact}", "--triton-repo", "{tmp}/garbage.npz"],
+        "is not a folder",
+    ),
+    "label with a line break": (
+        ["{tmp}/multiline.npz", "-o", "{tmp}/m.onnx", "--triton-repo", "{tmp}/t"],
+        "class label 'a\\nb' holds a line break",
+    ),
     "check missing model": (["--check", "{tmp}/nope.onnx"], "model {tmp}/nope.onnx not found"),
     "check garbage": (["--check", "{tmp}/garbage.npz"], "is not a readable ONNX file"),
     "check with -o": (["--check", "{tmp}/x.onnx", "-o", "{tmp}/y.onnx"], "-o/--output not allowed"),
@@ -101,9 +126,19 @@ BAD_INVOCATIONS = {
 
 @pytest.mark.parametrize("case", list(BAD_INVOCATIONS))
 def test_bad_invocations_fail_with_one_line_and_no_file(
-    case: str, small_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    case: str,
+    small_artifact: Path,
+    make_artifact,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "garbage.npz").write_text("not a zip, not a model\n")
+    huge = make_artifact()
+    huge.weights[1, 2, 3] = 1e39  # a float64 that float32 cannot hold
+    save_artifact(tmp_path / "huge.npz", huge)
+    save_artifact(
+        tmp_path / "multiline.npz", make_artifact(metadata={"class_labels": ["a\nb", "c", "d"]})
+    )
     before = sorted(tmp_path.rglob("*"))
     template, words = BAD_INVOCATIONS[case]
     args = [arg.format(tmp=tmp_path, artifact=small_artifact) for arg in template]
@@ -196,11 +231,8 @@ def test_newest_opset_is_accepted_by_the_cli(
 @pytest.mark.parametrize(
     ("shape", "words"),
     [
-        ((3, 6, 7), "numpy parameters of shape [3,6,7] cannot score images of shape [40,5,7]"),
-        (
-            (4, 5, 7),
-            "output 'scores' of model 'scratchnet' from onnxruntime: expected shape [40,4]",
-        ),
+        ((3, 6, 7), "weights [3,6,7], biases [3] do not fit model 'scratchnet'"),
+        ((4, 5, 7), "weights [4,5,7], biases [4] do not fit model 'scratchnet'"),
     ],
 )
 def test_check_refuses_parameters_that_do_not_fit_the_model(
@@ -220,3 +252,78 @@ def test_check_refuses_parameters_that_do_not_fit_the_model(
     save_artifact(other, make_artifact(shape=shape))
     code, _, err = _cli("--check", model, other, "--data", small_data, capsys=capsys)
     assert code == 2 and words in err and len(err.splitlines()) == 1
+    assert "expected weights [3,5,7], biases [3]" in err
+
+
+def test_a_model_that_fails_validation_is_not_written(
+    small_artifact: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_build_graph = export_model.build_graph
+
+    def broken_build_graph(*args: Any, **kwargs: Any) -> onnx.GraphProto:
+        graph = real_build_graph(*args, **kwargs)
+        graph.node[0].input[0] = "no_such_tensor"  # what a bug in the graph builder would do
+        return graph
+
+    monkeypatch.setattr(export_model, "build_graph", broken_build_graph)
+    output = tmp_path / "model.onnx"
+    code, out, err = _cli(small_artifact, "-o", output, capsys=capsys)
+    assert (code, out) == (2, "")
+    assert "the exported model failed validation" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == [small_artifact]
+
+
+@pytest.mark.parametrize("model_fixture", ["model_onnx", "model_onnx_uint8"])
+def test_exported_file_loads_anywhere_onnx_loads(
+    model_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    path: Path = request.getfixturevalue(model_fixture)
+    onnx.checker.check_model(path, full_check=True)
+    model = onnx.load(path)
+    # IR 8 with the default domain at opset 17 alone: what runtimes of recent years accept.
+    assert model.ir_version == 8
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 17)]
+    assert {node.domain for node in model.graph.node} == {""}
+    assert not model.functions and not model.training_info
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert [arg.name for arg in session.get_outputs()] == ["scores", "label", "probabilities"]
+    # What a stranger reads through onnxruntime's own API, training metrics included.
+    meta = session.get_modelmeta()
+    assert meta.producer_name == "scratchnet-export" and meta.version == 1 and meta.description
+    props = meta.custom_metadata_map
+    assert json.loads(props["class_labels"]) == [str(c) for c in range(10)]
+    assert float(props["input_scale"]) == 1 / 255 and len(props["artifact_sha256"]) == 64
+    assert json.loads(props["test_accuracy"]) == 0.9104 and "train_accuracy" in props
+    ReferenceEvaluator(model)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "words"),
+    [
+        ("input", "model 'scratchnet' has no tensor 'images'"),
+        ("initializers", "model 'scratchnet' has no initializer weights, biases"),
+    ],
+)
+def test_check_refuses_a_model_not_written_by_the_exporter(
+    tamper: str,
+    words: str,
+    small_artifact: Path,
+    small_data: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "foreign.onnx"
+    assert _cli(small_artifact, "-o", path, capsys=capsys)[0] == 0
+    model = onnx.load(path)
+    if tamper == "input":
+        model.graph.input[0].name = model.graph.node[0].input[0] = "pixels"
+    else:
+        for tensor in model.graph.initializer:
+            tensor.name = f"renamed_{tensor.name}"
+    onnx.save(model, path)
+    code, out, err = _cli("--check", path, "--data", small_data, capsys=capsys)
+    assert (code, out) == (2, "")
+    assert words in err and len(err.splitlines()) == 1

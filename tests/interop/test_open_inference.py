@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import queue
 import signal
 import time
@@ -17,20 +15,17 @@ import grpc
 import numpy as np
 import onnx
 import pytest
-from google.protobuf import descriptor_pool, json_format, message_factory
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
 from numpy.typing import NDArray
 
 from scratchnet_api.inference import open_inference_grpc_pb2 as pb
 from scratchnet_api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
-from tests.conftest import RunningServer, start_server
+from tests.conftest import start_server
 from tests.interop.conftest import DIGITS, DIGITS_MAX_BATCH, Reference
+from tests.server.onnx_models import build_classifier
 from trainer.datasets import Dataset
+from trainer.model import predict
 
 MODEL = "scratchnet"
-SERVICE = "inference.GRPCInferenceService"
 
 
 def fp32(images: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -81,6 +76,23 @@ def test_typed_fp32_contents(
     assert np.array_equal(result["label"], reference.labels[:50])
     np.testing.assert_allclose(result["scores"], reference.scores[:50], rtol=1e-5, atol=1e-4)
     assert all(not tensor.HasField("contents") for tensor in response.outputs)
+
+
+def test_uint8_pixels_on_the_float32_model_and_not_the_reverse(
+    oip: GRPCInferenceServiceStub,
+    digits_oip: GRPCInferenceServiceStub,
+    mnist: Dataset,
+    reference: Reference,
+) -> None:
+    images = mnist.test_images[:50]
+    result = outputs(oip.ModelInfer(infer_request(images, "UINT8"), timeout=10))
+    assert np.array_equal(result["label"], reference.labels[:50])
+    request = infer_request(fp32(images), "FP32", DIGITS)
+    error = error_of(lambda: digits_oip.ModelInfer(request, timeout=10))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"input 'images' of model '{DIGITS}': expected datatype UINT8, got FP32" in (
+        error.details()
+    )
 
 
 def test_typed_uint8_contents_on_the_uint8_model(
@@ -285,42 +297,6 @@ def test_stream_reports_errors_with_their_id_and_goes_on(
     assert np.array_equal(np.concatenate(labels), reference.labels[:6])
 
 
-def test_reflection_serves_the_schema_grpcurl_needs(
-    server: RunningServer, mnist: Dataset, reference: Reference
-) -> None:
-    """What `grpcurl -plaintext -d @ HOST:PORT inference.GRPCInferenceService/ModelInfer` does:
-    read the schema by reflection, turn JSON into a request (raw bytes in base64), call."""
-    images = mnist.test_images[:2]
-    body = json.dumps(
-        {
-            "model_name": MODEL,
-            "id": "from-json",
-            "inputs": [{"name": "images", "datatype": "UINT8", "shape": list(images.shape)}],
-            "outputs": [{"name": "label"}],
-            "raw_input_contents": [base64.b64encode(images.tobytes()).decode()],
-        }
-    )
-    with grpc.insecure_channel(server.target) as channel:
-        database = ProtoReflectionDescriptorDatabase(channel)
-        assert SERVICE in database.get_services()
-        # A pool of its own: the reflected file must not clash with our generated code's.
-        pool = descriptor_pool.DescriptorPool(database)
-        method = pool.FindServiceByName(SERVICE).FindMethodByName("ModelInfer")
-        request_class = message_factory.GetMessageClass(method.input_type)
-        response_class = message_factory.GetMessageClass(method.output_type)
-        call = channel.unary_unary(
-            f"/{SERVICE}/ModelInfer",
-            request_serializer=lambda message: message.SerializeToString(),
-            response_deserializer=response_class.FromString,
-        )
-        response = call(json_format.Parse(body, request_class()), timeout=10)
-    as_json = json_format.MessageToDict(response)
-    assert as_json["id"] == "from-json"
-    assert as_json["outputs"] == [{"name": "label", "datatype": "INT64", "shape": ["2"]}]
-    labels = np.frombuffer(base64.b64decode(as_json["rawOutputContents"][0]), dtype=np.int64)
-    assert np.array_equal(labels, reference.labels[:2])
-
-
 def test_stream_open_at_shutdown_is_answered_to_the_end(
     model_onnx_uint8: Path, mnist: Dataset, reference: Reference, tmp_path: Path
 ) -> None:
@@ -348,5 +324,41 @@ def test_stream_open_at_shutdown_is_answered_to_the_end(
         assert np.array_equal(outputs(after.infer_response)["label"], reference.labels[:2])
         # The grace period is 10 s: exiting sooner shows nothing was left waiting.
         assert running.process.wait(timeout=9) == 0
+    finally:
+        running.stop()
+
+
+def test_a_foreign_model_is_served_under_its_name_version_and_shapes(tmp_path: Path) -> None:
+    """Input name, H, W, C and the version come from the ONNX file, not from MNIST."""
+    classes, height, width, served = 3, 5, 7, "7"
+    rng = np.random.default_rng(11)
+    weights, biases = rng.normal(size=(classes, height, width)), rng.normal(size=classes)
+    model = build_classifier(
+        tmp_path / "foreign.onnx", weights, biases, input_name="x", model_version=int(served)
+    )
+    images = rng.integers(0, 256, size=(20, height, width), dtype=np.uint8)
+    running = start_server(model, "--model-name", "foreign", tmp_dir=tmp_path)
+    try:
+        with grpc.insecure_channel(running.target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+            meta = stub.ModelMetadata(pb.ModelMetadataRequest(name="foreign"), timeout=10)
+            assert list(meta.versions) == [served]
+            assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
+                ("x", "FP32", [-1, height, width])
+            ]
+            assert [list(t.shape) for t in meta.outputs] == [[-1], [-1, classes], [-1, classes]]
+            for version, ready in (("", True), (served, True), ("1", False)):
+                asked = pb.ModelReadyRequest(name="foreign", version=version)
+                assert stub.ModelReady(asked, timeout=10).ready is ready, version
+
+            request = pb.ModelInferRequest(model_name="foreign", model_version=served)
+            request.inputs.add(name="x", datatype="UINT8", shape=images.shape)
+            request.raw_input_contents.append(images.tobytes())
+            response = stub.ModelInfer(request, timeout=10)
+            assert response.model_version == served
+            assert np.array_equal(outputs(response)["label"], predict(weights, biases, images))
+            request.model_version = "1"
+            error = error_of(lambda: stub.ModelInfer(request, timeout=10))
+            assert error.code() == grpc.StatusCode.NOT_FOUND
     finally:
         running.stop()

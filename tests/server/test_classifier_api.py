@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -13,11 +12,14 @@ import grpc
 import numpy as np
 import onnx
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest
+from grpc_health.v1.health_pb2_grpc import HealthStub
 from numpy.typing import NDArray
 
 from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
 from tests.conftest import RunningServer, start_server
+from tests.server.workers import admitted, busy_worker
 from trainer.artifact import Artifact, load_artifact
 from trainer.datasets import Dataset
 from trainer.model import predict, probabilities, scores
@@ -73,17 +75,21 @@ def test_get_model_info_of_the_uint8_model_accepts_uint8_only(
     assert list(info.input_dtypes) == [pb.DATA_TYPE_UINT8]
 
 
-@pytest.mark.parametrize("model", ["float32", "uint8"])
+@pytest.fixture(params=["float32", "uint8"])
+def each_model(request: pytest.FixtureRequest) -> tuple[str, classifier_pb2_grpc.ClassifierStub]:
+    """The input dtype of each article model, and a v1 stub on the shared server serving it."""
+    stub = "classifier" if request.param == "float32" else "uint8_classifier"
+    return request.param, request.getfixturevalue(stub)
+
+
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_predict_matches_the_numpy_forward_pass(
-    model: str,
+    each_model: tuple[str, classifier_pb2_grpc.ClassifierStub],
     dtype: str,
-    classifier: classifier_pb2_grpc.ClassifierStub,
-    uint8_classifier: classifier_pb2_grpc.ClassifierStub,
     mnist: Dataset,
     artifact: Artifact,
 ) -> None:
-    stub = classifier if model == "float32" else uint8_classifier
+    model, stub = each_model
     images = mnist.test_images[:300]
     pixels = images if dtype == "uint8" else (images / 255.0).astype(np.float32)
     message = request(pixels, return_scores=True, return_probabilities=True, request_id="b-1")
@@ -115,15 +121,12 @@ def test_labels_only_unless_scores_or_probabilities_are_asked_for(
     assert len(only_scores.scores) == 3 * mnist.num_classes and not only_scores.probabilities
 
 
-@pytest.mark.parametrize("model", ["float32", "uint8"])
 def test_stream_scores_the_test_set_exactly_like_the_trainer(
-    model: str,
-    classifier: classifier_pb2_grpc.ClassifierStub,
-    uint8_classifier: classifier_pb2_grpc.ClassifierStub,
+    each_model: tuple[str, classifier_pb2_grpc.ClassifierStub],
     mnist: Dataset,
     artifact: Artifact,
 ) -> None:
-    stub = classifier if model == "float32" else uint8_classifier
+    _, stub = each_model
     batches = np.array_split(mnist.test_images, 10)
     responses = list(
         stub.PredictStream(
@@ -240,6 +243,32 @@ def test_malformed_request_is_invalid_argument_naming_expected_and_received(
     assert details.startswith(prefix) and expected in details, details
 
 
+def test_bytes_that_are_not_a_request_message_are_invalid_argument(
+    server: RunningServer, mnist: Dataset
+) -> None:
+    garbage = b"\xff\xff\xff"  # a field number 0 and a truncated varint: no protobuf message
+    identity = {"request_serializer": bytes, "response_deserializer": bytes}
+    expected = "is not a valid protobuf message (Error parsing message with type '{}')"
+    with grpc.insecure_channel(server.target) as channel:
+        for method, message in [
+            ("/scratchnet.v1.Classifier/Predict", "scratchnet.v1.PredictRequest"),
+            ("/inference.GRPCInferenceService/ModelInfer", "inference.ModelInferRequest"),
+        ]:
+            details = invalid_argument(channel.unary_unary(method, **identity), garbage)
+            assert details.startswith(f"the request to {method} ")
+            assert expected.format(message) in details
+        # In a stream, the requests before the bad one are answered.
+        stream = channel.stream_stream("/scratchnet.v1.Classifier/PredictStream", **identity)
+        good = request(mnist.test_images[:2]).SerializeToString()
+        answers = []
+        with pytest.raises(grpc.RpcError) as raised:
+            for answer in stream(iter([good, garbage, good]), timeout=30):
+                answers.append(pb.PredictResponse.FromString(answer))
+        assert [len(answer.labels) for answer in answers] == [2]
+        assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "Exception deserializing" not in server.stderr()
+
+
 def test_a_burst_of_bad_requests_leaves_every_worker_alive(
     classifier: classifier_pb2_grpc.ClassifierStub, mnist: Dataset
 ) -> None:
@@ -265,17 +294,17 @@ def _code(stub: classifier_pb2_grpc.ClassifierStub, message: pb.PredictRequest) 
 
 @pytest.fixture(scope="module")
 def limited(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A server with tight limits: 8 images, 1 MiB messages, one call at a time."""
+    """A server with tight size limits: 8 images and 1 MiB per message.
+
+    Its workers and queue keep their defaults, so that no call here can find them full: the
+    tests of those limits have servers of their own.
+    """
     running = start_server(
         model_onnx,
         "--max-batch",
         "8",
         "--max-message-mb",
         "1",
-        "--workers",
-        "1",
-        "--max-queue",
-        "0",
         tmp_dir=tmp_path_factory.mktemp("limited"),
     )
     yield running
@@ -310,21 +339,46 @@ def test_message_over_max_message_mb_is_resource_exhausted(
 
 
 def test_calls_beyond_workers_and_queue_are_resource_exhausted(
-    limited: RunningServer, mnist: Dataset
+    model_onnx: Path, mnist: Dataset, tmp_path: Path
 ) -> None:
-    release = threading.Event()
+    server = start_server(model_onnx, "--workers", "1", "--max-queue", "0", tmp_dir=tmp_path)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            with busy_worker(server.target, mnist.test_images[:1]):
+                # The one worker is busy and no call may wait: every call is turned away at
+                # once, health checks too.
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.Predict(request(mnist.test_images[:1]), timeout=30)
+                assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                with pytest.raises(grpc.RpcError) as raised:
+                    HealthStub(channel).Check(HealthCheckRequest(), timeout=30)
+                assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            # Free again once the stream has ended (as soon as grpc has counted it finished).
+            response = admitted(lambda: stub.Predict(request(mnist.test_images[:1]), timeout=30))
+            assert len(response.labels) == 1
+    finally:
+        assert server.stop() == 0
 
-    def hold_the_only_worker() -> Iterator[pb.PredictRequest]:
-        yield request(mnist.test_images[:1])
-        release.wait(30)
 
-    with grpc.insecure_channel(limited.target) as channel:
-        stub = classifier_pb2_grpc.ClassifierStub(channel)
-        stream = stub.PredictStream(hold_the_only_worker(), timeout=60)
-        assert len(next(stream).labels) == 1  # the stream now occupies the one worker
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.Predict(request(mnist.test_images[:1]), timeout=30)
-        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        release.set()
-        assert list(stream) == []
-        assert len(stub.Predict(request(mnist.test_images[:1]), timeout=30).labels) == 1
+def test_calls_beyond_the_workers_wait_in_the_queue(
+    model_onnx: Path, mnist: Dataset, tmp_path: Path
+) -> None:
+    server = start_server(model_onnx, "--workers", "1", "--max-queue", "8", tmp_dir=tmp_path)
+    try:
+        with (
+            grpc.insecure_channel(server.target) as channel,
+            futures.ThreadPoolExecutor(3) as pool,
+        ):
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+            with busy_worker(server.target, mnist.test_images[:1]):
+                waiting = [
+                    pool.submit(stub.Predict, request(mnist.test_images[i : i + 2]), timeout=60)
+                    for i in range(3)
+                ]
+                # Refused calls would be answered at once; queued ones wait for the worker.
+                done, _ = futures.wait(waiting, timeout=0.5)
+                assert not done, [call.exception() for call in done]
+            assert [len(call.result().labels) for call in waiting] == [2, 2, 2]
+    finally:
+        assert server.stop() == 0

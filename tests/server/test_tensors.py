@@ -15,7 +15,6 @@ from server.tensors import (
     datatype_from_v1,
     datatype_of,
     images_from_bytes,
-    validate_images,
 )
 from tests.server.onnx_models import build_classifier, random_classifier
 
@@ -71,18 +70,18 @@ def test_images_from_bytes_checks_in_the_order_a_client_can_fix_them(
     assert images.shape == (2, 4, 5) and images.dtype == np.uint8
 
 
-def test_validate_images_takes_an_array_or_a_shape(runtime: ModelRuntime) -> None:
-    validate_images(np.zeros((2, 4, 5), np.float32), runtime, 2)
-    validate_images([2, 4, 5], runtime, 2)
+def test_images_from_bytes_names_the_empty_batch_and_the_first_non_finite_image(
+    runtime: ModelRuntime,
+) -> None:
+    fp32 = datatype_from_name("FP32", "x")
     with pytest.raises(
         InvalidArgument, match=r"^input 'images' of model 'tiny': the batch is empty"
     ):
-        validate_images([0, 4, 5], runtime, 2)
-    with pytest.raises(InvalidArgument, match="unsupported element type complex64"):
-        validate_images(np.zeros((1, 4, 5), np.complex64), runtime, 2)
+        images_from_bytes(b"", fp32, [0, 4, 5], runtime, 2)
     images = np.zeros((2, 4, 5), np.float32)
     images[1, 3, 4] = np.inf
     with pytest.raises(InvalidArgument, match="in 1 image\\(s\\), the first at index 1"):
-        validate_images(images, runtime, 2)
+        images_from_bytes(images.tobytes(), fp32, images.shape, runtime, 2)
     # Huge but finite pixels must not look infinite to the fast check.
-    validate_images(np.full((2, 4, 5), 3e38, np.float32), runtime, 2)
+    huge = np.full((2, 4, 5), 3e38, np.float32)
+    assert images_from_bytes(huge.tobytes(), fp32, huge.shape, runtime, 2).max() == huge.max()

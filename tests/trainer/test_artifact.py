@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +81,15 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not found"):
         load_artifact(tmp_path / "absent.npz")
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    for name in ("junk.npz", "single.npy"):
+        with pytest.raises(ArtifactError, match="is not an npz file: expected the"):
+            load_artifact(tmp_path / name)
+    with zipfile.ZipFile(tmp_path / "damaged.npz", "w") as archive:
+        for key in ("weights", "biases", "metadata"):
+            archive.writestr(f"{key}.npy", b"\x93NUMPY garbage")
     with pytest.raises(ArtifactError, match="not a readable npz file"):
-        load_artifact(tmp_path / "junk.npz")
+        load_artifact(tmp_path / "damaged.npz")
 
 
 def test_save_refuses_invalid_parameters(tmp_path: Path) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import re
 import shutil
+import warnings
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -187,8 +190,74 @@ def test_bad_npz_content(
 
 def test_a_single_npy_array_is_not_an_npz(tmp_path: Path) -> None:
     np.save(tmp_path / "images.npy", np.zeros((2, 2, 2), dtype=np.uint8))
-    with pytest.raises(DataError, match=r"single \.npy array"):
+    with pytest.raises(DataError, match=r"images\.npy is not an npz file: expected a directory"):
         load_dataset(tmp_path / "images.npy")
+
+
+def _npz_with_a_member(path: Path, name: str, member: bytes) -> Path:
+    """A Keras-style npz of tiny valid arrays, except for the member `name`."""
+    with zipfile.ZipFile(path, "w") as archive:
+        for key in ("x_train", "y_train", "x_test", "y_test"):
+            buffer = io.BytesIO()
+            np.save(buffer, np.zeros((1, 2, 2) if key.startswith("x") else 1, dtype=np.uint8))
+            archive.writestr(f"{key}.npy", member if key == name else buffer.getvalue())
+    return path
+
+
+def _npy_header(text: str) -> bytes:
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text.encode()
+
+
+@pytest.mark.parametrize(
+    ("member", "fragment"),
+    [
+        # A shape far beyond memory: numpy raises MemoryError while allocating.
+        (
+            _npy_header("{'descr': '|u1', 'fortran_order': False, 'shape': (9000000, 9000000), }\n")
+            + bytes(16),
+            "is not a readable npz file (",
+        ),
+        # A garbled header: numpy's parser raises a tokenizer error.
+        (_npy_header("{'descr': '|u1', 'shape': (2,\n"), "is not a readable npz file ("),
+        # Not .npy at all: np.load returns the member's bytes.
+        (b"not an array at all", "[x_train] is not an .npy array"),
+    ],
+    ids=["absurd-shape", "garbled-header", "not-npy"],
+)
+def test_a_damaged_npz_member_is_one_data_error(
+    tmp_path: Path, member: bytes, fragment: str
+) -> None:
+    path = _npz_with_a_member(tmp_path / "damaged.npz", "x_train", member)
+    with pytest.raises(DataError) as caught:
+        load_dataset(path)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(str(path)) and fragment in message
+
+
+@pytest.mark.parametrize(
+    ("labels", "fragment"),
+    [
+        (np.full(150, np.inf), "labels must be integers, got float64 values"),
+        (np.full(150, np.nan), "labels must be integers, got float64 values"),
+        (np.full(150, 1e30), "label 1e+30 at index 0 is out of range: expected 0..0"),
+        (np.full(150, 2**63 + 5, dtype=np.uint64), "label 9223372036854775813 at index 0 is out"),
+    ],
+    ids=["inf", "nan", "huge-float", "huge-uint64"],
+)
+def test_labels_beyond_int64_are_rejected_not_wrapped(
+    tmp_path: Path, toy_maker: Callable[..., Arrays], labels: NDArray[Any], fragment: str
+) -> None:
+    path = _bad_npz(tmp_path, toy_maker(), y_train=labels)
+    with pytest.raises(DataError, match=re.escape(fragment)), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a wrapped cast would warn before failing
+        load_dataset(path)
+
+
+def test_whole_float_labels_become_int64(tmp_path: Path, toy_maker: Callable[..., Arrays]) -> None:
+    arrays = toy_maker()
+    path = _bad_npz(tmp_path, arrays, y_train=arrays["train_labels"].astype(np.float32))
+    _assert_matches(load_dataset(path), arrays)
 
 
 def test_without_the_bundled_folder_the_error_says_pass_data(

@@ -57,3 +57,14 @@ def test_an_unwritable_target_is_a_one_line_error(tmp_path: Path) -> None:
         handle.write(b"x")
     assert list((tmp_path / "folder").iterdir()) == []
     assert [path.name for path in tmp_path.iterdir()] == ["folder"]
+
+
+def test_a_file_in_the_folder_path_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_bytes(b"x")
+    for target in (tmp_path / "plain" / "out.bin", tmp_path / "plain" / "sub" / "out.bin"):
+        with pytest.raises(ScratchnetError) as caught, atomic_write(target) as handle:
+            handle.write(b"x")
+        assert str(caught.value) == (
+            f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
+        )
+    assert (tmp_path / "plain").read_bytes() == b"x"

@@ -75,3 +75,20 @@ def test_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "labels"
     path.write_bytes(b"")
     _expect_error(path, LABELS_MAGIC, "not an IDX label file", "nothing")
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_a_header_promising_more_than_the_file_holds_allocates_nothing(
+    tmp_path: Path, compress: bool
+) -> None:
+    # 540 GB promised: allocating it up front would fail with MemoryError, not a DataError.
+    payload = struct.pack(">4I", IMAGES_MAGIC, 60000, 3000, 3000) + bytes(100)
+    path = tmp_path / "images"
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+    _expect_error(path, IMAGES_MAGIC, "truncated", "promises 540000000000 values", "holds 100")
+
+
+def test_not_a_gzip_stream(tmp_path: Path) -> None:
+    path = tmp_path / "labels.gz"
+    path.write_bytes(b"\x1f\x8b" + bytes(30))
+    _expect_error(path, LABELS_MAGIC, "not a valid gzip file")

@@ -112,6 +112,10 @@ def test_quiet_prints_nothing_and_the_default_output_is_artifacts_model_npz(
     result = trainer_cli("--data", toy_idx, "--quiet", cwd=tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert load_artifact(tmp_path / "artifacts" / "model.npz").weights.shape == (3, 5, 7)
+    # --json still prints its one object: a script asked for it.
+    result = trainer_cli("--data", toy_idx, "--quiet", "--json", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert json.loads(result.stdout)["output"] == "artifacts/model.npz"
 
 
 def test_progress_bar_on_a_terminal_only(tmp_path: Path, toy_idx: Path) -> None:
@@ -252,6 +256,32 @@ def _wrong_rank(tmp_path: Path, toy_maker: Any, _: Any) -> list[str]:
     return ["--data", str(tmp_path / "data.npz")]
 
 
+def _truncated_gzip(tmp_path: Path, toy_maker: Any, idx_writer: Any) -> list[str]:
+    folder = _toy_with(tmp_path, toy_maker, idx_writer)
+    path = folder / "train-labels-idx1-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-20])
+    return ["--data", str(folder)]
+
+
+def _header_beyond_the_data(tmp_path: Path, toy_maker: Any, idx_writer: Any) -> list[str]:
+    folder = _toy_with(tmp_path, toy_maker, idx_writer)
+    header = struct.pack(">4I", 0x803, 60000, 3000, 3000)
+    (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(header + bytes(64)))
+    return ["--data", str(folder)]
+
+
+def _infinite_label(tmp_path: Path, toy_maker: Any, _: Any) -> list[str]:
+    arrays = toy_maker()
+    np.savez(
+        tmp_path / "data.npz",
+        x_train=arrays["train_images"],
+        y_train=np.where(arrays["train_labels"] == 2, np.inf, arrays["train_labels"]),
+        x_test=arrays["test_images"],
+        y_test=arrays["test_labels"],
+    )
+    return ["--data", str(tmp_path / "data.npz")]
+
+
 def _not_data(tmp_path: Path, *_: Any) -> list[str]:
     (tmp_path / "notes.txt").write_text("hello")
     return ["--data", str(tmp_path / "notes.txt")]
@@ -266,13 +296,16 @@ BAD_DATA = {
     "missing-path": (_missing, "not found: expected a directory of IDX files or an .npz file"),
     "wrong-idx-magic": (_wrong_magic, "not an IDX image file: magic number 0x00000801"),
     "truncated": (_truncated, "is truncated"),
+    "truncated-gzip": (_truncated_gzip, "is truncated: the gzip stream ends early"),
+    "header-beyond-data": (_header_beyond_the_data, "promises 540000000000 values"),
     "count-mismatch": (_count_mismatch, "has 150 images but"),
     "label-too-large": (_label_too_large, "label 3 at index 4 is out of range: expected 0..2"),
     "negative-label": (_negative_label, "label -1 at index 2 is out of range"),
     "empty-set": (_empty_set, "is empty: expected at least one image"),
+    "infinite-label": (_infinite_label, "labels must be integers, got float64 values"),
     "npz-keys": (_npz_keys, "has keys ['images']: expected trainimages"),
     "wrong-rank": (_wrong_rank, "images must have rank 3 [N, H, W], got shape [150, 35]"),
-    "not-data": (_not_data, "is not a readable npz file"),
+    "not-data": (_not_data, "is not an npz file: expected a directory of IDX files or an .npz"),
     "no-idx-files": (_no_idx_files, "has no train-images-idx3-ubyte[.gz]"),
 }
 BAD_FLAGS = {

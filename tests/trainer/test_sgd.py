@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Callable
 from typing import Any
 
@@ -144,3 +145,20 @@ def test_progress_counts_every_sample(toy_maker: Callable[..., Arrays], batch_si
     hp = RECIPES["article"].replace(epochs=2, batch_size=batch_size)
     train_parameters(toy["train_images"], toy["train_labels"].astype(np.int64), 3, hp, done.append)
     assert sum(done) == 260
+
+
+# Fewer images for the article's recipe, whose per-sample loop tracemalloc slows down.
+@pytest.mark.parametrize(("recipe", "count"), [("article", 20000), ("modern", 60000)])
+def test_training_never_holds_a_float_copy_of_the_training_set(
+    mnist: Dataset, recipe: str, count: int
+) -> None:
+    # numpy reports its buffers to tracemalloc. The article's script keeps images / 255 for the
+    # whole set, 8 bytes a pixel; the trainer must stay below the uint8 pixels' own size.
+    images, labels = mnist.train_images[:count], mnist.train_labels[:count]
+    tracemalloc.start()
+    try:
+        train_parameters(images, labels, mnist.num_classes, RECIPES[recipe].replace(epochs=1))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < images.nbytes

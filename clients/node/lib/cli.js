@@ -224,4 +224,4 @@ async function main(argv, io = process) {
   }
 }
 
-module.exports = { main, USAGE };
+module.exports = { main };

@@ -403,4 +403,4 @@ function predictionFromOutputs(outputs, metadata) {
   };
 }
 
-module.exports = { Client, DEFAULT_TIMEOUT_MS, DEFAULT_BATCH_BYTES };
+module.exports = { Client };

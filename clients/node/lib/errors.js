@@ -63,4 +63,4 @@ function fromGrpcError(method, error) {
   return new RpcError(method, error.code, error.details || error.message);
 }
 
-module.exports = { ScratchnetError, RpcError, fromGrpcError, STATUS_NAMES };
+module.exports = { ScratchnetError, RpcError, fromGrpcError };

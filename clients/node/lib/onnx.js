@@ -5,10 +5,7 @@
 
 const ort = require('onnxruntime-node');
 const { ScratchnetError } = require('./errors');
-const { argmaxRows, checkImages, convertImages } = require('./tensor');
-
-// onnxruntime-node's tensor types this model input may have, as ImageBatch dtypes.
-const INPUT_TYPES = { float32: 'float32', uint8: 'uint8' };
+const { DTYPES, argmaxRows, checkImages, convertImages } = require('./tensor');
 
 /** model.onnx in an onnxruntime-node InferenceSession. */
 class OnnxModel {
@@ -21,7 +18,8 @@ class OnnxModel {
     this.file = file;
     const [input] = session.inputMetadata;
     this.inputName = input.name;
-    this.inputType = INPUT_TYPES[input.type];
+    // onnxruntime-node names tensor types as tensor.js's DTYPES does ('float32', 'uint8').
+    this.inputType = Object.hasOwn(DTYPES, input.type) ? input.type : undefined;
     this.inputShape = input.shape;
     if (session.inputMetadata.length !== 1 || !this.inputType) {
       throw new ScratchnetError(

@@ -43,4 +43,4 @@ function loadServices(protoDir = DEFAULT_PROTO_DIR) {
   return cache.get(protoDir);
 }
 
-module.exports = { loadServices, DEFAULT_PROTO_DIR };
+module.exports = { loadServices };

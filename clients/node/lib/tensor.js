@@ -178,13 +178,11 @@ function argmaxRows(values, columns) {
 
 module.exports = {
   DTYPES,
-  PIXEL_MAX,
   argmaxRows,
   checkImages,
   convertImages,
   decodeRaw,
   dtypeOf,
-  product,
   sliceImages,
   toRawBytes,
 };

@@ -106,20 +106,14 @@ function startServer(model) {
   });
 }
 
-// Reads an IDX file of images (gzip or raw) with numpy and prints the Python client's labels.
+// The Python client's labels for an IDX file of images, read by the trainer's own IDX reader.
 const PYTHON_LABELS = `
-import gzip, json, sys
-import numpy as np
+import json, sys
 from clients import Client
+from trainer.idx import IMAGES_MAGIC, read_idx
 
 target, file = sys.argv[1:3]
-with open(file, "rb") as handle:
-    raw = handle.read()
-if raw[:2] == b"\\x1f\\x8b":
-    raw = gzip.decompress(raw)
-dims = raw[3]
-shape = [int(d) for d in np.frombuffer(raw, ">u4", count=dims, offset=4)]
-images = np.frombuffer(raw, np.uint8, offset=4 + 4 * dims).reshape(shape)
+images = read_idx(file, IMAGES_MAGIC).values
 with Client(target, timeout=60) as client:
     print(json.dumps(client.predict(images).labels.tolist()))
 `;
@@ -134,4 +128,4 @@ function pythonLabels(target, file) {
   return JSON.parse(python(['-c', PYTHON_LABELS, target, path.resolve(file)]));
 }
 
-module.exports = { REPO, PYTHON, buildModels, pythonLabels, python, startServer };
+module.exports = { REPO, buildModels, pythonLabels, startServer };

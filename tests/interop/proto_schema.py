@@ -1,0 +1,58 @@
+"""The wire-level schema of a compiled .proto file, as plain JSON-able data.
+
+    python tests/interop/proto_schema.py MODULE   # e.g. tritonclient.grpc.service_pb2
+
+prints the schema of MODULE's file as JSON. test_wire_compatibility.py compares ours with
+tritonclient's this way: the two register the same protobuf package `inference`, which one Python
+process refuses, so tritonclient's side runs in a subprocess. This module imports only protobuf.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from typing import Any
+
+from google.protobuf.descriptor import Descriptor, FileDescriptor
+
+
+def describe(file: FileDescriptor) -> dict[str, Any]:
+    """Package, services (method -> types and streaming) and every message's fields, by full name:
+    what decides whether two peers understand each other's bytes."""
+    messages: dict[str, dict[str, Any]] = {}
+    for message in file.message_types_by_name.values():
+        _add_message(message, messages)
+    services = {
+        service.full_name: {
+            method.name: {
+                "input": method.input_type.full_name,
+                "output": method.output_type.full_name,
+                "client_streaming": method.client_streaming,
+                "server_streaming": method.server_streaming,
+            }
+            for method in service.methods
+        }
+        for service in file.services_by_name.values()
+    }
+    return {"package": file.package, "services": services, "messages": messages}
+
+
+def _add_message(message: Descriptor, messages: dict[str, dict[str, Any]]) -> None:
+    messages[message.full_name] = {
+        field.name: {
+            "number": field.number,
+            "type": field.type,
+            "repeated": field.is_repeated,
+            "message": field.message_type.full_name if field.message_type else None,
+            "oneof": field.containing_oneof.name if field.containing_oneof else None,
+        }
+        for field in message.fields
+    }
+    # Nested messages include the entry types of map fields (ParametersEntry, ...).
+    for nested in message.nested_types:
+        _add_message(nested, messages)
+
+
+if __name__ == "__main__":
+    json.dump(describe(importlib.import_module(sys.argv[1]).DESCRIPTOR), sys.stdout)
