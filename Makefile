@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := clients/node/node_modules/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench clean cpp-client node-deps node-test
+.PHONY: demo test lint typecheck proto-check pytest proto bench clean constraints cpp-client node-deps node-test
 
 # --- The two commands ------------------------------------------------------------------------
 # Train -> export -> serve -> score the MNIST test set over gRPC -> stop the server.
@@ -19,12 +19,21 @@ demo: $(INSTALLED)
 test: lint typecheck proto-check cpp-client pytest node-test
 
 # --- Python ----------------------------------------------------------------------------------
-$(INSTALLED): pyproject.toml
+$(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scratchnet needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,plots,images]'
 	touch $@
+
+# Re-resolve the dependencies in a scratch venv and pin the result in constraints.txt.
+constraints:
+	rm -rf build/constraints-venv
+	$(PYTHON) -m venv build/constraints-venv
+	build/constraints-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images]'
+	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/python -m pip freeze --exclude-editable; } > build/constraints.txt
+	mv build/constraints.txt constraints.txt
+	rm -rf build/constraints-venv
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

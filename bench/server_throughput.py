@@ -14,8 +14,7 @@ rounds of images scored / seconds; each contender scores at least 2,000 images a
 from __future__ import annotations
 
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,11 +22,11 @@ from typing import Any
 
 import grpc
 import numpy as np
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from numpy.typing import NDArray
 
 from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
+from server.launcher import ServerProcess
 from server.runtime import ModelRuntime
 from trainer.cli import ArgumentParser, run_cli
 from trainer.datasets import load_dataset
@@ -82,36 +81,6 @@ def stream(stub: classifier_pb2_grpc.ClassifierStub) -> Runner:
     return run
 
 
-def start_server(model: Path, threads: int) -> tuple[subprocess.Popen[str], str]:
-    """`python -m server` on a free port, once health says SERVING; and its target."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server", "--model", str(model), "--port", "0",
-         "--threads", str(threads), "--log-level", "warning"],
-        stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert process.stdout is not None
-    words = process.stdout.readline().split()
-    process.stdout.close()
-    if words[:2] != ["listening", "on"]:
-        process.wait()
-        raise ScratchnetError("the server did not start (see its error above)")
-    target = words[2]
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                status = health.Check(health_pb2.HealthCheckRequest(), timeout=5).status
-            except grpc.RpcError:
-                status = None  # not answering yet: ask again
-            if status == health_pb2.HealthCheckResponse.SERVING:
-                return process, target
-            time.sleep(0.05)
-    process.terminate()
-    process.wait(timeout=60)
-    raise ScratchnetError("the server never reported SERVING")
-
-
 def measure(
     contenders: dict[str, tuple[Runner, NDArray[Any]]], batch: int, rounds: int
 ) -> dict[str, list[float]]:
@@ -147,8 +116,18 @@ def main() -> int:
             f"[{runtime.height}, {runtime.width}] for {args.model}"
         )
     floats = (pixels * runtime.input_scale).astype(np.float32)
-    process, target = start_server(args.model, args.threads)
-    try:
+    with (
+        tempfile.TemporaryDirectory() as logs,
+        ServerProcess.start(
+            args.model,
+            "--threads",
+            str(args.threads),
+            "--log-level",
+            "warning",
+            stdout=Path(logs) / "server.log",
+        ) as server,
+    ):
+        target = server.target
         with grpc.insecure_channel(target) as channel:
             stub = classifier_pb2_grpc.ClassifierStub(channel)
             contenders = {
@@ -171,9 +150,6 @@ def main() -> int:
                     pairs = zip(rates[fast], rates[slow], strict=True)
                     cells.append(f"{statistics.median(a / b for a, b in pairs):.2f}x")
                 print(f"| {batch} | " + " | ".join(cells) + " |", flush=True)
-    finally:
-        process.terminate()
-        process.wait(timeout=60)
     return 0
 
 

@@ -27,17 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from server.launcher import ServerProcess, server_command
 from trainer.cli import ArgumentParser, run_cli
 from trainer.errors import ScratchnetError
 from trainer.files import atomic_write
 
 PROGRAM = "scripts/demo.py"
-# Loading the model takes well under a second; the margin is for a busy machine.
-SERVER_START_SECONDS = 60.0
-SERVER_STOP_SECONDS = 30.0
 
 
 def main() -> int:
@@ -58,7 +53,9 @@ def main() -> int:
     _run("export", out / "model.npz", "-o", out / "model.onnx")
     _step(3, "start the gRPC server on a free port")
     log = out / "server.log"
-    server, target = _start_server(out / "model.onnx", log)
+    _show(server_command(out / "model.onnx"))
+    server = ServerProcess.start(out / "model.onnx", stdout=log, guard=_INTERRUPTS.held)
+    target = server.target
     try:
         print(f"server {server.pid} is SERVING at {target} (its log: {log})")
         _step(4, "score the MNIST test set over gRPC")
@@ -72,7 +69,9 @@ def main() -> int:
             handle.write(json.dumps(report, indent=2).encode() + b"\n")
     finally:
         _step(5, "stop the server")
-        code = _stop_server(server)
+        # A second Ctrl-C meanwhile waits until the server is stopped, rather than abandon it.
+        with _INTERRUPTS.held():
+            code = server.stop()
         print(f"server stopped by SIGTERM, exit code {code}")
     _summary(report, out, bool(plot), bundled=args.data is None)
     return 0
@@ -121,82 +120,6 @@ def _end(process: subprocess.Popen[str]) -> None:
     process.wait()
     if process.stdout is not None:
         process.stdout.close()
-
-
-def _start_server(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the server with its output in `log`; wait for `listening on` and health SERVING."""
-    command = _command("server", "--model", model, "--host", "127.0.0.1", "--port", "0")
-    _show(command)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    server: subprocess.Popen[bytes] | None = None
-    try:
-        with open(log, "wb") as log_file, _INTERRUPTS.held():
-            server = subprocess.Popen(
-                command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        target = _wait_listening(server, log)
-        _wait_serving(server, target, log)
-    except BaseException:
-        if server is not None:
-            _stop_server(server)
-        raise
-    return server, target
-
-
-def _wait_listening(server: subprocess.Popen[bytes], log: Path) -> str:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("listening on "):
-                return line.split()[2]
-        _check_alive(server, log)
-        time.sleep(0.05)
-    raise ScratchnetError(
-        f"the server printed no `listening on` line in {SERVER_START_SECONDS:g} s"
-    )
-
-
-def _wait_serving(server: subprocess.Popen[bytes], target: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    request = health_pb2.HealthCheckRequest(service="")
-    with grpc.insecure_channel(target) as channel:
-        health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            _check_alive(server, log)
-            try:
-                if (
-                    health.Check(request, timeout=2).status
-                    == health_pb2.HealthCheckResponse.SERVING
-                ):
-                    return
-            except grpc.RpcError:
-                pass  # not answering yet: ask again
-            time.sleep(0.05)
-    raise ScratchnetError(
-        f"the server at {target} was not SERVING after {SERVER_START_SECONDS:g} s"
-    )
-
-
-def _check_alive(server: subprocess.Popen[bytes], log: Path) -> None:
-    if server.poll() is not None:
-        lines = log.read_text(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no output"
-        raise ScratchnetError(f"the server exited with code {server.returncode}: {last}")
-
-
-def _stop_server(server: subprocess.Popen[bytes]) -> int:
-    """SIGTERM, then wait for the server to drain; kill it if it ignores the signal.
-
-    A second Ctrl-C meanwhile waits until the server is stopped, rather than abandon it.
-    """
-    with _INTERRUPTS.held():
-        if server.poll() is None:
-            server.send_signal(signal.SIGTERM)
-        try:
-            return server.wait(SERVER_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            return server.wait()
 
 
 def _summary(report: dict[str, Any], out: Path, plotted: bool, bundled: bool) -> None:

@@ -172,6 +172,9 @@ def _open_session(path: Path, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.log_severity_level = 3  # errors only: warnings would clutter the server's stderr
+    # Idle intra-op threads would otherwise spin between inferences, taking the cores that the
+    # gRPC workers need to decode the next requests.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as error:  # onnxruntime raises its own unrelated classes for bad files

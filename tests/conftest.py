@@ -10,21 +10,18 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from server import launcher
+from server.launcher import START_SECONDS, STOP_SECONDS, ServerProcess
 from trainer.datasets import Dataset, load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
-SERVER_START_SECONDS = 60.0
 
 
 def run_module(
@@ -80,35 +77,25 @@ def model_onnx_uint8(article_artifact: Path) -> Path:
     return path
 
 
-@dataclass
-class RunningServer:
-    """A `python -m server` subprocess and where to reach it."""
-
-    process: subprocess.Popen[str]
-    host: str
-    port: int
-    stdout_lines: list[str] = field(default_factory=list)
-    stderr_path: Path | None = None
+class RunningServer(ServerProcess):
+    """A server as tests use it: its output at hand, and a stop that fails the test when the
+    server ignores the signal."""
 
     @property
-    def target(self) -> str:
-        """HOST:PORT for grpc.insecure_channel."""
-        return f"{self.host}:{self.port}"
+    def stdout_lines(self) -> list[str]:
+        """What the server has written to stdout so far, line by line."""
+        return self.stdout_path.read_text().splitlines() if self.stdout_path else []
 
     def stderr(self) -> str:
         """What the server has written to stderr so far."""
         return self.stderr_path.read_text() if self.stderr_path else ""
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
         """Send `sig`, wait for the exit and return the exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"server ignored signal {sig} for {timeout} s") from None
+        code = super().stop(sig, timeout)
+        if code == -signal.SIGKILL and sig != signal.SIGKILL:
+            raise AssertionError(f"server ignored signal {sig} for {timeout} s")
+        return code
 
 
 def start_server(
@@ -120,74 +107,21 @@ def start_server(
 ) -> RunningServer:
     """Start `python -m server --model MODEL --port 0 ARGS…`, wait for `listening on HOST:PORT`
     and (unless told otherwise) for health SERVING."""
-    stderr_path = Path(tmp_dir or REPO / "build") / f"server-{time.monotonic_ns()}.stderr"
-    stderr_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(stderr_path, "w") as stderr_file:
-        process = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "server",
-                "--model",
-                str(model),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                *args,
-            ],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, **(env or {})},
-        )
-    assert process.stdout is not None
-    first_line: list[str] = []
-    reader_done = threading.Event()
-    lines: list[str] = []
-
-    def read_stdout() -> None:
-        assert process.stdout is not None
-        # Closed here at end of output, since nothing else reads it (pytest treats an unclosed
-        # pipe's ResourceWarning as an error).
-        with process.stdout:
-            for line in process.stdout:
-                lines.append(line.rstrip("\n"))
-                if not first_line:
-                    first_line.append(line)
-                    reader_done.set()
-        reader_done.set()
-
-    threading.Thread(target=read_stdout, daemon=True).start()
-    if not reader_done.wait(SERVER_START_SECONDS) or not first_line:
-        process.kill()
-        raise AssertionError(f"server printed no `listening on` line:\n{stderr_path.read_text()}")
-    words = first_line[0].split()
-    assert words[:2] == ["listening", "on"], f"unexpected first line {first_line[0]!r}"
-    host, port = words[2].rsplit(":", 1)
-    server = RunningServer(process, host, int(port), lines, stderr_path)
-    if wait_serving:
-        wait_for_health(server.target, health_pb2.HealthCheckResponse.SERVING)
-    return server
+    logs = Path(tmp_dir or REPO / "build") / f"server-{time.monotonic_ns()}"
+    return RunningServer.start(
+        model,
+        *args,
+        stdout=logs.with_suffix(".stdout"),
+        stderr=logs.with_suffix(".stderr"),
+        env=env,
+        cwd=REPO,
+        serving=wait_serving,
+    )
 
 
-def wait_for_health(target: str, status: int, timeout: float = SERVER_START_SECONDS) -> None:
+def wait_for_health(target: str, status: int, timeout: float = START_SECONDS) -> None:
     """Poll grpc.health.v1 (overall service "") until it reports `status`."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    with grpc.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            try:
-                last = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status
-                if last == status:
-                    return
-            except grpc.RpcError as error:
-                last = error.code()
-            time.sleep(0.05)
-    raise AssertionError(f"health of {target} never became {status} (last: {last})")
+    launcher.wait_for_health(target, status, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -206,3 +140,16 @@ def uint8_server(
     running = start_server(model_onnx_uint8, tmp_dir=tmp_path_factory.mktemp("server-uint8"))
     yield running
     assert running.stop() == 0
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """The command lines of running processes that contain `text`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # ended meanwhile
+        if text in words:
+            found.append(" ".join(words))
+    return found

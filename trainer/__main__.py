@@ -17,7 +17,7 @@ from tqdm import tqdm
 from trainer.artifact import DEFAULT_ARTIFACT, save_artifact
 from trainer.cli import ArgumentParser, integer, positive_number, run_cli
 from trainer.datasets import load_dataset
-from trainer.errors import ScratchnetError
+from trainer.files import check_writable
 from trainer.losses import LOSSES
 from trainer.recipes import INITS, RECIPES, Hyperparameters
 from trainer.schedules import SCHEDULES
@@ -86,8 +86,7 @@ def _run(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     hyperparameters = hyperparameters_from(args)
     output = Path(args.output)
-    if output.is_dir():
-        raise ScratchnetError(f"output {output} is a directory: expected a file path")
+    check_writable(output)  # before training, not after it
     dataset = load_dataset(args.data)
     show_progress = not (args.quiet or args.json) and sys.stdout.isatty()
     with tqdm(

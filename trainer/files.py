@@ -11,7 +11,23 @@ from typing import BinaryIO
 
 from trainer.errors import ScratchnetError
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "check_writable"]
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail now, before any work, if atomic_write(path) could not write there; creates nothing."""
+    target = Path(path)
+    if target.is_dir():
+        raise ScratchnetError(f"cannot write {target}: it is a directory, expected a file path")
+    folder = target.parent
+    while not folder.exists():  # ends at "." or "/" at the latest, which exist
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ScratchnetError(
+            f"cannot write {target}: {folder} is not a folder (part of that path is a file)"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ScratchnetError(f"cannot write {target}: folder {folder} is not writable")
 
 
 @contextmanager
@@ -24,18 +40,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     `.NAME.*.tmp` file, never a partial `path`.
     """
     target = Path(path)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-        )
-    except (FileExistsError, NotADirectoryError):
-        # What mkdir(exist_ok=True) raises when a part of the folder path is a file.
-        raise ScratchnetError(
-            f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
-        ) from None
-    except OSError as error:
-        raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
+    fd, temp_name = _temp_file_beside(target)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
@@ -49,3 +54,17 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+
+
+def _temp_file_beside(target: Path) -> tuple[int, str]:
+    """Create the folders up to `target` and a hidden temporary file next to it."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except (FileExistsError, NotADirectoryError):
+        # What mkdir(exist_ok=True) raises when a part of the folder path is a file.
+        raise ScratchnetError(
+            f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
+        ) from None
+    except OSError as error:
+        raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO
+from tests.conftest import REPO, processes_mentioning
 from trainer.cli import EXIT_INTERRUPTED
 
 
@@ -87,16 +87,3 @@ def runs_a_server(pid: int) -> bool:
         return b"-m\x00server\x00" in Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-
-
-def processes_mentioning(text: str) -> list[str]:
-    """The command lines of running processes that contain `text`."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            words = cmdline.read_bytes().decode(errors="replace").split("\0")
-        except OSError:
-            continue  # ended meanwhile
-        if text in words:
-            found.append(" ".join(words))
-    return found

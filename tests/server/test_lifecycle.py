@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
-from tests.conftest import PYTHON, REPO, RunningServer, run_module, start_server
+from tests.conftest import REPO, RunningServer, run_module, start_server
 from trainer.datasets import Dataset
 
 SERVICES = ("", "scratchnet.v1.Classifier", "inference.GRPCInferenceService")
@@ -98,24 +96,16 @@ main()
 
 def _start_gated_server(model: Path, gate: Path, tmp_path: Path, *args: str) -> RunningServer:
     """Start the server with its model loading held back until `gate` exists."""
-    stderr_path = tmp_path / "gated-server.stderr"
-    with open(stderr_path, "w") as stderr_file:
-        process = subprocess.Popen(
-            [PYTHON, "-c", GATED_SERVER, str(gate), "--model", str(model), "--port", "0", *args],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=stderr_file,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            env={**os.environ, "GRPC_VERBOSITY": "NONE"},
-        )
-    assert process.stdout is not None
-    with process.stdout:
-        first = process.stdout.readline()  # printed as soon as the port is bound
-    words = first.split()
-    assert words[:2] == ["listening", "on"], (first, stderr_path.read_text())
-    host, port = words[2].rsplit(":", 1)
-    return RunningServer(process, host, int(port), [first], stderr_path)
+    return RunningServer.start(
+        model,
+        *args,
+        stdout=tmp_path / "gated-server.stdout",
+        stderr=tmp_path / "gated-server.stderr",
+        env={"GRPC_VERBOSITY": "NONE"},
+        cwd=REPO,
+        serving=False,
+        python_args=("-c", GATED_SERVER, str(gate)),
+    )
 
 
 def test_while_the_model_loads_health_is_not_serving_and_calls_unavailable(

@@ -354,8 +354,17 @@ def test_bad_flags(
 def test_an_output_that_is_a_directory(tmp_path: Path, toy_idx: Path, trainer_cli: Run) -> None:
     (tmp_path / "out").mkdir()
     result = trainer_cli("--data", toy_idx, "-o", tmp_path / "out")
-    _assert_one_line_error(result, "is a directory: expected a file path")
+    _assert_one_line_error(result, "is a directory, expected a file path")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_an_unwritable_output_is_refused_before_the_data_is_read(
+    tmp_path: Path, trainer_cli: Run
+) -> None:
+    (tmp_path / "file").write_text("")
+    # The data path is missing too: the output's error must come first, before any work.
+    result = trainer_cli("--data", tmp_path / "missing", "-o", tmp_path / "file" / "sub" / "m.npz")
+    _assert_one_line_error(result, f"{tmp_path / 'file'} is not a folder")
 
 
 def test_a_corrupt_bundled_set_through_the_command_line(tmp_path: Path) -> None:
