@@ -49,15 +49,16 @@ class Artifact:
     @property
     def class_labels(self) -> list[str]:
         """A name for each class: the metadata's `class_labels`, else "0".."C-1"."""
-        labels = self.metadata.get("class_labels")
-        if isinstance(labels, list) and len(labels) == self.num_classes:
-            return [str(label) for label in labels]
-        return [str(index) for index in range(self.num_classes)]
+        labels = self.metadata.get("class_labels")  # checked against C when saved and loaded
+        if labels is None:
+            return [str(index) for index in range(self.num_classes)]
+        return [str(label) for label in labels]
 
 
 def save_artifact(path: str | os.PathLike[str], artifact: Artifact) -> None:
     """Validate `artifact` and write it atomically to `path`, byte-identical for equal inputs."""
     _validate(artifact.weights, artifact.biases, str(path))
+    _validate_metadata(artifact.metadata, artifact.weights.shape, str(path))
     arrays = {
         "weights": np.ascontiguousarray(artifact.weights, dtype=np.float64),
         "biases": np.ascontiguousarray(artifact.biases, dtype=np.float64),
@@ -105,6 +106,7 @@ def load_artifact(path: str | os.PathLike[str]) -> Artifact:
         raise ArtifactError(f"artifact {name}: metadata is not valid JSON ({error})") from None
     if not isinstance(metadata, dict):
         raise ArtifactError(f"artifact {name}: metadata must be a JSON object")
+    _validate_metadata(metadata, weights.shape, name)
     return Artifact(weights=weights, biases=biases, metadata=metadata)
 
 
@@ -126,4 +128,25 @@ def _validate(weights: NDArray[Any], biases: NDArray[Any], name: str) -> None:
     if not (np.isfinite(weights).all() and np.isfinite(biases).all()):
         raise ArtifactError(
             f"artifact {name}: weights and biases must be finite (found NaN or inf)"
+        )
+
+
+def _validate_metadata(metadata: dict[str, Any], shape: tuple[int, ...], name: str) -> None:
+    """The metadata entries that describe the parameters must agree with them."""
+    classes, height, width = shape
+    labels = metadata.get("class_labels")
+    if labels is not None and not (
+        isinstance(labels, list)
+        and len(labels) == classes
+        and all(isinstance(label, str) for label in labels)
+    ):
+        raise ArtifactError(
+            f"artifact {name}: metadata class_labels must be a list of {classes} strings (one per "
+            f"class of the weights), got {json.dumps(labels)[:80]}"
+        )
+    input_shape = metadata.get("input_shape")
+    if input_shape is not None and input_shape != [height, width]:
+        raise ArtifactError(
+            f"artifact {name}: metadata input_shape {json.dumps(input_shape)[:40]} does not match "
+            f"the weights' images [{height}, {width}]"
         )

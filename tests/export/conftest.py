@@ -34,8 +34,16 @@ def _random_artifact(
     return Artifact(
         weights=rng.normal(size=shape),
         biases=rng.normal(size=shape[:1]),
-        metadata=dict(SMALL_METADATA) if metadata is None else metadata,
+        metadata=_small_metadata(shape[0]) if metadata is None else metadata,
     )
+
+
+def _small_metadata(classes: int) -> dict[str, Any]:
+    """SMALL_METADATA, without its class labels when they don't fit `classes`."""
+    metadata = dict(SMALL_METADATA)
+    if len(SMALL_METADATA["class_labels"]) != classes:
+        del metadata["class_labels"]
+    return metadata
 
 
 @pytest.fixture

@@ -56,6 +56,14 @@ def _write(path: Path, **changes: Any) -> Path:
         ({"metadata": np.array("{not json")}, "metadata is not valid JSON"),
         ({"metadata": np.array("[1, 2]")}, "metadata must be a JSON object"),
         ({"metadata": np.zeros(2)}, "metadata must be a JSON string"),
+        (
+            {"metadata": np.array('{"class_labels": ["a", "b", "c"]}')},
+            "class_labels must be a list of 2 strings",
+        ),
+        (
+            {"metadata": np.array('{"input_shape": [28, 28]}')},
+            "input_shape [28, 28] does not match the weights' images [3, 4]",
+        ),
     ],
     ids=[
         "no-biases",
@@ -68,6 +76,8 @@ def _write(path: Path, **changes: Any) -> Path:
         "bad-json",
         "json-list",
         "metadata-array",
+        "label-count",
+        "input-shape",
     ],
 )
 def test_the_loader_rejects(tmp_path: Path, changes: dict[str, Any], fragment: str) -> None:
@@ -95,4 +105,8 @@ def test_missing_and_unreadable_files(tmp_path: Path) -> None:
 def test_save_refuses_invalid_parameters(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="finite"):
         save_artifact(tmp_path / "x.npz", Artifact(np.full((1, 1, 1), np.nan), np.zeros(1)))
+    with pytest.raises(ArtifactError, match="class_labels must be a list of 2 strings"):
+        save_artifact(
+            tmp_path / "x.npz", Artifact(GOOD["weights"], GOOD["biases"], {"class_labels": ["a"]})
+        )
     assert not (tmp_path / "x.npz").exists()
