@@ -16,7 +16,7 @@ NODE_INSTALLED := clients/node/node_modules/.installed
 demo: $(INSTALLED)
 	$(PY) scripts/demo.py
 
-test: lint typecheck proto-check cpp-client pytest node-test
+test: lint typecheck cpp-client pytest node-test
 
 # --- Python ----------------------------------------------------------------------------------
 $(INSTALLED): pyproject.toml constraints.txt

@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from export import INPUT, OUTPUTS, ExportOptions, export_artifact, model_bytes
+from export import INPUT, OUTPUTS, ExportOptions, build_model, model_bytes
+from export.model import artifact_sha256
+from export.parity import run_numpy
 from trainer import model as numpy_model
-from trainer.artifact import DEFAULT_ARTIFACT, load_artifact
-from trainer.cli import ArgumentParser, run_cli
+from trainer.artifact import DEFAULT_ARTIFACT, Artifact, load_artifact
+from trainer.cli import ArgumentParser, integer, run_cli
 from trainer.datasets import load_dataset
 from trainer.errors import ScratchnetError
 
@@ -57,20 +60,9 @@ def measure(
     return rates
 
 
-def numpy_forward(artifact_path: Path) -> Runner:
-    """trainer.model's forward pass producing what the graph produces."""
-    artifact = load_artifact(artifact_path)
-
-    def run(images: NDArray[Any]) -> object:
-        scores = numpy_model.scores(artifact.weights, artifact.biases, images)
-        return scores.argmax(axis=1), numpy_model.probabilities(scores)
-
-    return run
-
-
-def onnxruntime_forward(artifact_path: Path, dtype: str) -> Runner:
-    """An in-process onnxruntime session on the model exported with `dtype` input."""
-    model = export_artifact(artifact_path, ExportOptions(input_dtype=dtype))
+def onnxruntime_forward(artifact: Artifact, sha256: str, dtype: str) -> Runner:
+    """An in-process onnxruntime session on the model of `artifact` exported with `dtype` input."""
+    model = build_model(artifact, sha256, ExportOptions(input_dtype=dtype))
     options = ort.SessionOptions()
     # With spin-waiting on, onnxruntime's idle workers keep both cores busy through numpy's turn:
     # measured here, numpy then ran 4-25x below its speed alone, and the ratios meant nothing.
@@ -84,17 +76,18 @@ def main() -> int:
     parser = ArgumentParser(prog="bench/export_speed.py", description=__doc__.splitlines()[0])
     parser.add_argument("artifact", nargs="?", type=Path, default=DEFAULT_ARTIFACT)
     parser.add_argument("--data", help="data set (default: the bundled MNIST)")
-    parser.add_argument("--rounds", type=int, default=7, help="rounds per figure (default 7)")
+    parser.add_argument(
+        "--rounds", type=integer(1), default=7, help="rounds per figure (default 7)"
+    )
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds: expected an integer >= 1")
-    load_artifact(args.artifact)  # a missing artifact is one line, before any work
+    artifact = load_artifact(args.artifact)  # a missing artifact is one line, before any work
+    sha256 = artifact_sha256(args.artifact)
     pixels = load_dataset(args.data).test_images
     if pixels.dtype != np.uint8:
         raise ScratchnetError(f"data set images are {pixels.dtype}: expected uint8 pixels")
     inputs = {"uint8": pixels, "float32": numpy_model.scale_pixels(pixels).astype(np.float32)}
-    numpy_run = numpy_forward(args.artifact)
-    sessions = {dtype: onnxruntime_forward(args.artifact, dtype) for dtype in DTYPES}
+    numpy_run: Runner = partial(run_numpy, artifact.weights, artifact.biases)
+    sessions = {dtype: onnxruntime_forward(artifact, sha256, dtype) for dtype in DTYPES}
     contenders = {
         f"{runtime} {dtype}": (run, inputs[dtype])
         for runtime, runs in (

@@ -13,6 +13,7 @@ rounds of images scored / seconds; each contender scores at least 2,000 images a
 
 from __future__ import annotations
 
+import math
 import statistics
 import tempfile
 import time
@@ -28,13 +29,13 @@ from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
 from server.launcher import ServerProcess
 from server.runtime import ModelRuntime
-from trainer.cli import ArgumentParser, run_cli
+from server.tensors import datatype_of
+from trainer.cli import ArgumentParser, integer, run_cli
 from trainer.datasets import load_dataset
 from trainer.errors import ScratchnetError
 
 BATCHES = (1, 16, 256, 1024)
 MIN_IMAGES_PER_ROUND = 2000
-DTYPES = {np.dtype(np.uint8): pb.DATA_TYPE_UINT8, np.dtype(np.float32): pb.DATA_TYPE_FLOAT32}
 # A round's work: score `calls` batches of `batch` images taken from `images`.
 Runner = Callable[[NDArray[Any], int, int], None]
 
@@ -46,7 +47,8 @@ def _batches(images: NDArray[Any], batch: int, calls: int) -> Iterator[NDArray[A
 
 
 def _request(images: NDArray[Any]) -> pb.PredictRequest:
-    tensor = pb.Tensor(dtype=DTYPES[images.dtype], shape=images.shape, data=images.tobytes())
+    dtype = datatype_of(images.dtype).v1
+    tensor = pb.Tensor(dtype=dtype, shape=images.shape, data=images.tobytes())
     return pb.PredictRequest(images=tensor)
 
 
@@ -85,7 +87,7 @@ def measure(
     contenders: dict[str, tuple[Runner, NDArray[Any]]], batch: int, rounds: int
 ) -> dict[str, list[float]]:
     """images/s of each contender in each round."""
-    calls = max(1, MIN_IMAGES_PER_ROUND // batch)
+    calls = math.ceil(MIN_IMAGES_PER_ROUND / batch)
     for run, images in contenders.values():
         run(images, batch, 1)  # warm-up: first-call allocations are not what we measure
     rates: dict[str, list[float]] = {name: [] for name in contenders}
@@ -103,11 +105,11 @@ def main() -> int:
     parser = ArgumentParser(prog="bench/server_throughput.py", description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--data", help="data set (default: the bundled MNIST)")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds per figure (default 5)")
-    parser.add_argument("--threads", type=int, default=0, help="the server's --threads")
+    parser.add_argument(
+        "--rounds", type=integer(1), default=5, help="rounds per figure (default 5)"
+    )
+    parser.add_argument("--threads", type=integer(0), default=0, help="the server's --threads")
     args = parser.parse_args()
-    if args.rounds < 1:
-        parser.error("--rounds: expected an integer >= 1")
     runtime = ModelRuntime(args.model, threads=args.threads)  # a bad model: one line, no server
     pixels = load_dataset(args.data).test_images
     if pixels.dtype != np.uint8 or pixels.shape[1:] != (runtime.height, runtime.width):

@@ -8,7 +8,6 @@ Every figure comes from this one run, side by side, on the bundled MNIST; times 
 
 from __future__ import annotations
 
-import argparse
 import platform
 import re
 import resource
@@ -26,12 +25,14 @@ from typing import TypeVar
 import numpy as np
 from article_reference import train_article_plain
 
+from trainer.cli import ArgumentParser, integer, run_cli
 from trainer.datasets import Dataset, load_dataset
 from trainer.recipes import RECIPES
 from trainer.sgd import SAMPLE_BLOCK, train_parameters
 from trainer.training import accuracy, train
 
 REPO = Path(__file__).resolve().parent.parent
+PROGRAM = "bench/train_speed.py"
 T = TypeVar("T")
 
 
@@ -138,18 +139,30 @@ def _describe(hyperparameters: dict[str, object]) -> str:
     return ", ".join(f"{key} {value}" for key, value in hyperparameters.items())
 
 
+def _sizes(text: str) -> list[int]:
+    """An argparse `type`: comma-separated block sizes, each an integer >= 1."""
+    return [integer(1)(size) for size in text.split(",")]
+
+
 def main() -> None:
     """Run every measurement and print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5, help="runs per timing (default 5)")
-    parser.add_argument("--seeds", type=int, default=5, help="modern-recipe seeds (default 5)")
-    parser.add_argument("--block-sizes", help="also time these block sizes, e.g. 16,32,64,128")
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=integer(1), default=5, help="runs per timing (default 5)")
+    parser.add_argument(
+        "--seeds", type=integer(1), default=5, help="modern-recipe seeds (default 5)"
+    )
+    parser.add_argument(
+        "--block-sizes",
+        type=_sizes,
+        default=[],
+        help="also time these block sizes, e.g. 16,32,64,128",
+    )
     args = parser.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     data = load_dataset(None)
     article_speed(data, args.repeats)
     if args.block_sizes:
-        block_sizes(data, [int(size) for size in args.block_sizes.split(",")], args.repeats)
+        block_sizes(data, args.block_sizes, args.repeats)
     modern_recipe(data, args.seeds)
     print(
         "peak RSS of `python -m trainer` (article recipe, defaults) "
@@ -161,4 +174,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(PROGRAM, main)

@@ -3,7 +3,9 @@ and IDX image files (the MNIST format, raw or gzip).
 
 Photos become one grayscale uint8 image resized to the model's HxW. MNIST digits are white on
 black, so a photo whose border is mostly light (dark ink on paper) is inverted: that is
-`invert="auto"`; "yes" and "no" force the choice. Arrays (.npy, IDX) are taken as they are.
+`invert="auto"`; "yes" and "no" force the choice. Arrays (.npy, IDX) are taken as they are once
+their pixels pass the data sets' check (trainer.datasets.as_pixels: integers 0-255, floats in
+[0, 1]).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from trainer.datasets import as_pixels
 from trainer.errors import ScratchnetError
 from trainer.idx import IMAGES_MAGIC, read_idx
 
@@ -51,7 +54,7 @@ def load_images(
             f"{file}: images of shape {list(images.shape)}, expected [{height}, {width}] or "
             f"[N, {height}, {width}] with N ≥ 1 (the model's image size)"
         )
-    return images
+    return as_pixels(images, str(file))
 
 
 def _is_idx(file: Path) -> bool:
@@ -66,7 +69,7 @@ def _is_idx(file: Path) -> bool:
     return head == IMAGES_MAGIC.to_bytes(4, "big")
 
 
-def _npy(file: Path) -> NDArray[np.uint8] | NDArray[np.float32]:
+def _npy(file: Path) -> NDArray[Any]:
     try:
         array = np.load(file, allow_pickle=False)
     except (ValueError, EOFError) as error:
@@ -74,21 +77,7 @@ def _npy(file: Path) -> NDArray[np.uint8] | NDArray[np.float32]:
     if not isinstance(array, np.ndarray):
         array.close()
         raise ScratchnetError(f"{file}: an .npz archive of arrays, expected one .npy array")
-    if array.dtype == np.uint8:
-        return array
-    if array.dtype.kind in "iu" and array.size and array.min() >= 0 and array.max() <= 255:
-        return array.astype(np.uint8)
-    if array.dtype.kind == "f":
-        if array.size and not (np.isfinite(array).all() and 0 <= array.min() <= array.max() <= 1):
-            raise ScratchnetError(
-                f"{file}: float pixels must be finite and in [0, 1] (or uint8 0-255), got "
-                f"values from {array.min()} to {array.max()}"
-            )
-        return array.astype(np.float32)
-    raise ScratchnetError(
-        f"{file}: pixels of type {array.dtype}, expected uint8 (0-255), integers 0-255 or "
-        "floats in [0, 1]"
-    )
+    return array
 
 
 def _photo(file: Path, image_shape: tuple[int, int], invert: Invert) -> NDArray[np.uint8]:

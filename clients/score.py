@@ -19,7 +19,7 @@ from clients.cli import add_server_flags
 from clients.client import Client, ModelInfo
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
-from trainer.cli import ArgumentParser, run_cli
+from trainer.cli import ArgumentParser, integer, run_cli
 from trainer.datasets import Dataset, Images, load_dataset
 from trainer.errors import ScratchnetError
 
@@ -99,7 +99,7 @@ def _main() -> int:
     parser.add_argument("--split", choices=("test", "train"), default="test", help="default: test")
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=integer(1),
         metavar="N",
         help="images per request (default: 512 KiB of pixels); capped by the server's limit",
     )

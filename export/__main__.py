@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
 from export.errors import ExportError
-from export.graph import INPUT, INPUT_DTYPES
+from export.graph import INPUT, INPUT_DTYPES, ir_version_for
 from export.metadata import ARTIFACT_SHA256
 from export.model import (
     DEFAULT_MODEL,
@@ -77,8 +77,8 @@ def build_parser(prog: str) -> ArgumentParser:
         "--opset",
         type=int,
         metavar="N",
-        help=f"ONNX opset (default {defaults.opset}, with IR version 8); the IR version is the "
-        "oldest that carries the opset",
+        help=f"ONNX opset (default {defaults.opset}, with IR version "
+        f"{ir_version_for(defaults.opset)}); the IR version is the oldest that carries the opset",
     )
     parser.add_argument(
         "--model-version",

@@ -29,6 +29,7 @@ __all__ = [
     "WEIGHTS",
     "build_graph",
     "check_opset",
+    "declared_dims",
     "ir_version_for",
     "max_opset",
 ]
@@ -70,6 +71,14 @@ def check_opset(opset: int) -> None:
 def ir_version_for(opset: int) -> int:
     """The oldest IR version that carries `opset`, so older runtimes load the file (17 -> 8)."""
     return int(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]))
+
+
+def declared_dims(value: ValueInfoProto) -> list[int]:
+    """The dims of a graph input or output, -1 where not fixed (a symbolic or unknown size)."""
+    return [
+        dim.dim_value if dim.HasField("dim_value") else -1
+        for dim in value.type.tensor_type.shape.dim
+    ]
 
 
 def build_graph(

@@ -5,7 +5,6 @@ metadata_props (class labels, input scale and dtype, the artifact's sha256, trai
 from __future__ import annotations
 
 import json
-from importlib import metadata as package_metadata
 from typing import Any
 
 from trainer.artifact import Artifact
@@ -19,7 +18,6 @@ __all__ = [
     "PRODUCER_NAME",
     "metadata_props",
     "model_doc_string",
-    "producer_version",
 ]
 
 PRODUCER_NAME = "scratchnet-export"
@@ -28,11 +26,6 @@ CLASS_LABELS = "class_labels"
 INPUT_SCALE_KEY = "input_scale"
 INPUT_DTYPE_KEY = "input_dtype"
 ARTIFACT_SHA256 = "artifact_sha256"
-
-
-def producer_version() -> str:
-    """The installed scratchnet version, recorded as the model's producer_version."""
-    return package_metadata.version("scratchnet")
 
 
 def metadata_props(artifact: Artifact, artifact_sha256: str, input_dtype: str) -> dict[str, str]:

@@ -13,9 +13,10 @@ from onnx import ModelProto, helper
 
 from export.errors import ExportError
 from export.graph import DEFAULT_OPSET, build_graph, check_opset, ir_version_for
-from export.metadata import PRODUCER_NAME, metadata_props, model_doc_string, producer_version
+from export.metadata import PRODUCER_NAME, metadata_props, model_doc_string
 from trainer.artifact import Artifact, load_artifact
-from trainer.files import atomic_write
+from trainer.files import atomic_write, check_writable
+from trainer.versions import scratchnet_version
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -70,7 +71,7 @@ def build_model(artifact: Artifact, artifact_sha256: str, options: ExportOptions
         opset_imports=[helper.make_opsetid("", options.opset)],
         ir_version=ir_version_for(options.opset),
         producer_name=PRODUCER_NAME,
-        producer_version=producer_version(),
+        producer_version=scratchnet_version(),
         model_version=options.model_version,
         doc_string=model_doc_string(artifact, options.input_dtype),
     )
@@ -101,14 +102,9 @@ def model_bytes(model: ModelProto) -> bytes:
 
 def write_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Write `data` atomically to `path`; any failure is a one-line ScratchnetError and no file."""
-    target = Path(path)
-    if target.is_dir():
-        raise ExportError(f"cannot write {target}: it is a directory, expected a file path")
-    try:
-        with atomic_write(target) as handle:
-            handle.write(data)
-    except OSError as error:
-        raise ExportError(f"cannot write {target}: {error.strerror or error}") from None
+    check_writable(path)
+    with atomic_write(path) as handle:
+        handle.write(data)
 
 
 def _one_line(value: object) -> str:

@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
 from export.errors import ExportError
-from export.graph import BIASES, INPUT, INPUT_DTYPES, OUTPUTS, SCORES, WEIGHTS
+from export.graph import BIASES, INPUT, INPUT_DTYPES, OUTPUTS, SCORES, WEIGHTS, declared_dims
 from export.model import model_bytes
 from trainer import model as numpy_model
 
@@ -252,8 +252,7 @@ def _declared(
             f"model '{model.graph.name}' has no tensor '{name}': expected a model written by "
             "scratchnet-export"
         )
-    tensor = value.type.tensor_type
-    return tensor.elem_type, [dim.dim_value or -1 for dim in tensor.shape.dim]
+    return value.type.tensor_type.elem_type, declared_dims(value)
 
 
 def _run_chunked(run: Callable[[NDArray[Any]], Any], inputs: NDArray[Any]) -> Outputs:

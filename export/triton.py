@@ -14,7 +14,7 @@ from pathlib import Path
 from onnx import ModelProto, TensorProto, ValueInfoProto
 
 from export.errors import ExportError
-from export.graph import PROBABILITIES, SCORES
+from export.graph import PROBABILITIES, SCORES, declared_dims
 from export.metadata import CLASS_LABELS
 from export.model import model_bytes, write_file
 
@@ -77,7 +77,7 @@ def write_repository(
 
 def _tensor_config(value: ValueInfoProto, label_filename: str | None = None) -> str:
     tensor = value.type.tensor_type
-    dims = [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
+    dims = declared_dims(value)
     if not dims or dims[0] != -1:
         raise ExportError(
             f"tensor '{value.name}': expected a dynamic batch dimension first, got shape {dims}"

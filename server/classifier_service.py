@@ -10,7 +10,7 @@ from scratchnet_api.v1 import classifier_pb2, classifier_pb2_grpc
 from server.errors import InvalidArgument, status_on_error
 from server.runtime import ModelRuntime
 from server.state import ServingState
-from server.tensors import datatype_from_v1, datatype_of, describe_input, images_from_bytes
+from server.tensors import datatype_from_v1, datatype_of, images_from_bytes
 
 __all__ = ["SERVICE_NAME", "ClassifierServicer", "add_to_server"]
 
@@ -64,9 +64,9 @@ class ClassifierServicer:
         self, runtime: ModelRuntime, request: classifier_pb2.PredictRequest
     ) -> classifier_pb2.PredictResponse:
         if not request.HasField("images"):
-            raise InvalidArgument(f"{describe_input(runtime)}: the request has no images tensor")
+            raise InvalidArgument(f"{runtime.input_description}: the request has no images tensor")
         tensor = request.images
-        datatype = datatype_from_v1(tensor.dtype, describe_input(runtime))
+        datatype = datatype_from_v1(tensor.dtype, runtime.input_description)
         images = images_from_bytes(
             tensor.data, datatype, tensor.shape, runtime, self._state.max_batch
         )

@@ -99,8 +99,8 @@ def status_on_error(context: grpc.ServicerContext) -> Iterator[None]:
 
 
 def _aborted(context: Any) -> bool:
-    # grpc's ServicerContext.code() (grpcio >= 1.38, missing from grpc-stubs) is set by abort().
-    code = context.code() if hasattr(context, "code") else None
+    # grpc's ServicerContext.code(), set by abort(), is missing from grpc-stubs: hence Any.
+    code = context.code()
     return code is not None and code != grpc.StatusCode.OK
 
 
@@ -151,6 +151,7 @@ class _Undecodable:
 
 def _rejecting_undecodable(handler: _Handler, method: str) -> _Handler:
     parse = handler.request_deserializer
+    assert parse is not None  # RejectUndecodableRequests wraps only handlers that parse
     streaming = handler.request_streaming
     behavior = (
         handler.unary_unary or handler.unary_stream or handler.stream_unary or handler.stream_stream
@@ -159,7 +160,7 @@ def _rejecting_undecodable(handler: _Handler, method: str) -> _Handler:
 
     def tolerant_parse(data: bytes) -> Any:
         try:
-            return parse(data) if parse else data
+            return parse(data)
         except DecodeError as error:
             return _Undecodable(
                 f"the request to {method} is not a valid protobuf message ({error}), expected "

@@ -9,7 +9,6 @@ follow Triton where the specification leaves them open; docs/open-inference.md l
 from __future__ import annotations
 
 from collections.abc import Iterator
-from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
@@ -20,6 +19,7 @@ from server.oip_tensors import add_outputs, images_from_request, requested_outpu
 from server.runtime import OUTPUT_DTYPES, ModelRuntime
 from server.state import ServingState
 from server.tensors import datatype_of
+from trainer.versions import scratchnet_version
 
 __all__ = [
     "EXTENSIONS",
@@ -39,19 +39,12 @@ EXTENSIONS: tuple[str, ...] = ()
 streaming RPC is not one of them, it is part of Triton's service definition."""
 
 
-def _server_version() -> str:
-    try:
-        return version("scratchnet")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0+unknown"
-
-
 class InferenceServicer:
     """The Open Inference Protocol over the shared serving state."""
 
     def __init__(self, state: ServingState) -> None:
         self._state = state
-        self._version = _server_version()
+        self._version = scratchnet_version()
 
     def ServerLive(
         self, request: pb.ServerLiveRequest, context: grpc.ServicerContext
@@ -70,14 +63,11 @@ class InferenceServicer:
     ) -> pb.ModelReadyResponse:
         """Whether this model and version can infer now; false (not an error) for unknown ones,
         as Triton answers."""
-        runtime = self._state.runtime
-        ready = (
-            self._state.ready
-            and runtime is not None
-            and request.name == runtime.name
-            and request.version in ("", runtime.version)
-        )
-        return pb.ModelReadyResponse(ready=ready)
+        try:
+            self._model(request.name, request.version)
+        except RequestError:  # still loading, or not this model or version
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=self._state.ready)
 
     def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext

@@ -43,6 +43,8 @@ STOP_SECONDS = 30.0
 """Default wait for the server to drain and exit after the signal, before it is killed."""
 SERVING: int = health_pb2.HealthCheckResponse.SERVING
 _POLL_SECONDS = 0.05
+_CHECK_SECONDS = 2.0
+_MIN_CHECK_SECONDS = 0.05
 
 Guard = Callable[[], AbstractContextManager[object]]
 """A context to wrap around starting or stopping the process (see ServerProcess.start)."""
@@ -178,11 +180,13 @@ def wait_for_health(
     request = health_pb2.HealthCheckRequest(service="")
     with grpc.insecure_channel(target) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
+        while (left := deadline - time.monotonic()) > 0:
             if check is not None:
                 check()
+            # Never past the deadline, but long enough for an answer to arrive at all.
+            wait = max(_MIN_CHECK_SECONDS, min(_CHECK_SECONDS, left))
             try:
-                if health.Check(request, timeout=2).status == status:
+                if health.Check(request, timeout=wait).status == status:
                     return
             except grpc.RpcError:
                 pass  # not answering yet: ask again

@@ -23,7 +23,6 @@ from server.tensors import (
     check_images_datatype,
     datatype_from_name,
     datatype_of,
-    describe_input,
     images_from_bytes,
 )
 
@@ -56,7 +55,7 @@ def images_from_request(
             f"expected 1 raw_input_contents entry (one per input) for model '{model}', "
             f"got {len(raw)}"
         )
-    what = describe_input(runtime)
+    what = runtime.input_description
     _refuse_extension_parameters(tensor.parameters, what)
     datatype = datatype_from_name(tensor.datatype, what)
     if raw:
@@ -137,7 +136,7 @@ def _bytes_from_contents(
     check_images_datatype(datatype, runtime)
     if datatype.numpy is None or datatype.contents_field is None:
         raise InvalidArgument(
-            f"{describe_input(runtime)}: datatype {datatype} has no typed contents field, "
+            f"{runtime.input_description}: datatype {datatype} has no typed contents field, "
             "expected its data in raw_input_contents"
         )
     for field, _ in contents.ListFields():
@@ -157,7 +156,7 @@ def _bytes_from_contents(
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
         raise InvalidArgument(
-            f"{describe_input(runtime)}: {datatype.contents_field}[{first}] is {int(wide[first])}, "
-            f"outside the {datatype} range [{limits.min}, {limits.max}]"
+            f"{runtime.input_description}: {datatype.contents_field}[{first}] is "
+            f"{int(wide[first])}, outside the {datatype} range [{limits.min}, {limits.max}]"
         )
     return wide.astype(datatype.numpy).tobytes()

@@ -15,7 +15,7 @@ import math
 import os
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -71,6 +71,8 @@ class ModelRuntime:
             )
         image_input = inputs[0]
         self.input_name: str = image_input.name
+        self.input_description: str = f"input '{self.input_name}' of model '{self.name}'"
+        """How messages name the image input: "input 'images' of model 'scratchnet'"."""
         if image_input.type not in _INPUT_TYPES:
             raise ModelError(
                 f"{where}: input '{self.input_name}' is {image_input.type}, "
@@ -83,15 +85,12 @@ class ModelRuntime:
         if self.input_dtype == np.float32:
             self.accepted_dtypes += (np.dtype(np.uint8),)
 
-        self._output_names = _find_outputs(where, self._session.get_outputs())
+        output_names = _find_outputs(where, self._session.get_outputs())
         self.num_classes: int = _num_classes(
-            where, self._session.get_outputs(), self._output_names, self.metadata
+            where, self._session.get_outputs(), output_names, self.metadata
         )
-        self.outputs: tuple[str, ...] = tuple(
-            kind
-            for kind in OUTPUTS
-            if kind == "label" or "scores" in self._output_names or kind in self._output_names
-        )
+        self._sources = _output_sources(output_names)
+        self.outputs: tuple[str, ...] = tuple(self._sources)
         self.class_labels: list[str] = _class_labels(where, self.metadata, self.num_classes)
         self.input_scale: float = _input_scale(where, self.metadata)
         # uint8 pixels for a float32 model are divided by 1/input_scale in float32: for 1/255 that
@@ -118,16 +117,18 @@ class ModelRuntime:
         """
         self._check_outputs(outputs)
         feed = self._model_input(images)
-        wanted = {self._source(output) for output in outputs}
-        names = sorted(wanted)
+        names = sorted({self._sources[output].onnx_name for output in outputs})
         results = dict(zip(names, self._session.run(names, {self.input_name: feed}), strict=True))
         answer: dict[str, NDArray[Any]] = {}
         for output in outputs:
-            value = np.asarray(results[self._source(output)])
-            if output == "label" and "label" not in self._output_names:
-                value = value.argmax(axis=1)
-            elif output == "probabilities" and "probabilities" not in self._output_names:
-                value = probabilities(value.astype(np.float64))
+            source = self._sources[output]
+            value = np.asarray(results[source.onnx_name])
+            if source.derived:
+                value = (
+                    value.argmax(axis=1)
+                    if output == "label"
+                    else probabilities(value.astype(np.float64))
+                )
             answer[output] = np.ascontiguousarray(value, dtype=OUTPUT_DTYPES[output])
         return answer
 
@@ -144,12 +145,6 @@ class ModelRuntime:
                     f"{', '.join(self.outputs)}"
                 )
 
-    def _source(self, output: str) -> str:
-        """The ONNX output that `output` is read or computed from."""
-        if output in self._output_names:
-            return self._output_names[output]
-        return self._output_names.get("scores") or self._output_names["probabilities"]
-
     def _model_input(self, images: NDArray[Any]) -> NDArray[Any]:
         if images.dtype == self.input_dtype:
             feed = images
@@ -158,8 +153,7 @@ class ModelRuntime:
         else:
             expected = " or ".join(str(dtype) for dtype in self.accepted_dtypes)
             raise InvalidArgument(
-                f"input '{self.input_name}' of model '{self.name}': expected {expected} pixels, "
-                f"got {images.dtype}"
+                f"{self.input_description}: expected {expected} pixels, got {images.dtype}"
             )
         if self._channel_axis:
             feed = feed.reshape(len(feed), 1, self.height, self.width)
@@ -221,6 +215,26 @@ def _find_outputs(where: str, nodes: list[Any]) -> dict[str, str]:
             "(int64 or int32 [N])"
         )
     return found
+
+
+class _Source(NamedTuple):
+    """Where predict() gets one of OUTPUTS: the ONNX output it reads, and whether numpy derives
+    it from that output (label = argmax, probabilities = softmax) instead of returning it."""
+
+    onnx_name: str
+    derived: bool
+
+
+def _output_sources(names: dict[str, str]) -> dict[str, _Source]:
+    """The model's OUTPUTS, in order, each with its source; `names` maps those the ONNX graph
+    holds to its output names (see _find_outputs)."""
+    sources = {kind: _Source(name, derived=False) for kind, name in names.items()}
+    # Labels come from scores, else from probabilities; probabilities need scores.
+    if "label" not in sources:
+        sources["label"] = _Source(names.get("scores") or names["probabilities"], derived=True)
+    if "probabilities" not in sources and "scores" in names:
+        sources["probabilities"] = _Source(names["scores"], derived=True)
+    return {kind: sources[kind] for kind in OUTPUTS if kind in sources}
 
 
 def _num_classes(

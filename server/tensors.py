@@ -31,7 +31,6 @@ __all__ = [
     "datatype_from_name",
     "datatype_from_v1",
     "datatype_of",
-    "describe_input",
     "format_shape",
     "images_from_bytes",
 ]
@@ -120,11 +119,6 @@ def format_shape(shape: Sequence[int]) -> str:
     return "[" + ",".join(str(int(dim)) for dim in shape) + "]"
 
 
-def describe_input(runtime: ModelRuntime) -> str:
-    """How messages name the model's image input: "input 'images' of model 'scratchnet'"."""
-    return f"input '{runtime.input_name}' of model '{runtime.name}'"
-
-
 def array_from_bytes(
     data: bytes, datatype: Datatype, shape: Sequence[int], what: str
 ) -> NDArray[Any]:
@@ -152,13 +146,13 @@ def check_images_datatype(datatype: Datatype, runtime: ModelRuntime) -> None:
     if datatype.numpy not in runtime.accepted_dtypes:
         expected = " or ".join(datatype_of(dtype).name for dtype in runtime.accepted_dtypes)
         raise InvalidArgument(
-            f"{describe_input(runtime)}: expected datatype {expected}, got {datatype}"
+            f"{runtime.input_description}: expected datatype {expected}, got {datatype}"
         )
 
 
 def check_images_shape(shape: Sequence[int], runtime: ModelRuntime, max_batch: int) -> None:
     """InvalidArgument unless `shape` is [N, H, W] with the model's H, W and 1 ≤ N ≤ max_batch."""
-    what = describe_input(runtime)
+    what = runtime.input_description
     if len(shape) != 3 or tuple(shape[1:]) != (runtime.height, runtime.width) or shape[0] < 0:
         raise InvalidArgument(
             f"{what}: expected shape {format_shape(runtime.input_shape)}, got {format_shape(shape)}"
@@ -181,7 +175,7 @@ def _check_finite(images: NDArray[Any], runtime: ModelRuntime) -> None:
     bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
     first = int(np.flatnonzero(bad)[0])
     raise InvalidArgument(
-        f"{describe_input(runtime)}: pixels must be finite, found NaN or infinity in "
+        f"{runtime.input_description}: pixels must be finite, found NaN or infinity in "
         f"{int(bad.sum())} image(s), the first at index {first}"
     )
 
@@ -192,6 +186,6 @@ def images_from_bytes(
     """Validate a raw image tensor and return it as a read-only [N, H, W] array (no copy)."""
     check_images_datatype(datatype, runtime)
     check_images_shape(shape, runtime, max_batch)
-    images = array_from_bytes(data, datatype, shape, describe_input(runtime))
+    images = array_from_bytes(data, datatype, shape, runtime.input_description)
     _check_finite(images, runtime)
     return images

@@ -13,11 +13,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from server import launcher
-from server.launcher import START_SECONDS, STOP_SECONDS, ServerProcess
+from server.launcher import STOP_SECONDS, ServerProcess
+from trainer.artifact import Artifact, load_artifact
 from trainer.datasets import Dataset, load_dataset
 
 REPO = Path(__file__).resolve().parent.parent
@@ -62,6 +63,12 @@ def article_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def artifact(article_artifact: Path) -> Artifact:
+    """The parameters the article models (and so the shared servers) were exported from."""
+    return load_artifact(article_artifact)
+
+
+@pytest.fixture(scope="session")
 def model_onnx(article_artifact: Path) -> Path:
     """The article artifact exported with the default options (float32 input)."""
     path = article_artifact.with_name("model.onnx")
@@ -99,29 +106,23 @@ class RunningServer(ServerProcess):
 
 
 def start_server(
-    model: Path,
-    *args: str,
-    env: dict[str, str] | None = None,
-    tmp_dir: Path | None = None,
-    wait_serving: bool = True,
+    model: Path, *args: str, tmp_dir: Path, wait_serving: bool = True, **options: Any
 ) -> RunningServer:
-    """Start `python -m server --model MODEL --port 0 ARGS…`, wait for `listening on HOST:PORT`
-    and (unless told otherwise) for health SERVING."""
-    logs = Path(tmp_dir or REPO / "build") / f"server-{time.monotonic_ns()}"
+    """Start `python -m server --model MODEL --port 0 ARGS…` with its output in `tmp_dir`, wait
+    for `listening on HOST:PORT` and (unless told otherwise) for health SERVING.
+
+    `options` (env, python_args, timeout, …) go to ServerProcess.start as they are.
+    """
+    logs = tmp_dir / f"server-{time.monotonic_ns()}"
     return RunningServer.start(
         model,
         *args,
         stdout=logs.with_suffix(".stdout"),
         stderr=logs.with_suffix(".stderr"),
-        env=env,
         cwd=REPO,
         serving=wait_serving,
+        **options,
     )
-
-
-def wait_for_health(target: str, status: int, timeout: float = START_SECONDS) -> None:
-    """Poll grpc.health.v1 (overall service "") until it reports `status`."""
-    launcher.wait_for_health(target, status, timeout)
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +130,7 @@ def server(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """One server for the session, serving the float32 article model."""
     running = start_server(model_onnx, tmp_dir=tmp_path_factory.mktemp("server"))
     yield running
-    running.stop()
+    assert running.stop() == 0
 
 
 @pytest.fixture(scope="session")
@@ -138,6 +139,24 @@ def uint8_server(
 ) -> Iterator[RunningServer]:
     """One server for the session, serving the uint8 article model."""
     running = start_server(model_onnx_uint8, tmp_dir=tmp_path_factory.mktemp("server-uint8"))
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="session")
+def one_worker_server(
+    model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server with one worker and room to queue calls: while a test keeps the worker busy
+    (tests.server.workers.busy_worker), its calls wait, whatever the speed of the machine."""
+    running = start_server(
+        model_onnx,
+        "--workers",
+        "1",
+        "--max-queue",
+        "8",
+        tmp_dir=tmp_path_factory.mktemp("one-worker"),
+    )
     yield running
     assert running.stop() == 0
 

@@ -31,7 +31,7 @@ from numpy.typing import NDArray
 from trainer.errors import DataError
 from trainer.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
-__all__ = ["BUNDLED_MNIST", "Dataset", "Images", "load_dataset"]
+__all__ = ["BUNDLED_MNIST", "Dataset", "Images", "as_pixels", "load_dataset"]
 
 Images = NDArray[np.uint8] | NDArray[np.float32]
 
@@ -101,11 +101,13 @@ def _load_bundled() -> Dataset:
         )
     arrays: dict[str, NDArray[Any]] = {}
     sources: dict[str, str] = {}
-    for role, file_name in zip(_ROLES, _BUNDLED_MD5, strict=True):
+    for role in _ROLES:
+        stem, idx_kind, magic = _IDX_FILES[role]
+        file_name = f"{stem}-{idx_kind}-ubyte.gz"
         path = BUNDLED_MNIST / file_name
         if not path.is_file():
             raise DataError(f"the bundled MNIST lacks {path}: pass --data PATH, or reinstall")
-        idx = read_idx(path, _IDX_FILES[role][2])
+        idx = read_idx(path, magic)
         if idx.md5 != _BUNDLED_MD5[file_name]:
             raise DataError(
                 f"bundled file {path} is corrupt: MD5 of its content is {idx.md5}, "
@@ -194,8 +196,8 @@ def _assemble(name: str, arrays: Mapping[str, NDArray[Any]], sources: Mapping[st
     num_classes = len(np.unique(labels["train_labels"]))
     train_labels = _as_labels(labels["train_labels"], num_classes, sources["train_labels"])
     test_labels = _as_labels(labels["test_labels"], num_classes, sources["test_labels"])
-    train_images = _as_pixels(images["train_images"], sources["train_images"])
-    test_images = _as_pixels(images["test_images"], sources["test_images"])
+    train_images = as_pixels(images["train_images"], sources["train_images"])
+    test_images = as_pixels(images["test_images"], sources["test_images"])
     checksum = _checksum((train_images, train_labels, test_images, test_labels))
     return Dataset(
         name, train_images, train_labels, test_images, test_labels, num_classes, checksum
@@ -220,7 +222,9 @@ def _as_labels(labels: NDArray[Any], num_classes: int, where: str) -> NDArray[np
     return labels.astype(np.int64)
 
 
-def _as_pixels(images: NDArray[Any], where: str) -> Images:
+def as_pixels(images: NDArray[Any], where: str) -> Images:
+    """Non-empty images as uint8, or float32 in [0, 1] (exact k/255 floats become the uint8 k);
+    integers outside 0..255, other floats or other types are a DataError naming `where`."""
     if images.dtype == np.uint8:
         return np.ascontiguousarray(images)
     if np.issubdtype(images.dtype, np.integer):

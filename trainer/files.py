@@ -37,14 +37,15 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     The data goes to a hidden temporary file in the same directory (so the final rename is atomic
     on POSIX), is flushed and fsynced, then renamed over `path`. On any exception the temporary
     file is removed and `path` is left as it was; a killed process can leave only the hidden
-    `.NAME.*.tmp` file, never a partial `path`.
+    `.NAME.*.tmp` file, never a partial `path`. An OSError, in the caller's block (a full disk)
+    or in those last steps, becomes a one-line ScratchnetError.
     """
     target = Path(path)
     fd, temp_name = _temp_file_beside(target)
     try:
         with os.fdopen(fd, "wb") as handle:
-            yield handle
             try:
+                yield handle
                 handle.flush()
                 os.fsync(handle.fileno())
                 os.chmod(temp_name, 0o644)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass
-from importlib import metadata as package_metadata
 from typing import Any
 
 import numpy as np
@@ -16,6 +15,7 @@ from trainer.datasets import Dataset, Images
 from trainer.model import INPUT_SCALE, predict
 from trainer.recipes import RECIPES, Hyperparameters
 from trainer.sgd import Progress, train_parameters
+from trainer.versions import scratchnet_version
 
 __all__ = ["TrainingResult", "accuracy", "recipe_name", "train"]
 
@@ -49,7 +49,7 @@ def train(
         "versions": {
             "python": platform.python_version(),
             "numpy": np.__version__,
-            "scratchnet": _scratchnet_version(),
+            "scratchnet": scratchnet_version(),
         },
     }
     return TrainingResult(Artifact(weights, biases, metadata), seconds)
@@ -71,10 +71,3 @@ def recipe_name(hyperparameters: Hyperparameters) -> str:
         if preset == hyperparameters:
             return name
     return "custom"
-
-
-def _scratchnet_version() -> str:
-    try:
-        return package_metadata.version("scratchnet")
-    except package_metadata.PackageNotFoundError:
-        return "unknown"

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from clients import Client
 from tests.conftest import RunningServer, start_server
 from tests.server.onnx_models import build_classifier
-from trainer.artifact import load_artifact
+from trainer.artifact import Artifact
 from trainer.datasets import BUNDLED_MNIST, Dataset
 from trainer.idx import write_idx
 from trainer.model import predict
@@ -74,7 +74,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *
 
 
 def test_test_set_labels_equal_python_client_and_numpy(
-    binary: Path, server: RunningServer, mnist: Dataset, article_artifact: Path
+    binary: Path, server: RunningServer, mnist: Dataset, artifact: Artifact
 ) -> None:
     # The bundled files themselves, as a user passes them; `mnist` holds the same arrays.
     images_path = BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz"
@@ -87,7 +87,6 @@ def test_test_set_labels_equal_python_client_and_numpy(
 
     with Client(server.target) as client:
         python_labels = client.predict(mnist.test_images).labels
-    artifact = load_artifact(article_artifact)
     numpy_labels = predict(artifact.weights, artifact.biases, mnist.test_images)
     np.testing.assert_array_equal(labels, python_labels)
     np.testing.assert_array_equal(labels, numpy_labels)
@@ -221,17 +220,16 @@ def test_batch_size_above_the_model_limit_is_refused(
     assert_one_line_error(result, EXIT_INPUT_ERROR, f"at most {limit}")
 
 
-def test_unreachable_server_is_one_line(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
-    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+def test_unreachable_server_is_one_line(
+    binary: Path, mnist: Dataset, tmp_path: Path, closed_port: int
+) -> None:
     images_path, _ = write_images_and_labels(
         tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=True
     )
     result = run_client(
-        binary, "--target", f"127.0.0.1:{port}", "--images", images_path, "--timeout", "5"
+        binary, "--target", f"127.0.0.1:{closed_port}", "--images", images_path, "--timeout", "5"
     )
-    assert_one_line_error(result, EXIT_SERVER_ERROR, "cannot reach the server", str(port))
+    assert_one_line_error(result, EXIT_SERVER_ERROR, "cannot reach the server", str(closed_port))
 
 
 def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path: Path) -> None:

@@ -109,7 +109,10 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
         ([tmp_path / "missing.png"], "missing.png: no such file"),
         ([tmp_path / "text.png"], "text.png: not a readable image"),
         ([tmp_path / "narrow.npy"], f"narrow.npy: images of shape [{count}, {height}, {width - 1}"),
-        ([tmp_path / "unscaled.npy"], "unscaled.npy: float pixels must be finite and in [0, 1]"),
+        (
+            [tmp_path / "unscaled.npy"],
+            "unscaled.npy: float pixels range over [0.0, 255.0], expected [0, 1]",
+        ),
         (["--invert", "maybe", tmp_path / "ok.npy"], "invalid choice: 'maybe'"),
         ([], "required: FILE"),
     ]

@@ -122,7 +122,10 @@ def test_plot_without_matplotlib_says_which_extra_to_install(
     [
         (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
         (["--target", "not-a-target"], "expected HOST:PORT"),
-        (["--target", "{server}", "--batch-size", "0"], "batch size must be at least 1"),
+        (
+            ["--target", "{server}", "--batch-size", "0"],
+            "--batch-size: expected an integer >= 1, got 0",
+        ),
         (["--target", "{server}", "--split", "validation"], "invalid choice: 'validation'"),
         (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found"),
         (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files"),

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from scratchnet_api.inference import open_inference_grpc_pb2_grpc
 from tests.conftest import RunningServer, start_server
-from trainer.artifact import load_artifact
+from trainer.artifact import Artifact
 from trainer.datasets import Dataset
 from trainer.model import probabilities, scores
 
@@ -37,9 +37,8 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def reference(article_artifact: Path, mnist: Dataset) -> Reference:
+def reference(artifact: Artifact, mnist: Dataset) -> Reference:
     """Labels, scores and probabilities of the article artifact on every test image."""
-    artifact = load_artifact(article_artifact)
     class_scores = scores(artifact.weights, artifact.biases, mnist.test_images)
     return Reference(class_scores.argmax(axis=1), class_scores, probabilities(class_scores))
 

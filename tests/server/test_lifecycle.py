@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
-from tests.conftest import REPO, RunningServer, run_module, start_server
+from tests.conftest import RunningServer, run_module, start_server
 from trainer.datasets import Dataset
 
 SERVICES = ("", "scratchnet.v1.Classifier", "inference.GRPCInferenceService")
@@ -96,14 +96,12 @@ main()
 
 def _start_gated_server(model: Path, gate: Path, tmp_path: Path, *args: str) -> RunningServer:
     """Start the server with its model loading held back until `gate` exists."""
-    return RunningServer.start(
+    return start_server(
         model,
         *args,
-        stdout=tmp_path / "gated-server.stdout",
-        stderr=tmp_path / "gated-server.stderr",
+        tmp_dir=tmp_path,
+        wait_serving=False,
         env={"GRPC_VERBOSITY": "NONE"},
-        cwd=REPO,
-        serving=False,
         python_args=("-c", GATED_SERVER, str(gate)),
     )
 
@@ -144,96 +142,98 @@ def test_sigterm_while_the_model_loads_never_serves_and_exits_0(
     model_onnx: Path, tmp_path: Path
 ) -> None:
     gate = tmp_path / "load-now"
-    server = _start_gated_server(model_onnx, gate, tmp_path, "--grace-seconds", "1")
-    with grpc.insecure_channel(server.target) as channel:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service=""), timeout=60
-        )
-        assert next(watch).status == NOT_SERVING
-        server.process.send_signal(signal.SIGTERM)
-        gate.touch()
-        # The watch sees every status the server reports, until the grace period ends it.
-        statuses = []
-        with contextlib.suppress(grpc.RpcError):
-            for response in watch:
-                statuses.append(response.status)
-    assert SERVING not in statuses
-    assert server.process.wait(timeout=30) == 0
+    with _start_gated_server(model_onnx, gate, tmp_path, "--grace-seconds", "1") as server:
+        with grpc.insecure_channel(server.target) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=60
+            )
+            assert next(watch).status == NOT_SERVING
+            server.process.send_signal(signal.SIGTERM)
+            gate.touch()
+            # The watch sees every status the server reports, until the grace period ends it.
+            statuses = []
+            with contextlib.suppress(grpc.RpcError):
+                for response in watch:
+                    statuses.append(response.status)
+        assert SERVING not in statuses
+        assert server.process.wait(timeout=30) == 0
 
 
 def test_sigterm_turns_health_not_serving_and_drains_a_call_in_flight(
     model_onnx: Path, mnist: Dataset, tmp_path: Path
 ) -> None:
-    server = start_server(model_onnx, "--grace-seconds", "30", tmp_dir=tmp_path)
-    batches = np.array_split(mnist.test_images[:2000], 40)
-    first_answered = threading.Event()
-    shutdown_seen = threading.Event()
-    responses: list[pb.PredictResponse] = []
+    with start_server(model_onnx, "--grace-seconds", "30", tmp_dir=tmp_path) as server:
+        batches = np.array_split(mnist.test_images[:2000], 40)
+        first_answered = threading.Event()
+        shutdown_seen = threading.Event()
+        responses: list[pb.PredictResponse] = []
 
-    def slow_requests() -> Iterator[pb.PredictRequest]:
-        # One request before the shutdown, the other 39 once it has certainly begun: the call
-        # is in flight when SIGTERM arrives, and keeps being served after.
-        for index, batch in enumerate(batches):
-            if index == 1:
-                shutdown_seen.wait(30)
-            yield _request(batch, str(index))
+        def slow_requests() -> Iterator[pb.PredictRequest]:
+            # One request before the shutdown, the other 39 once it has certainly begun: the call
+            # is in flight when SIGTERM arrives, and keeps being served after.
+            for index, batch in enumerate(batches):
+                if index == 1:
+                    shutdown_seen.wait(30)
+                yield _request(batch, str(index))
 
-    with grpc.insecure_channel(server.target) as channel:
-        watch = health_pb2_grpc.HealthStub(channel).Watch(
-            health_pb2.HealthCheckRequest(service=""), timeout=60
-        )
-        assert next(watch).status == SERVING
-        stub = classifier_pb2_grpc.ClassifierStub(channel)
+        with grpc.insecure_channel(server.target) as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=60
+            )
+            assert next(watch).status == SERVING
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
 
-        def consume() -> None:
-            for response in stub.PredictStream(slow_requests(), timeout=60):
-                responses.append(response)
-                first_answered.set()
+            def consume() -> None:
+                for response in stub.PredictStream(slow_requests(), timeout=60):
+                    responses.append(response)
+                    first_answered.set()
 
-        consumer = threading.Thread(target=consume)
-        consumer.start()
-        assert first_answered.wait(30)
-        server.process.send_signal(signal.SIGTERM)
-        assert next(watch).status == NOT_SERVING
-        watch.cancel()
-        with pytest.raises(grpc.RpcError) as raised:
-            stub.Predict(_request(batches[0]), timeout=10)
-        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert consumer.is_alive() and len(responses) == 1
-        shutdown_seen.set()
-        consumer.join(60)
-        assert not consumer.is_alive()
-    assert [response.request_id for response in responses] == [str(i) for i in range(40)]
-    assert sum(len(response.labels) for response in responses) == 2000
-    assert server.process.wait(timeout=30) == 0
-    assert "shutting down" in server.stderr()
+            consumer = threading.Thread(target=consume)
+            consumer.start()
+            assert first_answered.wait(30)
+            server.process.send_signal(signal.SIGTERM)
+            assert next(watch).status == NOT_SERVING
+            watch.cancel()
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(_request(batches[0]), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert consumer.is_alive() and len(responses) == 1
+            shutdown_seen.set()
+            consumer.join(60)
+            assert not consumer.is_alive()
+        assert [response.request_id for response in responses] == [str(i) for i in range(40)]
+        assert sum(len(response.labels) for response in responses) == 2000
+        assert server.process.wait(timeout=30) == 0
+        assert "shutting down" in server.stderr()
 
 
 def test_calls_still_running_when_the_grace_period_ends_are_cancelled(
     model_onnx: Path, mnist: Dataset, tmp_path: Path
 ) -> None:
-    server = start_server(model_onnx, "--grace-seconds", "0.5", tmp_dir=tmp_path)
-    started = threading.Event()
+    with start_server(model_onnx, "--grace-seconds", "0.5", tmp_dir=tmp_path) as server:
+        started = threading.Event()
 
-    def endless() -> Iterator[pb.PredictRequest]:
-        while True:
-            yield _request(mnist.test_images[:1])
-            started.set()
-            time.sleep(0.05)
+        def endless() -> Iterator[pb.PredictRequest]:
+            while True:
+                yield _request(mnist.test_images[:1])
+                started.set()
+                time.sleep(0.05)
 
-    with grpc.insecure_channel(server.target) as channel:
-        stream = classifier_pb2_grpc.ClassifierStub(channel).PredictStream(endless(), timeout=60)
-        next(stream)
-        assert started.wait(30)
-        began = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        with pytest.raises(grpc.RpcError) as raised:
-            for _ in stream:
-                pass
-        assert raised.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
-    assert server.process.wait(timeout=30) == 0
-    # Far below the default grace period (10 s): the flag's 0.5 s was honoured.
-    assert time.monotonic() - began < 8
+        with grpc.insecure_channel(server.target) as channel:
+            stream = classifier_pb2_grpc.ClassifierStub(channel).PredictStream(
+                endless(), timeout=60
+            )
+            next(stream)
+            assert started.wait(30)
+            began = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            with pytest.raises(grpc.RpcError) as raised:
+                for _ in stream:
+                    pass
+            assert raised.value.code() in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE)
+        assert server.process.wait(timeout=30) == 0
+        # Far below the default grace period (10 s): the flag's 0.5 s was honoured.
+        assert time.monotonic() - began < 8
 
 
 def test_environment_variables_configure_the_server_and_flags_win(
@@ -245,13 +245,15 @@ def test_environment_variables_configure_the_server_and_flags_win(
         "SCRATCHNET_MAX_MESSAGE_MB": "2",
         "SCRATCHNET_LOG_LEVEL": "WARNING",
     }
-    server = start_server(model_onnx, "--max-batch", "5", env=env, tmp_dir=tmp_path)
-    with grpc.insecure_channel(server.target) as channel:
-        info = classifier_pb2_grpc.ClassifierStub(channel).GetModelInfo(pb.GetModelInfoRequest())
-    assert (info.model_name, info.max_batch_size) == ("digits", 5)
-    assert info.max_message_bytes == 2 * 1024 * 1024
-    assert server.stop(signal.SIGINT) == 0
-    assert "INFO" not in server.stderr()  # log level warning
+    with start_server(model_onnx, "--max-batch", "5", env=env, tmp_dir=tmp_path) as server:
+        with grpc.insecure_channel(server.target) as channel:
+            info = classifier_pb2_grpc.ClassifierStub(channel).GetModelInfo(
+                pb.GetModelInfoRequest()
+            )
+        assert (info.model_name, info.max_batch_size) == ("digits", 5)
+        assert info.max_message_bytes == 2 * 1024 * 1024
+        assert server.stop(signal.SIGINT) == 0
+        assert "INFO" not in server.stderr()  # log level warning
 
 
 @pytest.mark.parametrize(

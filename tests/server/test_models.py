@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from onnx import TensorProto, helper
 
 from scratchnet_api.v1 import classifier_pb2 as pb
 from scratchnet_api.v1 import classifier_pb2_grpc
-from tests.conftest import PYTHON, REPO, start_server
+from tests.conftest import run_module, start_server
 from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
 from trainer.model import probabilities
 
@@ -186,14 +185,7 @@ def test_incompatible_model_is_refused_at_start_with_one_clear_line(
 ) -> None:
     build, expected = INCOMPATIBLE[case]
     model = build(tmp_path / "model.onnx")
-    result = subprocess.run(
-        [PYTHON, "-m", "server", "--model", str(model), "--port", "0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    result = run_module("server", "--model", model, "--port", "0", check=False, timeout=60)
     assert result.returncode == 2, result.stderr
     assert result.stdout.startswith("listening on 127.0.0.1:")  # bound before the model loads
     lines = result.stderr.strip().splitlines()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 import subprocess
 import sys
@@ -28,6 +30,16 @@ def test_an_error_mid_write_leaves_the_previous_file_and_nothing_else(tmp_path: 
         raise RuntimeError("crash")
     assert target.read_bytes() == b"previous"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_an_os_error_in_the_block_is_a_one_line_error_and_no_file(tmp_path: Path) -> None:
+    target = tmp_path / "out.bin"
+    with pytest.raises(ScratchnetError) as caught, atomic_write(target) as handle:
+        handle.write(b"half of the new")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(caught.value) == f"cannot write {target}: {os.strerror(errno.ENOSPC)}"
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_killed_writer_leaves_the_previous_file_intact(tmp_path: Path) -> None:
