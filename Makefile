@@ -8,8 +8,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := clients/node/node_modules/.installed
+PEERS_VENV := build/peers-venv
+PEERS_INSTALLED := $(PEERS_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench clean constraints cpp-client node-deps node-test
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test
 
 # --- The two commands ------------------------------------------------------------------------
 # Train -> export -> serve -> score the MNIST test set over gRPC -> stop the server.
@@ -48,16 +50,30 @@ proto-check: $(INSTALLED)
 pytest: $(INSTALLED) cpp-client
 	$(PY) -m pytest
 
-# Regenerate scratchnet_api/ from proto/ (`make proto-check` fails when it is stale).
+# Regenerate scratchnet/api/ from proto/ (`make proto-check` fails when it is stale).
 proto: $(INSTALLED)
 	$(PY) scripts/generate_proto.py
 
-# Speed figures quoted in the README; each script measures its contenders side by side.
+# Speed figures quoted in the README; each script measures its contenders side by side. The
+# serving benchmark includes KServe and PyTriton when `make bench-peers` has installed them, and
+# its table in README.md is rewritten from bench/results/serving.json.
 bench: $(INSTALLED)
 	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
+	test -f artifacts/model_uint8.onnx || $(PY) -m export --input-dtype uint8 -o artifacts/model_uint8.onnx
 	$(PY) bench/train_speed.py
 	$(PY) bench/export_speed.py
 	$(PY) bench/server_throughput.py artifacts/model.onnx
+	$(PY) bench/serving.py --peers
+	$(PY) bench/report.py --write README.md
+
+# The peer servers of bench/serving.py in a venv of their own: their pins conflict with ours.
+$(PEERS_INSTALLED): bench/peers/requirements.txt
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/peers/requirements.txt
+	touch $@
+
+bench-peers: $(PEERS_INSTALLED)
 
 # --- C++ client (clients/cpp): Debian's gRPC, built with CMake -------------------------------
 cpp-client:

@@ -1,4 +1,4 @@
-"""Images per second of model.onnx in onnxruntime (in process) next to trainer.model's numpy
+"""Images per second of model.onnx in onnxruntime (in process) next to scratchnet.forward's numpy
 forward pass, at batch sizes 1, 64, 1000 and 10000, for float32 and uint8 input, in one run.
 
     .venv/bin/python bench/export_speed.py [ARTIFACT] [--data PATH] [--rounds N]
@@ -22,14 +22,15 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from export import INPUT, OUTPUTS, ExportOptions, build_model, model_bytes
+from export import ExportOptions, build_model, model_bytes
 from export.model import artifact_sha256
 from export.parity import run_numpy
-from trainer import model as numpy_model
-from trainer.artifact import DEFAULT_ARTIFACT, Artifact, load_artifact
-from trainer.cli import ArgumentParser, integer, run_cli
-from trainer.datasets import load_dataset
-from trainer.errors import ScratchnetError
+from scratchnet import forward as numpy_model
+from scratchnet.artifact import Artifact, load_artifact
+from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.contract import DEFAULT_ARTIFACT, INPUT, OUTPUTS
+from scratchnet.datasets import load_dataset
+from scratchnet.errors import ScratchnetError
 
 BATCHES = (1, 64, 1000, 10_000)
 DTYPES = ("float32", "uint8")

@@ -5,10 +5,10 @@ onnxruntime model called in process (the ceiling), in one run.
 
 MODEL (default artifacts/model.onnx, from `make demo`) is served by a `python -m server`
 subprocess on a free 127.0.0.1 port. Contenders, labels only, uint8 test images unless noted:
-in-process ModelRuntime.predict; unary Predict; PredictStream (one stream per round, one request
-per batch); unary Predict with float32 pixels (4x the bytes). Each figure is the median over
-rounds of images scored / seconds; each contender scores at least 2,000 images a round (batch 1:
-2,000 calls), taking turns; a ratio is the median of the per-round ratios.
+in-process onnxruntime (the server's session); unary Predict; PredictStream (one stream per
+round, one request per batch); unary Predict with float32 pixels (4x the bytes). Each figure is
+the median over rounds of images scored / seconds; each contender scores at least 2,000 images a
+round (batch 1: 2,000 calls), taking turns; a ratio is the median of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -25,14 +25,15 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from scratchnet_api.v1 import classifier_pb2 as pb
-from scratchnet_api.v1 import classifier_pb2_grpc
-from server.launcher import ServerProcess
-from server.runtime import ModelRuntime
-from server.tensors import datatype_of
-from trainer.cli import ArgumentParser, integer, run_cli
-from trainer.datasets import load_dataset
-from trainer.errors import ScratchnetError
+from scratchnet import datatypes
+from scratchnet.api.v1 import classifier_pb2 as pb
+from scratchnet.api.v1 import classifier_pb2_grpc
+from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.contract import DEFAULT_MAX_BATCH
+from scratchnet.datasets import load_dataset
+from scratchnet.errors import ScratchnetError
+from scratchnet.launcher import ServerProcess
+from server.model import Model, load_model
 
 BATCHES = (1, 16, 256, 1024)
 MIN_IMAGES_PER_ROUND = 2000
@@ -47,17 +48,21 @@ def _batches(images: NDArray[Any], batch: int, calls: int) -> Iterator[NDArray[A
 
 
 def _request(images: NDArray[Any]) -> pb.PredictRequest:
-    dtype = datatype_of(images.dtype).v1
-    tensor = pb.Tensor(dtype=dtype, shape=images.shape, data=images.tobytes())
+    dtype = datatypes.by_numpy(images.dtype).v1
+    tensor = pb.Tensor(dtype=pb.DataType.Name(dtype), shape=images.shape, data=images.tobytes())
     return pb.PredictRequest(images=tensor)
 
 
-def in_process(runtime: ModelRuntime) -> Runner:
-    """ModelRuntime.predict with no gRPC in between."""
+def in_process(model: Model) -> Runner:
+    """The model's onnxruntime session with no gRPC in between."""
+
+    classifier = model.classifier
+    assert classifier is not None
 
     def run(images: NDArray[Any], batch: int, calls: int) -> None:
         for chunk in _batches(images, batch, calls):
-            runtime.predict(chunk)
+            feed = classifier.feed(chunk.astype(classifier.input.datatype.numpy))
+            model.session.run(classifier.onnx_outputs, {classifier.input.name: feed})
 
     return run
 
@@ -110,14 +115,16 @@ def main() -> int:
     )
     parser.add_argument("--threads", type=integer(0), default=0, help="the server's --threads")
     args = parser.parse_args()
-    runtime = ModelRuntime(args.model, threads=args.threads)  # a bad model: one line, no server
+    model = load_model(args.model, "bench", threads=args.threads, max_batch=DEFAULT_MAX_BATCH)
+    classifier = model.classifier
+    assert classifier is not None  # load_model refuses models that are not classifiers
     pixels = load_dataset(args.data).test_images
-    if pixels.dtype != np.uint8 or pixels.shape[1:] != (runtime.height, runtime.width):
+    if pixels.dtype != np.uint8 or pixels.shape[1:] != (classifier.height, classifier.width):
         raise ScratchnetError(
             f"data set images are {pixels.dtype} {list(pixels.shape[1:])}: expected uint8 "
-            f"[{runtime.height}, {runtime.width}] for {args.model}"
+            f"[{classifier.height}, {classifier.width}] for {args.model}"
         )
-    floats = (pixels * runtime.input_scale).astype(np.float32)
+    floats = (pixels * classifier.input_scale).astype(np.float32)
     with (
         tempfile.TemporaryDirectory() as logs,
         ServerProcess.start(
@@ -133,7 +140,7 @@ def main() -> int:
         with grpc.insecure_channel(target) as channel:
             stub = classifier_pb2_grpc.ClassifierStub(channel)
             contenders = {
-                "in process": (in_process(runtime), pixels),
+                "in process": (in_process(model), pixels),
                 "Predict": (unary(stub), pixels),
                 "PredictStream": (stream(stub), pixels),
                 "Predict float32": (unary(stub), floats),

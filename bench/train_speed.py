@@ -25,8 +25,8 @@ from typing import TypeVar
 import numpy as np
 from article_reference import train_article_plain
 
-from trainer.cli import ArgumentParser, integer, run_cli
-from trainer.datasets import Dataset, load_dataset
+from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.datasets import Dataset, load_dataset
 from trainer.recipes import RECIPES
 from trainer.sgd import SAMPLE_BLOCK, train_parameters
 from trainer.training import accuracy, train

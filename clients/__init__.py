@@ -7,7 +7,7 @@ with Client("127.0.0.1:50051") as client:
 """
 
 from clients.client import BatchPrediction, Client, ModelInfo, Prediction
-from clients.errors import (
+from scratchnet.errors import (
     ClientError,
     DeadlineExceededError,
     InvalidArgumentError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from clients.client import DEFAULT_TIMEOUT
-from trainer.cli import positive_number
+from scratchnet.cli import positive_number
 
 __all__ = ["add_server_flags"]
 

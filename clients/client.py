@@ -20,8 +20,10 @@ import numpy as np
 from google.protobuf.message import Message
 from numpy.typing import ArrayLike, NDArray
 
-from clients.errors import ClientError, InvalidArgumentError, from_rpc_error
-from scratchnet_api.v1 import classifier_pb2, classifier_pb2_grpc
+from clients.errors import from_rpc_error
+from scratchnet import datatypes
+from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
+from scratchnet.errors import ClientError, InvalidArgumentError
 
 __all__ = ["BatchPrediction", "Client", "ModelInfo", "Prediction"]
 
@@ -34,10 +36,9 @@ DEFAULT_BATCH_BYTES = 512 * 1024
 # next. It also bounds the memory held by requests and makes per-batch latency meaningful.
 STREAM_WINDOW = 2
 
-# The pixel types the API carries: numpy dtype (little-endian) -> DataType on the wire.
-_WIRE_DTYPES: dict[np.dtype[Any], classifier_pb2.DataType] = {
-    np.dtype(np.uint8): classifier_pb2.DATA_TYPE_UINT8,
-    np.dtype("<f4"): classifier_pb2.DATA_TYPE_FLOAT32,
+# The pixel types v1 carries, from the datatype table: numpy dtype (little-endian) -> DataType.
+_WIRE_DTYPES: dict[np.dtype[Any], int] = {
+    row.numpy: row.v1 for row in datatypes.DATATYPES if row.v1 and row.numpy is not None
 }
 _DTYPE_NAMES = {wire: dtype.name for dtype, wire in _WIRE_DTYPES.items()}
 # Bytes of a request or reply besides its pixels, labels, scores and probabilities (fields,
@@ -271,7 +272,8 @@ def _as_images(images: ArrayLike) -> NDArray[Any]:
 
 def _tensor(batch: NDArray[Any]) -> classifier_pb2.Tensor:
     dtype = _WIRE_DTYPES[batch.dtype]
-    return classifier_pb2.Tensor(dtype=dtype, shape=batch.shape, data=batch.tobytes())
+    name = classifier_pb2.DataType.Name(dtype)
+    return classifier_pb2.Tensor(dtype=name, shape=batch.shape, data=batch.tobytes())
 
 
 def _prediction(reply: classifier_pb2.PredictResponse) -> Prediction:

@@ -4,7 +4,7 @@ and IDX image files (the MNIST format, raw or gzip).
 Photos become one grayscale uint8 image resized to the model's HxW. MNIST digits are white on
 black, so a photo whose border is mostly light (dark ink on paper) is inverted: that is
 `invert="auto"`; "yes" and "no" force the choice. Arrays (.npy, IDX) are taken as they are once
-their pixels pass the data sets' check (trainer.datasets.as_pixels: integers 0-255, floats in
+their pixels pass the data sets' check (scratchnet.datasets.as_pixels: integers 0-255, floats in
 [0, 1]).
 """
 
@@ -19,9 +19,9 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from trainer.datasets import as_pixels
-from trainer.errors import ScratchnetError
-from trainer.idx import IMAGES_MAGIC, read_idx
+from scratchnet.datasets import as_pixels
+from scratchnet.errors import ScratchnetError
+from scratchnet.idx import IMAGES_MAGIC, read_idx
 
 __all__ = ["INVERT_CHOICES", "Invert", "load_images"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from trainer.errors import ScratchnetError
-from trainer.files import atomic_write
+from scratchnet.errors import ScratchnetError
+from scratchnet.files import atomic_write
 
 __all__ = ["check_plot_path", "save_confusion_matrix"]
 

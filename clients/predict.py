@@ -18,7 +18,7 @@ from numpy.typing import NDArray
 from clients.cli import add_server_flags
 from clients.client import Client, ModelInfo, Prediction
 from clients.images import INVERT_CHOICES, load_images
-from trainer.cli import ArgumentParser, run_cli
+from scratchnet.cli import ArgumentParser, run_cli
 
 __all__ = ["main"]
 

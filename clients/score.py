@@ -19,9 +19,9 @@ from clients.cli import add_server_flags
 from clients.client import Client, ModelInfo
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
-from trainer.cli import ArgumentParser, integer, run_cli
-from trainer.datasets import Dataset, Images, load_dataset
-from trainer.errors import ScratchnetError
+from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.datasets import Dataset, Images, load_dataset
+from scratchnet.errors import ScratchnetError
 
 __all__ = ["Score", "main", "score"]
 

@@ -1,6 +1,6 @@
 """The ONNX exporter: a trainer artifact becomes model.onnx, checked op for op against numpy.
 
-graph     the ONNX graph (tensor names, ops, opset rules)
+graph     the ONNX graph (ops and opset rules; tensor names come from scratchnet.contract)
 metadata  producer, doc string and metadata_props
 model     assembling, validating, serializing and writing the ModelProto
 parity    numpy vs onnxruntime vs onnx.reference on the same images
@@ -9,40 +9,15 @@ triton    a Triton Inference Server model repository
 
 from __future__ import annotations
 
-from export.errors import ExportError
-from export.graph import (
-    BATCH,
-    DEFAULT_OPSET,
-    INPUT,
-    INPUT_DTYPES,
-    LABEL,
-    MIN_OPSET,
-    OUTPUTS,
-    PROBABILITIES,
-    SCORES,
-)
-from export.model import (
-    DEFAULT_MODEL,
-    ExportOptions,
-    build_model,
-    export_artifact,
-    model_bytes,
-    write_file,
-)
+from export.graph import DEFAULT_OPSET, MIN_OPSET
+from export.model import ExportOptions, build_model, export_artifact, model_bytes, write_file
 from export.parity import ParityReport, check_parity
 from export.triton import config_pbtxt, write_repository
+from scratchnet.errors import ExportError
 
 __all__ = [
-    "BATCH",
-    "DEFAULT_MODEL",
     "DEFAULT_OPSET",
-    "INPUT",
-    "INPUT_DTYPES",
-    "LABEL",
     "MIN_OPSET",
-    "OUTPUTS",
-    "PROBABILITIES",
-    "SCORES",
     "ExportError",
     "ExportOptions",
     "ParityReport",

@@ -14,12 +14,8 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import ModelProto
 
-from export.errors import ExportError
-from export.graph import INPUT, INPUT_DTYPES, ir_version_for
-from export.metadata import ARTIFACT_SHA256
+from export.graph import ir_version_for
 from export.model import (
-    DEFAULT_MODEL,
-    DEFAULT_MODEL_NAME,
     ExportOptions,
     artifact_sha256,
     export_artifact,
@@ -27,10 +23,20 @@ from export.model import (
     write_file,
 )
 from export.parity import check_parity, format_report, initializer_parameters
-from export.triton import DEFAULT_MAX_BATCH, write_repository
-from trainer.artifact import DEFAULT_ARTIFACT, load_artifact
-from trainer.cli import ArgumentParser, integer, run_cli
-from trainer.datasets import load_dataset
+from export.triton import write_repository
+from scratchnet.artifact import load_artifact
+from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.contract import (
+    ARTIFACT_SHA256,
+    DEFAULT_ARTIFACT,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_NAME,
+    INPUT,
+    INPUT_DTYPES,
+)
+from scratchnet.datasets import load_dataset
+from scratchnet.errors import ExportError
 
 # Export options that mean nothing to --check, with their flags for the error message.
 _EXPORT_ONLY = {

@@ -1,4 +1,4 @@
-"""The ONNX graph of the network, op for op: the numpy forward pass in trainer.model, in ONNX.
+"""The ONNX graph of the network, op for op: the numpy forward pass in scratchnet.forward, in ONNX.
 
 images [batch,H,W] ─(uint8 only: Cast, Div 255)─ Unsqueeze ─ Mul weights [C,H,W]
     ─ ReduceSum over H,W ─ Add biases [C] ─> scores [batch,C]
@@ -12,21 +12,22 @@ import onnx
 from numpy.typing import NDArray
 from onnx import GraphProto, TensorProto, ValueInfoProto, helper, numpy_helper
 
-from export.errors import ExportError
-from trainer.model import PIXEL_MAX
+from scratchnet.contract import (
+    BATCH,
+    BIASES,
+    INPUT,
+    INPUT_DTYPES,
+    LABEL,
+    PIXEL_MAX,
+    PROBABILITIES,
+    SCORES,
+    WEIGHTS,
+)
+from scratchnet.errors import ExportError
 
 __all__ = [
-    "BATCH",
-    "BIASES",
     "DEFAULT_OPSET",
-    "INPUT",
-    "INPUT_DTYPES",
-    "LABEL",
     "MIN_OPSET",
-    "OUTPUTS",
-    "PROBABILITIES",
-    "SCORES",
-    "WEIGHTS",
     "build_graph",
     "check_opset",
     "declared_dims",
@@ -34,15 +35,6 @@ __all__ = [
     "max_opset",
 ]
 
-INPUT = "images"
-SCORES = "scores"
-LABEL = "label"
-PROBABILITIES = "probabilities"
-OUTPUTS = (SCORES, LABEL, PROBABILITIES)
-WEIGHTS = "weights"
-BIASES = "biases"
-BATCH = "batch"
-INPUT_DTYPES = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8}
 DEFAULT_OPSET = 17
 # ReduceSum takes its axes as an input (rather than an attribute) from opset 13 on.
 MIN_OPSET = 13
@@ -103,9 +95,7 @@ def build_graph(
     nodes = []
     pixels = INPUT
     if input_dtype == "uint8":
-        # Div rather than Mul by 1/255: 1/255 has no exact float32, and pixel * float32(1/255)
-        # misses float32(pixel / 255) by one ulp for 126 of the 256 values. Div gives exactly the
-        # floats a client computes for the float32 model, so both models give identical outputs.
+        # Div, not Mul by 1/255: the pixel scaling rule (scratchnet.contract.scale_uint8).
         initializers.append(numpy_helper.from_array(np.array(PIXEL_MAX, np.float32), "pixel_max"))
         nodes += [
             helper.make_node("Cast", [INPUT], ["pixels_0_255"], "cast", to=TensorProto.FLOAT),
@@ -130,7 +120,7 @@ def build_graph(
     inputs = [
         _tensor(
             INPUT,
-            INPUT_DTYPES[input_dtype],
+            INPUT_DTYPES[input_dtype].onnx,
             [BATCH, height, width],
             f"images [{BATCH}, {height}, {width}], row-major, 0 = background: {scaling}",
         )

@@ -7,29 +7,23 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from trainer.artifact import Artifact
-from trainer.model import INPUT_SCALE
+from scratchnet.artifact import Artifact
+from scratchnet.contract import (
+    ARTIFACT_SHA256,
+    CLASS_LABELS,
+    INPUT_DTYPE,
+    INPUT_SCALE,
+    INPUT_SCALE_KEY,
+)
 
-__all__ = [
-    "ARTIFACT_SHA256",
-    "CLASS_LABELS",
-    "INPUT_DTYPE_KEY",
-    "INPUT_SCALE_KEY",
-    "PRODUCER_NAME",
-    "metadata_props",
-    "model_doc_string",
-]
+__all__ = ["PRODUCER_NAME", "metadata_props", "model_doc_string"]
 
 PRODUCER_NAME = "scratchnet-export"
-# Keys the exporter owns; an artifact metadata entry of the same name is replaced by these.
-CLASS_LABELS = "class_labels"
-INPUT_SCALE_KEY = "input_scale"
-INPUT_DTYPE_KEY = "input_dtype"
-ARTIFACT_SHA256 = "artifact_sha256"
 
 
 def metadata_props(artifact: Artifact, artifact_sha256: str, input_dtype: str) -> dict[str, str]:
-    """metadata_props, sorted by key: the artifact's metadata flattened, then the exporter's keys.
+    """metadata_props, sorted by key: the artifact's metadata flattened, then the exporter's keys
+    (the contract's CLASS_LABELS, INPUT_SCALE_KEY, INPUT_DTYPE, ARTIFACT_SHA256), which win.
 
     Nested objects become dotted keys ("metrics.test_accuracy"); values that are not strings are
     written as JSON, so "0.9104" and '["0", "1"]' read back with json.loads.
@@ -39,7 +33,7 @@ def metadata_props(artifact: Artifact, artifact_sha256: str, input_dtype: str) -
         {
             CLASS_LABELS: json.dumps(artifact.class_labels),
             INPUT_SCALE_KEY: repr(INPUT_SCALE),
-            INPUT_DTYPE_KEY: input_dtype,
+            INPUT_DTYPE: input_dtype,
             ARTIFACT_SHA256: artifact_sha256,
         }
     )

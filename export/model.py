@@ -11,16 +11,15 @@ from pathlib import Path
 import onnx
 from onnx import ModelProto, helper
 
-from export.errors import ExportError
 from export.graph import DEFAULT_OPSET, build_graph, check_opset, ir_version_for
 from export.metadata import PRODUCER_NAME, metadata_props, model_doc_string
-from trainer.artifact import Artifact, load_artifact
-from trainer.files import atomic_write, check_writable
-from trainer.versions import scratchnet_version
+from scratchnet.artifact import Artifact, load_artifact
+from scratchnet.contract import DEFAULT_MODEL_NAME
+from scratchnet.errors import ExportError
+from scratchnet.files import atomic_write, check_writable
+from scratchnet.versions import scratchnet_version
 
 __all__ = [
-    "DEFAULT_MODEL",
-    "DEFAULT_MODEL_NAME",
     "ExportOptions",
     "artifact_sha256",
     "build_model",
@@ -30,8 +29,6 @@ __all__ = [
     "write_file",
 ]
 
-DEFAULT_MODEL = Path("artifacts/model.onnx")
-DEFAULT_MODEL_NAME = "scratchnet"
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 

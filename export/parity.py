@@ -1,4 +1,4 @@
-"""Three-way parity: the same images through trainer.model (numpy float64, the reference),
+"""Three-way parity: the same images through scratchnet.forward (numpy float64, the reference),
 onnxruntime and onnx's reference evaluator must give the same labels and near-equal scores.
 """
 
@@ -15,10 +15,11 @@ from onnx import ModelProto, TensorProto, ValueInfoProto, numpy_helper
 from onnx.reference import ReferenceEvaluator
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
 
-from export.errors import ExportError
-from export.graph import BIASES, INPUT, INPUT_DTYPES, OUTPUTS, SCORES, WEIGHTS, declared_dims
+from export.graph import declared_dims
 from export.model import model_bytes
-from trainer import model as numpy_model
+from scratchnet import forward as numpy_model
+from scratchnet.contract import BIASES, INPUT, INPUT_DTYPES, OUTPUTS, SCORES, WEIGHTS
+from scratchnet.errors import ExportError
 
 __all__ = [
     "NUMPY",
@@ -90,7 +91,7 @@ class ParityReport:
 def _model_inputs(model: ModelProto, images: NDArray[np.generic]) -> NDArray[np.generic]:
     """`images` [N,H,W] (uint8 0-255 or floats in [0,1]) as the model's input tensor takes them."""
     elem_type, dims = _declared(model, model.graph.input, INPUT)
-    if elem_type not in INPUT_DTYPES.values() or len(dims) != 3:
+    if elem_type not in {d.onnx for d in INPUT_DTYPES.values()} or len(dims) != 3:
         raise ExportError(
             f"input '{INPUT}' of model '{model.graph.name}': expected float32 or uint8 "
             f"[batch,H,W], got {TensorProto.DataType.Name(elem_type).lower()} {_shape(dims)}"
@@ -113,7 +114,7 @@ def _model_inputs(model: ModelProto, images: NDArray[np.generic]) -> NDArray[np.
 def run_numpy(
     weights: NDArray[np.floating], biases: NDArray[np.floating], images: NDArray[np.generic]
 ) -> Outputs:
-    """The reference: trainer.model's float64 forward pass."""
+    """The reference: scratchnet.forward's float64 forward pass."""
     scores = numpy_model.scores(weights, biases, images)
     return Outputs(
         scores, scores.argmax(axis=1).astype(np.int64), numpy_model.probabilities(scores)

@@ -13,21 +13,15 @@ from pathlib import Path
 
 from onnx import ModelProto, TensorProto, ValueInfoProto
 
-from export.errors import ExportError
-from export.graph import PROBABILITIES, SCORES, declared_dims
-from export.metadata import CLASS_LABELS
+from export.graph import declared_dims
 from export.model import model_bytes, write_file
+from scratchnet import datatypes
+from scratchnet.contract import CLASS_LABELS, PROBABILITIES, SCORES
+from scratchnet.errors import ExportError
 
-__all__ = ["DEFAULT_MAX_BATCH", "LABELS_FILE", "config_pbtxt", "write_repository"]
+__all__ = ["LABELS_FILE", "config_pbtxt", "write_repository"]
 
-DEFAULT_MAX_BATCH = 1024
 LABELS_FILE = "labels.txt"
-# The element types our models use (export.graph), by their Triton names.
-_TRITON_TYPES: dict[int, str] = {
-    TensorProto.FLOAT: "TYPE_FP32",
-    TensorProto.UINT8: "TYPE_UINT8",
-    TensorProto.INT64: "TYPE_INT64",
-}
 
 
 def config_pbtxt(model: ModelProto, max_batch_size: int) -> str:
@@ -82,15 +76,13 @@ def _tensor_config(value: ValueInfoProto, label_filename: str | None = None) -> 
         raise ExportError(
             f"tensor '{value.name}': expected a dynamic batch dimension first, got shape {dims}"
         )
-    if tensor.elem_type not in _TRITON_TYPES:
+    datatype = datatypes.by_onnx(tensor.elem_type)
+    if datatype is None:
         raise ExportError(
             f"tensor '{value.name}': {TensorProto.DataType.Name(tensor.elem_type)} has no Triton "
-            f"type here; expected one of {', '.join(map(TensorProto.DataType.Name, _TRITON_TYPES))}"
+            "type"
         )
-    lines = [
-        f"    name: {json.dumps(value.name)}",
-        f"    data_type: {_TRITON_TYPES[tensor.elem_type]}",
-    ]
+    lines = [f"    name: {json.dumps(value.name)}", f"    data_type: {datatype.triton}"]
     if dims[1:]:
         lines.append(f"    dims: [ {', '.join(map(str, dims[1:]))} ]")
     else:

@@ -27,10 +27,10 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from server.launcher import ServerProcess, server_command
-from trainer.cli import ArgumentParser, run_cli
-from trainer.errors import ScratchnetError
-from trainer.files import atomic_write
+from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.errors import ScratchnetError
+from scratchnet.files import atomic_write
+from scratchnet.launcher import ServerProcess, server_command
 
 PROGRAM = "scripts/demo.py"
 

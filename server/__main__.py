@@ -6,8 +6,8 @@ import os
 import sys
 from typing import NoReturn
 
+from scratchnet.cli import run_cli
 from server.config import parse_config
-from trainer.cli import run_cli
 
 PROGRAM = "python -m server"
 

@@ -16,25 +16,26 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from server import classifier_service, inference_service
+from scratchnet.errors import ModelError, ScratchnetError
 from server.config import ServerConfig
-from server.errors import ModelError, RejectUndecodableRequests
-from server.runtime import ModelRuntime
-from server.state import ServingState
-from trainer.errors import ScratchnetError
+from server.dataplane import DataPlane
+from server.health import Health
+from server.model import load_model
+from server.repository import ModelRepository
+from server.transports import oip_service, v1_service
+from server.transports.grpc_errors import RejectUndecodableRequests
 
 __all__ = ["SERVICE_NAMES", "build_server", "serve"]
 
-SERVICE_NAMES: tuple[str, ...] = (
-    classifier_service.SERVICE_NAME,
-    inference_service.SERVICE_NAME,
-)
+SERVICE_NAMES: tuple[str, ...] = (v1_service.SERVICE_NAME, oip_service.SERVICE_NAME)
 """The services that answer with the model (health reports each of them)."""
 
 _log = logging.getLogger(__name__)
 
 
-def build_server(config: ServerConfig, state: ServingState) -> tuple[grpc.Server, int]:
+def build_server(
+    config: ServerConfig, plane: DataPlane, health_status: Health
+) -> tuple[grpc.Server, int]:
     """A server with every service registered and its port bound (not started), and the port."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
@@ -49,11 +50,9 @@ def build_server(config: ServerConfig, state: ServingState) -> tuple[grpc.Server
         # Health and reflection keep grpc's own handling (non-blocking Watch streams included).
         interceptors=[RejectUndecodableRequests(SERVICE_NAMES)],
     )
-    classifier_service.add_to_server(server, state)
-    inference_service.add_to_server(server, state)
-    health_pb2_grpc.add_HealthServicer_to_server(state.health, server)
-    for service in SERVICE_NAMES:
-        state.add_service(service)
+    v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes)
+    oip_service.add_to_server(server, plane)
+    health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
@@ -68,29 +67,31 @@ def build_server(config: ServerConfig, state: ServingState) -> tuple[grpc.Server
 
 def serve(config: ServerConfig) -> int:
     """Listen, load the model, serve until SIGTERM or SIGINT, then drain; return the exit code."""
-    state = ServingState(config.model_name, config.max_batch, config.max_message_bytes)
-    server, port = build_server(config, state)
+    plane = DataPlane(ModelRepository(loading=(config.model_name,)))
+    health_status = Health(SERVICE_NAMES)
+    server, port = build_server(config, plane, health_status)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
     try:
-        runtime = ModelRuntime(config.model, config.model_name, config.threads)
+        model = load_model(
+            config.model, config.model_name, threads=config.threads, max_batch=config.max_batch
+        )
     except ModelError:
         server.stop(None)
         raise
     if not stop.is_set():
-        state.set_runtime(runtime)
+        plane.repository.add(model)
+        health_status.serving()
         _log.info(
-            "serving %s as '%s' version %s: input %s %s, %d classes, outputs %s",
+            "serving %s as '%s' version %s: inputs %s; outputs %s",
             config.model,
-            runtime.name,
-            runtime.version,
-            runtime.input_dtype,
-            runtime.input_shape,
-            runtime.num_classes,
-            ", ".join(runtime.outputs),
+            model.name,
+            model.version,
+            ", ".join(map(str, model.signature.inputs)),
+            ", ".join(map(str, model.signature.outputs)),
         )
     stop.wait()
     _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
@@ -98,7 +99,8 @@ def serve(config: ServerConfig) -> int:
     # period ends, whichever is first, and are then cancelled. Health turns NOT_SERVING right
     # after, so that a client watching it never sees NOT_SERVING while new calls still get in.
     stopped = server.stop(config.grace_seconds)
-    state.begin_shutdown()
+    plane.shutting_down = True
+    health_status.shutdown()
     stopped.wait()
     _log.info("stopped")
     return 0

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainer.cli import ArgumentParser, integer
+from scratchnet.cli import ArgumentParser, integer
+from scratchnet.contract import (
+    DEFAULT_HOST,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MODEL,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PORT,
+)
 
 __all__ = ["ServerConfig", "parse_config"]
 
@@ -78,16 +85,16 @@ def _level(text: str) -> str:
 
 # flag -> (parser, default, help); the environment variable is SCRATCHNET_<FLAG>.
 _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "model": (Path, Path("artifacts/model.onnx"), "the ONNX model to serve"),
+    "model": (Path, DEFAULT_MODEL, "the ONNX model to serve"),
     "host": (
         _name,
-        "127.0.0.1",
+        DEFAULT_HOST,
         "address to listen on; 0.0.0.0 or :: exposes the server to the "
         "network (no TLS, no authentication)",
     ),
-    "port": (integer(0, 65535), 50051, "port to listen on; 0 picks a free one"),
-    "model-name": (_name, "scratchnet", "name the model is served under"),
-    "max-batch": (integer(1), 1024, "most images one request may carry"),
+    "port": (integer(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks a free one"),
+    "model-name": (_name, DEFAULT_MODEL_NAME, "name the model is served under"),
+    "max-batch": (integer(1), DEFAULT_MAX_BATCH, "most images one request may carry"),
     "threads": (integer(0), 0, "onnxruntime intra-op threads per inference (0: one per core)"),
     "workers": (integer(1), 8, "gRPC worker threads: calls handled at the same time"),
     "max-queue": (

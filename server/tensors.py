@@ -1,191 +1,108 @@
-"""Tensors on the wire: the one datatype table and the checks both protocols apply to images.
-
-A datatype has a numpy dtype (little-endian), a name in the Open Inference Protocol ("FP32"), a
-value in scratchnet.v1's DataType enum (DATA_TYPE_UNSPECIFIED where v1 lacks it), a size in bytes
-and the field of OIP's InferTensorContents that carries it typed. Raw bytes become arrays with
-np.frombuffer, without a copy; every check raises InvalidArgument with a Triton-style message.
+"""Tensors as a request brings them, before any check: a name, a datatype, a shape and the data,
+either raw little-endian bytes or flat typed values (protobuf contents, JSON). The data plane
+checks name, datatype and shape against the model first, then asks for the array.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from scratchnet_api.v1 import classifier_pb2
-from server.errors import InvalidArgument
+from scratchnet.datatypes import Datatype
+from scratchnet.errors import InvalidArgument
+from server.signature import format_dims
 
-if TYPE_CHECKING:
-    from server.runtime import ModelRuntime
+__all__ = ["JSON_DATA", "InputTensor", "decode"]
 
-__all__ = [
-    "DATATYPES",
-    "Datatype",
-    "array_from_bytes",
-    "check_images_datatype",
-    "check_images_shape",
-    "datatype_from_name",
-    "datatype_from_v1",
-    "datatype_of",
-    "format_shape",
-    "images_from_bytes",
-]
+JSON_DATA = "data"
+"""InputTensor.typed_field of values that came as JSON rather than in a protobuf field."""
 
 
 @dataclass(frozen=True)
-class Datatype:
-    """One element type under all its names."""
+class InputTensor:
+    """One input as the client sent it; `raw` or `typed` holds the data (neither: none sent)."""
 
     name: str
-    """The Open Inference Protocol name, e.g. "FP32"."""
-    numpy: np.dtype[Any] | None
-    """Little-endian numpy dtype; None for BYTES (variable-length strings)."""
-    itemsize: int
-    """Bytes per element on the wire; 0 for BYTES."""
-    v1: classifier_pb2.DataType
-    """The scratchnet.v1 DataType value; DATA_TYPE_UNSPECIFIED (0) if v1 has none."""
-    contents_field: str | None
-    """The OIP InferTensorContents field holding this type typed; None if only raw bytes can."""
+    datatype: str
+    shape: tuple[int, ...]
+    raw: bytes | memoryview | None = None
+    typed: Sequence[Any] | None = None
+    """Flat values, as protobuf's typed contents or JSON give them."""
+    typed_field: str = ""
+    """Where the typed values came from, for messages: "fp32_contents", "data"."""
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
-    def __str__(self) -> str:
-        return self.name
-
-
-def _datatype(
-    name: str, numpy: str | None, v1: classifier_pb2.DataType, contents_field: str | None
-) -> Datatype:
-    dtype = np.dtype(numpy) if numpy else None
-    return Datatype(name, dtype, dtype.itemsize if dtype else 0, v1, contents_field)
+    @property
+    def element_count(self) -> int:
+        """product(shape): how many values the shape promises."""
+        return math.prod(self.shape)
 
 
-_UNSPECIFIED = classifier_pb2.DATA_TYPE_UNSPECIFIED
-DATATYPES: tuple[Datatype, ...] = (
-    _datatype("BOOL", "?", _UNSPECIFIED, "bool_contents"),
-    _datatype("UINT8", "u1", classifier_pb2.DATA_TYPE_UINT8, "uint_contents"),
-    _datatype("UINT16", "<u2", _UNSPECIFIED, "uint_contents"),
-    _datatype("UINT32", "<u4", _UNSPECIFIED, "uint_contents"),
-    _datatype("UINT64", "<u8", _UNSPECIFIED, "uint64_contents"),
-    _datatype("INT8", "i1", _UNSPECIFIED, "int_contents"),
-    _datatype("INT16", "<i2", _UNSPECIFIED, "int_contents"),
-    _datatype("INT32", "<i4", _UNSPECIFIED, "int_contents"),
-    _datatype("INT64", "<i8", _UNSPECIFIED, "int64_contents"),
-    _datatype("FP16", "<f2", _UNSPECIFIED, None),
-    _datatype("FP32", "<f4", classifier_pb2.DATA_TYPE_FLOAT32, "fp32_contents"),
-    _datatype("FP64", "<f8", _UNSPECIFIED, "fp64_contents"),
-    _datatype("BYTES", None, _UNSPECIFIED, "bytes_contents"),
-)
-_BY_NAME = {datatype.name: datatype for datatype in DATATYPES}
-_BY_V1: dict[int, Datatype] = {
-    datatype.v1: datatype for datatype in DATATYPES if datatype.v1 != _UNSPECIFIED
-}
-_BY_NUMPY = {datatype.numpy: datatype for datatype in DATATYPES if datatype.numpy is not None}
+def decode(tensor: InputTensor, datatype: Datatype, what: str) -> NDArray[Any]:
+    """The tensor's data as an array of its shape, once its datatype and shape passed the checks.
 
-
-def datatype_from_name(name: str, what: str) -> Datatype:
-    """The datatype with this OIP name ("FP32"); InvalidArgument naming `what` if unknown."""
-    try:
-        return _BY_NAME[name]
-    except KeyError:
-        raise InvalidArgument(
-            f"{what}: unknown datatype {name!r}, expected one of {', '.join(_BY_NAME)}"
-        ) from None
-
-
-def datatype_from_v1(value: int, what: str) -> Datatype:
-    """The datatype of a scratchnet.v1 DataType value; InvalidArgument if unset or unknown."""
-    try:
-        return _BY_V1[value]
-    except KeyError:
-        known = classifier_pb2.DataType.values()
-        shown = classifier_pb2.DataType.Name(value) if value in known else f"value {value}"
-        expected = " or ".join(classifier_pb2.DataType.Name(v) for v in _BY_V1)
-        raise InvalidArgument(f"{what}: unsupported dtype {shown}, expected {expected}") from None
-
-
-def datatype_of(dtype: np.dtype[Any] | type[np.generic]) -> Datatype:
-    """The datatype of a numpy dtype (native or little-endian); ValueError if there is none."""
-    try:
-        return _BY_NUMPY[np.dtype(dtype).newbyteorder("<")]
-    except KeyError:
-        raise ValueError(f"no protocol datatype for numpy dtype {np.dtype(dtype)}") from None
-
-
-def format_shape(shape: Sequence[int]) -> str:
-    """A shape the way Triton prints it: [-1,28,28]."""
-    return "[" + ",".join(str(int(dim)) for dim in shape) + "]"
-
-
-def array_from_bytes(
-    data: bytes, datatype: Datatype, shape: Sequence[int], what: str
-) -> NDArray[Any]:
-    """View raw little-endian bytes as an array of `shape`, without copying.
-
-    The array is read-only (it shares the message's memory). InvalidArgument, naming `what`, if a
-    dimension is negative, the datatype has no fixed size or the byte length is not
-    product(shape) · itemsize.
+    Raw bytes become a read-only view (no copy). InvalidArgument, naming `what`, when the byte
+    length or the number of typed values disagrees with the shape, before anything is converted.
     """
     if datatype.numpy is None:
-        raise InvalidArgument(f"{what}: datatype {datatype} cannot be sent as a raw tensor")
-    if any(dim < 0 for dim in shape):
-        raise InvalidArgument(f"{what}: shape {format_shape(shape)} has a negative dimension")
+        raise InvalidArgument(f"{what}: datatype {datatype} is not supported by this server")
+    if tensor.raw is not None:
+        return _from_raw(tensor.raw, datatype, tensor.shape, what)
+    if tensor.typed is None:
+        raise InvalidArgument(f"{what}: the request holds no data for it")
+    count = len(tensor.typed)
+    if count != tensor.element_count:
+        raise InvalidArgument(
+            f"{what}: expected {tensor.element_count} values for shape "
+            f"{format_dims(tensor.shape)}, got {count} in {tensor.typed_field}"
+        )
+    return _from_typed(tensor.typed, datatype, tensor.shape, what, tensor.typed_field)
+
+
+def _from_raw(
+    data: bytes | memoryview, datatype: Datatype, shape: tuple[int, ...], what: str
+) -> NDArray[Any]:
+    assert datatype.numpy is not None
+    if datatype.itemsize == 0:
+        raise InvalidArgument(f"{what}: datatype {datatype} cannot be sent as a raw tensor here")
     expected = math.prod(shape) * datatype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
-            f"{what}: expected {expected} bytes for shape {format_shape(shape)} of {datatype} "
+            f"{what}: expected {expected} bytes for shape {format_dims(shape)} of {datatype} "
             f"({datatype.itemsize} per element), got {len(data)}"
         )
-    return np.frombuffer(data, dtype=datatype.numpy).reshape(tuple(shape))
+    return np.frombuffer(data, dtype=datatype.numpy).reshape(shape)
 
 
-def check_images_datatype(datatype: Datatype, runtime: ModelRuntime) -> None:
-    """InvalidArgument unless the model accepts images of this datatype."""
-    if datatype.numpy not in runtime.accepted_dtypes:
-        expected = " or ".join(datatype_of(dtype).name for dtype in runtime.accepted_dtypes)
-        raise InvalidArgument(
-            f"{runtime.input_description}: expected datatype {expected}, got {datatype}"
-        )
-
-
-def check_images_shape(shape: Sequence[int], runtime: ModelRuntime, max_batch: int) -> None:
-    """InvalidArgument unless `shape` is [N, H, W] with the model's H, W and 1 ≤ N ≤ max_batch."""
-    what = runtime.input_description
-    if len(shape) != 3 or tuple(shape[1:]) != (runtime.height, runtime.width) or shape[0] < 0:
-        raise InvalidArgument(
-            f"{what}: expected shape {format_shape(runtime.input_shape)}, got {format_shape(shape)}"
-        )
-    if shape[0] == 0:
-        raise InvalidArgument(
-            f"{what}: the batch is empty (shape {format_shape(shape)}), expected at least one image"
-        )
-    if shape[0] > max_batch:
-        raise InvalidArgument(
-            f"{what}: batch size must be <= {max_batch} (the server's --max-batch), got {shape[0]}"
-        )
-
-
-def _check_finite(images: NDArray[Any], runtime: ModelRuntime) -> None:
-    # One float64 sum is cheaper than an elementwise mask and is finite iff every pixel is
-    # (float64 cannot overflow on float32 pixels); the mask only runs to name the culprit.
-    if images.dtype.kind != "f" or np.isfinite(np.sum(images, dtype=np.float64)):
-        return
-    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
-    first = int(np.flatnonzero(bad)[0])
-    raise InvalidArgument(
-        f"{runtime.input_description}: pixels must be finite, found NaN or infinity in "
-        f"{int(bad.sum())} image(s), the first at index {first}"
-    )
-
-
-def images_from_bytes(
-    data: bytes, datatype: Datatype, shape: Sequence[int], runtime: ModelRuntime, max_batch: int
+def _from_typed(
+    values: Sequence[Any], datatype: Datatype, shape: tuple[int, ...], what: str, where: str
 ) -> NDArray[Any]:
-    """Validate a raw image tensor and return it as a read-only [N, H, W] array (no copy)."""
-    check_images_datatype(datatype, runtime)
-    check_images_shape(shape, runtime, max_batch)
-    images = array_from_bytes(data, datatype, shape, runtime.input_description)
-    _check_finite(images, runtime)
-    return images
+    assert datatype.numpy is not None
+    if datatype.numpy.kind not in "iu":
+        try:
+            return np.asarray(values, dtype=datatype.numpy).reshape(shape)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(
+                f"{what}: {where} holds values that are not {datatype} ({error})"
+            ) from None
+    # Narrow integers travel in 32-bit fields: a value that does not fit is refused, not wrapped.
+    try:
+        wide = np.asarray(values, dtype=np.int64 if datatype.numpy.kind == "i" else np.uint64)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise InvalidArgument(
+            f"{what}: {where} holds values that are not {datatype} ({error})"
+        ) from None
+    limits = np.iinfo(datatype.numpy)
+    outside = (wide < limits.min) | (wide > limits.max)
+    if outside.any():
+        first = int(np.flatnonzero(outside)[0])
+        raise InvalidArgument(
+            f"{what}: {where}[{first}] is {int(wide[first])}, outside the {datatype} range "
+            f"[{limits.min}, {limits.max}]"
+        )
+    return wide.astype(datatype.numpy).reshape(shape)

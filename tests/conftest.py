@@ -11,15 +11,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from numpy.typing import NDArray
 
-from server.launcher import STOP_SECONDS, ServerProcess
-from trainer.artifact import Artifact, load_artifact
-from trainer.datasets import Dataset, load_dataset
+from scratchnet.artifact import Artifact, load_artifact
+from scratchnet.datasets import Dataset, load_dataset
+from scratchnet.idx import write_idx
+from scratchnet.launcher import STOP_SECONDS, ServerProcess
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -46,6 +49,96 @@ def run_module(
             f"python -m {' '.join(map(str, args))} exited {result.returncode}:\n{result.stderr}"
         )
     return result
+
+
+# --- small data sets on disk ----------------------------------------------------------------
+Arrays = dict[str, NDArray[Any]]
+IDX_NAMES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def make_toy(
+    height: int = 5,
+    width: int = 7,
+    classes: int = 3,
+    train: int = 150,
+    test: int = 45,
+    seed: int = 0,
+) -> Arrays:
+    """A learnable data set: each class lights its own random pattern, plus noise."""
+    rng = np.random.default_rng(seed)
+    patterns = rng.random((classes, height, width)) < 0.4
+
+    def part(count: int) -> tuple[NDArray[np.uint8], NDArray[np.uint8]]:
+        labels = (np.arange(count) % classes).astype(np.uint8)
+        noise = rng.integers(0, 60, size=(count, height, width))
+        images = np.where(patterns[labels], 255 - noise, noise).astype(np.uint8)
+        return images, labels
+
+    train_images, train_labels = part(train)
+    test_images, test_labels = part(test)
+    return {
+        "train_images": train_images,
+        "train_labels": train_labels,
+        "test_images": test_images,
+        "test_labels": test_labels,
+    }
+
+
+def write_idx_dir(
+    folder: Path, arrays: Arrays, compress: bool = True, dotted: bool = False
+) -> Path:
+    """Write the four arrays as IDX files named like MNIST's (or `train-images.idx3-ubyte`)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for role, name in IDX_NAMES.items():
+        if dotted:
+            name = name.replace("-idx", ".idx")
+        write_idx(folder / (name + (".gz" if compress else "")), arrays[role], compress)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_maker() -> Callable[..., Arrays]:
+    """`make_toy(height, width, classes, train, test, seed)`."""
+    return make_toy
+
+
+@pytest.fixture(scope="session")
+def idx_writer() -> Callable[..., Path]:
+    """`write_idx_dir(folder, arrays, compress=True, dotted=False)`."""
+    return write_idx_dir
+
+
+@pytest.fixture
+def toy_idx(tmp_path: Path) -> Path:
+    """A gzip IDX directory of 5x7 images in 3 classes."""
+    return write_idx_dir(tmp_path / "toy", make_toy())
+
+
+def assert_one_line_error(
+    result: subprocess.CompletedProcess[str],
+    program: str,
+    *fragments: str,
+    code: int | None = 2,
+) -> str:
+    """A command line's failure as users must see it: exit `code` (any non-zero if None), nothing
+    on stdout, no traceback, one stderr line `PROGRAM: error: ...` holding every fragment."""
+    if code is None:
+        assert result.returncode != 0, result.stderr
+    else:
+        assert result.returncode == code, result.stderr
+    assert result.stdout == "", result.stdout
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"{program}: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 @pytest.fixture(scope="session")

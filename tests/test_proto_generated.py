@@ -1,4 +1,4 @@
-"""scratchnet_api/ must be what scripts/generate_proto.py makes from proto/ (`make proto`)."""
+"""scratchnet.api/ must be what scripts/generate_proto.py makes from proto/ (`make proto`)."""
 
 from __future__ import annotations
 
@@ -13,4 +13,4 @@ def test_generated_code_is_up_to_date() -> None:
         cwd=REPO, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "scratchnet_api/ is up to date"
+    assert result.stdout.strip() == "scratchnet/api/ is up to date"

@@ -7,10 +7,11 @@ save_artifact("artifacts/model.npz", result.artifact)
 
 from __future__ import annotations
 
-from trainer.artifact import DEFAULT_ARTIFACT, Artifact, load_artifact, save_artifact
-from trainer.datasets import Dataset, load_dataset
-from trainer.errors import ArtifactError, DataError, ScratchnetError
-from trainer.model import INPUT_SCALE, predict, probabilities, scale_pixels, scores
+from scratchnet.artifact import Artifact, load_artifact, save_artifact
+from scratchnet.contract import DEFAULT_ARTIFACT, INPUT_SCALE
+from scratchnet.datasets import Dataset, load_dataset
+from scratchnet.errors import ArtifactError, DataError, ScratchnetError
+from scratchnet.forward import predict, probabilities, scale_pixels, scores
 from trainer.recipes import RECIPES, Hyperparameters
 from trainer.training import TrainingResult, accuracy, train
 

@@ -14,10 +14,11 @@ from typing import Any, NoReturn
 
 from tqdm import tqdm
 
-from trainer.artifact import DEFAULT_ARTIFACT, save_artifact
-from trainer.cli import ArgumentParser, integer, positive_number, run_cli
-from trainer.datasets import load_dataset
-from trainer.files import check_writable
+from scratchnet.artifact import save_artifact
+from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.contract import DEFAULT_ARTIFACT
+from scratchnet.datasets import load_dataset
+from scratchnet.files import check_writable
 from trainer.losses import LOSSES
 from trainer.recipes import INITS, RECIPES, Hyperparameters
 from trainer.schedules import SCHEDULES

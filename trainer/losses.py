@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from trainer.model import probabilities
+from scratchnet.forward import probabilities
 
 __all__ = ["LOSSES", "Loss"]
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.errors import ScratchnetError
+from scratchnet.errors import ScratchnetError
 from trainer.losses import LOSSES
 from trainer.schedules import SCHEDULES
 

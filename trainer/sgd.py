@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 from numpy.typing import NDArray
 
+from scratchnet.forward import scale_pixels
 from trainer.losses import LOSSES, RowGradient
-from trainer.model import scale_pixels
 from trainer.recipes import INITS, Hyperparameters
 from trainer.schedules import learning_rates
 

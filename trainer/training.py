@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset, Images
-from trainer.model import INPUT_SCALE, predict
+from scratchnet.artifact import Artifact
+from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE, INPUT_SCALE_KEY
+from scratchnet.datasets import Dataset, Images
+from scratchnet.forward import predict
+from scratchnet.versions import scratchnet_version
 from trainer.recipes import RECIPES, Hyperparameters
 from trainer.sgd import Progress, train_parameters
-from trainer.versions import scratchnet_version
 
 __all__ = ["TrainingResult", "accuracy", "recipe_name", "train"]
 
@@ -38,9 +39,9 @@ def train(
     )
     seconds = time.perf_counter() - started
     metadata: dict[str, Any] = {
-        "class_labels": [str(label) for label in range(dataset.num_classes)],
-        "input_shape": list(dataset.image_shape),
-        "input_scale": INPUT_SCALE,
+        CLASS_LABELS: [str(label) for label in range(dataset.num_classes)],
+        IMAGE_SHAPE: list(dataset.image_shape),
+        INPUT_SCALE_KEY: INPUT_SCALE,
         "recipe": recipe_name(hyperparameters),
         "hyperparameters": hyperparameters.as_dict(),
         "dataset": {"name": dataset.name, "checksum": dataset.checksum},

@@ -4,7 +4,6 @@ labels equal to the numpy forward pass, and one exception per gRPC status a call
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import grpc
 import numpy as np
 import pytest
 
-import clients
 from clients import (
     Client,
     ClientError,
@@ -20,13 +18,13 @@ from clients import (
     InvalidArgumentError,
     ServerUnavailableError,
 )
-from scratchnet_api.v1 import classifier_pb2, classifier_pb2_grpc
+from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.errors import ScratchnetError
+from scratchnet.forward import predict, probabilities, scores
 from tests.conftest import RunningServer, start_server
 from tests.server.workers import busy_worker
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
-from trainer.errors import ScratchnetError
-from trainer.model import predict, probabilities, scores
 
 SMALL_MAX_BATCH = 7
 
@@ -50,15 +48,6 @@ def small_server(model_onnx: Path, tmp_path: Path) -> Iterator[RunningServer]:
 def tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder for this module's server logs."""
     return tmp_path_factory.mktemp("client")
-
-
-def test_all_lists_exactly_the_public_names() -> None:
-    public = {
-        name
-        for name, value in vars(clients).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
-    }
-    assert sorted(clients.__all__) == sorted(public)
 
 
 def test_model_info_describes_the_served_model(client: Client, artifact: Artifact) -> None:

@@ -17,12 +17,12 @@ import pytest
 from numpy.typing import NDArray
 
 from clients import Client
-from tests.conftest import RunningServer, start_server
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import BUNDLED_MNIST, Dataset
+from scratchnet.forward import predict
+from scratchnet.idx import write_idx
+from tests.conftest import RunningServer, assert_one_line_error, start_server
 from tests.server.onnx_models import build_classifier
-from trainer.artifact import Artifact
-from trainer.datasets import BUNDLED_MNIST, Dataset
-from trainer.idx import write_idx
-from trainer.model import predict
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = REPO / "clients" / "cpp" / "build" / "scratchnet_predict"
@@ -62,15 +62,9 @@ def write_images_and_labels(
     return images_path, labels_path
 
 
-def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+def assert_cpp_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
     """The run failed with `code` and one stderr line naming each of `words`."""
-    assert result.returncode == code, result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("scratchnet_predict: error: "), lines[0]
-    for word in words:
-        assert word in lines[0], lines[0]
-    assert result.stdout == ""
+    assert_one_line_error(result, "scratchnet_predict", *words, code=code)
 
 
 def test_test_set_labels_equal_python_client_and_numpy(
@@ -160,12 +154,12 @@ def test_image_shape_comes_from_the_idx_header(binary: Path, tmp_path: Path) -> 
 def test_missing_file_is_one_line(binary: Path, tmp_path: Path) -> None:
     missing = tmp_path / "no-such-images.idx.gz"
     result = run_client(binary, "--target", "127.0.0.1:1", "--images", missing)
-    assert_one_line_error(result, EXIT_INPUT_ERROR, str(missing), "No such file")
+    assert_cpp_error(result, EXIT_INPUT_ERROR, str(missing), "No such file")
 
 
 def test_bad_flag_is_one_line(binary: Path) -> None:
     result = run_client(binary, "--target", "127.0.0.1:1", "--images", "x", "--batch-size", "0")
-    assert_one_line_error(result, EXIT_INPUT_ERROR, "--batch-size", "positive integer")
+    assert_cpp_error(result, EXIT_INPUT_ERROR, "--batch-size", "positive integer")
 
 
 def test_labels_of_another_length_are_refused(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
@@ -177,7 +171,7 @@ def test_labels_of_another_length_are_refused(binary: Path, mnist: Dataset, tmp_
     result = run_client(
         binary, "--target", "127.0.0.1:1", "--images", images_path, "--labels", labels_path
     )
-    assert_one_line_error(result, EXIT_INPUT_ERROR, str(labels_path), "9 labels, expected 10")
+    assert_cpp_error(result, EXIT_INPUT_ERROR, str(labels_path), "9 labels, expected 10")
 
 
 def test_truncated_file_is_one_line(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
@@ -186,7 +180,7 @@ def test_truncated_file_is_one_line(binary: Path, mnist: Dataset, tmp_path: Path
     )
     images_path.write_bytes(images_path.read_bytes()[:-1])
     result = run_client(binary, "--target", "127.0.0.1:1", "--images", images_path)
-    assert_one_line_error(result, EXIT_INPUT_ERROR, str(images_path), "truncated")
+    assert_cpp_error(result, EXIT_INPUT_ERROR, str(images_path), "truncated")
 
 
 def test_images_of_another_shape_are_refused(
@@ -197,7 +191,7 @@ def test_images_of_another_shape_are_refused(
         tmp_path, mnist.test_images[:count, 1:, :], mnist.test_labels[:count], compress=True
     )
     result = run_client(binary, "--target", server.target, "--images", images_path)
-    assert_one_line_error(
+    assert_cpp_error(
         result,
         EXIT_INPUT_ERROR,
         f"expected shape [-1,{height},{width}]",
@@ -217,7 +211,7 @@ def test_batch_size_above_the_model_limit_is_refused(
     result = run_client(
         binary, "--target", server.target, "--images", images_path, "--batch-size", str(limit + 1)
     )
-    assert_one_line_error(result, EXIT_INPUT_ERROR, f"at most {limit}")
+    assert_cpp_error(result, EXIT_INPUT_ERROR, f"at most {limit}")
 
 
 def test_unreachable_server_is_one_line(
@@ -229,7 +223,7 @@ def test_unreachable_server_is_one_line(
     result = run_client(
         binary, "--target", f"127.0.0.1:{closed_port}", "--images", images_path, "--timeout", "5"
     )
-    assert_one_line_error(result, EXIT_SERVER_ERROR, "cannot reach the server", str(closed_port))
+    assert_cpp_error(result, EXIT_SERVER_ERROR, "cannot reach the server", str(closed_port))
 
 
 def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
@@ -241,4 +235,4 @@ def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path:
         silent.listen()
         target = f"127.0.0.1:{silent.getsockname()[1]}"
         result = run_client(binary, "--target", target, "--images", images_path, "--timeout", "0.5")
-    assert_one_line_error(result, EXIT_SERVER_ERROR, "GetModelInfo", "0.5 s deadline")
+    assert_cpp_error(result, EXIT_SERVER_ERROR, "GetModelInfo", "0.5 s deadline")

@@ -9,8 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scratchnet.cli import EXIT_INTERRUPTED
 from tests.conftest import REPO, processes_mentioning
-from trainer.cli import EXIT_INTERRUPTED
 
 
 def test_demo_trains_serves_scores_and_stops_the_server(tmp_path: Path) -> None:

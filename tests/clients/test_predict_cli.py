@@ -11,11 +11,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from tests.conftest import RunningServer, run_module
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
-from trainer.idx import write_idx
-from trainer.model import predict, probabilities, scores
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict, probabilities, scores
+from scratchnet.idx import write_idx
+from tests.conftest import RunningServer, assert_one_line_error, run_module
+
+PROGRAM = "python -m clients.predict"
 
 
 def expected(artifact: Artifact, images: NDArray[Any]) -> tuple[list[int], NDArray[np.float64]]:
@@ -118,13 +120,10 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     ]
     for args, message in cases:
         result = run_module("clients.predict", "--target", server.target, *args, check=False)
-        assert result.returncode != 0 and result.stdout == "", args
-        assert "Traceback" not in result.stderr
-        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        assert_one_line_error(result, PROGRAM, message, code=None)
     for target, message in [
         (f"127.0.0.1:{closed_port}", "UNAVAILABLE"),
         ("no-port", "expected HOST:PORT"),
     ]:
         result = run_module("clients.predict", "--target", target, tmp_path / "ok.npy", check=False)
-        assert result.returncode != 0 and "Traceback" not in result.stderr
-        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+        assert_one_line_error(result, PROGRAM, message, code=None)

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import PYTHON, REPO, RunningServer, run_module
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict
+from tests.conftest import PYTHON, REPO, RunningServer, assert_one_line_error, run_module
 from tests.server.workers import busy_worker
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
-from trainer.model import predict
 
 
 def test_json_report_agrees_with_numpy(
@@ -140,10 +140,7 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
         arg.replace("{server}", server.target).replace("{closed}", str(closed_port)) for arg in args
     ]
     result = run_module("clients.score", *args, check=False)
-    assert result.returncode != 0
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert_one_line_error(result, "python -m clients.score", message, code=None)
 
 
 def test_a_server_too_busy_to_answer_in_time_is_one_line(

@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from export.model import ExportOptions, build_model
 from export.parity import Outputs, run_onnxruntime, run_reference
-from trainer.artifact import Artifact, save_artifact
+from scratchnet.artifact import Artifact, save_artifact
 
 SMALL_SHAPE = (3, 5, 7)  # C, H, W: deliberately not MNIST's
 SMALL_METADATA = {

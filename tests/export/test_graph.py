@@ -13,7 +13,8 @@ from export import ExportError, ExportOptions, model_bytes
 from export.graph import ir_version_for, max_opset
 from export.model import validate_model
 from export.parity import run_numpy
-from trainer import model as numpy_model
+from scratchnet import contract
+from scratchnet import forward as numpy_model
 
 DTYPES = ["float32", "uint8"]
 CORE = ["Unsqueeze", "Mul", "ReduceSum", "Add", "ArgMax", "Softmax"]
@@ -80,7 +81,7 @@ def test_signature_names_types_and_shapes(make_artifact, build, dtype: str) -> N
         ("probabilities", TensorProto.FLOAT, ["batch", 4]),
     ]
     assert all(v.doc_string for v in [*model.graph.input, *model.graph.output])
-    assert export.OUTPUTS == ("scores", "label", "probabilities") and export.INPUT == "images"
+    assert contract.OUTPUTS == ("scores", "label", "probabilities") and contract.INPUT == "images"
 
 
 def test_parameters_are_the_artifact_in_float32(make_artifact, build) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from export import ExportOptions, export_artifact, model_bytes
-from trainer.model import INPUT_SCALE
+from scratchnet.contract import INPUT_SCALE
 
 
 def _props(model) -> dict[str, str]:

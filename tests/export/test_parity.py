@@ -1,4 +1,4 @@
-"""Three-way parity on the full MNIST test set: trainer.model (numpy float64), onnxruntime and
+"""Three-way parity on the full MNIST test set: scratchnet.forward (numpy float64), onnxruntime and
 onnx.reference, for the model exported by the real CLIs with both input dtypes.
 """
 
@@ -19,9 +19,9 @@ from export.parity import (
     run_onnxruntime,
     run_reference,
 )
+from scratchnet.artifact import load_artifact
+from scratchnet.datasets import Dataset
 from tests.conftest import run_module
-from trainer.artifact import load_artifact
-from trainer.datasets import Dataset
 
 DTYPES = ["float32", "uint8"]
 RUNTIMES = [ONNXRUNTIME, REFERENCE]

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from scratchnet_api.inference import open_inference_grpc_pb2_grpc
+from scratchnet.api.inference import open_inference_grpc_pb2_grpc
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import probabilities, scores
 from tests.conftest import RunningServer, start_server
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
-from trainer.model import probabilities, scores
 
 DIGITS = "digits"
 """The --model-name of the uint8 server (the float32 one keeps the default, scratchnet)."""
@@ -29,7 +29,7 @@ DIGITS_MAX_BATCH = 2000
 
 @dataclass(frozen=True)
 class Reference:
-    """trainer.model's forward pass on the MNIST test set: what every answer must match."""
+    """scratchnet.forward's forward pass on the MNIST test set: what every answer must match."""
 
     labels: NDArray[np.int64]
     scores: NDArray[np.float64]

@@ -14,15 +14,19 @@ import json
 import sys
 from typing import Any
 
-from google.protobuf.descriptor import Descriptor, FileDescriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor, FileDescriptor
 
 
 def describe(file: FileDescriptor) -> dict[str, Any]:
-    """Package, services (method -> types and streaming) and every message's fields, by full name:
-    what decides whether two peers understand each other's bytes."""
+    """Package, services (method -> types and streaming), every message's fields and every enum's
+    values, by full name: what decides whether two peers understand each other's bytes (and, for
+    the text format, each other's names)."""
     messages: dict[str, dict[str, Any]] = {}
+    enums: dict[str, dict[str, int]] = {}
     for message in file.message_types_by_name.values():
-        _add_message(message, messages)
+        _add_message(message, messages, enums)
+    for enum in file.enum_types_by_name.values():
+        _add_enum(enum, enums)
     services = {
         service.full_name: {
             method.name: {
@@ -35,23 +39,40 @@ def describe(file: FileDescriptor) -> dict[str, Any]:
         }
         for service in file.services_by_name.values()
     }
-    return {"package": file.package, "services": services, "messages": messages}
+    return {
+        "package": file.package,
+        "dependencies": sorted(dependency.package for dependency in file.dependencies),
+        "services": services,
+        "messages": messages,
+        "enums": enums,
+    }
 
 
-def _add_message(message: Descriptor, messages: dict[str, dict[str, Any]]) -> None:
+def _add_message(
+    message: Descriptor, messages: dict[str, dict[str, Any]], enums: dict[str, dict[str, int]]
+) -> None:
     messages[message.full_name] = {
         field.name: {
             "number": field.number,
             "type": field.type,
             "repeated": field.is_repeated,
+            "packed": field.is_packed,
+            "presence": field.has_presence,
             "message": field.message_type.full_name if field.message_type else None,
+            "enum": field.enum_type.full_name if field.enum_type else None,
             "oneof": field.containing_oneof.name if field.containing_oneof else None,
         }
         for field in message.fields
     }
     # Nested messages include the entry types of map fields (ParametersEntry, ...).
     for nested in message.nested_types:
-        _add_message(nested, messages)
+        _add_message(nested, messages, enums)
+    for enum in message.enum_types:
+        _add_enum(enum, enums)
+
+
+def _add_enum(enum: EnumDescriptor, enums: dict[str, dict[str, int]]) -> None:
+    enums[enum.full_name] = {value.name: value.number for value in enum.values}
 
 
 if __name__ == "__main__":

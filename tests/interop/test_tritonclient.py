@@ -20,9 +20,9 @@ import numpy as np
 import onnx
 import pytest
 
+from scratchnet.datasets import Dataset
 from tests.conftest import RunningServer
 from tests.interop.conftest import DIGITS, Reference
-from trainer.datasets import Dataset
 
 SESSION = Path(__file__).with_name("tritonclient_session.py")
 BATCH = 1000
@@ -125,9 +125,10 @@ def test_model_metadata(session: Session, mnist: Dataset) -> None:
                 "shape": ["-1", str(height), str(width)],
             }
         ],
+        # The graph's outputs in graph order, as Triton's onnxruntime backend lists them.
         "outputs": [
-            {"name": "label", "datatype": "INT64", "shape": ["-1"]},
             {"name": "scores", "datatype": "FP32", "shape": ["-1", classes]},
+            {"name": "label", "datatype": "INT64", "shape": ["-1"]},
             {"name": "probabilities", "datatype": "FP32", "shape": ["-1", classes]},
         ],
     }
@@ -148,8 +149,8 @@ def test_infer_returns_raw_outputs_with_metadata(session: Session, reference: Re
         session.model_version,
     )
     assert first["outputs"] == [
-        {"name": "label", "datatype": "INT64", "shape": [BATCH]},
         {"name": "scores", "datatype": "FP32", "shape": [BATCH, classes]},
+        {"name": "label", "datatype": "INT64", "shape": [BATCH]},
         {"name": "probabilities", "datatype": "FP32", "shape": [BATCH, classes]},
     ]
     np.testing.assert_allclose(first["scores"], reference.scores[:BATCH], rtol=1e-5, atol=1e-4)

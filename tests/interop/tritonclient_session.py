@@ -7,7 +7,7 @@ batches with `infer`, and again over `start_stream`), output subsets and the err
 requests as `{"status": ..., "message": ...}`. The pytest tests in this folder run this script in
 a subprocess and assert on its output: tritonclient registers the protobuf package `inference`,
 as scratchnet's own generated code does, and one Python process refuses the duplicate symbols.
-So this script imports only tritonclient and numpy — never `scratchnet_api` or `server`.
+So this script imports only tritonclient and numpy — never `scratchnet.api` or `server`.
 """
 
 from __future__ import annotations

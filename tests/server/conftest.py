@@ -1,13 +1,21 @@
-"""Server test fixtures: servers on the exported models, shared by a module where they can be."""
+"""Server test fixtures: stubs on the shared servers, and a data plane in this process."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from numpy.typing import NDArray
 
-from scratchnet_api.v1 import classifier_pb2_grpc
+from scratchnet import datatypes
+from scratchnet.api.v1 import classifier_pb2_grpc
+from server.dataplane import ClassifyRequest, DataPlane
+from server.model import load_model
+from server.repository import ModelRepository
+from server.tensors import InputTensor
 from tests.conftest import RunningServer
 
 
@@ -23,3 +31,25 @@ def uint8_classifier(uint8_server: RunningServer) -> Iterator[classifier_pb2_grp
     """A v1 stub on the shared uint8 server."""
     with grpc.insecure_channel(uint8_server.target) as channel:
         yield classifier_pb2_grpc.ClassifierStub(channel)
+
+
+def plane_with(path: Path, name: str = "scratchnet", max_batch: int = 1024) -> DataPlane:
+    """A data plane serving the ONNX file at `path` as `name`, in this process."""
+    repository = ModelRepository()
+    repository.add(load_model(path, name, max_batch=max_batch))
+    return DataPlane(repository)
+
+
+def tensor(array: NDArray[Any], name: str = "images", datatype: str = "") -> InputTensor:
+    """`array` as a request's raw tensor (its datatype from the table unless given)."""
+    return InputTensor(
+        name, datatype or datatypes.by_numpy(array.dtype).name, array.shape, raw=array.tobytes()
+    )
+
+
+def classify(
+    plane: DataPlane, images: NDArray[Any], *outputs: str, model: str = "scratchnet"
+) -> dict[str, NDArray[Any]]:
+    """plane.classify on `images` for `outputs` (label only if none)."""
+    request = ClassifyRequest(model, "", tensor(images), outputs or ("label",))
+    return plane.classify(request).outputs

@@ -12,7 +12,7 @@ import onnx
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
 
-from trainer.model import INPUT_SCALE
+from scratchnet.contract import INPUT_SCALE
 
 ALL_OUTPUTS = (("scores", "scores"), ("label", "label"), ("probabilities", "probabilities"))
 

@@ -16,13 +16,13 @@ from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
 from numpy.typing import NDArray
 
-from scratchnet_api.v1 import classifier_pb2 as pb
-from scratchnet_api.v1 import classifier_pb2_grpc
+from scratchnet.api.v1 import classifier_pb2 as pb
+from scratchnet.api.v1 import classifier_pb2_grpc
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict, probabilities, scores
 from tests.conftest import RunningServer, start_server
 from tests.server.workers import admitted, busy_worker
-from trainer.artifact import Artifact
-from trainer.datasets import Dataset
-from trainer.model import predict, probabilities, scores
 
 V1_DTYPES = {np.dtype(np.uint8): pb.DATA_TYPE_UINT8, np.dtype(np.float32): pb.DATA_TYPE_FLOAT32}
 
@@ -194,6 +194,10 @@ def _malformed(case: str, height: int, width: int) -> pb.PredictRequest:
         return pb.PredictRequest(images=pb.Tensor(dtype=uint8, shape=[0, height, width]))
     if case == "negative batch":
         return pb.PredictRequest(images=pb.Tensor(dtype=uint8, shape=[-1, height, width]))
+    if case == "huge":
+        return request(np.full((2, height, width), 1e37, dtype=np.float32))
+    if case == "0-255 floats":
+        return request(np.full((2, height, width), 255.0, dtype=np.float32))
     if case in ("nan", "inf"):
         images = np.full((3, height, width), 0.5, dtype=np.float32)
         images[2, 0, 0] = np.nan if case == "nan" else -np.inf
@@ -203,18 +207,19 @@ def _malformed(case: str, height: int, width: int) -> pb.PredictRequest:
 
 
 MALFORMED = {
-    "unspecified dtype": "unsupported dtype DATA_TYPE_UNSPECIFIED, expected DATA_TYPE_UINT8 or "
-    "DATA_TYPE_FLOAT32",
-    "unknown dtype": "unsupported dtype value 7",
+    "unspecified dtype": "expected datatype FP32 or UINT8, got DATA_TYPE_UNSPECIFIED",
+    "unknown dtype": "expected datatype FP32 or UINT8, got DataType value 7",
     "wrong height": "expected shape [-1,{h},{w}], got [2,{h1},{w}]",
     "flat images": "expected shape [-1,{h},{w}], got [2,{hw}]",
     "byte length": "expected {hw2} bytes for shape [2,{h},{w}] of UINT8 (1 per element), "
     "got {hw21}",
     "float32 byte length": "expected {hw8} bytes for shape [2,{h},{w}] of FP32",
     "empty batch": "the batch is empty (shape [0,{h},{w}]), expected at least one image",
-    "negative batch": "expected shape [-1,{h},{w}], got [-1,{h},{w}]",
+    "negative batch": "shape [-1,{h},{w}] has a negative dimension, expected sizes >= 0",
     "nan": "pixels must be finite, found NaN or infinity in 1 image(s), the first at index 2",
     "inf": "pixels must be finite",
+    "huge": "float pixels must lie in [0, 1] (the model's input_scale is 0.00392157), found 1e+37",
+    "0-255 floats": "found 255 in image 0: divide 0-255 pixels by 255 or send them as UINT8",
     "no images": "the request has no images tensor",
 }
 

@@ -18,10 +18,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 
-from scratchnet_api.v1 import classifier_pb2 as pb
-from scratchnet_api.v1 import classifier_pb2_grpc
-from tests.conftest import RunningServer, run_module, start_server
-from trainer.datasets import Dataset
+from scratchnet.api.v1 import classifier_pb2 as pb
+from scratchnet.api.v1 import classifier_pb2_grpc
+from scratchnet.datasets import Dataset
+from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 
 SERVICES = ("", "scratchnet.v1.Classifier", "inference.GRPCInferenceService")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -81,14 +81,14 @@ def test_reflection_lists_every_service_and_describes_them_without_proto_files(
 GATED_SERVER = """
 import sys, time
 from pathlib import Path
-from server import runtime
+from server import app
 gate = Path(sys.argv.pop(1))
-load = runtime._open_session
-def wait_for_gate(*args):
+load = app.load_model
+def wait_for_gate(*args, **options):
     while not gate.exists():
         time.sleep(0.01)
-    return load(*args)
-runtime._open_session = wait_for_gate
+    return load(*args, **options)
+app.load_model = wait_for_gate
 from server.__main__ import main
 main()
 """
@@ -282,12 +282,7 @@ def test_bad_flag_or_environment_value_is_one_line_and_exit_2(
     args: list[str], env: dict[str, str], expected: str
 ) -> None:
     result = run_module("server", *args, check=False, env=env, timeout=60)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("python -m server: error: ")
-    assert expected in lines[0]
+    assert_one_line_error(result, "python -m server", expected)
 
 
 def test_a_port_in_use_is_one_line_and_a_non_zero_exit(

@@ -20,8 +20,8 @@ from typing import Any, TypeVar
 import grpc
 from numpy.typing import NDArray
 
-from scratchnet_api.v1 import classifier_pb2 as pb
-from scratchnet_api.v1 import classifier_pb2_grpc
+from scratchnet.api.v1 import classifier_pb2 as pb
+from scratchnet.api.v1 import classifier_pb2_grpc
 
 ADMISSION_SECONDS = 30.0
 RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED

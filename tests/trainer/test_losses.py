@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from scratchnet.forward import probabilities
 from trainer.losses import LOSSES
-from trainer.model import probabilities
 
 EPSILON = 1e-6
 

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from trainer.artifact import load_artifact
-from trainer.datasets import BUNDLED_MNIST
-from trainer.idx import write_idx
+from scratchnet.artifact import load_artifact
+from scratchnet.datasets import BUNDLED_MNIST
+from scratchnet.idx import write_idx
+from tests.conftest import assert_one_line_error
 
 Arrays = dict[str, NDArray[Any]]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -317,13 +318,7 @@ BAD_FLAGS = {
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
-    assert result.returncode != 0
-    assert result.stdout == ""
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("python -m trainer: error: ")
-    assert fragment in lines[0]
+    assert_one_line_error(result, "python -m trainer", fragment, code=None)
 
 
 @pytest.mark.parametrize("case", BAD_DATA.values(), ids=BAD_DATA.keys())
@@ -378,7 +373,7 @@ def test_a_corrupt_bundled_set_through_the_command_line(tmp_path: Path) -> None:
     out = tmp_path / "out" / "model.npz"
     # The entry point itself, with the bundled folder pointed at the damaged copy.
     code = (
-        "import sys, pathlib, trainer.datasets as d;"
+        "import sys, pathlib, scratchnet.datasets as d;"
         " d.BUNDLED_MNIST = pathlib.Path(sys.argv.pop(1));"
         " from trainer.__main__ import main; main()"
     )

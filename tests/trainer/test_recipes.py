@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trainer.errors import ScratchnetError
+from scratchnet.errors import ScratchnetError
 from trainer.recipes import RECIPES
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from trainer.datasets import Dataset
+from scratchnet.datasets import Dataset
+from scratchnet.forward import scale_pixels
 from trainer.losses import LOSSES
-from trainer.model import scale_pixels
 from trainer.recipes import RECIPES, Hyperparameters
 from trainer.schedules import learning_rates
 from trainer.sgd import train_parameters

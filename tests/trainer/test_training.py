@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from trainer.artifact import load_artifact
-from trainer.datasets import Dataset
+from scratchnet.artifact import load_artifact
+from scratchnet.datasets import Dataset
 from trainer.recipes import RECIPES
 from trainer.training import accuracy, recipe_name, train
 

@@ -110,7 +110,7 @@ function startServer(model) {
 const PYTHON_LABELS = `
 import json, sys
 from clients import Client
-from trainer.idx import IMAGES_MAGIC, read_idx
+from scratchnet.idx import IMAGES_MAGIC, read_idx
 
 target, file = sys.argv[1:3]
 images = read_idx(file, IMAGES_MAGIC).values

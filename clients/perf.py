@@ -1,0 +1,604 @@
+"""`python -m clients.perf`: load a server with inference calls and report how fast it answers.
+
+Like Triton's perf_analyzer: every request is built and serialised once before the run and sent as
+bytes, N calls in flight, for a warm-up and then a measuring window; prints requests/s, images/s,
+latency percentiles, errors by status code and the client's own CPU time per request. Speaks
+scratchnet.v1 (Predict) and the Open Inference Protocol (ModelInfer with raw_input_contents), so it
+measures any KServe v2 server. Also a library: bench/serving.py drives peer servers with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from argparse import ArgumentTypeError
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import grpc.aio
+import numpy as np
+from numpy.typing import NDArray
+
+from clients.cli import add_server_flags
+from clients.errors import from_rpc_error
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.v1 import classifier_pb2 as v1
+from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.datasets import load_dataset
+from scratchnet.errors import ClientError, ScratchnetError
+
+__all__ = [
+    "APIS",
+    "MISMATCH",
+    "Measurement",
+    "ModelSpec",
+    "Plan",
+    "build_plan",
+    "describe",
+    "main",
+    "measure",
+    "wait_answering",
+]
+
+PROGRAM = "python -m clients.perf"
+APIS = {
+    "v1": "/scratchnet.v1.Classifier/Predict",
+    "v2": "/inference.GRPCInferenceService/ModelInfer",
+}
+"""The inference method each API is measured with."""
+MISMATCH = "MISMATCH"
+"""The error counted for an OK reply that differs from the first reply to the same request."""
+DEFAULT_OUTPUTS = ("label", "scores")
+# A few different requests, sent in turn, so that no cache of one answer flatters the server.
+DISTINCT_REQUESTS = 8
+SEED = 0
+# Datatype names of the Open Inference Protocol -> little-endian numpy dtypes, for the tensors
+# perf sends (UINT8, FP32) and the outputs it decodes.
+_NUMPY: dict[str, np.dtype[Any]] = {
+    "UINT8": np.dtype("u1"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+_DTYPE_FLAGS = {"uint8": "UINT8", "float32": "FP32"}
+_SENDABLE = tuple(_DTYPE_FLAGS.values())
+_V1_DATATYPES = {v1.DATA_TYPE_UINT8: "UINT8", v1.DATA_TYPE_FLOAT32: "FP32"}
+_V1_ENUMS = {name: enum for enum, name in _V1_DATATYPES.items()}
+# Replies as large as the server makes them; requests as large as the batch asks.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What requests need to know about the served model, as its server describes it."""
+
+    name: str
+    version: str
+    input_name: str
+    image_dims: tuple[int, ...]
+    """One image's dimensions, the input's shape without the batch axis, e.g. (28, 28)."""
+    datatypes: tuple[str, ...]
+    """Input datatypes accepted (OIP names, e.g. "FP32"), the model's own first."""
+    outputs: tuple[str, ...]
+    max_batch: int = 0
+    """Most images per request (0: the server does not say)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Requests serialised once before a run, and the images each carries."""
+
+    api: str
+    requests: tuple[bytes, ...]
+    images: tuple[NDArray[Any], ...]
+    datatype: str
+    outputs: tuple[str, ...]
+
+    @property
+    def method(self) -> str:
+        """The gRPC method the requests go to."""
+        return APIS[self.api]
+
+    @property
+    def batch(self) -> int:
+        """Images per request."""
+        return len(self.images[0])
+
+    def decode(self, reply: bytes) -> dict[str, NDArray[Any]]:
+        """The output arrays of one serialised reply, by output name."""
+        if self.api == "v1":
+            return _decode_v1(v1.PredictResponse.FromString(reply))
+        return _decode_v2(oip.ModelInferResponse.FromString(reply))
+
+
+@dataclass
+class Measurement:
+    """What one run observed in its measuring window."""
+
+    batch: int
+    concurrency: int
+    seconds: float
+    latencies: list[float] = field(default_factory=list)
+    errors: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: float = 0.0
+    first_replies: dict[int, bytes] = field(default_factory=dict)
+    """The first OK reply to each request (by index), which every later reply must equal."""
+
+    @property
+    def requests(self) -> int:
+        """Calls answered OK."""
+        return len(self.latencies)
+
+    @property
+    def error_count(self) -> int:
+        """Calls that failed or answered differently from before."""
+        return sum(self.errors.values())
+
+    def summary(self) -> dict[str, Any]:
+        """The figures, JSON-ready: rates per second, latencies in ms, client CPU."""
+        calls = self.requests + self.error_count
+        per_second = 1 / self.seconds if self.seconds > 0 else 0.0
+        latency: dict[str, float] = {}
+        if self.latencies:
+            ms = np.percentile(self.latencies, [50, 90, 99, 100]) * 1000
+            latency = dict(zip(("p50", "p90", "p99", "max"), ms.tolist(), strict=True))
+        return {
+            "batch": self.batch,
+            "concurrency": self.concurrency,
+            "seconds": self.seconds,
+            "requests": self.requests,
+            "requests_per_second": self.requests * per_second,
+            "images_per_second": self.requests * self.batch * per_second,
+            "latency_ms": latency,
+            "errors": self.error_count,
+            "errors_by_code": dict(sorted(self.errors.items())),
+            "client_cpu_seconds": self.cpu_seconds,
+            "client_cpu_ms_per_request": self.cpu_seconds * 1000 / calls if calls else None,
+            "client_cpu_cores": self.cpu_seconds * per_second,
+        }
+
+
+def describe(
+    target: str, api: str, model: str | None = None, version: str = "", timeout: float = 10.0
+) -> ModelSpec:
+    """Ask the server at `target` about its model: v1 GetModelInfo, v2 ModelMetadata (the model's
+    name from v1 GetModelInfo when `model` is None)."""
+    with grpc.insecure_channel(target) as channel:
+        try:
+            if api == "v1" or model is None:
+                spec = _describe_v1(channel, timeout)
+                _check_served(spec, model, version)
+                if api == "v1":
+                    return spec
+                model = spec.name
+            return _describe_v2(channel, model, version, timeout)
+        except grpc.RpcError as error:
+            if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+                raise ClientError(_unimplemented(target, api, model), error.code()) from None
+            raise from_rpc_error(error, target, timeout) from None
+
+
+def _unimplemented(target: str, api: str, model: str | None) -> str:
+    if api == "v1":
+        return (
+            f"the server at {target} does not implement scratchnet.v1.Classifier: "
+            "for an Open Inference Protocol server, pass --api v2"
+        )
+    if model is None:
+        return (
+            f"the server at {target} has no scratchnet.v1.Classifier to say its model's name: "
+            "pass --model NAME"
+        )
+    return f"the server at {target} does not implement the Open Inference Protocol's ModelMetadata"
+
+
+def build_plan(
+    spec: ModelSpec,
+    api: str,
+    batch: int,
+    *,
+    datatype: str | None = None,
+    outputs: Sequence[str] = DEFAULT_OUTPUTS,
+    pixels: NDArray[np.uint8] | None = None,
+    count: int = DISTINCT_REQUESTS,
+) -> Plan:
+    """`count` requests of `batch` images each: `pixels` (uint8 [N, *image_dims], cycled) or
+    random pixels from a fixed seed, sent as `datatype` (default: the model's own).
+
+    v1 lists every datatype the server accepts; v2 metadata gives only the model's own, so v2
+    sends another datatype asked for as it is, and the server decides."""
+    datatype = datatype or spec.datatypes[0]
+    if datatype not in spec.datatypes and (api == "v1" or datatype not in _SENDABLE):
+        raise ScratchnetError(
+            f"model '{spec.name}' takes {' or '.join(spec.datatypes)} images, not {datatype}"
+        )
+    unknown = [name for name in outputs if name not in spec.outputs]
+    if unknown or not outputs:
+        raise ScratchnetError(
+            f"model '{spec.name}' has no output {', '.join(map(repr, unknown)) or 'asked for'}: "
+            f"expected some of {', '.join(spec.outputs)}"
+        )
+    if spec.max_batch and batch > spec.max_batch:
+        raise ScratchnetError(
+            f"batch {batch} is more than the server takes in one request ({spec.max_batch})"
+        )
+    if pixels is None:
+        rng = np.random.default_rng(SEED)
+        pixels = rng.integers(0, 256, size=(count * batch, *spec.image_dims), dtype=np.uint8)
+    elif pixels.shape[1:] != spec.image_dims:
+        raise ScratchnetError(
+            f"the images are {list(pixels.shape[1:])}, model '{spec.name}' takes "
+            f"{list(spec.image_dims)}"
+        )
+    index = np.arange(count * batch) % len(pixels)
+    chunks = [pixels[index[start : start + batch]] for start in range(0, len(index), batch)]
+    images = tuple(_as_datatype(chunk, datatype) for chunk in chunks)
+    encode = _request_v1 if api == "v1" else _request_v2
+    requests = tuple(encode(spec, chunk, datatype, outputs) for chunk in images)
+    return Plan(api, requests, images, datatype, tuple(outputs))
+
+
+def measure(
+    target: str,
+    plan: Plan,
+    *,
+    concurrency: int = 1,
+    duration: float = 10.0,
+    warmup: float = 1.0,
+    timeout: float = 30.0,
+) -> Measurement:
+    """Keep `concurrency` calls in flight for `warmup` + `duration` seconds, the plan's requests
+    in turn; figures come from the calls started after the warm-up."""
+    return asyncio.run(_measure(target, plan, concurrency, duration, warmup, timeout))
+
+
+def wait_answering(
+    target: str, plan: Plan, timeout: float, check: Callable[[], None] | None = None
+) -> None:
+    """Send the plan's first request until the server answers it OK, calling `check` (which may
+    raise) before each try; ClientError with the last failure after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+        call = channel.unary_unary(plan.method, None, None)
+        while True:
+            if check is not None:
+                check()
+            try:
+                call(plan.requests[0], timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+                return
+            except grpc.RpcError as error:
+                if time.monotonic() > deadline:
+                    raise from_rpc_error(error, target, timeout) from None
+            time.sleep(0.1)
+
+
+async def _measure(
+    target: str, plan: Plan, concurrency: int, duration: float, warmup: float, timeout: float
+) -> Measurement:
+    result = Measurement(plan.batch, concurrency, seconds=0.0)
+    requests = plan.requests
+    start = time.perf_counter()
+    window = start + warmup
+    end = window + duration
+    cpu_at_window: list[float] = []
+    last_done = window
+
+    async def caller(first: int) -> None:
+        nonlocal last_done
+        index = first
+        while (began := time.perf_counter()) < end:
+            if began >= window and not cpu_at_window:
+                cpu_at_window.append(time.process_time())
+            key = index % len(requests)
+            index += concurrency
+            try:
+                reply = await call(requests[key], timeout=timeout)
+                first_reply = result.first_replies.setdefault(key, reply)
+                code = None if reply == first_reply else MISMATCH
+            except grpc.aio.AioRpcError as error:
+                code = error.code().name
+            done = time.perf_counter()
+            if began < window:
+                continue
+            last_done = max(last_done, done)
+            if code is None:
+                result.latencies.append(done - began)
+            else:
+                result.errors[code] = result.errors.get(code, 0) + 1
+
+    async with grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+        call = channel.unary_unary(plan.method, None, None)
+        await asyncio.gather(*(caller(first) for first in range(concurrency)))
+    # Calls still in flight at the end are waited for, so the window closes with the last answer.
+    result.seconds = last_done - window
+    result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
+    return result
+
+
+def _describe_v1(channel: grpc.Channel, timeout: float) -> ModelSpec:
+    call = channel.unary_unary(
+        "/scratchnet.v1.Classifier/GetModelInfo",
+        v1.GetModelInfoRequest.SerializeToString,
+        v1.GetModelInfoResponse.FromString,
+    )
+    info: v1.GetModelInfoResponse = call(v1.GetModelInfoRequest(), timeout=timeout)
+    return ModelSpec(
+        name=info.model_name,
+        version=info.model_version,
+        input_name="images",  # v1 carries no input name
+        image_dims=_image_dims(info.model_name, "images", info.input_shape),
+        datatypes=tuple(_V1_DATATYPES.get(dtype, str(dtype)) for dtype in info.input_dtypes),
+        outputs=tuple(info.outputs),
+        max_batch=int(info.max_batch_size),
+    )
+
+
+def _describe_v2(channel: grpc.Channel, model: str, version: str, timeout: float) -> ModelSpec:
+    call = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelMetadata",
+        oip.ModelMetadataRequest.SerializeToString,
+        oip.ModelMetadataResponse.FromString,
+    )
+    meta: oip.ModelMetadataResponse = call(
+        oip.ModelMetadataRequest(name=model, version=version), timeout=timeout
+    )
+    if len(meta.inputs) != 1:
+        names = ", ".join(repr(tensor.name) for tensor in meta.inputs)
+        raise ScratchnetError(
+            f"model '{model}' has {len(meta.inputs)} inputs ({names}): perf sends one, the images"
+        )
+    image = meta.inputs[0]
+    return ModelSpec(
+        name=meta.name or model,
+        version=version or (meta.versions[0] if meta.versions else ""),
+        input_name=image.name,
+        image_dims=_image_dims(model, image.name, image.shape),
+        datatypes=(image.datatype,),
+        outputs=tuple(tensor.name for tensor in meta.outputs),
+    )
+
+
+def _image_dims(model: str, name: str, shape: Sequence[int]) -> tuple[int, ...]:
+    dims = tuple(int(size) for size in shape[1:])
+    if len(shape) < 2 or shape[0] != -1 or any(size < 1 for size in dims):
+        raise ScratchnetError(
+            f"input '{name}' of model '{model}' has shape {list(shape)}: perf needs a variable "
+            "batch axis and fixed image dimensions, e.g. [-1,28,28]"
+        )
+    return dims
+
+
+def _check_served(spec: ModelSpec, model: str | None, version: str) -> None:
+    if model is not None and model != spec.name:
+        raise ScratchnetError(f"the server serves model '{spec.name}', not '{model}'")
+    if version and version != spec.version:
+        raise ScratchnetError(
+            f"the server serves version '{spec.version}' of model '{spec.name}', not '{version}'"
+        )
+
+
+def _api_name(api: str) -> str:
+    return "scratchnet.v1.Classifier" if api == "v1" else "the Open Inference Protocol"
+
+
+def _as_datatype(pixels: NDArray[np.uint8], datatype: str) -> NDArray[Any]:
+    if datatype == "UINT8":
+        return pixels
+    if datatype == "FP32":
+        # Pixels in [0, 1], as the models exported here (and MNIST models generally) take them.
+        return (pixels / np.float32(255)).astype("<f4")
+    raise ScratchnetError(f"perf sends UINT8 or FP32 images, not {datatype}")
+
+
+def _request_v1(
+    spec: ModelSpec, images: NDArray[Any], datatype: str, outputs: Sequence[str]
+) -> bytes:
+    tensor = v1.Tensor(dtype=_V1_ENUMS[datatype], shape=images.shape, data=images.tobytes())
+    request = v1.PredictRequest(
+        images=tensor,
+        return_scores="scores" in outputs,
+        return_probabilities="probabilities" in outputs,
+    )
+    return request.SerializeToString()
+
+
+def _request_v2(
+    spec: ModelSpec, images: NDArray[Any], datatype: str, outputs: Sequence[str]
+) -> bytes:
+    tensor = oip.ModelInferRequest.InferInputTensor(
+        name=spec.input_name, datatype=datatype, shape=images.shape
+    )
+    request = oip.ModelInferRequest(
+        model_name=spec.name,
+        model_version=spec.version,
+        inputs=[tensor],
+        outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs],
+        raw_input_contents=[images.tobytes()],
+    )
+    return request.SerializeToString()
+
+
+def _decode_v1(reply: v1.PredictResponse) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {"label": np.array(reply.labels, dtype=np.int64)}
+    for name in ("scores", "probabilities"):
+        values = getattr(reply, name)
+        if len(values):
+            arrays[name] = np.array(values, dtype=np.float32).reshape(len(reply.labels), -1)
+    return arrays
+
+
+def _decode_v2(reply: oip.ModelInferResponse) -> dict[str, NDArray[Any]]:
+    arrays: dict[str, NDArray[Any]] = {}
+    for index, tensor in enumerate(reply.outputs):
+        dtype = _NUMPY.get(tensor.datatype)
+        if dtype is None:
+            raise ScratchnetError(f"output '{tensor.name}': perf cannot read {tensor.datatype}")
+        if index < len(reply.raw_output_contents):
+            values = np.frombuffer(reply.raw_output_contents[index], dtype=dtype)
+        else:
+            # Typed contents: the field that carries the datatype is the one that is set.
+            contents = tensor.contents
+            typed = [getattr(contents, f.name) for f, _ in contents.ListFields()]
+            values = np.array(typed[0] if typed else [], dtype=dtype)
+        arrays[tensor.name] = values.reshape(tuple(tensor.shape))
+    return arrays
+
+
+def main() -> None:
+    """The command line; see --help."""
+    run_cli(PROGRAM, _main)
+
+
+def _main() -> int:
+    parser = ArgumentParser(
+        prog=PROGRAM,
+        description="Load a scratchnet or Open Inference Protocol server with inference calls "
+        "and report throughput, latency, errors and the client's own CPU time. Exit code 0, or "
+        "1 if any call failed.",
+    )
+    add_server_flags(parser, "deadline of each call")
+    parser.add_argument(
+        "--api",
+        choices=tuple(APIS),
+        default="v1",
+        help="v1: scratchnet.v1 Predict; v2: Open Inference Protocol ModelInfer (default: v1)",
+    )
+    parser.add_argument("--model", metavar="NAME", help="default: the model the server reports")
+    parser.add_argument("--version", default="", help="model version (default: the served one)")
+    parser.add_argument(
+        "--batch", type=integer(1), default=1, metavar="B", help="images per request (default 1)"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=integer(1),
+        default=1,
+        metavar="N",
+        help="calls in flight (default 1)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_number,
+        default=10.0,
+        metavar="S",
+        help="measuring window in seconds (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=_non_negative,
+        default=1.0,
+        metavar="S",
+        help="seconds of calls before the window, not counted (default 1)",
+    )
+    parser.add_argument(
+        "--dtype", choices=tuple(_DTYPE_FLAGS), help="pixel type sent (default: the model's own)"
+    )
+    parser.add_argument(
+        "--outputs",
+        type=_names,
+        default=DEFAULT_OUTPUTS,
+        metavar="NAMES",
+        help="outputs asked for, comma-separated (default: label,scores)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="send the test images of this data set (IDX folder or npz; 'mnist': the bundled "
+        "MNIST) instead of random pixels",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    args = parser.parse_args()
+    host, _, port = args.target.rpartition(":")
+    if not (host and port.isdigit() and 0 < int(port) < 65536):
+        raise ScratchnetError(f"target {args.target!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+    spec = describe(args.target, args.api, args.model, args.version, args.timeout)
+    datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
+    plan = build_plan(
+        spec,
+        args.api,
+        args.batch,
+        datatype=datatype,
+        outputs=args.outputs,
+        pixels=_dataset_pixels(args.data) if args.data else None,
+    )
+    result = measure(
+        args.target,
+        plan,
+        concurrency=args.concurrency,
+        duration=args.duration,
+        warmup=args.warmup,
+        timeout=args.timeout,
+    )
+    if result.requests + result.error_count == 0:
+        raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
+    report = {
+        "target": args.target,
+        "api": args.api,
+        "model": {"name": spec.name, "version": spec.version},
+        "input": {"name": spec.input_name, "datatype": plan.datatype, "dims": spec.image_dims},
+        "outputs": list(plan.outputs),
+        "warmup_seconds": args.warmup,
+        **result.summary(),
+    }
+    print(json.dumps(report, indent=2) if args.json else _text(report))
+    return 1 if result.error_count else 0
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise ArgumentTypeError(f"expected output names separated by commas, got {text!r}")
+    return names
+
+
+def _dataset_pixels(path: str) -> NDArray[np.uint8]:
+    images = load_dataset(None if path == "mnist" else path).test_images
+    if images.dtype != np.uint8:
+        raise ScratchnetError(f"data set {path}: perf sends uint8 pixels, found {images.dtype}")
+    return np.asarray(images, dtype=np.uint8)
+
+
+def _text(report: dict[str, Any]) -> str:
+    latency = report["latency_ms"]
+    errors = ", ".join(f"{code} {count}" for code, count in report["errors_by_code"].items())
+    cpu = report["client_cpu_ms_per_request"]
+    dims = ",".join(map(str, report["input"]["dims"]))
+    return "\n".join(
+        [
+            f"{report['target']} {report['api']}: model '{report['model']['name']}' version "
+            f"'{report['model']['version']}', input '{report['input']['name']}' "
+            f"{report['input']['datatype']} [{report['batch']},{dims}], outputs "
+            f"{','.join(report['outputs'])}",
+            f"{report['concurrency']} call(s) in flight for {report['seconds']:.2f} s after "
+            f"{report['warmup_seconds']:g} s of warm-up",
+            f"throughput  {report['requests_per_second']:,.1f} requests/s, "
+            f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
+            "latency     "
+            + ", ".join(f"{name} {ms:.3f} ms" for name, ms in latency.items())
+            + ("" if latency else "none answered"),
+            f"errors      {errors or 'none'}",
+            f"client CPU  {cpu:.3f} ms per request, {report['client_cpu_cores']:.2f} cores "
+            "(near 1: the client may be the bottleneck)"
+            if cpu is not None
+            else "client CPU  n/a",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""What every scratchnet command line shares: one-line errors, non-zero exits, no tracebacks."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections.abc import Callable
+from typing import NoReturn
+
+from scratchnet.errors import ScratchnetError
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_USAGE",
+    "ArgumentParser",
+    "integer",
+    "positive_number",
+    "run_cli",
+]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _fail(program: str, message: str, code: int) -> NoReturn:
+    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is reported on one line (with a pointer to --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(self.prog, f"{message} (see {self.prog} --help)", EXIT_USAGE)
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse `type`: an integer from `low` to `high` (no upper bound if None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise argparse.ArgumentTypeError(f"expected an integer {bounds}, got {value}")
+        return value
+
+    return parse
+
+
+def positive_number(text: str) -> float:
+    """An argparse `type`: a finite number greater than zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:
+    """Run `main` and exit with its code; user errors and Ctrl-C become one line on stderr."""
+    try:
+        code = main() or 0
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+    except ScratchnetError as error:
+        _fail(program, str(error), EXIT_USAGE)
+    except KeyboardInterrupt:
+        _fail(program, "interrupted", EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`| head`): it has what it wanted, so this is a quiet success.
+        # Point stdout at /dev/null so that Python's final flush cannot fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
+    raise SystemExit(code)

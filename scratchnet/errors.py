@@ -1,0 +1,121 @@
+"""Every error scratchnet reports, drawn once:
+
+    ScratchnetError             a user's mistake (a file, a flag, a request); one line that says
+    │                           what was wrong and what was expected
+    ├── DataError               a data set that is missing, malformed or inconsistent
+    ├── ArtifactError           a trainer artifact that is missing, malformed or inconsistent
+    ├── ExportError             an export or parity check that cannot go ahead
+    ├── ModelError              a model the server cannot serve (missing, unreadable, refused)
+    ├── LaunchError             a server subprocess that did not start or reach a health status
+    ├── RequestError            a request the server cannot answer; scratchnet.status maps each
+    │   │                       kind to its gRPC and HTTP status
+    │   ├── InvalidArgument     the client's mistake: datatype, shape, bytes, values, batch size
+    │   ├── NotFound            an unknown model name or version
+    │   ├── ResourceExhausted   more than the server accepts at once
+    │   └── Unavailable         no model ready yet, or the server is shutting down
+    └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
+        ├── ServerUnavailableError   UNAVAILABLE: nothing listening, or shutting down
+        ├── InvalidArgumentError     INVALID_ARGUMENT: inputs the server (or the client) rejects
+        └── DeadlineExceededError    DEADLINE_EXCEEDED: no answer within the call's timeout
+
+`scratchnet.cli.run_cli` turns any of them into one line on stderr and a non-zero exit; the
+server's transports turn a RequestError into its status code and message.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: the trainer never needs grpc
+    import grpc
+
+__all__ = [
+    "ArtifactError",
+    "ClientError",
+    "DataError",
+    "DeadlineExceededError",
+    "ExportError",
+    "InvalidArgument",
+    "InvalidArgumentError",
+    "LaunchError",
+    "ModelError",
+    "NotFound",
+    "RequestError",
+    "ResourceExhausted",
+    "ScratchnetError",
+    "ServerUnavailableError",
+    "Unavailable",
+    "clip",
+]
+
+CLIP = 200
+"""The most characters of a client's string (a name, a datatype) a message quotes back."""
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """`text` cut to `limit` characters with an ellipsis, so that echoed strings stay short."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ScratchnetError(Exception):
+    """A user mistake; its message is one line saying what was wrong and what was expected."""
+
+
+class DataError(ScratchnetError):
+    """A data set that cannot be used."""
+
+
+class ArtifactError(ScratchnetError):
+    """A trainer artifact that cannot be used."""
+
+
+class ExportError(ScratchnetError):
+    """An export or a check that cannot go ahead; the message says what and what was expected."""
+
+
+class ModelError(ScratchnetError):
+    """A model file that cannot be served: missing, unreadable or of a form the server refuses."""
+
+
+class LaunchError(ScratchnetError):
+    """A server that exited, or did not listen or reach the health status asked, in time."""
+
+
+class RequestError(ScratchnetError):
+    """A request that cannot be answered; its class decides the status code (scratchnet.status)."""
+
+
+class InvalidArgument(RequestError):
+    """A malformed request: the client must change it."""
+
+
+class NotFound(RequestError):
+    """A request for a model (name or version) this server does not serve."""
+
+
+class ResourceExhausted(RequestError):
+    """A request beyond the server's limits; retrying later or smaller may succeed."""
+
+
+class Unavailable(RequestError):
+    """The server cannot answer now (loading, shutting down); retrying later may succeed."""
+
+
+class ClientError(ScratchnetError):
+    """A call to a scratchnet server failed; `code` is its gRPC status code (None if no call)."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ServerUnavailableError(ClientError):
+    """No server answers at the target (UNAVAILABLE)."""
+
+
+class InvalidArgumentError(ClientError):
+    """The inputs or options were rejected (INVALID_ARGUMENT)."""
+
+
+class DeadlineExceededError(ClientError):
+    """The call did not finish within its timeout (DEADLINE_EXCEEDED)."""

@@ -1,0 +1,71 @@
+"""Atomic file writes: a crash or an error never leaves a half-written output behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from scratchnet.errors import ScratchnetError
+
+__all__ = ["atomic_write", "check_writable"]
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Fail now, before any work, if atomic_write(path) could not write there; creates nothing."""
+    target = Path(path)
+    if target.is_dir():
+        raise ScratchnetError(f"cannot write {target}: it is a directory, expected a file path")
+    folder = target.parent
+    while not folder.exists():  # ends at "." or "/" at the latest, which exist
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ScratchnetError(
+            f"cannot write {target}: {folder} is not a folder (part of that path is a file)"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ScratchnetError(f"cannot write {target}: folder {folder} is not writable")
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """Yield a binary file that replaces `path` only when the block completes without error.
+
+    The data goes to a hidden temporary file in the same directory (so the final rename is atomic
+    on POSIX), is flushed and fsynced, then renamed over `path`. On any exception the temporary
+    file is removed and `path` is left as it was; a killed process can leave only the hidden
+    `.NAME.*.tmp` file, never a partial `path`. An OSError, in the caller's block (a full disk)
+    or in those last steps, becomes a one-line ScratchnetError.
+    """
+    target = Path(path)
+    fd, temp_name = _temp_file_beside(target)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            try:
+                yield handle
+                handle.flush()
+                os.fsync(handle.fileno())
+                os.chmod(temp_name, 0o644)
+                os.replace(temp_name, target)
+            except OSError as error:
+                raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _temp_file_beside(target: Path) -> tuple[int, str]:
+    """Create the folders up to `target` and a hidden temporary file next to it."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except (FileExistsError, NotADirectoryError):
+        # What mkdir(exist_ok=True) raises when a part of the folder path is a file.
+        raise ScratchnetError(
+            f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
+        ) from None
+    except OSError as error:
+        raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None

@@ -1,0 +1,54 @@
+"""The one table from request errors to status codes, for every transport.
+
+Each RequestError kind has one gRPC status and one HTTP status (the Open Inference Protocol's REST
+binding); anything else a server raises is a bug, reported as INTERNAL / 500.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import grpc
+
+from scratchnet.errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidArgument,
+    InvalidArgumentError,
+    NotFound,
+    RequestError,
+    ResourceExhausted,
+    ServerUnavailableError,
+    Unavailable,
+)
+
+__all__ = ["CLIENT_ERRORS", "INTERNAL", "STATUS", "Status", "status_of"]
+
+
+class Status(NamedTuple):
+    """How one kind of error is reported on each transport."""
+
+    grpc: grpc.StatusCode
+    http: int
+
+
+STATUS: dict[type[RequestError], Status] = {
+    InvalidArgument: Status(grpc.StatusCode.INVALID_ARGUMENT, 400),
+    NotFound: Status(grpc.StatusCode.NOT_FOUND, 404),
+    ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
+}
+INTERNAL = Status(grpc.StatusCode.INTERNAL, 500)
+"""What an unexpected exception is reported as (with the details in the server's log only)."""
+
+CLIENT_ERRORS: dict[grpc.StatusCode, type[ClientError]] = {
+    grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
+    grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
+}
+"""The ClientError a client raises for a failed call's status; other codes raise ClientError."""
+
+
+def status_of(error: RequestError) -> Status:
+    """The status `error` is reported with."""
+    return STATUS[type(error)]

@@ -1,0 +1,319 @@
+"""The data plane: one transport-free path from a decoded request to named output arrays.
+
+Every API decodes into an InferRequest (the Open Inference Protocol: any model, its own tensor
+names) or a ClassifyRequest (scratchnet.v1: images in, labels, scores, probabilities out) and
+encodes what comes back. Both meet in `_run`, the one place that runs a model: batching, limits,
+metrics and cancellation belong there. Each check happens once, in the order a client can fix
+its request: model, outputs, inputs (name, datatype, shape, data, values), then the results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scratchnet import datatypes
+from scratchnet.contract import PIXEL_MAX, scale_uint8
+from scratchnet.datatypes import Datatype
+from scratchnet.errors import InvalidArgument, clip
+from server.model import Model
+from server.repository import ModelRepository
+from server.signature import TensorSpec, format_dims
+from server.tensors import JSON_DATA, InputTensor, decode
+
+__all__ = [
+    "ClassifyRequest",
+    "ClassifyResponse",
+    "DataPlane",
+    "InferRequest",
+    "InferResponse",
+    "RequestedOutput",
+]
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output a client asks for by name."""
+
+    name: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    """A model's own inputs by name; `outputs` empty means all of the model's outputs."""
+
+    model_name: str
+    model_version: str = ""
+    inputs: Sequence[InputTensor] = ()
+    outputs: Sequence[RequestedOutput] = ()
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class InferResponse:
+    """The requested outputs by name, in the order asked (the model's order if none was)."""
+
+    model_name: str
+    model_version: str
+    id: str
+    outputs: dict[str, NDArray[Any]]
+
+
+@dataclass(frozen=True)
+class ClassifyRequest:
+    """Images [N,H,W] for an image classifier; `outputs` among label, scores, probabilities."""
+
+    model_name: str
+    model_version: str
+    images: InputTensor | None
+    outputs: Sequence[str] = ("label",)
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class ClassifyResponse:
+    """Labels [N] and, when asked, scores and probabilities [N,C]."""
+
+    model_name: str
+    model_version: str
+    id: str
+    num_classes: int
+    outputs: dict[str, NDArray[Any]]
+
+
+class DataPlane:
+    """Looks up the model, checks the request against it, runs it, selects the outputs."""
+
+    def __init__(self, repository: ModelRepository) -> None:
+        self.repository = repository
+        self.shutting_down = False
+
+    @property
+    def ready(self) -> bool:
+        """True while the models are loaded and the server is not shutting down."""
+        return self.repository.ready and not self.shutting_down
+
+    def model(self, name: str, version: str = "") -> Model:
+        """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""
+        return self.repository.get(name, version)
+
+    def infer(self, request: InferRequest) -> InferResponse:
+        """Run a model on its own inputs and return the requested outputs."""
+        model = self.model(request.model_name, request.model_version)
+        outputs = _requested_outputs(model, request.outputs)
+        feeds = {
+            spec.name: _input_array(model, spec, tensor, spec.dims, model.accepted(spec))
+            for spec, tensor in _matched_inputs(model, request.inputs)
+        }
+        results = self._run(model, feeds, outputs)
+        return InferResponse(model.name, model.version, request.id, results)
+
+    def classify(self, request: ClassifyRequest) -> ClassifyResponse:
+        """Classify images with an image classifier."""
+        model = self.model(request.model_name, request.model_version)
+        classifier = model.classifier
+        if classifier is None:
+            raise InvalidArgument(
+                f"model '{model.name}' is not an image classifier: call it through the Open "
+                "Inference Protocol with its own inputs"
+            )
+        classifier.check_outputs(request.outputs, model.name)
+        if request.images is None:
+            raise InvalidArgument(
+                f"{model.describe(classifier.input)}: the request has no images tensor"
+            )
+        images = _input_array(
+            model,
+            classifier.input,
+            request.images,
+            tuple(classifier.input_shape),
+            classifier.accepted,
+        )
+        feeds = {classifier.input.name: classifier.feed(images)}
+        results = self._run(model, feeds, classifier.onnx_outputs)
+        answer = classifier.answer(results, request.outputs)
+        return ClassifyResponse(
+            model.name, model.version, request.id, classifier.num_classes, answer
+        )
+
+    def _run(
+        self, model: Model, feeds: Mapping[str, NDArray[Any]], outputs: Sequence[str]
+    ) -> dict[str, NDArray[Any]]:
+        """The one place a model runs."""
+        results = model.session.run(outputs, feeds)
+        _check_finite_results(model, results)
+        return results
+
+
+def _requested_outputs(model: Model, requested: Sequence[RequestedOutput]) -> list[str]:
+    """The outputs a request asks for, once each, in its order; none means all."""
+    known = [spec.name for spec in model.signature.outputs]
+    names: list[str] = []
+    for output in requested:
+        if output.name not in known:
+            raise InvalidArgument(
+                f"unexpected inference output '{clip(output.name)}' for model '{model.name}', "
+                f"expected one of {', '.join(known)}"
+            )
+        if output.name not in names:
+            names.append(output.name)
+    return names or known
+
+
+def _matched_inputs(
+    model: Model, tensors: Sequence[InputTensor]
+) -> list[tuple[TensorSpec, InputTensor]]:
+    """Each of the model's inputs with the request's tensor for it; Triton's words otherwise."""
+    specs = {spec.name: spec for spec in model.signature.inputs}
+    given: dict[str, InputTensor] = {}
+    for tensor in tensors:
+        if tensor.name not in specs:
+            raise InvalidArgument(
+                f"unexpected inference input '{clip(tensor.name)}' for model '{model.name}'"
+            )
+        if tensor.name in given:
+            raise InvalidArgument(
+                f"input '{tensor.name}' already exists in request for model '{model.name}': "
+                "expected it once"
+            )
+        given[tensor.name] = tensor
+    missing = [name for name in specs if name not in given]
+    if missing:
+        got = ", ".join(f"'{name}'" for name in given)
+        wanted = ", ".join(f"'{name}'" for name in missing)
+        raise InvalidArgument(
+            f"expected {len(specs)} inputs but got {len(given)} inputs for model "
+            f"'{model.name}'. Got inputs [{got}], but missing required inputs [{wanted}]. "
+            "Please provide all required inputs."
+        )
+    return [(specs[name], given[name]) for name in specs]
+
+
+def _input_array(
+    model: Model,
+    spec: TensorSpec,
+    tensor: InputTensor,
+    dims: tuple[int, ...],
+    accepted: tuple[Datatype, ...],
+) -> NDArray[Any]:
+    """The checked array of one input: datatype, shape, data, then values."""
+    what = model.describe(spec)
+    datatype = datatypes.by_name(tensor.datatype)
+    if datatype not in accepted:
+        raise InvalidArgument(
+            f"{what}: expected datatype {datatypes.names(accepted)}, got {clip(tensor.datatype)}"
+        )
+    assert datatype is not None
+    _check_shape(model, what, tensor.shape, dims)
+    if tensor.typed is not None and tensor.typed_field != JSON_DATA:
+        _check_contents_field(model, spec, datatype, tensor.typed_field)
+    array = decode(tensor, datatype, what)
+    image_input = model.classifier is not None and spec == model.classifier.input
+    if image_input:
+        _check_pixels(model, what, array)
+    elif datatype.is_float:
+        _check_finite(what, array, "values", "item")
+    if array.dtype != spec.datatype.numpy:
+        # Only pixels for a float image input get here (see Model.accepted).
+        assert model.classifier is not None
+        if array.dtype == np.uint8:
+            array = scale_uint8(array, model.classifier.input_scale)
+        array = array.astype(spec.datatype.numpy)
+    return array
+
+
+def _check_contents_field(model: Model, spec: TensorSpec, datatype: Datatype, field: str) -> None:
+    """Typed protobuf contents must use the field of the tensor's datatype."""
+    if datatype.contents_field is None:
+        raise InvalidArgument(
+            f"{model.describe(spec)}: datatype {datatype} has no typed contents field, expected "
+            "its data in raw_input_contents"
+        )
+    if field != datatype.contents_field:
+        raise InvalidArgument(
+            f"unexpected explicit tensor data for input tensor '{spec.name}' for model "
+            f"'{model.name}' in {field}, expected {datatype.contents_field} for datatype "
+            f"'{datatype}'"
+        )
+
+
+def _check_shape(model: Model, what: str, shape: Sequence[int], dims: Sequence[int]) -> None:
+    if any(size < 0 for size in shape):
+        raise InvalidArgument(
+            f"{what}: shape {format_dims(shape)} has a negative dimension, expected sizes >= 0 "
+            f"for shape {format_dims(dims)}"
+        )
+    fits = len(shape) == len(dims) and all(
+        want < 0 or size == want for size, want in zip(shape, dims, strict=True)
+    )
+    if not fits:
+        raise InvalidArgument(
+            f"{what}: expected shape {format_dims(dims)}, got {format_dims(shape)}"
+        )
+    if dims and dims[0] < 0:
+        if shape[0] == 0:
+            raise InvalidArgument(
+                f"{what}: the batch is empty (shape {format_dims(shape)}), expected at least one "
+                f"{'image' if len(dims) == 3 else 'item'}"
+            )
+        if shape[0] > model.max_batch:
+            raise InvalidArgument(
+                f"{what}: batch size must be <= {model.max_batch} ({model.max_batch_origin}), "
+                f"got {shape[0]}"
+            )
+
+
+def _check_finite(what: str, array: NDArray[Any], values: str, item: str) -> None:
+    # One float64 sum is cheaper than an elementwise mask and is finite iff every value is
+    # (float64 cannot overflow on float32 values); the mask only runs to name the culprit.
+    if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64)):
+        return
+    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    first = int(np.flatnonzero(bad)[0])
+    raise InvalidArgument(
+        f"{what}: {values} must be finite, found NaN or infinity in {int(bad.sum())} "
+        f"{item}(s), the first at index {first}"
+    )
+
+
+def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
+    """Float pixels must be finite and, for a model that declares its input_scale, in range."""
+    if images.dtype.kind != "f":
+        return
+    if not model.declares_input_scale or model.classifier is None:
+        _check_finite(what, images, "pixels", "image")
+        return
+    # min and max are NaN if any pixel is, so this one pass also finds the non-finite ones.
+    scale = model.classifier.input_scale
+    high = PIXEL_MAX * scale
+    lowest, highest = float(images.min()), float(images.max())
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        _check_finite(what, images, "pixels", "image")
+    if lowest < 0 or highest > high:
+        bad = ((images < 0) | (images > high)).reshape(len(images), -1).any(axis=1)
+        raise InvalidArgument(
+            f"{what}: float pixels must lie in [0, {high:g}] (the model's input_scale is "
+            f"{scale:.6g}), found {lowest if lowest < 0 else highest:.6g} in image "
+            f"{int(np.flatnonzero(bad)[0])}: divide 0-{PIXEL_MAX:g} pixels by {1 / scale:g} or "
+            "send them as UINT8"
+        )
+
+
+def _check_finite_results(model: Model, results: Mapping[str, NDArray[Any]]) -> None:
+    """Never answer OK with NaN or infinity: such results mean the inputs were out of range."""
+    for name, value in results.items():
+        if value.dtype.kind != "f" or value.size == 0:
+            continue
+        if np.isfinite(np.sum(value, dtype=np.float64)):
+            continue
+        bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1) if value.ndim else [True]
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidArgument(
+            f"model '{model.name}' computed NaN or infinity in output '{name}' for item {first}: "
+            "its inputs are outside the range the model handles"
+        )

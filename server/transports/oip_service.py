@@ -1,0 +1,140 @@
+"""inference.GRPCInferenceService: the Open Inference Protocol (KServe v2) over the data plane.
+
+Health, metadata and ModelInfer as the protocol's specification defines them, plus Triton's
+streaming extension ModelStreamInfer (what tritonclient's `start_stream` calls). Each RPC decodes
+its message, asks the data plane and encodes the answer (oip_codec). Status codes and message
+texts follow Triton where the specification leaves them open; docs/open-inference.md lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import MethodDescriptor
+
+from scratchnet.api.inference import open_inference_grpc_pb2 as pb
+from scratchnet.errors import RequestError
+from scratchnet.versions import scratchnet_version
+from server.dataplane import DataPlane
+from server.transports import oip_codec
+from server.transports.grpc_errors import status_on_error
+
+__all__ = ["EXTENSIONS", "SERVER_NAME", "SERVICE_NAME", "InferenceServicer", "add_to_server"]
+
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+SERVER_NAME = "scratchnet"
+EXTENSIONS: tuple[str, ...] = ()
+"""None of Triton's named extensions (classification, shared memory, statistics, ...); the
+streaming RPC is not one of them, it is part of Triton's service definition."""
+
+
+class InferenceServicer:
+    """The Open Inference Protocol over the data plane."""
+
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+        self._version = scratchnet_version()
+
+    def ServerLive(
+        self, request: pb.ServerLiveRequest, context: grpc.ServicerContext
+    ) -> pb.ServerLiveResponse:
+        """Live whenever the process answers, also while the models load."""
+        return pb.ServerLiveResponse(live=True)
+
+    def ServerReady(
+        self, request: pb.ServerReadyRequest, context: grpc.ServicerContext
+    ) -> pb.ServerReadyResponse:
+        """Ready while the models are loaded and the server is not shutting down."""
+        return pb.ServerReadyResponse(ready=self._plane.ready)
+
+    def ModelReady(
+        self, request: pb.ModelReadyRequest, context: grpc.ServicerContext
+    ) -> pb.ModelReadyResponse:
+        """Whether this model and version can infer now; false (not an error) for unknown ones,
+        as Triton answers."""
+        try:
+            self._plane.model(request.name, request.version)
+        except RequestError:  # still loading, or not this model or version
+            return pb.ModelReadyResponse(ready=False)
+        return pb.ModelReadyResponse(ready=not self._plane.shutting_down)
+
+    def ServerMetadata(
+        self, request: pb.ServerMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ServerMetadataResponse:
+        """The server's name, version and protocol extensions."""
+        return pb.ServerMetadataResponse(
+            name=SERVER_NAME, version=self._version, extensions=EXTENSIONS
+        )
+
+    def ModelMetadata(
+        self, request: pb.ModelMetadataRequest, context: grpc.ServicerContext
+    ) -> pb.ModelMetadataResponse:
+        """The model's versions, platform, inputs and outputs, and its ONNX metadata_props."""
+        with status_on_error(context):
+            return oip_codec.model_metadata(self._plane.model(request.name, request.version))
+
+    def ModelInfer(
+        self, request: pb.ModelInferRequest, context: grpc.ServicerContext
+    ) -> pb.ModelInferResponse:
+        """Run a model on one request."""
+        with status_on_error(context):
+            return self._infer(request)
+
+    def ModelStreamInfer(
+        self, request_iterator: Iterator[pb.ModelInferRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.ModelStreamInferResponse]:
+        """One response per request, in order; a failed request is reported in its response's
+        `error_message` (with its id, as Triton does) and the stream goes on."""
+        with status_on_error(context):
+            for request in request_iterator:
+                try:
+                    yield pb.ModelStreamInferResponse(infer_response=self._infer(request))
+                except RequestError as error:
+                    yield pb.ModelStreamInferResponse(
+                        error_message=str(error),
+                        infer_response=pb.ModelInferResponse(id=request.id),
+                    )
+
+    def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        return oip_codec.infer_response(self._plane.infer(oip_codec.infer_request(request)))
+
+
+def add_to_server(server: grpc.Server, plane: DataPlane) -> None:
+    """Register inference.GRPCInferenceService on `server`, serving `plane`.
+
+    Only the RPCs InferenceServicer implements are registered (the generated
+    add_GRPCInferenceServiceServicer_to_server would register every RPC of the .proto, Triton's
+    other extensions included). gRPC answers the others itself, as any unknown method: status
+    UNIMPLEMENTED, "Method not found!", and nothing logged.
+    """
+    servicer = InferenceServicer(plane)
+    handlers = {
+        method.name: _handler(method, getattr(servicer, method.name))
+        for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods
+        if hasattr(servicer, method.name)
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    # As the generated code does: the registered-method fast path (missing from grpc-stubs).
+    registered: Any = server
+    registered.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+# grpc's handler factories by (client streaming, server streaming).
+_HANDLER_FACTORIES: dict[tuple[bool, bool], Callable[..., Any]] = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def _handler(method: MethodDescriptor, behavior: Callable[..., Any]) -> Any:
+    """The gRPC handler of `method`, served by `behavior`, as the generated code makes it."""
+    factory = _HANDLER_FACTORIES[method.client_streaming, method.server_streaming]
+    return factory(
+        behavior,
+        request_deserializer=getattr(pb, method.input_type.name).FromString,
+        response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+    )

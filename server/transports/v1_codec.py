@@ -1,0 +1,75 @@
+"""scratchnet.v1 messages to and from the data plane's classifier requests, as plain functions."""
+
+from __future__ import annotations
+
+from scratchnet import datatypes
+from scratchnet.api.v1 import classifier_pb2 as pb
+from scratchnet.contract import LABEL, PROBABILITIES, SCORES
+from server.dataplane import ClassifyRequest, ClassifyResponse
+from server.model import Model
+from server.tensors import InputTensor
+
+__all__ = ["classify_request", "model_info", "predict_response"]
+
+
+def classify_request(message: pb.PredictRequest, model_name: str) -> ClassifyRequest:
+    """The data plane's request for a PredictRequest to `model_name`."""
+    outputs = [LABEL]
+    if message.return_scores:
+        outputs.append(SCORES)
+    if message.return_probabilities:
+        outputs.append(PROBABILITIES)
+    images = None
+    if message.HasField("images"):
+        tensor = message.images
+        images = InputTensor(
+            name="images",
+            datatype=_datatype_name(tensor.dtype),
+            shape=tuple(tensor.shape),
+            raw=tensor.data,
+        )
+    return ClassifyRequest(model_name, "", images, outputs, message.request_id)
+
+
+def predict_response(response: ClassifyResponse) -> pb.PredictResponse:
+    """A PredictResponse: labels, and scores and probabilities row-major when asked for."""
+    message = pb.PredictResponse(
+        num_classes=response.num_classes,
+        model_name=response.model_name,
+        model_version=response.model_version,
+        request_id=response.id,
+    )
+    # tolist() hands protobuf plain Python numbers in one C loop.
+    message.labels.extend(response.outputs[LABEL].tolist())
+    if SCORES in response.outputs:
+        message.scores.extend(response.outputs[SCORES].ravel().tolist())
+    if PROBABILITIES in response.outputs:
+        message.probabilities.extend(response.outputs[PROBABILITIES].ravel().tolist())
+    return message
+
+
+def model_info(model: Model, max_message_bytes: int) -> pb.GetModelInfoResponse:
+    """What a client needs to call Predict on an image classifier."""
+    classifier = model.classifier
+    assert classifier is not None  # the service only describes classifiers
+    return pb.GetModelInfoResponse(
+        model_name=model.name,
+        model_version=model.version,
+        input_dtypes=[pb.DataType.Name(type.v1) for type in classifier.accepted if type.v1],
+        input_shape=classifier.input_shape,
+        num_classes=classifier.num_classes,
+        class_labels=classifier.class_labels,
+        max_batch_size=model.max_batch,
+        metadata=model.signature.metadata,
+        outputs=classifier.outputs,
+        max_message_bytes=max_message_bytes,
+    )
+
+
+def _datatype_name(value: int) -> str:
+    """The protocol name of a v1 DataType, or the v1 name of one without a datatype (so that
+    the data plane's message shows what was sent)."""
+    datatype = datatypes.by_v1(value)
+    if datatype is not None:
+        return datatype.name
+    return pb.DataType.Name(value) if value in pb.DataType.values() else f"DataType value {value}"

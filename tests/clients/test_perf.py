@@ -1,0 +1,161 @@
+"""`python -m clients.perf` against the real server on both APIs, its reply checks against a server
+that answers inconsistently, and bad input as one line with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+
+from clients import perf
+from clients.perf import APIS, MISMATCH, ModelSpec, build_plan, describe, measure
+from scratchnet.artifact import Artifact
+from scratchnet.forward import predict
+from tests.conftest import RunningServer, run_module
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_json_figures_are_sane(server: RunningServer, api: str) -> None:
+    result = run_module(
+        "clients.perf",
+        *("--target", server.target, "--api", api, "--batch", "4", "--concurrency", "3"),
+        *("--duration", "0.8", "--warmup", "0.2", "--json"),
+    )
+    report = json.loads(result.stdout)
+    assert report["model"] == {"name": "scratchnet", "version": "1"}
+    assert report["input"] == {"name": "images", "datatype": "FP32", "dims": [28, 28]}
+    assert report["batch"] == 4 and report["concurrency"] == 3
+    assert report["requests"] > 0 and report["errors"] == 0 and report["errors_by_code"] == {}
+    assert report["images_per_second"] == pytest.approx(4 * report["requests_per_second"])
+    assert report["requests_per_second"] == pytest.approx(report["requests"] / report["seconds"])
+    latency = report["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert report["client_cpu_ms_per_request"] > 0
+    assert result.stderr == ""
+
+
+def test_text_report_and_dataset_images(server: RunningServer) -> None:
+    result = run_module(
+        "clients.perf",
+        *("--target", server.target, "--api", "v2", "--data", "mnist", "--dtype", "uint8"),
+        *("--outputs", "label,probabilities", "--duration", "0.5", "--warmup", "0"),
+    )
+    lines = result.stdout.splitlines()
+    assert "input 'images' UINT8 [1,28,28], outputs label,probabilities" in lines[0]
+    assert lines[2].startswith("throughput") and "requests/s" in lines[2]
+    assert lines[3].startswith("latency     p50") and lines[4] == "errors      none"
+
+
+def test_replies_decode_to_the_models_answers(server: RunningServer, artifact: Artifact) -> None:
+    spec = describe(server.target, "v2")
+    plan = build_plan(spec, "v2", 5, datatype="UINT8", count=2)
+    result = measure(server.target, plan, duration=0.3, warmup=0)
+    assert result.error_count == 0 and sorted(result.first_replies) == [0, 1]
+    for index, reply in result.first_replies.items():
+        outputs = plan.decode(reply)
+        assert (
+            outputs["label"].tolist()
+            == predict(artifact.weights, artifact.biases, plan.images[index]).tolist()
+        )
+        assert outputs["scores"].shape == (5, 10)
+
+
+@pytest.fixture
+def fickle_server() -> Iterator[str]:
+    """A server whose ModelInfer answers each call with different bytes."""
+    calls = iter(range(10**9))
+
+    def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return f"reply {next(calls)}".encode()
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(answer)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(grace=None)
+
+
+def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
+    spec = ModelSpec("m", "", "x", (2, 2), ("UINT8",), ("label",))
+    plan = build_plan(spec, "v2", 1, outputs=["label"], count=1)
+    assert plan.method == APIS["v2"]
+    result = measure(fickle_server, plan, duration=0.3, warmup=0)
+    summary: dict[str, Any] = result.summary()
+    # Only the first reply was accepted (if it fell in the window); every other one differs.
+    assert result.errors[MISMATCH] >= 1 and summary["requests"] <= 1
+    assert summary["errors"] == result.errors[MISMATCH]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
+        (["--target", "not-a-target"], "expected HOST:PORT"),
+        (["--target", "{server}", "--concurrency", "0"], "expected an integer >= 1, got 0"),
+        (["--target", "{server}", "--api", "v3"], "invalid choice: 'v3'"),
+        (["--target", "{server}", "--warmup", "-1"], "expected a number >= 0, got '-1'"),
+        (["--target", "{server}", "--outputs", "logits"], "has no output 'logits'"),
+        (["--target", "{server}", "--api", "v2", "--model", "x"], "NOT_FOUND"),
+        (["--target", "{server}", "--batch", "5000"], "more than the server takes"),
+        ([], "required: --target"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_code_2(
+    server: RunningServer,
+    closed_port: int,
+    args: list[str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = [
+        arg.replace("{server}", server.target).replace("{closed}", str(closed_port)) for arg in args
+    ]
+    # In process, to keep the file fast; the test below runs the real command once.
+    monkeypatch.setattr(sys, "argv", ["perf", *args, "--duration", "0.2"])
+    with pytest.raises(SystemExit) as exit_:
+        perf.main()
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and out == ""
+    assert err.count("\n") == 1 and message in err, err
+    assert err.startswith("python -m clients.perf: error: ")
+
+
+@pytest.mark.parametrize(("api", "message"), [("v1", "pass --api v2"), ("v2", "pass --model NAME")])
+def test_a_server_without_scratchnet_v1_needs_v2_and_a_model_name(
+    fickle_server: str,
+    api: str,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["perf", "--target", fickle_server, "--api", api])
+    with pytest.raises(SystemExit) as exit_:
+        perf.main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_no_server_is_one_line_and_exit_code_2(closed_port: int) -> None:
+    result = run_module("clients.perf", "--target", f"127.0.0.1:{closed_port}", check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("python -m clients.perf: error: UNAVAILABLE from 127.0.0.1:")
+    assert result.stderr.count("\n") == 1
+
+
+def test_random_pixels_are_the_same_every_run() -> None:
+    spec = ModelSpec("m", "1", "images", (3, 4), ("FP32", "UINT8"), ("label", "scores"))
+    first, second = (build_plan(spec, "v1", 2, count=3) for _ in range(2))
+    assert first.requests == second.requests and len(set(first.requests)) == 3
+    assert first.datatype == "FP32" and first.images[0].dtype == np.float32
+    assert float(first.images[0].max()) <= 1.0

@@ -1,0 +1,46 @@
+"""scratchnet.cli: shared argparse types and the one-line error wrapper."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from scratchnet.cli import EXIT_INTERRUPTED, EXIT_USAGE, integer, positive_number, run_cli
+from scratchnet.errors import DataError
+
+
+def test_integer_bounds() -> None:
+    assert integer(1)("7") == 7
+    assert integer(0, 3)("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="between 0 and 3, got 4"):
+        integer(0, 3)("4")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"expected an integer, got '1\.5'"):
+        integer(0)("1.5")
+
+
+@pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x"])
+def test_positive_number_rejects(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a positive number"):
+        positive_number(text)
+    assert positive_number("0.25") == 0.25
+
+
+def test_run_cli_turns_user_errors_into_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def fail() -> int:
+        raise DataError("data x not found: expected a folder")
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli("prog", fail)
+    assert exited.value.code == EXIT_USAGE
+    assert capsys.readouterr().err == "prog: error: data x not found: expected a folder\n"
+
+
+def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli("prog", interrupted)
+    assert exited.value.code == EXIT_INTERRUPTED
+    assert capsys.readouterr().err == "prog: error: interrupted\n"

@@ -1,0 +1,120 @@
+"""server.dataplane in process: each check once, in the order a client can fix its request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scratchnet.errors import InvalidArgument, NotFound
+from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
+from server.tensors import InputTensor
+from tests.server.conftest import classify, plane_with, tensor
+from tests.server.onnx_models import (
+    build_classifier,
+    contract_metadata,
+    numpy_scores,
+    random_classifier,
+)
+
+
+@pytest.fixture(scope="module")
+def plane(tmp_path_factory: pytest.TempPathFactory) -> DataPlane:
+    """A 3-class classifier of 4x5 images served as 'tiny' with --max-batch 4, no input_scale."""
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path_factory.mktemp("m") / "m.onnx", weights, biases)
+    return plane_with(path, "tiny", max_batch=4)
+
+
+@pytest.fixture(scope="module")
+def scaled(tmp_path_factory: pytest.TempPathFactory) -> DataPlane:
+    """The same kind of model with this project's metadata: input_scale 1/255."""
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(
+        tmp_path_factory.mktemp("s") / "s.onnx", weights, biases, metadata=contract_metadata(3)
+    )
+    return plane_with(path, "scaled")
+
+
+def _classify(plane: DataPlane, images: InputTensor, model: str = "tiny") -> None:
+    plane.classify(ClassifyRequest(model, "", images, ("label",)))
+
+
+def test_checks_come_in_the_order_a_client_can_fix_them(plane: DataPlane) -> None:
+    def bad(datatype: str, shape: tuple[int, ...], data: bytes = b"") -> InputTensor:
+        return InputTensor("images", datatype, shape, raw=data)
+
+    with pytest.raises(NotFound, match="'nope' is not found"):
+        _classify(plane, bad("FP64", (9, 9)), model="nope")
+    with pytest.raises(InvalidArgument, match="expected datatype FP32 or UINT8, got FP64"):
+        _classify(plane, bad("FP64", (9, 9)))
+    with pytest.raises(InvalidArgument, match="expected datatype FP32 or UINT8, got BF16"):
+        _classify(plane, bad("BF16", (9, 9)))
+    with pytest.raises(InvalidArgument, match=r"expected shape \[-1,4,5\], got \[9,9\]"):
+        _classify(plane, bad("UINT8", (9, 9)))
+    with pytest.raises(InvalidArgument, match=r"shape \[-1,4,5\] has a negative dimension"):
+        _classify(plane, bad("UINT8", (-1, 4, 5)))
+    with pytest.raises(InvalidArgument, match=r"must be <= 4 \(the server's --max-batch\), got 5"):
+        _classify(plane, bad("UINT8", (5, 4, 5)))
+    with pytest.raises(InvalidArgument, match="expected 40 bytes"):
+        _classify(plane, bad("UINT8", (2, 4, 5), bytes(39)))
+    _classify(plane, bad("UINT8", (2, 4, 5), bytes(40)))
+
+
+def test_client_strings_in_messages_are_cut(plane: DataPlane) -> None:
+    with pytest.raises(InvalidArgument) as raised:
+        _classify(plane, InputTensor("images", "X" * 100_000, (1, 4, 5), raw=bytes(20)))
+    assert len(str(raised.value)) < 400
+    with pytest.raises(NotFound) as missing:
+        _classify(plane, InputTensor("images", "UINT8", (1, 4, 5)), model="m" * 100_000)
+    assert len(str(missing.value)) < 400
+
+
+def test_the_empty_batch_and_the_first_non_finite_image_are_named(plane: DataPlane) -> None:
+    with pytest.raises(InvalidArgument, match=r"^input 'images' of model 'tiny': the batch is"):
+        _classify(plane, tensor(np.zeros((0, 4, 5), np.float32)))
+    images = np.zeros((2, 4, 5), np.float32)
+    images[1, 3, 4] = np.inf
+    with pytest.raises(InvalidArgument, match=r"in 1 image\(s\), the first at index 1"):
+        _classify(plane, tensor(images))
+
+
+def test_huge_finite_pixels_never_give_an_ok_answer_with_non_finite_results(
+    plane: DataPlane, scaled: DataPlane
+) -> None:
+    huge = np.full((2, 4, 5), 3e38, np.float32)
+    # No input_scale: the model's own range is unknown, but its results must be finite.
+    with pytest.raises(InvalidArgument, match="computed NaN or infinity in output"):
+        classify(plane, huge, "probabilities", model="tiny")
+    # input_scale 1/255: pixels outside [0, 1] are refused, 0-255 floats with a hint.
+    with pytest.raises(InvalidArgument, match=r"float pixels must lie in \[0, 1\].*found 3e\+38"):
+        classify(scaled, huge, model="scaled")
+    with pytest.raises(InvalidArgument, match="found 255 in image 1: divide 0-255 pixels by 255"):
+        classify(scaled, np.stack([np.zeros((4, 5)), np.full((4, 5), 255)]).astype(np.float32),
+                 model="scaled")  # fmt: skip
+    assert classify(scaled, np.ones((1, 4, 5), np.float32), model="scaled")["label"].shape == (1,)
+
+
+def test_infer_speaks_the_model_own_names_and_checks_each_input(
+    tmp_path: Path,
+) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path / "m.onnx", weights, biases, input_name="x",
+                            outputs=[("scores", "logits"), ("label", "top")])  # fmt: skip
+    plane = plane_with(path, "own")
+    images = np.random.default_rng(0).random((3, 4, 5), dtype=np.float32)
+    response = plane.infer(InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("top")]))
+    assert list(response.outputs) == ["top"]
+    expected = numpy_scores(weights, biases, images)
+    np.testing.assert_array_equal(response.outputs["top"], expected.argmax(axis=1))
+    every = plane.infer(InferRequest("own", "", [tensor(images, "x")]))
+    assert list(every.outputs) == ["logits", "top"]
+    with pytest.raises(InvalidArgument, match="unexpected inference output 'scores' for model"):
+        plane.infer(InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("scores")]))
+    with pytest.raises(InvalidArgument, match="unexpected inference input 'images'"):
+        plane.infer(InferRequest("own", "", [tensor(images)]))
+    with pytest.raises(InvalidArgument, match=r"missing required inputs \['x'\]"):
+        plane.infer(InferRequest("own", "", []))
+    with pytest.raises(InvalidArgument, match="input 'x' already exists in request"):
+        plane.infer(InferRequest("own", "", [tensor(images, "x"), tensor(images, "x")]))
