@@ -9,7 +9,9 @@ its request: model, outputs, inputs (name, datatype, shape, data, values), then 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,7 @@ from scratchnet.errors import InvalidArgument, clip
 from server.model import Model
 from server.repository import ModelRepository
 from server.signature import TensorSpec, format_dims
+from server.statistics import Statistics, Timing
 from server.tensors import JSON_DATA, InputTensor, decode
 
 __all__ = [
@@ -89,8 +92,9 @@ class ClassifyResponse:
 class DataPlane:
     """Looks up the model, checks the request against it, runs it, selects the outputs."""
 
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, statistics: Statistics | None = None) -> None:
         self.repository = repository
+        self.statistics = statistics or Statistics()
         self.shutting_down = False
 
     @property
@@ -104,17 +108,21 @@ class DataPlane:
 
     def infer(self, request: InferRequest) -> InferResponse:
         """Run a model on its own inputs and return the requested outputs."""
+        timing = Timing()
         model = self.model(request.model_name, request.model_version)
-        outputs = _requested_outputs(model, request.outputs)
-        feeds = {
-            spec.name: _input_array(model, spec, tensor, spec.dims, model.accepted(spec))
-            for spec, tensor in _matched_inputs(model, request.inputs)
-        }
-        results = self._run(model, feeds, outputs)
+        with self._recorded(model, timing) as items:
+            outputs = _requested_outputs(model, request.outputs)
+            feeds = {
+                spec.name: _input_array(model, spec, tensor, spec.dims, model.accepted(spec))
+                for spec, tensor in _matched_inputs(model, request.inputs)
+            }
+            items.append(_batch_size(model, feeds))
+            results = self._run(model, feeds, outputs, timing)
         return InferResponse(model.name, model.version, request.id, results)
 
     def classify(self, request: ClassifyRequest) -> ClassifyResponse:
         """Classify images with an image classifier."""
+        timing = Timing()
         model = self.model(request.model_name, request.model_version)
         classifier = model.classifier
         if classifier is None:
@@ -122,32 +130,63 @@ class DataPlane:
                 f"model '{model.name}' is not an image classifier: call it through the Open "
                 "Inference Protocol with its own inputs"
             )
-        classifier.check_outputs(request.outputs, model.name)
-        if request.images is None:
-            raise InvalidArgument(
-                f"{model.describe(classifier.input)}: the request has no images tensor"
+        with self._recorded(model, timing) as items:
+            classifier.check_outputs(request.outputs, model.name)
+            if request.images is None:
+                raise InvalidArgument(
+                    f"{model.describe(classifier.input)}: the request has no images tensor"
+                )
+            images = _input_array(
+                model,
+                classifier.input,
+                request.images,
+                tuple(classifier.input_shape),
+                classifier.accepted,
             )
-        images = _input_array(
-            model,
-            classifier.input,
-            request.images,
-            tuple(classifier.input_shape),
-            classifier.accepted,
-        )
-        feeds = {classifier.input.name: classifier.feed(images)}
-        results = self._run(model, feeds, classifier.onnx_outputs)
-        answer = classifier.answer(results, request.outputs)
+            items.append(len(images))
+            feeds = {classifier.input.name: classifier.feed(images)}
+            results = self._run(model, feeds, classifier.onnx_outputs, timing)
+            started = time.perf_counter_ns()
+            answer = classifier.answer(results, request.outputs)
+            timing.compute_output += time.perf_counter_ns() - started
         return ClassifyResponse(
             model.name, model.version, request.id, classifier.num_classes, answer
         )
 
     def _run(
-        self, model: Model, feeds: Mapping[str, NDArray[Any]], outputs: Sequence[str]
+        self,
+        model: Model,
+        feeds: Mapping[str, NDArray[Any]],
+        outputs: Sequence[str],
+        timing: Timing,
     ) -> dict[str, NDArray[Any]]:
         """The one place a model runs."""
+        started = time.perf_counter_ns()
+        timing.compute_input = started - timing.started
         results = model.session.run(outputs, feeds)
+        ran = time.perf_counter_ns()
+        timing.compute_infer = ran - started
         _check_finite_results(model, results)
+        timing.compute_output = time.perf_counter_ns() - ran
         return results
+
+    @contextmanager
+    def _recorded(self, model: Model, timing: Timing) -> Iterator[list[int]]:
+        """Record the request in the statistics as a success (of the items the block appends to
+        the list it gets) or, if the block raises, as a failure."""
+        items: list[int] = []
+        try:
+            yield items
+        except BaseException:
+            self.statistics.failure(model.name, model.version, timing)
+            raise
+        self.statistics.success(model.name, model.version, sum(items), timing)
+
+
+def _batch_size(model: Model, feeds: Mapping[str, NDArray[Any]]) -> int:
+    """Items in a request: the first dimension of a batching model's inputs, else 1."""
+    first = model.signature.inputs[0]
+    return int(feeds[first.name].shape[0]) if first.dims and first.dims[0] < 0 else 1
 
 
 def _requested_outputs(model: Model, requested: Sequence[RequestedOutput]) -> list[str]:

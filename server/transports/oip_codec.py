@@ -18,9 +18,10 @@ from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.errors import InvalidArgument, clip
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
+from server.statistics import Duration, ModelStatistics
 from server.tensors import InputTensor
 
-__all__ = ["PLATFORM", "infer_request", "infer_response", "model_metadata"]
+__all__ = ["PLATFORM", "infer_request", "infer_response", "model_metadata", "model_statistics"]
 
 PLATFORM = "onnxruntime_onnx"
 """The platform Triton reports for ONNX models run by onnxruntime."""
@@ -118,6 +119,33 @@ def model_metadata(model: Model) -> pb.ModelMetadataResponse:
         ],
         properties=signature.metadata,
     )
+
+
+def model_statistics(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse:
+    """Triton's statistics of each model version, in the order given."""
+    message = pb.ModelStatisticsResponse()
+    for model in stats:
+        entry = message.model_stats.add(
+            name=model.name,
+            version=model.version,
+            last_inference=model.last_inference_ms,
+            inference_count=model.inference_count,
+            execution_count=model.execution_count,
+        )
+        inference = entry.inference_stats
+        for field in ("success", "fail", "queue", "compute_input", "compute_infer"):
+            _duration(getattr(inference, field), getattr(model, field))
+        _duration(inference.compute_output, model.compute_output)
+        for batch in model.batches:
+            added = entry.batch_stats.add(batch_size=batch.batch_size)
+            _duration(added.compute_input, batch.compute_input)
+            _duration(added.compute_infer, batch.compute_infer)
+            _duration(added.compute_output, batch.compute_output)
+    return message
+
+
+def _duration(message: pb.StatisticDuration, duration: Duration) -> None:
+    message.count, message.ns = duration.count, duration.ns
 
 
 def _typed_values(

@@ -25,9 +25,9 @@ __all__ = ["EXTENSIONS", "SERVER_NAME", "SERVICE_NAME", "InferenceServicer", "ad
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "scratchnet"
-EXTENSIONS: tuple[str, ...] = ()
-"""None of Triton's named extensions (classification, shared memory, statistics, ...); the
-streaming RPC is not one of them, it is part of Triton's service definition."""
+EXTENSIONS: tuple[str, ...] = ("statistics",)
+"""Triton's named extensions this server implements (the streaming RPC is not one of them: it
+is part of Triton's service definition)."""
 
 
 class InferenceServicer:
@@ -74,6 +74,23 @@ class InferenceServicer:
         """The model's versions, platform, inputs and outputs, and its ONNX metadata_props."""
         with status_on_error(context):
             return oip_codec.model_metadata(self._plane.model(request.name, request.version))
+
+    def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        """Triton's statistics: every loaded model version, or those of one model or version."""
+        with status_on_error(context):
+            if request.name:
+                if request.version:
+                    models = [self._plane.model(request.name, request.version)]
+                else:
+                    self._plane.model(request.name)  # NotFound for an unknown name
+                    loaded = self._plane.repository.models()
+                    models = [model for model in loaded if model.name == request.name]
+            else:
+                models = self._plane.repository.models()
+            keys = [(model.name, model.version) for model in models]
+            return oip_codec.model_statistics(self._plane.statistics.of(keys))
 
     def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext

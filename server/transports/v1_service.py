@@ -47,7 +47,8 @@ class ClassifierServicer:
     ) -> classifier_pb2.GetModelInfoResponse:
         """Describe the model."""
         with status_on_error(context):
-            model = self._plane.model(self._model_name)
+            name = request.model_name or self._model_name
+            model = self._plane.model(name, request.model_version)
             if model.classifier is None:
                 raise InvalidArgument(f"model '{model.name}' is not an image classifier")
             return v1_codec.model_info(model, self._max_message_bytes)

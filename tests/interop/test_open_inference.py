@@ -268,12 +268,41 @@ def test_model_metadata_properties_are_the_onnx_metadata(
     assert response.versions == [str(proto.model_version)]
 
 
+def test_statistics_count_the_calls_made(oip: GRPCInferenceServiceStub, mnist: Dataset) -> None:
+    def stats() -> pb.ModelStatistics:
+        response = oip.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL), timeout=10)
+        assert [entry.name for entry in response.model_stats] == [MODEL]
+        return response.model_stats[0]
+
+    before = stats()
+    for _ in range(3):
+        oip.ModelInfer(infer_request(mnist.test_images[:5], "UINT8"), timeout=10)
+    bad = infer_request(mnist.test_images[:5], "UINT8")
+    bad.inputs[0].shape[1] = 27
+    with pytest.raises(grpc.RpcError):
+        oip.ModelInfer(bad, timeout=10)
+    after = stats()
+    assert after.inference_stats.success.count - before.inference_stats.success.count == 3
+    assert after.inference_stats.fail.count - before.inference_stats.fail.count == 1
+    assert after.inference_count - before.inference_count == 15
+    assert after.execution_count - before.execution_count == 3
+    assert after.inference_stats.compute_infer.ns > before.inference_stats.compute_infer.ns
+    assert after.last_inference >= before.last_inference > 0 or before.inference_count == 0
+    assert 5 in {batch.batch_size for batch in after.batch_stats}
+    everything = oip.ModelStatistics(pb.ModelStatisticsRequest(), timeout=10).model_stats
+    assert [(entry.name, entry.version) for entry in everything] == [(MODEL, after.version)]
+    error = error_of(
+        lambda: oip.ModelStatistics(pb.ModelStatisticsRequest(name="nope"), timeout=10)
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     metadata = oip.ServerMetadata(pb.ServerMetadataRequest(), timeout=10)
     assert (metadata.name, metadata.version, list(metadata.extensions)) == (
         "scratchnet",
         version("scratchnet"),
-        [],
+        ["statistics"],
     )
     assert oip.ServerLive(pb.ServerLiveRequest(), timeout=10).live is True
     assert oip.ServerReady(pb.ServerReadyRequest(), timeout=10).ready is True
@@ -284,7 +313,6 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     "rpc",
     [
         "ModelConfig",
-        "ModelStatistics",
         "RepositoryIndex",
         "RepositoryModelLoad",
         "RepositoryModelUnload",

@@ -107,7 +107,7 @@ def test_server_metadata(session: Session) -> None:
     server = session.report["metadata"]["server"]
     assert server["name"] == "scratchnet"
     assert server["version"] == version("scratchnet")
-    assert server.get("extensions", []) == []
+    assert server.get("extensions", []) == ["statistics"]
 
 
 def test_model_metadata(session: Session, mnist: Dataset) -> None:
