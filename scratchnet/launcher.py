@@ -50,13 +50,17 @@ Guard = Callable[[], AbstractContextManager[object]]
 
 
 def server_command(
-    model: str | os.PathLike[str], *args: str, python_args: Sequence[str] = ("-m", "server")
+    model: str | os.PathLike[str],
+    *args: str,
+    python_args: Sequence[str] = ("-m", "server"),
+    model_flag: str = "--model",
 ) -> list[str]:
-    """The command that serves `model` on a free 127.0.0.1 port, `args` appended."""
+    """The command that serves `model` (a file, or a repository with `model_flag`
+    "--model-repository") on a free 127.0.0.1 port, `args` appended."""
     return [
         sys.executable,
         *python_args,
-        "--model",
+        model_flag,
         str(model),
         "--host",
         "127.0.0.1",
@@ -89,6 +93,7 @@ class ServerProcess:
         timeout: float = START_SECONDS,
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
+        model_flag: str = "--model",
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
         `stderr` (default: the same file), `env` added to this process's environment.
@@ -108,7 +113,9 @@ class ServerProcess:
                 err = out if stderr == stdout else files.enter_context(open(stderr, "wb"))
                 with guard():
                     process = subprocess.Popen(
-                        server_command(model, *args, python_args=python_args),
+                        server_command(
+                            model, *args, python_args=python_args, model_flag=model_flag
+                        ),
                         stdout=out,
                         stderr=err,
                         stdin=subprocess.DEVNULL,
