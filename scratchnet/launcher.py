@@ -79,6 +79,8 @@ class ServerProcess:
     port: int
     stdout_path: Path | None = None
     stderr_path: Path | None = None
+    health_credentials: grpc.ChannelCredentials | None = None
+    """How to reach a TLS server's health service; None: plaintext."""
 
     @classmethod
     def start(
@@ -90,6 +92,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         serving: bool = True,
+        health_credentials: grpc.ChannelCredentials | None = None,
         timeout: float = START_SECONDS,
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
@@ -124,7 +127,12 @@ class ServerProcess:
                     )
             host, port = _wait_listening(process, stdout, stderr, timeout)
             server = cls(
-                process=process, host=host, port=port, stdout_path=stdout, stderr_path=stderr
+                process=process,
+                host=host,
+                port=port,
+                stdout_path=stdout,
+                stderr_path=stderr,
+                health_credentials=health_credentials,
             )
             if serving:
                 server.wait_serving(timeout)
@@ -148,7 +156,9 @@ class ServerProcess:
     def wait_serving(self, timeout: float = START_SECONDS) -> None:
         """Wait until health (overall service "") says SERVING; LaunchError if the server exits
         or `timeout` s pass first."""
-        wait_for_health(self.target, SERVING, timeout, self._check_alive)
+        wait_for_health(
+            self.target, SERVING, timeout, self._check_alive, credentials=self.health_credentials
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
         """Send `sig` (unless the server has exited already) and return its exit code; a server
@@ -175,12 +185,19 @@ def wait_for_health(
     status: int = SERVING,
     timeout: float = START_SECONDS,
     check: Callable[[], None] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
-    """Poll grpc.health.v1 at `target` (overall service "") until it reports `status`, calling
-    `check` (which may raise) before each try; LaunchError after `timeout` s."""
+    """Poll grpc.health.v1 at `target` (overall service "", over TLS with `credentials`) until it
+    reports `status`, calling `check` (which may raise) before each try; LaunchError after
+    `timeout` s."""
     deadline = time.monotonic() + timeout
     request = health_pb2.HealthCheckRequest(service="")
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         health = health_pb2_grpc.HealthStub(channel)
         while (left := deadline - time.monotonic()) > 0:
             if check is not None:
