@@ -21,11 +21,12 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from clients.client import ModelInfo
 from clients.images import load_images
 from scratchnet.datasets import Images, load_dataset
 from scratchnet.errors import ScratchnetError
 
-__all__ = ["DEFAULT_SPLIT", "Kind", "Source", "load_folder_images", "open_source"]
+__all__ = ["DEFAULT_SPLIT", "Kind", "Source", "check_fits", "load_folder_images", "open_source"]
 
 DEFAULT_SPLIT = "test"
 # The stems of a labelled IDX folder's files: a folder holding any of them is a labelled set.
@@ -113,8 +114,26 @@ def load_folder_images(files: tuple[Path, ...], image_shape: tuple[int, int]) ->
     return images
 
 
+def check_fits(images: Images, labels: NDArray[np.int64] | None, info: ModelInfo) -> None:
+    """Fail before any scoring if the images or labels do not fit the model."""
+    if images.shape[1:] != info.image_shape:
+        raise ScratchnetError(
+            f"the images are {_size(images.shape[1:])}, but model '{info.name}' expects "
+            f"{_size(info.image_shape)}"
+        )
+    if labels is not None and labels.max() >= info.num_classes:
+        raise ScratchnetError(
+            f"the labels go up to {labels.max()}, but model '{info.name}' has only "
+            f"{info.num_classes} classes"
+        )
+
+
 def _is_labelled_set(path: Path) -> bool:
     if path.is_dir():
         return any(p.name.startswith(_IDX_SET_STEMS) for p in path.iterdir())
     # Any zip file, as scratchnet.datasets reads it: numpy writes npz files as zip archives.
     return path.suffix.lower() == ".npz" or (path.is_file() and zipfile.is_zipfile(path))
+
+
+def _size(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))

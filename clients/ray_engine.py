@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from clients.client import ModelInfo
-from clients.inputs import Source, load_folder_images
+from clients.inputs import Source, check_fits, load_folder_images
 from clients.results import import_pyarrow, read_labels, results_table
 from scratchnet.errors import ModelError, ScratchnetError
 from scratchnet.files import atomic_directory
@@ -121,6 +122,8 @@ def score_on_ray(
     model_bytes = _read_model(model_path)
     model = OnnxModel(model_bytes, str(model_path))
     images = None if source.kind == "folder" else source.load(model.image_shape)
+    if images is not None:
+        check_fits(images, source.labels, model.info)
     count = len(source.files) if images is None else len(images)
     with _session(ray, address) as session:
         available = int(ray.cluster_resources().get("CPU", 1))
@@ -144,20 +147,15 @@ def score_on_ray(
             **dict(ray_remote_args or {}),
         )
         files = math.ceil(count / ROWS_PER_FILE) if output is not None else 0
-        with _job_errors(ray):
+        with _job_errors():
             if output is None:
-                ids, labels = _collect(scored)
+                labels = _checked(*_collect(scored), count)
             else:
                 with atomic_directory(output) as folder:
                     scored.repartition(files).write_parquet(str(folder))
-                    ids, labels = read_labels(folder)
+                    # Checked before the rename: a wrong output is never published.
+                    labels = _checked(*read_labels(folder), count)
         seconds = time.perf_counter() - started
-    if not np.array_equal(ids, np.arange(count)):
-        missing = count - len(np.unique(ids))
-        raise ScratchnetError(
-            f"the Ray job returned {len(ids)} rows for {count} images ({missing} missing): "
-            "expected every image exactly once, in id order"
-        )
     return RayRun(
         info=model.info,
         labels=labels,
@@ -247,6 +245,17 @@ def _collect(scored: Any) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     return np.concatenate(ids).astype(np.int64), np.concatenate(labels).astype(np.int64)
 
 
+def _checked(ids: NDArray[np.int64], labels: NDArray[np.int64], count: int) -> NDArray[np.int64]:
+    """`labels`, once `ids` are exactly 0..count-1: every image scored once, in order."""
+    if not np.array_equal(ids, np.arange(count)):
+        missing = count - len(np.unique(ids))
+        raise ScratchnetError(
+            f"the Ray job returned {len(ids)} rows for {count} images ({missing} missing): "
+            "expected every image exactly once, in id order"
+        )
+    return labels
+
+
 def _read_model(path: str | os.PathLike[str]) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -260,7 +269,7 @@ def _configure(ray: Any, progress: bool) -> None:
     context = ray.data.DataContext.get_current()
     # Without it, blocks come out in completion order, and out of id order once an actor dies.
     context.execution_options.preserve_order = True
-    context.enable_progress_bars = progress
+    context.enable_progress_bars = progress and sys.stderr.isatty()
     # Ray Data logs each execution's plan at INFO; the command line prints its own report.
     logging.getLogger("ray.data").setLevel(logging.ERROR)
 
@@ -303,7 +312,7 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
 
 
 @contextlib.contextmanager
-def _job_errors(ray: Any) -> Iterator[None]:
+def _job_errors() -> Iterator[None]:
     """A failed job as one line: a ScratchnetError raised in a task as it is, anything else
     (an actor that died for good, …) as "the Ray job failed"."""
     try:

@@ -21,13 +21,12 @@ from tqdm import tqdm
 
 from clients.cli import add_server_flags
 from clients.client import Client, ModelInfo, Prediction
-from clients.inputs import Source, open_source
+from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
 from clients.results import check_output, results_table, write_results
 from scratchnet.cli import ArgumentParser, integer, run_cli
 from scratchnet.datasets import Images
-from scratchnet.errors import ScratchnetError
 
 __all__ = ["Score", "main", "score"]
 
@@ -105,20 +104,6 @@ def score(
         classification=Classification(confusion) if labels is not None else None,
         prediction=_joined(first),
     )
-
-
-def check_fits(images: Images, labels: NDArray[np.int64] | None, info: ModelInfo) -> None:
-    """Fail before any scoring if the images or labels do not fit the model."""
-    if images.shape[1:] != info.image_shape:
-        raise ScratchnetError(
-            f"the images are {_size(images.shape[1:])}, but model '{info.name}' expects "
-            f"{_size(info.image_shape)}"
-        )
-    if labels is not None and labels.max() >= info.num_classes:
-        raise ScratchnetError(
-            f"the labels go up to {labels.max()}, but model '{info.name}' has only "
-            f"{info.num_classes} classes"
-        )
 
 
 def main() -> None:
@@ -281,8 +266,6 @@ def _score_on_ray(
     )
     info = run.info
     labels = source.labels
-    if source.images is not None:
-        check_fits(source.images, labels, info)
     result = Score(
         images=len(run.labels),
         seconds=run.seconds,
@@ -414,10 +397,6 @@ def _joined(parts: list[Prediction]) -> Prediction:
 
 def _rate(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4f}"
-
-
-def _size(shape: tuple[int, ...]) -> str:
-    return "x".join(map(str, shape))
 
 
 if __name__ == "__main__":

@@ -36,14 +36,27 @@ def images_inferred(target: str) -> int:
     return sum(stats.inference_count for stats in reply.model_stats)
 
 
-@pytest.fixture
-def replicas(model_onnx: Path, tmp_path: Path) -> Iterator[list[RunningServer]]:
-    """Two servers of the same model on free ports."""
-    servers = [start_server(model_onnx, tmp_dir=tmp_path) for _ in range(2)]
+def two_servers(model: Path, tmp_dir: Path) -> Iterator[list[RunningServer]]:
+    """Two servers of the same model on free ports, stopped at the end unless killed."""
+    servers = [start_server(model, tmp_dir=tmp_dir) for _ in range(2)]
     yield servers
     for server in servers:
         if server.process.poll() is None:  # not the one a test killed
             assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[RunningServer]]:
+    """Two replicas shared by the tests that leave them running."""
+    yield from two_servers(model_onnx, tmp_path_factory.mktemp("replicas"))
+
+
+@pytest.fixture
+def doomed_replicas(model_onnx: Path, tmp_path: Path) -> Iterator[list[RunningServer]]:
+    """Two replicas for a test that kills one."""
+    yield from two_servers(model_onnx, tmp_path)
 
 
 def test_both_replicas_get_traffic_and_the_result_equals_one_servers(
@@ -88,10 +101,26 @@ def test_the_library_spreads_batches_over_replicas(
     assert all(count >= 100 for count in served) and sum(served) == 1000, served
 
 
+def test_perf_loads_every_replica(replicas: list[RunningServer]) -> None:
+    targets = ",".join(server.target for server in replicas)
+    before = [images_inferred(server.target) for server in replicas]
+    result = run_module(
+        "clients.perf", "--target", targets, "--api", "v2", "--batch", "8", "--concurrency", "4",
+        "--duration", "0.5", "--warmup", "0", "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["errors"] == 0 and report["requests"] > 0
+    served = [
+        images_inferred(server.target) - count
+        for server, count in zip(replicas, before, strict=True)
+    ]
+    assert all(count > 0 for count in served), served
+
+
 def test_a_replica_killed_mid_run_costs_no_image(
-    replicas: list[RunningServer], mnist: Dataset, artifact: Artifact, tmp_path: Path
+    doomed_replicas: list[RunningServer], mnist: Dataset, artifact: Artifact, tmp_path: Path
 ) -> None:
-    victim, survivor = replicas
+    victim, survivor = doomed_replicas
     repeat = 30
     output = tmp_path / "scores.parquet"
     command = [PYTHON, "-m", "clients.score", "--target", f"{victim.target},{survivor.target}"]

@@ -290,3 +290,11 @@ def test_bad_engine_flags_are_one_line(
     args = [values.get(arg, arg).replace("{tmp}", str(tmp_path)) for arg in args]
     result = run_module("clients.score", *args, check=False)
     assert_one_line_error(result, PROGRAM, message)
+
+
+def test_ray_engine_refuses_images_of_another_size_before_starting_ray(
+    model_onnx: Path, toy_idx: Path
+) -> None:
+    args = ("--engine", "ray", "--model", model_onnx, "--data", toy_idx)
+    result = run_module("clients.score", *args, check=False, env=RAY_QUIET)
+    assert_one_line_error(result, PROGRAM, "the images are 5x7, but model 'model' expects 28x28")
