@@ -50,13 +50,17 @@ Guard = Callable[[], AbstractContextManager[object]]
 
 
 def server_command(
-    model: str | os.PathLike[str], *args: str, python_args: Sequence[str] = ("-m", "server")
+    model: str | os.PathLike[str],
+    *args: str,
+    python_args: Sequence[str] = ("-m", "server"),
+    model_flag: str = "--model",
 ) -> list[str]:
-    """The command that serves `model` on a free 127.0.0.1 port, `args` appended."""
+    """The command that serves `model` (a file, or a repository with `model_flag`
+    "--model-repository") on a free 127.0.0.1 port, `args` appended."""
     return [
         sys.executable,
         *python_args,
-        "--model",
+        model_flag,
         str(model),
         "--host",
         "127.0.0.1",
@@ -75,6 +79,8 @@ class ServerProcess:
     port: int
     stdout_path: Path | None = None
     stderr_path: Path | None = None
+    health_credentials: grpc.ChannelCredentials | None = None
+    """How to reach a TLS server's health service; None: plaintext."""
 
     @classmethod
     def start(
@@ -86,9 +92,11 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         serving: bool = True,
+        health_credentials: grpc.ChannelCredentials | None = None,
         timeout: float = START_SECONDS,
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
+        model_flag: str = "--model",
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
         `stderr` (default: the same file), `env` added to this process's environment.
@@ -108,7 +116,9 @@ class ServerProcess:
                 err = out if stderr == stdout else files.enter_context(open(stderr, "wb"))
                 with guard():
                     process = subprocess.Popen(
-                        server_command(model, *args, python_args=python_args),
+                        server_command(
+                            model, *args, python_args=python_args, model_flag=model_flag
+                        ),
                         stdout=out,
                         stderr=err,
                         stdin=subprocess.DEVNULL,
@@ -117,7 +127,12 @@ class ServerProcess:
                     )
             host, port = _wait_listening(process, stdout, stderr, timeout)
             server = cls(
-                process=process, host=host, port=port, stdout_path=stdout, stderr_path=stderr
+                process=process,
+                host=host,
+                port=port,
+                stdout_path=stdout,
+                stderr_path=stderr,
+                health_credentials=health_credentials,
             )
             if serving:
                 server.wait_serving(timeout)
@@ -141,7 +156,9 @@ class ServerProcess:
     def wait_serving(self, timeout: float = START_SECONDS) -> None:
         """Wait until health (overall service "") says SERVING; LaunchError if the server exits
         or `timeout` s pass first."""
-        wait_for_health(self.target, SERVING, timeout, self._check_alive)
+        wait_for_health(
+            self.target, SERVING, timeout, self._check_alive, credentials=self.health_credentials
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
         """Send `sig` (unless the server has exited already) and return its exit code; a server
@@ -168,12 +185,19 @@ def wait_for_health(
     status: int = SERVING,
     timeout: float = START_SECONDS,
     check: Callable[[], None] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
-    """Poll grpc.health.v1 at `target` (overall service "") until it reports `status`, calling
-    `check` (which may raise) before each try; LaunchError after `timeout` s."""
+    """Poll grpc.health.v1 at `target` (overall service "", over TLS with `credentials`) until it
+    reports `status`, calling `check` (which may raise) before each try; LaunchError after
+    `timeout` s."""
     deadline = time.monotonic() + timeout
     request = health_pb2.HealthCheckRequest(service="")
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         health = health_pb2_grpc.HealthStub(channel)
         while (left := deadline - time.monotonic()) > 0:
             if check is not None:

@@ -163,7 +163,8 @@ def test_contents_and_raw_together_are_refused(
         ),
         ("nan", "{input}: pixels must be finite"),
         ("empty-batch", "{input}: the batch is empty"),
-        ("classification", "output 'label' of model '{model}': parameter 'classification' needs"),
+        ("classification", "output 'label' of model '{model}': parameter 'classification' must"),
+        ("long-name", "unexpected inference input '{long}…' for model '{model}'"),
         ("shared-memory", "{input}: parameter 'shared_memory_region' needs"),
     ],
 )
@@ -199,7 +200,10 @@ def test_malformed_requests_get_invalid_argument(
         tensor.shape[0] = 0
         request.raw_input_contents[0] = b""
     elif change == "classification":
-        request.outputs.add(name="label").parameters["classification"].int64_param = 3
+        request.outputs.add(name="label").parameters["classification"].string_param = "3"
+    elif change == "long-name":
+        # Far above gRPC's 8 KB limit for the status message, were it echoed whole.
+        tensor.name = "x" * 100_000
     elif change == "shared-memory":
         tensor.parameters["shared_memory_region"].string_param = "region"
     error = error_of(lambda: oip.ModelInfer(request, timeout=10))
@@ -211,6 +215,7 @@ def test_malformed_requests_get_invalid_argument(
         w=width,
         h2=height - 1,
         bytes=2 * height * width * 4,
+        long="x" * 199,
     )
     assert text in error.details()
 
@@ -302,7 +307,7 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     assert (metadata.name, metadata.version, list(metadata.extensions)) == (
         "scratchnet",
         version("scratchnet"),
-        ["statistics"],
+        ["classification", "model_repository", "model_configuration", "statistics"],
     )
     assert oip.ServerLive(pb.ServerLiveRequest(), timeout=10).live is True
     assert oip.ServerReady(pb.ServerReadyRequest(), timeout=10).ready is True
@@ -312,10 +317,6 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
 @pytest.mark.parametrize(
     "rpc",
     [
-        "ModelConfig",
-        "RepositoryIndex",
-        "RepositoryModelLoad",
-        "RepositoryModelUnload",
         "SystemSharedMemoryStatus",
         "SystemSharedMemoryRegister",
         "SystemSharedMemoryUnregister",
