@@ -1,10 +1,11 @@
 """Offline batch scoring on Ray Data: `python -m clients.score --engine ray`.
 
 The driver opens model.onnx once (to check it and learn its H x W) and reads labelled sets and
-image files itself; a folder's image files are read by Ray tasks, in parallel. Every image
-carries its `id`. An actor pool (`map_batches` with `ray.data.ActorPoolStrategy`) scores
-batches, each actor having opened the model in onnxruntime once; results go to a Parquet folder
-(clients.results) or, without one, back to the driver. Ray Data restarts an actor that dies and
+image files itself; a folder's image files are read inside the pipeline, in parallel (Ray fuses
+the reading into the scoring actors' operator). Every image carries its `id`. An actor pool
+(`map_batches` with `ray.data.ActorPoolStrategy`) scores batches, each actor having opened the
+model in onnxruntime once; results go to a Parquet folder (clients.results) or, without one,
+back to the driver. Ray Data restarts an actor that dies and
 runs its unfinished blocks again; order is preserved, and the driver checks at the end that the
 ids are exactly 0..N-1, once each.
 
@@ -210,7 +211,7 @@ def _dataset(
             for start in range(0, len(names), rows)
             for part in [names[start : start + rows]]
         ]
-        # Decoding photos is the slow part: Ray tasks do it in parallel, one block each.
+        # Decoding photos is the slow part: Ray does it in parallel, a block at a time.
         return ray.data.from_arrow(tables).map_batches(
             _read_files,
             batch_format="pyarrow",

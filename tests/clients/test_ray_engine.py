@@ -72,7 +72,7 @@ def test_mnist_rows_match_numpy_by_id(
     assert run.start_seconds == 0.0 and run.stop_seconds == 0.0, "the module's session is reused"
 
 
-def test_a_folder_of_photos_is_read_by_ray_tasks(
+def test_a_folder_of_photos_is_read_in_the_pipeline(
     ray_session: Any, model_onnx: Path, mnist: Dataset, artifact: Artifact, tmp_path: Path
 ) -> None:
     folder = tmp_path / "photos"
