@@ -1,6 +1,9 @@
 """Run `python -m server` as a subprocess: start it on a free port, learn the port from its
 `listening on HOST:PORT` line, wait for health SERVING, stop it with a signal.
 
+The server announces each of its other listeners with a line `NAME listening on HOST:PORT`
+(`metrics listening on 127.0.0.1:41234`); `ServerProcess.listeners` holds them by NAME.
+
 What the demo, the benchmarks and the end-to-end tests use to run a real server. The server's
 output goes to files the caller names, read as they grow: nothing waits on a pipe, so a silent
 or hung server is reported after a timeout instead of blocking its supervisor.
@@ -16,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -81,6 +84,8 @@ class ServerProcess:
     stderr_path: Path | None = None
     health_credentials: grpc.ChannelCredentials | None = None
     """How to reach a TLS server's health service; None: plaintext."""
+    listeners: dict[str, str] = field(default_factory=dict)
+    """HOST:PORT of the server's other listeners by name, e.g. "metrics" (with --metrics-port)."""
 
     @classmethod
     def start(
@@ -97,9 +102,11 @@ class ServerProcess:
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
         model_flag: str = "--model",
+        wait_for: Sequence[str] = (),
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
         `stderr` (default: the same file), `env` added to this process's environment.
+        `wait_for`: names of other listeners whose `NAME listening on` lines to wait for too.
 
         Returns once the server listens and, if `serving`, once its health says SERVING, each
         within `timeout` s; else stops it and raises LaunchError. `guard` wraps starting the
@@ -125,7 +132,7 @@ class ServerProcess:
                         cwd=cwd,
                         env={**os.environ, **env} if env is not None else None,
                     )
-            host, port = _wait_listening(process, stdout, stderr, timeout)
+            host, port, listeners = _wait_listening(process, stdout, stderr, timeout, wait_for)
             server = cls(
                 process=process,
                 host=host,
@@ -133,6 +140,7 @@ class ServerProcess:
                 stdout_path=stdout,
                 stderr_path=stderr,
                 health_credentials=health_credentials,
+                listeners=listeners,
             )
             if serving:
                 server.wait_serving(timeout)
@@ -215,18 +223,36 @@ def wait_for_health(
 
 
 def _wait_listening(
-    process: subprocess.Popen[bytes], stdout: Path, stderr: Path, timeout: float
-) -> tuple[str, int]:
+    process: subprocess.Popen[bytes],
+    stdout: Path,
+    stderr: Path,
+    timeout: float,
+    names: Sequence[str] = (),
+) -> tuple[str, int, dict[str, str]]:
+    """The gRPC host and port once announced, with the HOST:PORT of every other listener
+    announced by then (`NAME listening on HOST:PORT`), and of each of `names` at least."""
     deadline = time.monotonic() + timeout
+    grpc_address: tuple[str, int] | None = None
+    listeners: dict[str, str] = {}
     while time.monotonic() < deadline:
         # Only whole lines: the server may be halfway through writing one.
         for line in stdout.read_text(errors="replace").splitlines(keepends=True):
-            if line.startswith("listening on ") and line.endswith("\n"):
-                host, port = line.split()[2].rsplit(":", 1)
-                return host, int(port)
+            words = line.split()
+            if not line.endswith("\n"):
+                break
+            if line.startswith("listening on "):
+                host, port = words[2].rsplit(":", 1)
+                grpc_address = host, int(port)
+            elif len(words) == 4 and words[1:3] == ["listening", "on"]:
+                listeners[words[0]] = words[3]
+        if grpc_address is not None and all(name in listeners for name in names):
+            return *grpc_address, listeners
         _check_alive(process, stderr)
         time.sleep(_POLL_SECONDS)
-    raise LaunchError(f"the server printed no `listening on` line in {timeout:g} s")
+    missing = [f"`{name} listening on`" for name in names if name not in listeners]
+    if grpc_address is None:
+        missing.insert(0, "`listening on`")
+    raise LaunchError(f"the server printed no {' or '.join(missing)} line in {timeout:g} s")
 
 
 def _check_alive(process: subprocess.Popen[bytes], stderr: Path | None) -> None:

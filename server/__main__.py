@@ -20,7 +20,7 @@ def _main() -> int:
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if config.log_level == "debug" else "NONE")
     from server.app import configure_logging, serve
 
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     return serve(config)
 
 
