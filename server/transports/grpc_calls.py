@@ -93,7 +93,9 @@ def _parse(parse: Parser, data: bytes, method: str, type_name: str) -> Any:
 async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> bytes | None:
     """The next message of the call, None at its end; DeadlineExceeded after `seconds`."""
     try:
-        return await asyncio.wait_for(anext(requests), seconds)
+        # asyncio.timeout, not wait_for: no task of its own for every message.
+        async with asyncio.timeout(seconds):
+            return await anext(requests)
     except StopAsyncIteration:
         return None
     except TimeoutError:
