@@ -9,7 +9,8 @@ scrape (in a thread of the listener) copies each list in one call, which the GIL
 so it never sees a bucket half-written (a histogram's _sum may lag its buckets by the one
 observation being recorded). `ServerState` reads at scrape time what lives elsewhere: requests
 in flight and queue depth (asked of the event loop itself), each model version's state and load
-time (from the repository, under its lock). prometheus_client's process, platform and gc
+time (from the repository, under its lock), its runs and their items (from the statistics of
+Triton's statistics extension, under their lock). prometheus_client's process, platform and gc
 collectors add process_resident_memory_bytes, CPU seconds, open file descriptors and the like.
 
 The listener is the standard library's threaded WSGI server around prometheus_client's WSGI app,
@@ -205,7 +206,8 @@ class RequestMetrics:
 
 class ServerState:
     """What a scrape reads when it happens: requests in flight and queue depth (on the event
-    loop), model states and load times (from the repository)."""
+    loop), model states and load times (from the repository), model runs and their items (from
+    the statistics)."""
 
     def __init__(
         self,
@@ -254,9 +256,24 @@ class ServerState:
             labels=["model", "version"],
             unit="seconds",
         )
-        for model in self._plane.repository.models():
+        runs = CounterMetricFamily(
+            "scratchnet_model_runs",
+            "Times each model version ran for successful requests: requests that dynamic "
+            "batching merged make one run.",
+            labels=["model", "version"],
+        )
+        items = CounterMetricFamily(
+            "scratchnet_model_run_items",
+            "Items those runs took, summed: over scratchnet_model_runs_total, items per run.",
+            labels=["model", "version"],
+        )
+        models = self._plane.repository.models()
+        for model in models:
             load.add_metric([model.name, model.version], model.load_seconds)
-        return [*metrics, state, load]
+        for stats in self._plane.statistics.of([(model.name, model.version) for model in models]):
+            runs.add_metric([stats.name, stats.version], stats.execution_count)
+            items.add_metric([stats.name, stats.version], stats.inference_count)
+        return [*metrics, state, load, runs, items]
 
     def _known_names(self) -> Sequence[str]:
         try:

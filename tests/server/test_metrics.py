@@ -164,6 +164,7 @@ def test_the_state_is_read_at_scrape_time_from_the_loop_and_the_repository(
     assert value(samples, state, model="scratchnet", version="1", state="UNAVAILABLE") == 0
     assert value(samples, state, model="elsewhere", version="", state="UNAVAILABLE") == 1
     assert value(samples, "scratchnet_model_load_seconds", model="scratchnet", version="1") > 0
+    assert value(samples, "scratchnet_model_runs_total", model="scratchnet", version="1") == 0
     # Once the loop is gone, a scrape still answers, without what only the loop can tell.
     after = parse(generate_latest(registry).decode())
     assert "scratchnet_requests_in_flight" not in names(after)
@@ -184,6 +185,8 @@ def test_every_metric_is_documented_and_named_by_the_conventions() -> None:
         if family.type == "histogram" and "seconds" in family.name:
             assert family.name.endswith("_seconds")
     for gauge in (
+        "scratchnet_model_runs_total",
+        "scratchnet_model_run_items_total",
         "scratchnet_requests_in_flight",
         "scratchnet_queue_depth",
         "scratchnet_model_state",
@@ -292,6 +295,9 @@ def test_a_scrape_during_load_agrees_with_the_calls_made(model_onnx: Path, tmp_p
             for histogram in HISTOGRAMS:
                 assert value(samples, f"{histogram}_count", api=api) == ok, histogram
             assert value(samples, "scratchnet_request_items_sum", api=api) == len(GOOD) * ok
+        ok = sum(finished[api, "OK"] for api in APIS)
+        assert value(samples, "scratchnet_model_run_items_total") == len(GOOD) * ok
+        assert value(samples, "scratchnet_model_runs_total") == ok  # no dynamic batching
         assert value(samples, "scratchnet_requests_in_flight") == 0
         assert value(samples, "scratchnet_queue_depth") == 0
         assert value(samples, "scratchnet_model_load_seconds", model="scratchnet") > 0
@@ -343,6 +349,8 @@ def test_gauges_show_calls_waiting_for_a_batch_and_running(
         assert value(samples, "scratchnet_request_items_sum") == 3
         assert value(samples, "scratchnet_request_batch_items_count") == 3
         assert value(samples, "scratchnet_request_batch_items_sum") == 3 * 3  # each ran in 3
+        assert value(samples, "scratchnet_model_runs_total") == 1
+        assert value(samples, "scratchnet_model_run_items_total") == 3
         assert value(samples, "scratchnet_request_queue_seconds_sum") > 0
         assert server.stop() == 0
 
