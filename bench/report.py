@@ -111,6 +111,13 @@ def _notes(results: dict[str, Any]) -> list[str]:
             f"The client (`clients.perf`) spent {min(cpu):.2f} to {max(cpu):.2f} ms of CPU per "
             "batch-1 call, on the same 2 cores as the server.",
         ]
+    memory = results.get("memory", {}).get("scratchnet")
+    if memory:
+        notes += [
+            "",
+            f"scratchnet's resident memory (default flags): {memory['idle_mb']:.0f} MB idle, "
+            f"{memory['peak_mb']:.0f} MB at its peak through S1–S3 (VmRSS and VmHWM).",
+        ]
     bad = [r for r in served if r["errors"] or not r["check"]["ok"]]
     checked = [r["check"]["max_score_difference"] for r in served if r["check"]["ok"]]
     notes.append("")
