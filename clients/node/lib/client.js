@@ -466,9 +466,7 @@ class Client {
           'is not supported; expected UINT8 or FP32',
       );
     }
-    const labelOutput = metadata.outputs.find(
-      (o) => o.datatype === 'INT64' && o.shape.length === 1,
-    );
+    const labelOutput = metadata.outputs.find(isLabelOutput);
     const wanted = options.outputs ?? (labelOutput ? [labelOutput.name] : []);
     const parts = this.batches(convertImages(images, dtype), V2_MAX_BATCH);
     const responses = await mapConcurrent(parts.length, V2_CONCURRENCY, (i) =>
@@ -519,12 +517,23 @@ function mergeOutputs(responses) {
 }
 
 /**
- * Labels, scores and probabilities from decoded OIP outputs: labels from the INT64 [N] output, or
+ * Whether an OIP output holds one label per image: INT64 [N], or [N, 1] as Triton's metadata
+ * declares a label whose config has `dims: [1]` and reshapes it to [] (python -m export
+ * --triton-repo writes that).
+ */
+function isLabelOutput({ datatype, shape }) {
+  return (
+    datatype === 'INT64' && (shape.length === 1 || (shape.length === 2 && Number(shape[1]) === 1))
+  );
+}
+
+/**
+ * Labels, scores and probabilities from decoded OIP outputs: labels from the label output, or
  * the argmax of the scores when only those came back.
  */
 function predictionFromOutputs(outputs, metadata) {
   const entries = Object.values(outputs);
-  const label = entries.find((o) => o.datatype === 'INT64' && o.shape.length === 1);
+  const label = entries.find(isLabelOutput);
   const scores =
     outputs.scores ?? entries.find((o) => o.datatype === 'FP32' && o.shape.length === 2);
   if (!label && !scores) {

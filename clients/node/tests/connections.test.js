@@ -157,6 +157,8 @@ describe('choosing the model and its version', TIMEOUT, () => {
           assert.deepEqual([result.modelName, result.modelVersion], [name, version], label);
           assert.deepEqual(result.labels, expected[`${name}/${version}`], label);
         }
+        // Only the label was asked for, though Triton-style metadata declares it [-1, 1].
+        assert.deepEqual(Object.keys((await client.infer(images)).outputs), ['label']);
       } finally {
         client.close();
       }
