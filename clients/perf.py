@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 
 from clients.cli import add_server_flags
 from clients.errors import from_rpc_error
+from clients.targets import parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
@@ -71,7 +72,10 @@ _SENDABLE = tuple(_DTYPE_FLAGS.values())
 _V1_DATATYPES = {v1.DATA_TYPE_UINT8: "UINT8", v1.DATA_TYPE_FLOAT32: "FP32"}
 _V1_ENUMS = {name: enum for enum, name in _V1_DATATYPES.items()}
 # Replies as large as the server makes them; requests as large as the batch asks.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ def describe(
 ) -> ModelSpec:
     """Ask the server at `target` about its model: v1 GetModelInfo, v2 ModelMetadata (the model's
     name from v1 GetModelInfo when `model` is None)."""
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(*_channel(target)) as channel:
         try:
             if api == "v1" or model is None:
                 spec = _describe_v1(channel, timeout)
@@ -264,7 +268,7 @@ def wait_answering(
     """Send the plan's first request until the server answers it OK, calling `check` (which may
     raise) before each try; ClientError with the last failure after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+    with grpc.insecure_channel(*_channel(target)) as channel:
         call = channel.unary_unary(plan.method, None, None)
         while True:
             if check is not None:
@@ -312,13 +316,19 @@ async def _measure(
             else:
                 result.errors[code] = result.errors.get(code, 0) + 1
 
-    async with grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(*_channel(target)) as channel:
         call = channel.unary_unary(plan.method, None, None)
         await asyncio.gather(*(caller(first) for first in range(concurrency)))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.
     result.seconds = last_done - window
     result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
     return result
+
+
+def _channel(target: str) -> tuple[str, list[tuple[str, int | str]]]:
+    """grpc's target and options for `target`: replicas get round robin and retries."""
+    targets = parse_targets(target)
+    return targets.channel_target, [*_CHANNEL_OPTIONS, *targets.channel_options()]
 
 
 def _describe_v1(channel: grpc.Channel, timeout: float) -> ModelSpec:
@@ -513,9 +523,7 @@ def _main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
-    host, _, port = args.target.rpartition(":")
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
-        raise ScratchnetError(f"target {args.target!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+    parse_targets(args.target)  # a malformed target fails before any call
     spec = describe(args.target, args.api, args.model, args.version, args.timeout)
     datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
     plan = build_plan(
