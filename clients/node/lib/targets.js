@@ -10,9 +10,10 @@
  *   dns:///NAME:PORT          every address NAME resolves to (re-resolved by gRPC); also
  *   ipv4:A:P,A:P / ipv6:...   gRPC's own address lists
  *
- * Replicas get a service config: `round_robin`, and a retry policy under which an idempotent
- * unary call (Predict, ModelInfer and the two describe calls) failing with UNAVAILABLE is tried
- * again, on the next replica, within the call's deadline.
+ * Replicas get a service config, the Python client's (clients/targets.py): `round_robin`, and a
+ * retry policy under which an idempotent unary call (Predict, ModelInfer, the describe and
+ * readiness calls) failing with UNAVAILABLE is tried again, on the next replica, within the
+ * call's deadline.
  */
 
 const dns = require('node:dns/promises');
@@ -29,7 +30,14 @@ const RETRY_BUFFER_BYTES = 64 * 1024 * 1024;
 // Idempotent calls: answering twice gives the same reply, so a retry is always safe.
 const RETRIED = {
   'scratchnet.v1.Classifier': ['Predict', 'GetModelInfo'],
-  'inference.GRPCInferenceService': ['ModelInfer', 'ModelMetadata'],
+  'inference.GRPCInferenceService': [
+    'ModelInfer',
+    'ModelMetadata',
+    'ModelReady',
+    'ServerLive',
+    'ServerReady',
+    'ServerMetadata',
+  ],
 };
 /** The service config of a channel to replicas (gRPC's JSON form). */
 const SERVICE_CONFIG = {

@@ -7,6 +7,7 @@ const assert = require('node:assert/strict');
 const { test } = require('node:test');
 const { ScratchnetError } = require('../lib/errors');
 const { SERVICE_CONFIG, channelFor, parseTargets } = require('../lib/targets');
+const { python } = require('./support/live');
 
 test('one HOST:PORT is one server: pick_first, no service config', async () => {
   const targets = parseTargets('127.0.0.1:50051');
@@ -70,4 +71,10 @@ test('malformed targets and unknown names: one line saying what was expected', a
     channelFor(parseTargets('127.0.0.1:1,[::1]:2')),
     /mix IPv4-only and IPv6-only addresses/,
   );
+});
+
+test("the service config is the Python client's", () => {
+  const script =
+    'import json; from clients.targets import SERVICE_CONFIG; print(json.dumps(SERVICE_CONFIG))';
+  assert.deepEqual(JSON.parse(python(['-c', script])), SERVICE_CONFIG);
 });

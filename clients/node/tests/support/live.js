@@ -199,6 +199,7 @@ function pythonLabels(target, file) {
 
 module.exports = {
   REPO,
+  python,
   buildModels,
   buildRepository,
   makeCertificates,
