@@ -77,35 +77,41 @@ void ClassifierClient::prepare(grpc::ClientContext& context) const {
   if (token_) context.AddMetadata("authorization", "Bearer " + *token_);
 }
 
+std::string ClassifierClient::hint(grpc::StatusCode code) const {
+  if (code == grpc::StatusCode::UNAUTHENTICATED) {
+    return token_ ? std::string("the bearer token sent (--token-file or ") + kTokenVariable +
+                        ") was refused"
+                  : std::string("no bearer token was sent: pass --token-file FILE or set ") +
+                        kTokenVariable;
+  }
+  if (!tls_) {
+    return "is the server up? If it requires TLS, pass --tls-ca FILE (and --tls-cert FILE "
+           "--tls-key FILE if it requires a client certificate)";
+  }
+  return std::string(
+             "over TLS: is the server up, does it serve TLS, is its certificate signed by the CA "
+             "trusted (--tls-ca), and does it accept ") +
+         (client_certificate_ ? "this client certificate (--tls-cert)?"
+                              : "clients without a certificate (else pass --tls-cert FILE "
+                                "--tls-key FILE)?");
+}
+
 void ClassifierClient::fail(const std::string& method, const grpc::Status& status) const {
   const std::string& target = targets_.text;
   const std::string where = method + " on " + target;
+  const std::string message = one_line(status.error_message());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      throw ServerError(
-          "cannot reach the server at " + target + " (" + where + ": UNAVAILABLE: " +
-          one_line(status.error_message()) + "); " +
-          (tls_ ? std::string("over TLS: is the server up, does it serve TLS, is its certificate "
-                              "signed by the CA trusted (--tls-ca), and does it accept ") +
-                      (client_certificate_ ? "this client certificate (--tls-cert)?"
-                                           : "clients without a certificate (else pass "
-                                             "--tls-cert FILE --tls-key FILE)?")
-                : std::string("is the server up? If it requires TLS, pass --tls-ca FILE (and "
-                              "--tls-cert FILE --tls-key FILE if it requires a client "
-                              "certificate)")));
+      throw ServerError("cannot reach the server at " + target + " (" + where +
+                        ": UNAVAILABLE: " + message + "); " + hint(status.error_code()));
     case grpc::StatusCode::UNAUTHENTICATED:
-      throw ServerError(where + " failed: UNAUTHENTICATED: " + one_line(status.error_message()) +
-                        (token_ ? std::string(" (the bearer token sent (--token-file or ") +
-                                      kTokenVariable + ") was refused)"
-                                : std::string(" (no bearer token was sent: pass --token-file "
-                                              "FILE or set ") +
-                                      kTokenVariable + ")"));
+      throw ServerError(where + " failed: UNAUTHENTICATED: " + message + " (" +
+                        hint(status.error_code()) + ")");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       throw ServerError(where + ": no answer within the " + format_seconds(timeout_) +
                         " s deadline (raise it with --timeout)");
     default:
-      throw ServerError(where + " failed: " + status_name(status.error_code()) + ": " +
-                        one_line(status.error_message()));
+      throw ServerError(where + " failed: " + status_name(status.error_code()) + ": " + message);
   }
 }
 

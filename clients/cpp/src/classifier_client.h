@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,8 @@ class ClassifierClient {
 
  private:
   void prepare(grpc::ClientContext& context) const;
+  // What to check when a call is refused (UNAVAILABLE, UNAUTHENTICATED) for how we connect.
+  std::string hint(grpc::StatusCode code) const;
   [[noreturn]] void fail(const std::string& method, const grpc::Status& status) const;
 
   Targets targets_;
