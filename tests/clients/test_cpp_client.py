@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -25,7 +26,7 @@ from numpy.typing import NDArray
 from clients import Client
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
-from scratchnet.artifact import Artifact, load_artifact
+from scratchnet.artifact import Artifact, load_artifact, save_artifact
 from scratchnet.datasets import BUNDLED_MNIST, Dataset
 from scratchnet.forward import predict
 from scratchnet.idx import write_idx
@@ -254,27 +255,26 @@ def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path:
 
 
 @pytest.fixture(scope="module")
-def modern_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An artifact of the modern recipe: it labels some test images unlike the article's."""
-    path = tmp_path_factory.mktemp("modern") / "modern.npz"
-    # One OpenBLAS thread: the same bytes, and no crawl when other processes hold the cores.
-    run_module(
-        "trainer", "--quiet", "--recipe", "modern", "-o", path, env={"OPENBLAS_NUM_THREADS": "1"}
-    )
+def variant_artifact(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The article's parameters with shifted biases: a second model, made without training, that
+    labels some test images unlike the article's."""
+    path = tmp_path_factory.mktemp("variant") / "variant.npz"
+    shift = np.random.default_rng(3).normal(scale=0.5, size=artifact.biases.shape)
+    save_artifact(path, replace(artifact, biases=artifact.biases + shift))
     return path
 
 
 @pytest.fixture(scope="module")
 def repository_server(
-    article_artifact: Path, modern_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+    article_artifact: Path, variant_artifact: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     """A repository of `digits` version 1 (the article's model, the server's default) and
-    `digits2` versions 2 (the article's) and 3 (the modern recipe's), both served."""
+    `digits2` versions 2 (the article's) and 3 (the variant), both served."""
     root = tmp_path_factory.mktemp("repository")
     for artifact, name, version in [
         (article_artifact, "digits", "1"),
         (article_artifact, "digits2", "2"),
-        (modern_artifact, "digits2", "3"),
+        (variant_artifact, "digits2", "3"),
     ]:
         run_module(
             "export", artifact, "--triton-repo", root, "--model-name", name,
@@ -290,10 +290,10 @@ def repository_server(
 
 
 @pytest.mark.parametrize(
-    ("flags", "name", "version", "recipe"),
+    ("flags", "name", "version", "parameters"),
     [
         ((), "digits", "1", "article"),
-        (("--model", "digits2"), "digits2", "3", "modern"),
+        (("--model", "digits2"), "digits2", "3", "variant"),
         (("--model", "digits2", "--model-version", "2"), "digits2", "2", "article"),
     ],
     ids=["the server's default", "a model, its newest version", "a model and a version"],
@@ -303,12 +303,12 @@ def test_model_and_version_are_chosen(
     repository_server: RunningServer,
     mnist: Dataset,
     artifact: Artifact,
-    modern_artifact: Path,
+    variant_artifact: Path,
     tmp_path: Path,
     flags: tuple[str, ...],
     name: str,
     version: str,
-    recipe: str,
+    parameters: str,
 ) -> None:
     images_path, labels_path = write_images_and_labels(
         tmp_path, mnist.test_images[:2000], mnist.test_labels[:2000], compress=False
@@ -320,13 +320,11 @@ def test_model_and_version_are_chosen(
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert (summary["model_name"], summary["model_version"]) == (name, version)
-    parameters = artifact if recipe == "article" else load_artifact(modern_artifact)
-    expected = predict(parameters.weights, parameters.biases, mnist.test_images[:2000])
-    assert summary["labels"] == expected.tolist()
-    other = load_artifact(modern_artifact) if recipe == "article" else artifact
-    assert (
-        summary["labels"] != predict(other.weights, other.biases, mnist.test_images[:2000]).tolist()
-    )
+    variant = load_artifact(variant_artifact)
+    chosen, other = (artifact, variant) if parameters == "article" else (variant, artifact)
+    images = mnist.test_images[:2000]
+    assert summary["labels"] == predict(chosen.weights, chosen.biases, images).tolist()
+    assert summary["labels"] != predict(other.weights, other.biases, images).tolist()
 
 
 def test_an_unknown_version_is_one_line(
