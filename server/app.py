@@ -6,17 +6,19 @@ can watch health (NOT_SERVING while loading) instead of guessing when the server
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import signal
 import sys
 import threading
 from concurrent import futures
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scratchnet.errors import ModelError, ScratchnetError
+from scratchnet.errors import ScratchnetError
 from server.config import ServerConfig
 from server.dataplane import DataPlane
 from server.health import Health
@@ -24,6 +26,9 @@ from server.model import load_model
 from server.repository import ModelRepository
 from server.transports import oip_service, v1_service
 from server.transports.grpc_errors import RejectUndecodableRequests
+
+if TYPE_CHECKING:
+    from server.transports.http_app import HttpServer
 
 __all__ = ["SERVICE_NAMES", "build_server", "serve"]
 
@@ -75,12 +80,16 @@ def serve(config: ServerConfig) -> int:
         signal.signal(signum, lambda *_: stop.set())
     server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
+    http: HttpServer | None = None
     try:
+        http = _start_http(config, plane)
         model = load_model(
             config.model, config.model_name, threads=config.threads, max_batch=config.max_batch
         )
-    except ModelError:
+    except ScratchnetError:
         server.stop(None)
+        if http is not None:
+            http.stop()
         raise
     if not stop.is_set():
         plane.repository.add(model)
@@ -99,11 +108,31 @@ def serve(config: ServerConfig) -> int:
     # period ends, whichever is first, and are then cancelled. Health turns NOT_SERVING right
     # after, so that a client watching it never sees NOT_SERVING while new calls still get in.
     stopped = server.stop(config.grace_seconds)
+    if http is not None:
+        http.stop()  # the same grace: requests in flight finish, new connections are refused
     plane.shutting_down = True
     health_status.shutdown()
     stopped.wait()
+    if http is not None:
+        http.wait()
     _log.info("stopped")
     return 0
+
+
+def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
+    """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
+    if config.http_port is None:
+        return None
+    if not all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn")):
+        raise ScratchnetError(
+            "--http-port needs the http extra, which is not installed: "
+            "pip install 'scratchnet[http]'"
+        )
+    from server.transports.http_app import start_http_server
+
+    http = start_http_server(config, plane)
+    print(f"http listening on {config.address_with(http.port)}", flush=True)
+    return http
 
 
 def configure_logging(level: str) -> None:

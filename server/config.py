@@ -44,11 +44,18 @@ class ServerConfig:
     max_message_mb: int
     grace_seconds: float
     log_level: str
+    http_port: int | None = None
+    """The HTTP/REST port (the Open Inference Protocol and the playground); None: no HTTP."""
 
     @property
     def max_message_bytes(self) -> int:
         """--max-message-mb in bytes: the largest request or response grpc lets through."""
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def http_address(self) -> str:
+        """HOST:HTTP_PORT to listen on for HTTP (with --http-port given)."""
+        return self.address_with(self.http_port or 0)
 
     @property
     def address(self) -> str:
@@ -75,6 +82,12 @@ def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a non-empty name")
     return text
+
+
+def _port_or_off(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    return integer(0, 65535)(text)
 
 
 def _level(text: str) -> str:
@@ -113,6 +126,12 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled",
     ),
     "log-level": (_level, "info", f"log verbosity on stderr: {', '.join(LOG_LEVELS)}"),
+    "http-port": (
+        _port_or_off,
+        "off",
+        "also serve HTTP/REST (the Open Inference Protocol and the playground at /) on this "
+        "port, on --host; 0 picks a free one; needs the http extra",
+    ),
 }
 
 

@@ -1,0 +1,322 @@
+"""The HTTP/REST listener: the Open Inference Protocol's REST binding and the playground, served
+by Starlette on uvicorn in a thread of its own, next to the gRPC server in the same process.
+
+Each route decodes the request (http_codec), asks the data plane in a worker thread and encodes
+the answer; a RequestError becomes `{"error": message}` with the HTTP status of scratchnet.status,
+anything else a 500 with the traceback in the log only. Concurrency follows the gRPC server's
+flags: --workers threads run inferences, --max-queue more may wait, the next gets 429.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from scratchnet.errors import RequestError, ResourceExhausted, ScratchnetError
+from scratchnet.status import INTERNAL, status_of
+from scratchnet.versions import scratchnet_version
+from server import playground
+from server.config import ServerConfig
+from server.dataplane import DataPlane
+from server.transports import http_codec, oip_service
+from server.transports.http_codec import Reply
+
+__all__ = ["EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
+
+EXTENSIONS: tuple[str, ...] = (*oip_service.EXTENSIONS, "binary_tensor_data")
+"""The protocol extensions GET /v2 reports: the gRPC server's, plus Triton's binary tensor data,
+which only the HTTP binding has."""
+
+_INTERNAL_MESSAGE = "internal server error (see the server log)"
+_log = logging.getLogger(__name__)
+_Handler = Callable[["Request"], Awaitable[Reply]]
+
+
+class _Service:
+    """The routes' shared state: the data plane, the worker threads and the admission count."""
+
+    def __init__(self, plane: DataPlane, config: ServerConfig) -> None:
+        self.plane = plane
+        self.max_body = config.max_message_bytes
+        self.workers = config.workers
+        self.admitted = config.workers + config.max_queue
+        self.in_flight = 0  # touched on the event loop only
+        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="http")
+        self.version = scratchnet_version()
+
+    async def in_worker(self, call: Callable[[], Reply]) -> Reply:
+        """Run `call` in a worker thread, refusing it when workers and queue are full."""
+        if self.in_flight >= self.admitted:
+            raise ResourceExhausted(
+                f"{self.in_flight} requests in flight, the most this server takes at once "
+                f"(--workers {self.workers} plus --max-queue {self.admitted - self.workers}): "
+                "retry later"
+            )
+        self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
+        finally:
+            self.in_flight -= 1
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused past --max-message-mb before it is all read."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise ResourceExhausted(self._too_big(int(declared)))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise ResourceExhausted(self._too_big(size))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_big(self, size: int) -> str:
+        return (
+            f"the request body has {size} bytes or more, over the server's limit of "
+            f"{self.max_body} (--max-message-mb)"
+        )
+
+
+def _endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint that answers errors the protocol's way: `{"error": ...}`."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            reply = await handler(request)
+        except RequestError as error:
+            reply = _error_reply(error)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
+        except Exception:
+            _log.exception("unexpected error while handling %s %s", request.method, request.url)
+            reply = http_codec.error_reply(INTERNAL.http, _INTERNAL_MESSAGE)
+        return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+    return endpoint
+
+
+def _error_reply(error: RequestError) -> Reply:
+    return http_codec.error_reply(status_of(error).http, str(error))
+
+
+def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
+    """The Starlette application: the protocol's routes, then the playground's."""
+    service = _Service(plane, config)
+
+    async def live(request: Request) -> Reply:
+        return Reply(200, b"", {})
+
+    async def ready(request: Request) -> Reply:
+        return Reply(200 if plane.ready else 400, b"", {})
+
+    async def server_metadata(request: Request) -> Reply:
+        return http_codec.server_metadata(oip_service.SERVER_NAME, service.version, EXTENSIONS)
+
+    async def model_metadata(request: Request) -> Reply:
+        name, version = _model_of(request)
+        return http_codec.model_metadata(plane.model(name, version))
+
+    async def model_ready(request: Request) -> Reply:
+        name, version = _model_of(request)
+        try:
+            plane.model(name, version)
+        except RequestError:  # still loading, or not this model or version: not ready
+            return Reply(400, b"", {})
+        return Reply(400 if plane.shutting_down else 200, b"", {})
+
+    async def infer(request: Request) -> Reply:
+        name, version = _model_of(request)
+        body = await service.body(request)
+        encoding = request.headers.get("content-encoding")
+        header_length = request.headers.get(http_codec.HEADER_LENGTH)
+
+        def run() -> Reply:
+            plane.model(name, version)  # an unknown model is a 404 whatever the body says
+            data = http_codec.decompress(body, encoding, service.max_body)
+            decoded, binary = http_codec.infer_request(data, header_length, name, version)
+            response = plane.infer(decoded)
+            return http_codec.infer_response(response, decoded.outputs, binary)
+
+        return await service.in_worker(run)
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", _endpoint(live)),
+        Route("/v2/health/ready", _endpoint(ready)),
+        Route("/v2", _endpoint(server_metadata)),
+        Route(model, _endpoint(model_metadata)),
+        Route(versioned, _endpoint(model_metadata)),
+        Route(f"{model}/ready", _endpoint(model_ready)),
+        Route(f"{versioned}/ready", _endpoint(model_ready)),
+        Route(f"{model}/infer", _endpoint(infer), methods=["POST"]),
+        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"]),
+        # --- Model repository (POST /v2/repository/index, …/models/{name}/load, …/unload) and
+        # statistics (GET /v2/models/{name}/stats): to be wired here once the model repository
+        # work lands; until then they answer 404 like any unknown path. ---
+        *_playground_routes(plane, service),
+    ]
+
+    async def not_found(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 404
+        if status == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = f"no endpoint {request.method} {request.url.path} on this server"
+        reply = http_codec.error_reply(status, message)
+        return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def _model_of(request: Request) -> tuple[str, str]:
+    params = request.path_params
+    return str(params["name"]), str(params.get("version", ""))
+
+
+def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
+    """GET / and /playground/…: the page, its files and the models it can draw for."""
+
+    async def page(request: Request) -> Response:
+        return _file_response(playground.INDEX)
+
+    async def asset(request: Request) -> Response:
+        found = playground.asset(str(request.path_params["path"]))
+        if found is None:
+            raise HTTPException(404)
+        return _file_response(found)
+
+    async def models(request: Request) -> Reply:
+        return http_codec.json_reply(playground.models(plane))
+
+    async def model(request: Request) -> Reply:
+        name, version = _model_of(request)
+        described = await service.in_worker(
+            lambda: http_codec.json_reply(playground.describe(plane.model(name, version)))
+        )
+        return described
+
+    async def model_file(request: Request) -> Response:
+        name, version = _model_of(request)
+        try:
+            path = plane.model(name, version).path
+        except RequestError as error:
+            reply = _error_reply(error)
+            return Response(reply.body, reply.status, headers=dict(reply.headers))
+        return FileResponse(path, media_type="application/octet-stream")
+
+    api = "/playground/api/models"
+    return [
+        Route("/", page),
+        Route(api, _endpoint(models)),
+        Route(f"{api}/{{name}}", _endpoint(model)),
+        Route(f"{api}/{{name}}/versions/{{version}}", _endpoint(model)),
+        Route(f"{api}/{{name}}/model.onnx", model_file),
+        Route(f"{api}/{{name}}/versions/{{version}}/model.onnx", model_file),
+        Route("/playground/{path:path}", asset),
+    ]
+
+
+def _file_response(found: playground.Asset) -> Response:
+    return FileResponse(
+        found.path, media_type=found.media_type, headers={"cache-control": "no-cache"}
+    )
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), answering bytes it cannot parse as a request
+    with the protocol's JSON error rather than plain text; it still closes the connection."""
+
+    def send_400_response(self, msg: str) -> None:
+        """A 400 `{"error": ...}` naming what was wrong, then close (as uvicorn does)."""
+        reply = http_codec.error_reply(
+            400,
+            f"the server cannot parse the HTTP request ({msg.rstrip('.')}), expected HTTP/1.1 "
+            "with a Content-Length equal to the body's length",
+        )
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        length = f"content-length: {len(reply.body)}\r\nconnection: close\r\n\r\n".encode()
+        self.transport.write(head + length + reply.body)
+        self.transport.close()
+
+
+class HttpServer:
+    """uvicorn serving the app on a socket bound beforehand, in a thread of its own."""
+
+    def __init__(self, sock: socket.socket, server: Any, thread: threading.Thread) -> None:
+        self._socket = sock
+        self._server = server
+        self._thread = thread
+
+    @property
+    def port(self) -> int:
+        """The port bound (the one --http-port 0 picked)."""
+        return int(self._socket.getsockname()[1])
+
+    def stop(self) -> None:
+        """Stop accepting connections; requests in flight get the grace period to finish."""
+        self._server.should_exit = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for the server to finish; True if it did within `timeout` s."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
+    """Bind --host:--http-port and serve the app there from a new thread."""
+    sock = _bind(config)
+    if not _log.isEnabledFor(logging.DEBUG):
+        # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    settings = uvicorn.Config(
+        build_app(plane, config),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        http=_Protocol,
+        loop="uvloop" if _has_uvloop() else "asyncio",
+        timeout_graceful_shutdown=config.grace_seconds,  # type: ignore[arg-type]
+        server_header=False,
+    )
+    server = uvicorn.Server(settings)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="http")
+    thread.start()
+    return HttpServer(sock, server, thread)
+
+
+def _bind(config: ServerConfig) -> socket.socket:
+    address = config.http_address
+    try:
+        family = socket.getaddrinfo(config.host, config.http_port, type=socket.SOCK_STREAM)[0][0]
+        # SO_REUSEADDR (set by create_server) lets a restarted server bind a port whose old
+        # connections linger in TIME_WAIT; unlike SO_REUSEPORT it never shares a busy port.
+        return socket.create_server(
+            (config.host, config.http_port or 0), family=family, backlog=2048
+        )
+    except OSError:
+        raise ScratchnetError(
+            f"cannot listen on {address} for HTTP: address in use or not available"
+        ) from None
+
+
+def _has_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
