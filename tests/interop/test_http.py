@@ -209,22 +209,80 @@ def test_the_same_request_gives_bit_identical_outputs_over_grpc(
         assert over_json[name].tobytes() == raw, name
 
 
+def images_body(shape: list[int], datatype: str = "UINT8", name: str = "images") -> bytes:
+    """A request for one input with one value of data, whatever the shape says."""
+    tensor = {"name": name, "shape": shape, "datatype": datatype, "data": [0]}
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+UNKNOWN = "Request for unknown model:"
+HEADER = "Inference-Header-Content-Length"
+
+
 @pytest.mark.parametrize(
     ("path", "body", "headers", "status", "message"),
     [
         (INFER, b'{"inputs": [', {}, 400, "is not valid JSON"),
         (INFER, b"[]", {}, 400, "is a JSON array, expected an object"),
-        ("/v2/models/no-such-model/infer", b"{}", {}, 404, "Request for unknown model: 'no-such-model' is not found"),
-        (f"/v2/models/{MODEL}/versions/7/infer", b"{}", {}, 404, f"Request for unknown model: '{MODEL}' version 7 is not found"),
-        (INFER, b'{"inputs": [{"name": "images", "shape": [2, 27, 28], "datatype": "UINT8", "data": [0]}]}', {}, 400, f"input 'images' of model '{MODEL}': expected shape [-1,28,28], got [2,27,28]"),
-        (INFER, b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "UINT8", "data": [0]}]}', {}, 400, "expected 784 values for shape [1,28,28], got 1 in data"),
-        (INFER, b'{"inputs": [{"name": "images", "shape": [1, 28, 28], "datatype": "FP64", "data": [0]}]}', {}, 400, "expected datatype FP32 or UINT8, got FP64"),
-        (INFER, b'{"inputs": [{"name": "pixels", "shape": [1], "datatype": "UINT8", "data": [0]}]}', {}, 400, f"unexpected inference input 'pixels' for model '{MODEL}'"),
-        (INFER, b'{"inputs": []}xy', {"Inference-Header-Content-Length": "99"}, 400, "says 99 bytes of JSON, but the body has only 16 bytes"),
-        (INFER, b'{"inputs": []}', {"Inference-Header-Content-Length": "ten"}, 400, "is 'ten', expected the JSON's length in bytes"),
+        (
+            "/v2/models/no-such-model/infer",
+            b"{}",
+            {},
+            404,
+            f"{UNKNOWN} 'no-such-model' is not found",
+        ),
+        (
+            f"/v2/models/{MODEL}/versions/7/infer",
+            b"{}",
+            {},
+            404,
+            f"{UNKNOWN} '{MODEL}' version 7 is not found",
+        ),
+        (
+            INFER,
+            images_body([2, 27, 28]),
+            {},
+            400,
+            f"model '{MODEL}': expected shape [-1,28,28], got [2,27,28]",
+        ),
+        (
+            INFER,
+            images_body([1, 28, 28]),
+            {},
+            400,
+            "expected 784 values for shape [1,28,28], got 1 in data",
+        ),
+        (
+            INFER,
+            images_body([1, 28, 28], "FP64"),
+            {},
+            400,
+            "expected datatype FP32 or UINT8, got FP64",
+        ),
+        (
+            INFER,
+            images_body([1], name="pixels"),
+            {},
+            400,
+            f"unexpected inference input 'pixels' for model '{MODEL}'",
+        ),
+        (
+            INFER,
+            b'{"inputs": []}xy',
+            {HEADER: "99"},
+            400,
+            "says 99 bytes of JSON, but the body has only 16 bytes",
+        ),
+        (
+            INFER,
+            b'{"inputs": []}',
+            {HEADER: "ten"},
+            400,
+            "is 'ten', expected the JSON's length in bytes",
+        ),
         (INFER, b"{}", {"Content-Encoding": "br"}, 400, "unsupported Content-Encoding 'br'"),
     ],
-)  # fmt: skip
+)
 def test_errors_are_json_with_the_protocol_status(
     server: RunningServer,
     path: str,

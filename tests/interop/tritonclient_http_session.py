@@ -106,7 +106,9 @@ def main() -> int:
             "mixed": outputs(mixed),
             "errors": {
                 "wrong_shape": error_of(lambda: client.infer(model, [tensor_input(two[:, :-1])])),
-                "unknown_model": error_of(lambda: client.infer("no-such-model", [tensor_input(two)])),
+                "unknown_model": error_of(
+                    lambda: client.infer("no-such-model", [tensor_input(two)])
+                ),
                 "unknown_version": error_of(
                     lambda: client.infer(model, [tensor_input(two)], model_version="999")
                 ),

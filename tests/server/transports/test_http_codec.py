@@ -54,9 +54,9 @@ def test_binary_inputs_take_consecutive_slices_of_the_tail_without_a_copy() -> N
     data, length = body(
         {
             "inputs": [
-                {"name": "a", "shape": [4], "datatype": "FP32", "parameters": {"binary_data_size": 16}},
+                {"name": "a", "shape": [4], "datatype": "FP32", "parameters": sized(16)},
                 {"name": "j", "shape": [1], "datatype": "INT64", "data": [5]},
-                {"name": "b", "shape": [3], "datatype": "UINT8", "parameters": {"binary_data_size": 3}},
+                {"name": "b", "shape": [3], "datatype": "UINT8", "parameters": sized(3)},
             ],
             "parameters": {"binary_data_output": True},
         },
@@ -71,26 +71,41 @@ def test_binary_inputs_take_consecutive_slices_of_the_tail_without_a_copy() -> N
     assert j.raw is None and np.asarray(j.typed).tolist() == [5]
 
 
+def one(**fields: Any) -> dict[str, Any]:
+    """A request with one input `a` FP32 [1] and `fields` added to it."""
+    return {"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", **fields}]}
+
+
+def sized(size: int) -> dict[str, Any]:
+    return {"binary_data_size": size}
+
+
 @pytest.mark.parametrize(
     ("document", "chunks", "length", "message"),
     [
         (None, (), None, "is not valid JSON"),
         ([1], (), None, "is a JSON array, expected an object"),
         ({}, (), None, "has no 'inputs' array"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32"}]}, (), None, "no 'data' and no 'binary_data_size'"),
-        ({"inputs": [{"name": "a", "shape": [1.5], "datatype": "FP32", "data": [1]}]}, (), None, "'shape' is [1.5], expected an array of integers"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "UINT8", "data": [1.5]}]}, (), None, "non-integer values, expected integers for UINT8"),
-        ({"inputs": [{"name": "a", "shape": [2], "datatype": "FP32", "data": [[1], [2, 3]]}]}, (), None, "ragged nested array"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]}, (), None, "values that are not numbers"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": [1], "parameters": {"binary_data_size": 4}}]}, (b"1234",), "auto", "both 'data' and parameter 'binary_data_size'"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}]}, (), None, "needs binary data after the JSON, with its length in the Inference-Header-Content-Length header"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 8}}]}, (b"1234",), "auto", "asks for bytes 0 to 8 of the binary data, which has 4"),
-        ({"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 2}}]}, (b"1234",), "auto", "4 bytes of binary data after the JSON, but its inputs' 'binary_data_size' add up to 2"),
+        (one(), (), None, "no 'data' and no 'binary_data_size'"),
+        (one(shape=[1.5], data=[1]), (), None, "'shape' is [1.5], expected an array of integers"),
+        (one(datatype="UINT8", data=[1.5]), (), None, "non-integer values, expected integers"),
+        (one(shape=[2], data=[[1], [2, 3]]), (), None, "ragged nested array"),
+        (one(data=["x"]), (), None, "values that are not numbers"),
+        (one(data=[1], parameters=sized(4)), (b"1234",), "auto", "both 'data' and parameter"),
+        (one(parameters=sized(4)), (), None, "needs binary data after the JSON, with its length "
+         "in the Inference-Header-Content-Length header"),
+        (one(parameters=sized(8)), (b"1234",), "auto", "asks for bytes 0 to 8 of the binary "
+         "data, which has 4"),
+        (one(parameters=sized(2)), (b"1234",), "auto", "4 bytes of binary data after the JSON, "
+         "but its inputs' 'binary_data_size' add up to 2"),
         ({"inputs": []}, (b"12",), "999", "says 999 bytes of JSON, but the body has only"),
         ({"inputs": []}, (b"12",), "-1", "is '-1', expected the JSON's length in bytes"),
-        ({"inputs": [], "parameters": {"binary_data_output": "yes"}}, (), None, "'binary_data_output' for model 'm' is \"yes\", expected true or false"),
-        ({"inputs": [], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}, (), None, "needs Triton's classification extension"),
-        ({"inputs": [], "outputs": {"name": "y"}}, (), None, "'outputs' of the request for model 'm' is a JSON object, expected an array"),
+        ({"inputs": [], "parameters": {"binary_data_output": "yes"}}, (), None,
+         "'binary_data_output' for model 'm' is \"yes\", expected true or false"),
+        ({"inputs": [], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}, (),
+         None, "needs Triton's classification extension"),
+        ({"inputs": [], "outputs": {"name": "y"}}, (), None, "'outputs' of the request for "
+         "model 'm' is a JSON object, expected an array"),
     ],
 )  # fmt: skip
 def test_malformed_requests_are_named(
