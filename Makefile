@@ -8,10 +8,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := clients/node/node_modules/.installed
+PLAYGROUND_INSTALLED := server/playground/node_modules/.installed
 PEERS_VENV := build/peers-venv
 PEERS_INSTALLED := $(PEERS_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test playground chromium screenshot
 
 # --- The two commands ------------------------------------------------------------------------
 # Train -> export -> serve -> score the MNIST test set over gRPC -> stop the server.
@@ -47,7 +48,7 @@ typecheck: $(INSTALLED)
 proto-check: $(INSTALLED)
 	$(PY) scripts/generate_proto.py --check
 
-pytest: $(INSTALLED) cpp-client
+pytest: $(INSTALLED) cpp-client $(NODE_INSTALLED) playground chromium
 	$(PY) -m pytest
 
 # Regenerate scratchnet/api/ from proto/ (`make proto-check` fails when it is stale).
@@ -94,5 +95,26 @@ node-deps: $(NODE_INSTALLED)
 node-test: $(INSTALLED) $(NODE_INSTALLED)
 	cd clients/node && SCRATCHNET_PYTHON=$(abspath $(PY)) node --test
 
+# --- The playground (server/playground): onnxruntime-web, the browser tests' tools ------------
+# onnxruntime-web's WebAssembly build is copied from npm into static/ort/, which the server serves
+# for the page's "in this page" mode (never committed); playwright-core drives the browser tests.
+$(PLAYGROUND_INSTALLED): server/playground/package.json server/playground/package-lock.json
+	@command -v npm >/dev/null || { echo "playground: needs Node.js >= 20 and npm" >&2; exit 1; }
+	cd server/playground && npm ci --no-audit --no-fund
+	mkdir -p server/playground/static/ort
+	cd server/playground/node_modules/onnxruntime-web/dist && cp ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm ../../../static/ort/
+	touch $@
+
+playground: $(PLAYGROUND_INSTALLED)
+
+# Debian's Chromium for the browser tests (playwright-core cannot download its own here).
+chromium:
+	tests/playground/install-chromium.sh
+
+# Rewrite docs/playground.png, the README's picture, from the page as the browser test draws it.
+screenshot: $(INSTALLED) $(PLAYGROUND_INSTALLED) chromium
+	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
+	$(PY) scripts/playground_screenshot.py docs/playground.png
+
 clean:
-	rm -rf $(VENV) artifacts build *.egg-info clients/cpp/build clients/node/node_modules
+	rm -rf $(VENV) artifacts build *.egg-info clients/cpp/build clients/node/node_modules server/playground/node_modules server/playground/static/ort
