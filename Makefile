@@ -12,7 +12,7 @@ PLAYGROUND_INSTALLED := server/playground/node_modules/.installed
 PEERS_VENV := build/peers-venv
 PEERS_INSTALLED := $(PEERS_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test playground chromium screenshot
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test playground chromium screenshot serve
 
 # --- The two commands ------------------------------------------------------------------------
 # Train -> export -> serve -> score the MNIST test set over gRPC -> stop the server.
@@ -66,6 +66,9 @@ bench: $(INSTALLED)
 	$(PY) bench/server_throughput.py artifacts/model.onnx
 	$(PY) bench/serving.py --peers
 	$(PY) bench/report.py --write README.md
+	$(PY) bench/http_serving.py
+	$(PY) bench/report.py bench/results/http.json --write README.md
+	$(PY) bench/report.py bench/results/http.json --write docs/http.md
 
 # The peer servers of bench/serving.py in a venv of their own: their pins conflict with ours.
 $(PEERS_INSTALLED): bench/peers/requirements.txt
@@ -110,6 +113,12 @@ playground: $(PLAYGROUND_INSTALLED)
 # Debian's Chromium for the browser tests (playwright-core cannot download its own here).
 chromium:
 	tests/playground/install-chromium.sh
+
+# The playground and both APIs: gRPC on 127.0.0.1:50051, HTTP and the page on
+# http://127.0.0.1:8000/ (trains and exports the model first if there is none). Ctrl-C stops it.
+serve: $(INSTALLED) $(PLAYGROUND_INSTALLED)
+	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
+	$(PY) -m server --http-port 8000
 
 # Rewrite docs/playground.png, the README's picture, from the page as the browser test draws it.
 screenshot: $(INSTALLED) $(PLAYGROUND_INSTALLED) chromium

@@ -1,5 +1,6 @@
-"""Render the README's serving table from bench/results/serving.json (written by bench/serving.py):
-print it, or with --write README.md replace the block between the markers with it.
+"""Render the README's serving tables from bench/results/serving.json (bench/serving.py) or
+bench/results/http.json (bench/http_serving.py): print one, or with --write README.md replace
+the block between its markers with it.
 
     .venv/bin/python bench/report.py [RESULTS] [--write README.md]
 """
@@ -128,12 +129,100 @@ def _notes(results: dict[str, Any]) -> list[str]:
     return [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
 
 
-def replace_block(text: str, block: str, name: str) -> str:
-    """`text` with what lies between the BEGIN and END markers replaced by `block`."""
-    start, end = text.find(BEGIN), text.find(END)
+HTTP_BEGIN = "<!-- bench:http -->"
+HTTP_END = "<!-- /bench:http -->"
+_HTTP_LABELS = {
+    "in-process": "onnxruntime in process, 1 thread (the ceiling)",
+    "scratchnet": "scratchnet HTTP (Starlette on uvicorn: httptools, uvloop)",
+    "scratchnet-grpc": "scratchnet gRPC, same server (ModelInfer, raw tensors)",
+    "scratchnet-h11": "scratchnet's HTTP app on uvicorn's h11 + asyncio",
+    "kserve": "KServe REST (FastAPI on uvicorn)",
+}
+
+
+def render_http(results: dict[str, Any]) -> str:
+    """The markdown table of one http.json, with the notes that say how it was measured."""
+    cells = {(r["scenario"], r["contender"]): r for r in results["results"]}
+    order = [c for c in _HTTP_LABELS if any(key[1] == c for key in cells)]
+    lines = [
+        "| server | H1 binary, batch 1000: images/s | H2 JSON, batch 1000: images/s "
+        "| H3 JSON, batch 1: p50 / p99 ms | H4 JSON, batch 1, 16 in flight: requests/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for contender in order:
+        h1, h2, h3, h4 = (cells.get((s, contender)) for s in ("H1", "H2", "H3", "H4"))
+        figures = [
+            _http_rate(h1, "images_per_second"),
+            _http_rate(h2, "images_per_second"),
+            _http_latency(h3),
+            _http_rate(h4, "requests_per_second"),
+        ]
+        lines.append(f"| {_HTTP_LABELS[contender]} | " + " | ".join(figures) + " |")
+    settings, machine, versions = results["settings"], results["machine"], results["versions"]
+    peers = ""
+    if "peers: kserve" in versions:
+        peers = (
+            f"; KServe {versions['peers: kserve']} (FastAPI {versions['peers: fastapi']}, uvicorn "
+            f"{versions['peers: uvicorn']}, orjson {versions['peers: orjson']})"
+        )
+    bad = [r for r in results["results"] if r["errors"] or not r["check_ok"]]
+    checked = "⚠ errors or wrong replies: " + ", ".join(
+        f"{r['contender']} {r['scenario']}" for r in bad
+    )
+    if not bad:
+        checked = (
+            "No errors; every server's first reply to each distinct request had onnxruntime's "
+            "labels and scores (within 1e-5), and every later reply was the same bytes."
+        )
+    notes = [
+        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s (after "
+        f"{settings['warmup_seconds']:g} s of warm-up), one server at a time. In parentheses: "
+        "throughput as a fraction of onnxruntime in process on the same images, p50 latency as a "
+        "multiple of it. H3/H4 send one image as JSON; the gRPC row sends it raw, its nearest "
+        "twin (it has no JSON, hence no H2).",
+        "",
+        f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
+        f"({machine['cpu_model']}), Python {machine['python']}, onnxruntime "
+        f"{versions['onnxruntime']}, Starlette {versions['starlette']}, uvicorn "
+        f"{versions['uvicorn']}, httptools {versions['httptools']}, uvloop {versions['uvloop']}"
+        + peers
+        + ".",
+        "",
+        checked,
+    ]
+    for skipped in results["skipped"]:
+        notes += ["", f"Skipped {skipped['id']}: {skipped['reason']}"]
+    wrapped = [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
+    return "\n".join([*lines, "", *wrapped])
+
+
+def _http_rate(result: dict[str, Any] | None, name: str) -> str:
+    if result is None:
+        return "—"
+    text = f"{result['median'][name]:,.0f}"
+    if result["contender"] == "in-process":
+        return text
+    return f"{text} ({result['vs_in_process'][name]:.2f}x)"
+
+
+def _http_latency(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "—"
+    median = result["median"]
+    text = f"{median['p50_ms']:.3f} / {median['p99_ms']:.3f}"
+    if result["contender"] == "in-process":
+        return text
+    return f"{text} ({result['vs_in_process']['p50_ms']:.0f}x)"
+
+
+def replace_block(
+    text: str, block: str, name: str, begin: str = BEGIN, end_marker: str = END
+) -> str:
+    """`text` with what lies between the `begin` and `end_marker` markers replaced by `block`."""
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
-        raise ScratchnetError(f"{name} has no {BEGIN} … {END} block to rewrite")
-    return text[: start + len(BEGIN)] + "\n" + block + "\n" + text[end:]
+        raise ScratchnetError(f"{name} has no {begin} … {end_marker} block to rewrite")
+    return text[: start + len(begin)] + "\n" + block + "\n" + text[end:]
 
 
 def main() -> int:
@@ -144,14 +233,18 @@ def main() -> int:
     args = parser.parse_args()
     if not args.results.is_file():
         raise ScratchnetError(f"{args.results} not found: run bench/serving.py first")
-    block = render(json.loads(args.results.read_text()))
+    results = json.loads(args.results.read_text())
+    http = results.get("benchmark") == "http"
+    block = render_http(results) if http else render(results)
+    markers = (HTTP_BEGIN, HTTP_END) if http else (BEGIN, END)
     if args.write is not None and not args.write.is_file():
         raise ScratchnetError(f"{args.write} not found")
     if args.write is None:
         print(block)
     else:
-        args.write.write_text(replace_block(args.write.read_text(), block, str(args.write)))
-        print(f"rewrote the serving table in {args.write}")
+        text = replace_block(args.write.read_text(), block, str(args.write), *markers)
+        args.write.write_text(text)
+        print(f"rewrote the {'HTTP' if http else 'serving'} table in {args.write}")
     return 0
 
 

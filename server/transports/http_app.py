@@ -305,13 +305,17 @@ def _bind(config: ServerConfig) -> socket.socket:
         family = socket.getaddrinfo(config.host, config.http_port, type=socket.SOCK_STREAM)[0][0]
         # SO_REUSEADDR (set by create_server) lets a restarted server bind a port whose old
         # connections linger in TIME_WAIT; unlike SO_REUSEPORT it never shares a busy port.
-        return socket.create_server(
+        sock = socket.create_server(
             (config.host, config.http_port or 0), family=family, backlog=2048
         )
     except OSError:
         raise ScratchnetError(
             f"cannot listen on {address} for HTTP: address in use or not available"
         ) from None
+    # Accepted connections inherit it: an answer written in two parts (head, then body) would
+    # otherwise wait for the client's delayed ACK, 40 ms on Linux (bench/http_serving.py).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _has_uvloop() -> bool:
