@@ -11,6 +11,8 @@
     │   │                       kind to its gRPC and HTTP status
     │   ├── InvalidArgument     the client's mistake: datatype, shape, bytes, values, batch size
     │   ├── NotFound            an unknown model name or version
+    │   ├── FailedPrecondition  a request the server's mode does not allow (explicit model
+    │   │                       load and unload unless --model-control-mode explicit)
     │   ├── ResourceExhausted   more than the server accepts at once
     │   └── Unavailable         no model ready yet, or the server is shutting down
     └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
@@ -35,6 +37,7 @@ __all__ = [
     "DataError",
     "DeadlineExceededError",
     "ExportError",
+    "FailedPrecondition",
     "InvalidArgument",
     "InvalidArgumentError",
     "LaunchError",
@@ -91,6 +94,10 @@ class InvalidArgument(RequestError):
 
 class NotFound(RequestError):
     """A request for a model (name or version) this server does not serve."""
+
+
+class FailedPrecondition(RequestError):
+    """A request the server's current mode does not allow; it can work on another server."""
 
 
 class ResourceExhausted(RequestError):

@@ -13,6 +13,7 @@ import grpc
 from scratchnet.errors import (
     ClientError,
     DeadlineExceededError,
+    FailedPrecondition,
     InvalidArgument,
     InvalidArgumentError,
     NotFound,
@@ -35,6 +36,7 @@ class Status(NamedTuple):
 STATUS: dict[type[RequestError], Status] = {
     InvalidArgument: Status(grpc.StatusCode.INVALID_ARGUMENT, 400),
     NotFound: Status(grpc.StatusCode.NOT_FOUND, 404),
+    FailedPrecondition: Status(grpc.StatusCode.FAILED_PRECONDITION, 400),
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
 }

@@ -1,7 +1,9 @@
 """Build and run the gRPC server: both services, health checking and reflection on one port.
 
-`serve` binds the port and prints `listening on HOST:PORT` before the model loads, so a supervisor
-can watch health (NOT_SERVING while loading) instead of guessing when the server is up.
+`serve` binds the port and prints `listening on HOST:PORT` before the models load, so a
+supervisor can watch health (NOT_SERVING while loading) instead of guessing when the server is
+up; then it serves until SIGTERM or SIGINT, syncing the models with their files on SIGHUP (and
+every few seconds with --model-control-mode poll).
 """
 
 from __future__ import annotations
@@ -18,11 +20,17 @@ import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scratchnet.errors import ScratchnetError
+from scratchnet.errors import ModelError, ScratchnetError
 from server.config import ServerConfig
 from server.dataplane import DataPlane
 from server.health import Health
-from server.model import load_model
+from server.model_control import (
+    LoadOptions,
+    ModelControl,
+    ModelSource,
+    RepositoryFolder,
+    SingleFile,
+)
 from server.repository import ModelRepository
 from server.transports import oip_service, v1_service
 from server.transports.grpc_errors import RejectUndecodableRequests
@@ -39,7 +47,7 @@ _log = logging.getLogger(__name__)
 
 
 def build_server(
-    config: ServerConfig, plane: DataPlane, health_status: Health
+    config: ServerConfig, plane: DataPlane, control: ModelControl, health_status: Health
 ) -> tuple[grpc.Server, int]:
     """A server with every service registered and its port bound (not started), and the port."""
     server = grpc.server(
@@ -56,7 +64,7 @@ def build_server(
         interceptors=[RejectUndecodableRequests(SERVICE_NAMES)],
     )
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes)
-    oip_service.add_to_server(server, plane)
+    oip_service.add_to_server(server, plane, control)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -71,38 +79,60 @@ def build_server(
 
 
 def serve(config: ServerConfig) -> int:
-    """Listen, load the model, serve until SIGTERM or SIGINT, then drain; return the exit code."""
-    plane = DataPlane(ModelRepository(loading=(config.model_name,)))
+    """Listen, load the models, serve until SIGTERM or SIGINT, then drain; return the exit code."""
+    source = _source(config)
+    at_start = _models_at_start(config, source)
+    plane = DataPlane(ModelRepository(loading=tuple(at_start)))
+    options = LoadOptions(config.threads, config.max_batch, config.image_shape)
+    control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
-    server, port = build_server(config, plane, health_status)
-    stop = threading.Event()
+    server, port = build_server(config, plane, control, health_status)
+    stop, reload = threading.Event(), threading.Event()
+
+    def on_stop(*_: object) -> None:
+        stop.set()
+        reload.set()  # wakes the main loop
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, on_stop)
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
     server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
     http: HttpServer | None = None
     try:
         http = _start_http(config, plane)
-        model = load_model(
-            config.model, config.model_name, threads=config.threads, max_batch=config.max_batch
-        )
+        # The one model of --model must load: there is nothing to serve without it.
+        control.start(at_start, strict=config.model is not None)
     except ScratchnetError:
         server.stop(None)
         if http is not None:
             http.stop()
         raise
     if not stop.is_set():
-        plane.repository.add(model)
         health_status.serving()
-        _log.info(
-            "serving %s as '%s' version %s: inputs %s; outputs %s",
-            config.model,
-            model.name,
-            model.version,
-            ", ".join(map(str, model.signature.inputs)),
-            ", ".join(map(str, model.signature.outputs)),
+        for model in plane.repository.models():
+            _log.info(
+                "serving '%s' version %s from %s: inputs %s; outputs %s",
+                model.name,
+                model.version,
+                model.path,
+                ", ".join(map(str, model.inputs)),
+                ", ".join(map(str, model.outputs)),
+            )
+    if config.model_control_mode == "poll":
+        poller = threading.Thread(
+            target=control.poll,
+            args=(stop, config.repository_poll_secs),
+            name="repository-poll",
+            daemon=True,
         )
-    stop.wait()
+        poller.start()
+    while not stop.is_set():
+        reload.wait()
+        reload.clear()
+        if not stop.is_set():
+            _log.info("SIGHUP: syncing the models with their files")
+            control.sync_all()
     _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
     # New calls are refused from here on; calls in flight run until they finish or the grace
     # period ends, whichever is first, and are then cancelled. Health turns NOT_SERVING right
@@ -133,6 +163,28 @@ def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
     http = start_http_server(config, plane)
     print(f"http listening on {config.address_with(http.port)}", flush=True)
     return http
+
+
+def _source(config: ServerConfig) -> ModelSource:
+    if config.model_repository is not None:
+        return RepositoryFolder(config.model_repository)
+    assert config.model is not None
+    return SingleFile(config.model, config.model_name)
+
+
+def _models_at_start(config: ServerConfig, source: ModelSource) -> list[str]:
+    if config.model_control_mode != "explicit" or config.model is not None:
+        return source.names()
+    if "*" in config.load_model:
+        return source.names()
+    known = set(source.names())
+    unknown = [name for name in config.load_model if name not in known]
+    if unknown:
+        raise ModelError(
+            f"--load-model {', '.join(unknown)}: no such model in {config.model_repository}, "
+            f"expected some of {', '.join(sorted(known)) or '(none: the repository is empty)'}"
+        )
+    return list(config.load_model)
 
 
 def configure_logging(level: str) -> None:

@@ -66,6 +66,10 @@ _FLOAT32 = datatypes.by_numpy(np.float32)
 _log = logging.getLogger(__name__)
 
 
+class _NotClassifier(Exception):
+    """Why a model is not an image classifier; image_classifier returns its message."""
+
+
 @dataclass(frozen=True)
 class _Source:
     """Where one of the classifier's outputs comes from: the ONNX output it reads and the role
@@ -150,28 +154,33 @@ class ImageClassifier:
         return (self.height, self.width)
 
 
-def image_classifier(signature: Signature, where: str) -> ImageClassifier:
-    """The classifier view of `signature`; ModelError naming the reason if it is not one."""
+def image_classifier(signature: Signature, where: str) -> ImageClassifier | str:
+    """The classifier view of `signature`, or why it is not an image classifier (a sentence).
+
+    A model whose outputs are ambiguous is not one (never guessed: the sentence says how to
+    declare the roles); ModelError when its declared roles name no output or no role.
+    """
     if len(signature.inputs) != 1:
         names = ", ".join(repr(spec.name) for spec in signature.inputs)
-        raise ModelError(
-            f"{where} has {len(signature.inputs)} inputs ({names}), expected one image input"
-        )
+        return f"it has {len(signature.inputs)} inputs ({names}), expected one image input"
     spec = signature.inputs[0]
     if spec.datatype.numpy is None or spec.datatype.numpy.kind not in "fu":
-        raise ModelError(
-            f"{where}: input '{spec.name}' is {spec.datatype}, expected a float or UINT8 image"
-        )
-    height, width = _image_size(where, spec, signature.metadata)
-    sources = _sources(where, signature)
-    num_classes = _num_classes(where, signature, sources)
+        return f"its input '{spec.name}' is {spec.datatype}, expected a float or UINT8 image"
+    size = _image_size(spec, signature.metadata)
+    if isinstance(size, str):
+        return size
+    try:
+        sources = _sources(where, signature)
+        num_classes = _num_classes(signature, sources)
+    except _NotClassifier as reason:
+        return str(reason)
     accepted: tuple[Datatype, ...] = (spec.datatype,)
     if spec.datatype.numpy.kind == "f":
         accepted = (spec.datatype, _UINT8) if spec.datatype == _FLOAT32 else (_FLOAT32, _UINT8)
     return ImageClassifier(
         input=spec,
-        height=height,
-        width=width,
+        height=size[0],
+        width=size[1],
         num_classes=num_classes,
         class_labels=tuple(_class_labels(where, signature.metadata, num_classes)),
         input_scale=_input_scale(where, signature.metadata),
@@ -181,21 +190,21 @@ def image_classifier(signature: Signature, where: str) -> ImageClassifier:
     )
 
 
-def _image_size(where: str, spec: TensorSpec, metadata: Mapping[str, str]) -> tuple[int, int]:
+def _image_size(spec: TensorSpec, metadata: Mapping[str, str]) -> tuple[int, int] | str:
     dims = spec.dims
-    expected = (
-        "expected [N,H,W], [N,1,H,W] or [N,H·W] (with metadata input_shape [H,W]) with fixed "
-        "H, W and a dynamic N"
+    problem = (
+        f"its input '{spec.name}' has shape {format_dims(dims)}, expected [N,H,W], [N,1,H,W] or "
+        "[N,H·W] (with the image size from metadata input_shape, config dims or --image-shape) "
+        "with fixed H, W and a dynamic N"
     )
-    problem = f"{where}: input '{spec.name}' has shape {format_dims(dims)}, {expected}"
     if not dims or dims[0] > 0 or len(dims) not in (2, 3, 4) or any(d < 1 for d in dims[1:]):
-        raise ModelError(problem)
+        return problem
     if len(dims) == 4 and dims[1] != 1:
-        raise ModelError(problem)
+        return problem
     if len(dims) == 2:
         shape = _declared_image_shape(metadata)
         if shape is None or shape[0] * shape[1] != dims[1]:
-            raise ModelError(problem)
+            return problem
         return shape
     return dims[-2], dims[-1]
 
@@ -217,7 +226,7 @@ def _role(where: str, spec: TensorSpec, declared: Mapping[str, str]) -> str | No
         role = declared[spec.name]
         return None if role == "none" else role
     rank, kind = len(spec.dims), spec.datatype.numpy.kind if spec.datatype.numpy else ""
-    if kind in "iu" and kind and (rank == 1 or (rank == 2 and spec.dims[1] == 1)):
+    if kind and kind in "iu" and (rank == 1 or (rank == 2 and spec.dims[1] == 1)):
         return LABEL
     if kind != "f" or rank != 2:
         return None
@@ -229,9 +238,9 @@ def _role(where: str, spec: TensorSpec, declared: Mapping[str, str]) -> str | No
     hinted = next((role for hint, role in _NAME_HINTS if hint in lowered), None)
     if hinted in (SCORES, PROBABILITIES, LOG_PROBABILITIES):
         return hinted
-    raise ModelError(
-        f"{where}: cannot tell what output {spec} holds (computed by {spec.producer or 'nothing'}"
-        f"): declare it with metadata or config parameter {ROLE_KEY}{spec.name} = scores, "
+    raise _NotClassifier(
+        f"cannot tell what its output {spec} holds (computed by {spec.producer or 'nothing'}): "
+        f"declare it with metadata_props or a config parameter {ROLE_KEY}{spec.name} = scores, "
         "probabilities, log_probabilities or none"
     )
 
@@ -244,16 +253,16 @@ def _sources(where: str, signature: Signature) -> dict[str, _Source]:
         if role is None:
             continue
         if role in found:
-            raise ModelError(
-                f"{where}: outputs '{found[role]}' and '{spec.name}' both look like the {role}: "
-                f"declare which with metadata {ROLE_KEY}<output> = {role} (and none for the other)"
+            raise _NotClassifier(
+                f"its outputs '{found[role]}' and '{spec.name}' both look like the {role}: declare "
+                f"which with metadata_props or a config parameter {ROLE_KEY}<output> = {role} "
+                "(and none for the other)"
             )
         found[role] = spec.name
     if not found:
         shown = ", ".join(str(spec) for spec in signature.outputs)
-        raise ModelError(
-            f"{where}: outputs {shown} include neither scores (float [N,C]) nor labels "
-            "(int64 or int32 [N])"
+        raise _NotClassifier(
+            f"its outputs {shown} include neither scores (float [N,C]) nor labels (int [N])"
         )
     sources = {role: _Source(name, role) for role, name in found.items() if role in _OUTPUT_DTYPES}
     probability_source = found.get(PROBABILITIES) or found.get(LOG_PROBABILITIES)
@@ -290,7 +299,7 @@ def _declared_roles(where: str, signature: Signature) -> dict[str, str]:
     return declared
 
 
-def _num_classes(where: str, signature: Signature, sources: Mapping[str, _Source]) -> int:
+def _num_classes(signature: Signature, sources: Mapping[str, _Source]) -> int:
     widths = {
         spec.dims[1]
         for spec in signature.outputs
@@ -299,15 +308,15 @@ def _num_classes(where: str, signature: Signature, sources: Mapping[str, _Source
         and spec.dims[1] > 1
     }
     if len(widths) > 1:
-        raise ModelError(f"{where}: scores and probabilities disagree on the class count {widths}")
+        raise _NotClassifier(f"its scores and probabilities disagree on the class count {widths}")
     if widths:
         return widths.pop()
     labels = _parse_labels(signature.metadata)
     if labels:
         return len(labels)
-    raise ModelError(
-        f"{where}: cannot tell the number of classes: give its scores a fixed shape [N,C] or "
-        "its metadata_props a class_labels JSON list"
+    raise _NotClassifier(
+        "the number of classes is unknown: give its scores a fixed shape [N,C] or its "
+        "metadata_props a class_labels JSON list"
     )
 
 

@@ -25,6 +25,7 @@ from scratchnet.contract import (
 __all__ = ["ServerConfig", "parse_config"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CONTROL_MODES = ("none", "poll", "explicit")
 # grpc measures message sizes in an int32 of bytes.
 _MAX_MESSAGE_MB_LIMIT = 2047
 
@@ -33,7 +34,13 @@ _MAX_MESSAGE_MB_LIMIT = 2047
 class ServerConfig:
     """Everything `python -m server` is told."""
 
-    model: Path
+    model: Path | None
+    """The one ONNX file to serve; None when a model repository is served instead."""
+    model_repository: Path | None
+    model_control_mode: str
+    repository_poll_secs: float
+    load_model: tuple[str, ...]
+    image_shape: tuple[int, int] | None
     host: str
     port: int
     model_name: str
@@ -78,6 +85,35 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected model names separated by commas, or '*'")
+    return names
+
+
+def _mode(text: str) -> str:
+    if text.lower() not in CONTROL_MODES:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(CONTROL_MODES)}, got {text!r}"
+        )
+    return text.lower()
+
+
+def _image_shape(text: str) -> tuple[int, int]:
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
 def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a non-empty name")
@@ -98,7 +134,35 @@ def _level(text: str) -> str:
 
 # flag -> (parser, default, help); the environment variable is SCRATCHNET_<FLAG>.
 _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
-    "model": (Path, DEFAULT_MODEL, "the ONNX model to serve"),
+    "model": (
+        Path,
+        None,
+        f"the one ONNX model to serve (default: {DEFAULT_MODEL}, unless --model-repository)",
+    ),
+    "model-repository": (
+        Path,
+        None,
+        "serve a Triton model repository: DIR/<model>/[config.pbtxt], DIR/<model>/<version>/"
+        "model.onnx",
+    ),
+    "model-control-mode": (
+        _mode,
+        "none",
+        "none: load every model at start; poll: also follow the files' changes; explicit: load "
+        "the --load-model ones, then what RepositoryModelLoad/Unload ask (SIGHUP reloads in all)",
+    ),
+    "repository-poll-secs": (_positive_seconds, 5.0, "with poll: seconds between two scans"),
+    "load-model": (
+        _names,
+        None,
+        "with explicit: models to load at start, separated by commas ('*': all)",
+    ),
+    "image-shape": (
+        _image_shape,
+        None,
+        "HxW of the images of models whose input is flat [N,H·W] (else from their metadata or "
+        "config), for the v1 API",
+    ),
     "host": (
         _name,
         DEFAULT_HOST,
@@ -106,8 +170,16 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "network (no TLS, no authentication)",
     ),
     "port": (integer(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks a free one"),
-    "model-name": (_name, DEFAULT_MODEL_NAME, "name the model is served under"),
-    "max-batch": (integer(1), DEFAULT_MAX_BATCH, "most images one request may carry"),
+    "model-name": (
+        _name,
+        DEFAULT_MODEL_NAME,
+        "name the --model file is served under, and the model v1 requests that name none go to",
+    ),
+    "max-batch": (
+        integer(1),
+        DEFAULT_MAX_BATCH,
+        "most items one request may carry, for models whose config.pbtxt sets no max_batch_size",
+    ),
     "threads": (integer(0), 0, "onnxruntime intra-op threads per inference (0: one per core)"),
     "workers": (integer(1), 8, "gRPC worker threads: calls handled at the same time"),
     "max-queue": (
@@ -144,8 +216,9 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
     """Read flags from `argv` over environment variables over defaults; exit 2 on a bad value."""
     parser = ArgumentParser(
         prog=prog,
-        description="Serve an ONNX image classifier over gRPC (scratchnet.v1.Classifier and the "
-        "Open Inference Protocol) with health checking and reflection.",
+        description="Serve ONNX models over gRPC (the Open Inference Protocol, and "
+        "scratchnet.v1.Classifier for image classifiers) with health checking and reflection: "
+        "one file (--model) or a Triton model repository (--model-repository).",
         epilog="Every flag can also be set by an environment variable SCRATCHNET_<FLAG>, "
         "e.g. SCRATCHNET_PORT=50052; a flag given on the command line wins.",
     )
@@ -161,9 +234,16 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
             type=parse,
             default=default,
             metavar=flag.split("-")[-1].upper(),
-            help=f"{help_text} (default: {default}; env {variable})",
+            help=f"{help_text} ({'' if default is None else f'default: {default}; '}env "
+            f"{variable})",
         )
     args = parser.parse_args(argv)
-    return ServerConfig(
-        **{flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in _FLAGS}
-    )
+    values = {flag.replace("-", "_"): getattr(args, flag.replace("-", "_")) for flag in _FLAGS}
+    if values["model"] is not None and values["model_repository"] is not None:
+        parser.error("--model and --model-repository: give one, not both")
+    if values["model"] is None and values["model_repository"] is None:
+        values["model"] = DEFAULT_MODEL
+    if values["load_model"] is not None and values["model_control_mode"] != "explicit":
+        parser.error("--load-model is only used with --model-control-mode explicit")
+    values["load_model"] = values["load_model"] or ()
+    return ServerConfig(**values)

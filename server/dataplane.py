@@ -9,7 +9,9 @@ its request: model, outputs, inputs (name, datatype, shape, data, values), then 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +22,15 @@ from scratchnet import datatypes
 from scratchnet.contract import PIXEL_MAX, scale_uint8
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import InvalidArgument, clip
+from server.classification import top_classes
 from server.model import Model
 from server.repository import ModelRepository
 from server.signature import TensorSpec, format_dims
+from server.statistics import Statistics, Timing
 from server.tensors import JSON_DATA, InputTensor, decode
 
 __all__ = [
+    "CLASSIFICATION",
     "ClassifyRequest",
     "ClassifyResponse",
     "DataPlane",
@@ -33,6 +38,10 @@ __all__ = [
     "InferResponse",
     "RequestedOutput",
 ]
+
+
+CLASSIFICATION = "classification"
+"""The output parameter of Triton's classification extension: how many top classes to answer."""
 
 
 @dataclass(frozen=True)
@@ -89,8 +98,9 @@ class ClassifyResponse:
 class DataPlane:
     """Looks up the model, checks the request against it, runs it, selects the outputs."""
 
-    def __init__(self, repository: ModelRepository) -> None:
+    def __init__(self, repository: ModelRepository, statistics: Statistics | None = None) -> None:
         self.repository = repository
+        self.statistics = statistics or Statistics()
         self.shutting_down = False
 
     @property
@@ -104,72 +114,150 @@ class DataPlane:
 
     def infer(self, request: InferRequest) -> InferResponse:
         """Run a model on its own inputs and return the requested outputs."""
+        timing = Timing()
         model = self.model(request.model_name, request.model_version)
-        outputs = _requested_outputs(model, request.outputs)
-        feeds = {
-            spec.name: _input_array(model, spec, tensor, spec.dims, model.accepted(spec))
-            for spec, tensor in _matched_inputs(model, request.inputs)
-        }
-        results = self._run(model, feeds, outputs)
-        return InferResponse(model.name, model.version, request.id, results)
+        with self._recorded(model, timing) as items:
+            outputs = _requested_outputs(model, request.outputs)
+            arrays = {
+                spec.name: (spec, _input_array(model, spec, tensor))
+                for spec, tensor in _matched_inputs(model, request.inputs)
+            }
+            items.append(_batch_size(model, [array for _, array in arrays.values()]))
+            feeds = {name: _as_model_takes(model, *pair) for name, pair in arrays.items()}
+            results = self._run(model, feeds, [spec.name for spec, _ in outputs], timing)
+            started = time.perf_counter_ns()
+            answer = {
+                spec.name: _as_client_gets(model, spec, results[spec.name], count)
+                for spec, count in outputs
+            }
+            timing.compute_output += time.perf_counter_ns() - started
+        return InferResponse(model.name, model.version, request.id, answer)
 
     def classify(self, request: ClassifyRequest) -> ClassifyResponse:
         """Classify images with an image classifier."""
+        timing = Timing()
         model = self.model(request.model_name, request.model_version)
         classifier = model.classifier
         if classifier is None:
             raise InvalidArgument(
-                f"model '{model.name}' is not an image classifier: call it through the Open "
-                "Inference Protocol with its own inputs"
+                f"model '{model.name}' is not an image classifier ({model.not_classifier}): "
+                "call it through the Open Inference Protocol with its own inputs"
             )
-        classifier.check_outputs(request.outputs, model.name)
-        if request.images is None:
-            raise InvalidArgument(
-                f"{model.describe(classifier.input)}: the request has no images tensor"
+        with self._recorded(model, timing) as items:
+            classifier.check_outputs(request.outputs, model.name)
+            if request.images is None:
+                raise InvalidArgument(
+                    f"{model.describe(classifier.input)}: the request has no images tensor"
+                )
+            images = _input_array(
+                model,
+                classifier.input,
+                request.images,
+                tuple(classifier.input_shape),
+                classifier.accepted,
             )
-        images = _input_array(
-            model,
-            classifier.input,
-            request.images,
-            tuple(classifier.input_shape),
-            classifier.accepted,
-        )
-        feeds = {classifier.input.name: classifier.feed(images)}
-        results = self._run(model, feeds, classifier.onnx_outputs)
-        answer = classifier.answer(results, request.outputs)
+            items.append(len(images))
+            feeds = {classifier.input.name: classifier.feed(images)}
+            results = self._run(model, feeds, classifier.onnx_outputs, timing)
+            started = time.perf_counter_ns()
+            answer = classifier.answer(results, request.outputs)
+            timing.compute_output += time.perf_counter_ns() - started
         return ClassifyResponse(
             model.name, model.version, request.id, classifier.num_classes, answer
         )
 
     def _run(
-        self, model: Model, feeds: Mapping[str, NDArray[Any]], outputs: Sequence[str]
+        self,
+        model: Model,
+        feeds: Mapping[str, NDArray[Any]],
+        outputs: Sequence[str],
+        timing: Timing,
     ) -> dict[str, NDArray[Any]]:
         """The one place a model runs."""
+        started = time.perf_counter_ns()
+        timing.compute_input = started - timing.started
         results = model.session.run(outputs, feeds)
+        ran = time.perf_counter_ns()
+        timing.compute_infer = ran - started
+        _check_batch_results(model, feeds, results)
         _check_finite_results(model, results)
+        timing.compute_output = time.perf_counter_ns() - ran
         return results
 
+    @contextmanager
+    def _recorded(self, model: Model, timing: Timing) -> Iterator[list[int]]:
+        """Record the request in the statistics as a success (of the items the block appends to
+        the list it gets) or, if the block raises, as a failure."""
+        items: list[int] = []
+        try:
+            yield items
+        except BaseException:
+            self.statistics.failure(model.name, model.version, timing)
+            raise
+        self.statistics.success(model.name, model.version, sum(items), timing)
 
-def _requested_outputs(model: Model, requested: Sequence[RequestedOutput]) -> list[str]:
-    """The outputs a request asks for, once each, in its order; none means all."""
-    known = [spec.name for spec in model.signature.outputs]
-    names: list[str] = []
+
+def _batch_size(model: Model, arrays: Sequence[NDArray[Any]]) -> int:
+    """Items in a request: the first dimension of a batching model's inputs, else 1."""
+    return int(arrays[0].shape[0]) if model.max_batch > 0 and arrays and arrays[0].ndim else 1
+
+
+def _requested_outputs(
+    model: Model, requested: Sequence[RequestedOutput]
+) -> list[tuple[TensorSpec, int]]:
+    """The outputs a request asks for, once each, in its order (none: all, in the model's),
+    each with the class count of Triton's classification extension (0: the tensor itself)."""
+    specs = {spec.name: spec for spec in model.outputs}
+    chosen: dict[str, tuple[TensorSpec, int]] = {}
     for output in requested:
-        if output.name not in known:
+        spec = specs.get(output.name)
+        if spec is None:
             raise InvalidArgument(
                 f"unexpected inference output '{clip(output.name)}' for model '{model.name}', "
-                f"expected one of {', '.join(known)}"
+                f"expected one of {', '.join(specs)}"
             )
-        if output.name not in names:
-            names.append(output.name)
-    return names or known
+        count = output.parameters.get(CLASSIFICATION, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise InvalidArgument(
+                f"{model.describe(spec, 'output')}: parameter '{CLASSIFICATION}' must be a "
+                f"class count >= 1, got {clip(repr(count))}"
+            )
+        chosen.setdefault(output.name, (spec, count))
+    return list(chosen.values()) or [(spec, 0) for spec in model.outputs]
+
+
+def _as_model_takes(model: Model, spec: TensorSpec, array: NDArray[Any]) -> NDArray[Any]:
+    """A checked input in the shape the graph takes (a config's reshape)."""
+    if spec.model_dims is None:
+        return array
+    return array.reshape(_concrete(model, spec.model_dims, array.shape))
+
+
+def _as_client_gets(
+    model: Model, spec: TensorSpec, value: NDArray[Any], class_count: int
+) -> NDArray[Any]:
+    """An output in the shape clients get (a config's reshape), or its top classes."""
+    if spec.model_dims is not None:
+        value = value.reshape(_concrete(model, spec.dims, value.shape))
+    if class_count:
+        batched = model.max_batch > 0
+        labels = model.labels.get(spec.name, ())
+        return top_classes(value, class_count, labels, batched, model.describe(spec, "output"))
+    return value
+
+
+def _concrete(model: Model, dims: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """`dims` with the batch dimension taken from `shape` (numpy fills in one other -1)."""
+    if model.max_batch > 0 and dims and shape:
+        return (int(shape[0]), *dims[1:])
+    return tuple(dims)
 
 
 def _matched_inputs(
     model: Model, tensors: Sequence[InputTensor]
 ) -> list[tuple[TensorSpec, InputTensor]]:
     """Each of the model's inputs with the request's tensor for it; Triton's words otherwise."""
-    specs = {spec.name: spec for spec in model.signature.inputs}
+    specs = {spec.name: spec for spec in model.inputs}
     given: dict[str, InputTensor] = {}
     for tensor in tensors:
         if tensor.name not in specs:
@@ -198,11 +286,14 @@ def _input_array(
     model: Model,
     spec: TensorSpec,
     tensor: InputTensor,
-    dims: tuple[int, ...],
-    accepted: tuple[Datatype, ...],
+    dims: tuple[int, ...] | None = None,
+    accepted: tuple[Datatype, ...] | None = None,
 ) -> NDArray[Any]:
-    """The checked array of one input: datatype, shape, data, then values."""
+    """The checked array of one input: datatype, shape, data, then values; `dims` and
+    `accepted` default to the input's own."""
     what = model.describe(spec)
+    dims = spec.dims if dims is None else dims
+    accepted = model.accepted(spec) if accepted is None else accepted
     datatype = datatypes.by_name(tensor.datatype)
     if datatype not in accepted:
         raise InvalidArgument(
@@ -213,7 +304,7 @@ def _input_array(
     if tensor.typed is not None and tensor.typed_field != JSON_DATA:
         _check_contents_field(model, spec, datatype, tensor.typed_field)
     array = decode(tensor, datatype, what)
-    image_input = model.classifier is not None and spec == model.classifier.input
+    image_input = model.classifier is not None and spec.name == model.classifier.input.name
     if image_input:
         _check_pixels(model, what, array)
     elif datatype.is_float:
@@ -255,7 +346,7 @@ def _check_shape(model: Model, what: str, shape: Sequence[int], dims: Sequence[i
         raise InvalidArgument(
             f"{what}: expected shape {format_dims(dims)}, got {format_dims(shape)}"
         )
-    if dims and dims[0] < 0:
+    if model.max_batch > 0 and dims and dims[0] < 0:
         if shape[0] == 0:
             raise InvalidArgument(
                 f"{what}: the batch is empty (shape {format_dims(shape)}), expected at least one "
@@ -273,7 +364,8 @@ def _check_finite(what: str, array: NDArray[Any], values: str, item: str) -> Non
     # (float64 cannot overflow on float32 values); the mask only runs to name the culprit.
     if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64)):
         return
-    bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+    rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, -1)
+    bad = ~np.isfinite(rows).all(axis=1)
     first = int(np.flatnonzero(bad)[0])
     raise InvalidArgument(
         f"{what}: {values} must be finite, found NaN or infinity in {int(bad.sum())} "
@@ -302,6 +394,21 @@ def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
             f"{int(np.flatnonzero(bad)[0])}: divide 0-{PIXEL_MAX:g} pixels by {1 / scale:g} or "
             "send them as UINT8"
         )
+
+
+def _check_batch_results(
+    model: Model, feeds: Mapping[str, NDArray[Any]], results: Mapping[str, NDArray[Any]]
+) -> None:
+    """A batching model answers each item of the batch: anything else is the model's fault."""
+    if model.max_batch <= 0:
+        return
+    items = next(iter(feeds.values())).shape[0]
+    for name, value in results.items():
+        if value.ndim == 0 or value.shape[0] != items:
+            raise RuntimeError(
+                f"model '{model.name}' gave output '{name}' of shape {list(value.shape)} for a "
+                f"batch of {items}, expected its first dimension to be the batch"
+            )
 
 
 def _check_finite_results(model: Model, results: Mapping[str, NDArray[Any]]) -> None:

@@ -1,21 +1,32 @@
-"""A model version ready to serve: its signature, its onnxruntime session, its classifier view and
-its limits, loaded together so that a request never meets a half-loaded model.
+"""A model version ready to serve: its tensors as clients see them, its onnxruntime session, its
+classifier view, labels and limits, loaded and checked together so that a request never meets a
+half-loaded model.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from scratchnet.contract import INPUT_SCALE_KEY
+import numpy as np
+from numpy.typing import NDArray
+
+from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
 from server.classifier import ImageClassifier, image_classifier
+from server.model_config import ModelConfig, ignored_fields, layout
 from server.session import Session
-from server.signature import Signature, TensorSpec, read_signature
+from server.signature import Signature, TensorSpec, format_dims, read_signature
 
 __all__ = ["Model", "load_model"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -26,12 +37,22 @@ class Model:
     version: str
     path: Path
     signature: Signature
+    """The ONNX file's own inputs, outputs and metadata."""
+    inputs: tuple[TensorSpec, ...]
+    """The inputs as clients send them (config dims; -1 for the batch when it batches)."""
+    outputs: tuple[TensorSpec, ...]
+    """The outputs as clients receive them, in the graph's order."""
     session: Session
     classifier: ImageClassifier | None
+    not_classifier: str
+    """Why the model is not an image classifier ("" when it is one)."""
     max_batch: int
-    """Most items the batch dimension may hold in one request."""
+    """Most items one request may hold; 0 for a model without a batch dimension."""
     max_batch_origin: str
     """Where max_batch comes from, for messages: "the server's --max-batch"."""
+    labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Class labels by output name, for the classification extension."""
+    config: ModelConfig | None = None
 
     def describe(self, spec: TensorSpec, kind: str = "input") -> str:
         """How messages name a tensor: "input 'images' of model 'scratchnet'"."""
@@ -44,7 +65,7 @@ class Model:
 
     def accepted(self, spec: TensorSpec) -> tuple[Datatype, ...]:
         """The datatypes an input takes: its own, and UINT8 pixels for a float image input."""
-        if self.classifier is not None and spec == self.classifier.input:
+        if self.classifier is not None and spec.name == self.classifier.input.name:
             return self.classifier.accepted
         return (spec.datatype,)
 
@@ -52,27 +73,128 @@ class Model:
 def load_model(
     path: str | os.PathLike[str],
     name: str,
+    version: str = "",
     *,
+    config: ModelConfig | None = None,
     threads: int = 0,
     max_batch: int,
-    max_batch_origin: str = "the server's --max-batch",
+    image_shape: tuple[int, int] | None = None,
+    model_dir: Path | None = None,
 ) -> Model:
-    """Load the ONNX file at `path` as model `name`; ModelError with a one-line reason if the file
-    is missing, unreadable or not a model this server can serve."""
+    """Load the ONNX file at `path` as version `version` (default: the file's model_version, "1"
+    when unset) of model `name`, refined by its `config` (label files are in `model_dir`); run
+    it once on a one-item batch.
+
+    ModelError with a one-line reason if the file is missing, unreadable, holds non-finite
+    weights, disagrees with its config or fails that first run.
+    """
     where = f"model {path}"
     if not Path(path).is_file():
         raise ModelError(f"{where} not found (export one with `python -m export`)")
     session = Session(path, threads)  # first: onnxruntime's verdict on a bad file is the clearest
     signature = read_signature(path)
-    classifier = image_classifier(signature, where)
-    version = str(signature.model_version) if signature.model_version > 0 else "1"
-    return Model(
+    if signature.nonfinite:
+        raise ModelError(
+            f"{where}: weights {', '.join(signature.nonfinite[:5])} hold NaN or infinity, "
+            "expected finite values"
+        )
+    shaped = layout(signature, config, max_batch, where)
+    hints = _classifier_hints(signature, config, shaped.inputs, image_shape)
+    classifier = image_classifier(hints, where)
+    if config is not None:
+        for ignored in ignored_fields(config):
+            _log.info("%s: config field '%s' is not acted on by this server", where, ignored)
+    model = Model(
         name=name,
-        version=version,
+        version=version or (str(signature.model_version) if signature.model_version else "1"),
         path=Path(path),
         signature=signature,
+        inputs=shaped.inputs,
+        outputs=shaped.outputs,
         session=session,
-        classifier=classifier,
-        max_batch=max_batch,
-        max_batch_origin=max_batch_origin,
+        classifier=classifier if isinstance(classifier, ImageClassifier) else None,
+        not_classifier=classifier if isinstance(classifier, str) else "",
+        max_batch=shaped.max_batch,
+        max_batch_origin=shaped.max_batch_origin,
+        labels=_labels(model_dir or Path(path).parent, shaped.label_files, signature, where),
+        config=config,
     )
+    _dry_run(model, where)
+    return model
+
+
+def _classifier_hints(
+    signature: Signature,
+    config: ModelConfig | None,
+    inputs: tuple[TensorSpec, ...],
+    image_shape: tuple[int, int] | None,
+) -> Signature:
+    """The signature with what a config or the command line says about the image: config
+    parameters (output_role.*, image_shape) and config dims [H,W] over a flat input."""
+    metadata = dict(signature.metadata)
+    if config is not None:
+        metadata.update({key: value.string_value for key, value in config.parameters.items()})
+        shape = metadata.pop("image_shape", "")
+        if shape:
+            metadata[IMAGE_SHAPE] = json.dumps(_parse_image_shape(shape))
+        if len(inputs) == 1 and len(inputs[0].dims) == 3 and inputs[0].model_dims is not None:
+            metadata.setdefault(IMAGE_SHAPE, json.dumps(list(inputs[0].dims[1:])))
+    if image_shape is not None:
+        metadata.setdefault(IMAGE_SHAPE, json.dumps(list(image_shape)))
+    return Signature(
+        signature.inputs,
+        signature.outputs,
+        metadata,
+        signature.model_version,
+        signature.nonfinite,
+    )
+
+
+def _parse_image_shape(text: str) -> list[int]:
+    parts = text.lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise ModelError(f"config parameter image_shape is {text!r}, expected HxW such as 28x28")
+    return [int(part) for part in parts]
+
+
+def _labels(
+    folder: Path, files: Mapping[str, str], signature: Signature, where: str
+) -> dict[str, tuple[str, ...]]:
+    """Labels by output: the config's label files, else metadata class_labels for each [N,C]
+    output with as many classes."""
+    labels: dict[str, tuple[str, ...]] = {}
+    for output, file_name in files.items():
+        path = folder / file_name
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ModelError(f"{where}: cannot read label file {path}: {error}") from None
+        labels[output] = tuple(lines)
+    try:
+        listed = json.loads(signature.metadata.get(CLASS_LABELS, "null"))
+    except json.JSONDecodeError:
+        listed = None
+    if isinstance(listed, list):
+        for spec in signature.outputs:
+            if spec.name not in labels and len(spec.dims) == 2 and spec.dims[1] == len(listed):
+                labels[spec.name] = tuple(str(label) for label in listed)
+    return labels
+
+
+def _dry_run(model: Model, where: str) -> None:
+    """Run the model on a one-item batch of zeros: a model that cannot run is not served."""
+    feeds: dict[str, NDArray[Any]] = {}
+    for spec in model.signature.inputs:
+        shape = tuple(1 if dim < 0 else dim for dim in spec.dims)
+        dtype = spec.datatype.numpy
+        if dtype is None:
+            return  # a type numpy lacks (BF16): onnxruntime's load is the only check
+        feeds[spec.name] = (
+            np.zeros(shape, dtype=dtype) if dtype.kind != "O" else np.full(shape, b"", dtype=object)
+        )
+    try:
+        model.session.run([spec.name for spec in model.signature.outputs], feeds)
+    except Exception as error:  # onnxruntime raises its own unrelated classes
+        reason = " ".join(str(error).split()) or type(error).__name__
+        shapes = ", ".join(f"{name} {format_dims(value.shape)}" for name, value in feeds.items())
+        raise ModelError(f"{where} fails on a one-item batch ({shapes}): {reason}") from None

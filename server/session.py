@@ -22,7 +22,8 @@ class Session:
         """Open the model at `path` with `threads` intra-op threads (0: one per core)."""
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # errors only: warnings would clutter the server's stderr
+        # Fatal only: every error reaches the server as an exception, reported once, its way.
+        options.log_severity_level = 4
         # Idle intra-op threads would otherwise spin between inferences, taking the cores that
         # the gRPC workers need to decode the next requests.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

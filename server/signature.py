@@ -10,8 +10,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import onnx
 from google.protobuf.message import DecodeError
+from onnx import numpy_helper
 
 from scratchnet import datatypes
 from scratchnet.datatypes import Datatype
@@ -38,6 +40,9 @@ class TensorSpec:
     """Sizes, -1 where the graph leaves a dimension open (the batch, usually)."""
     producer: str = ""
     """For an output, the op type that computes it ("Softmax"); "" for inputs."""
+    model_dims: tuple[int, ...] | None = None
+    """The shape the graph itself takes or gives, where a config reshape makes it differ from
+    `dims` (what clients send and receive); None when they are the same."""
 
     def __str__(self) -> str:
         return f"'{self.name}' {self.datatype} {format_dims(self.dims)}"
@@ -52,6 +57,8 @@ class Signature:
     metadata: dict[str, str] = field(default_factory=dict)
     model_version: int = 0
     """The ModelProto's model_version; 0 when unset."""
+    nonfinite: tuple[str, ...] = ()
+    """Initializers (weights) holding NaN or infinity."""
 
     def output(self, name: str) -> TensorSpec | None:
         """The output called `name`, or None."""
@@ -84,6 +91,9 @@ def read_signature(path: str | os.PathLike[str]) -> Signature:
         outputs=outputs,
         metadata={prop.key: prop.value for prop in model.metadata_props},
         model_version=max(0, int(model.model_version)),
+        nonfinite=tuple(
+            tensor.name for tensor in graph.initializer if not _finite(tensor, Path(path).parent)
+        ),
     )
 
 
@@ -103,6 +113,18 @@ def _spec(where: str, kind: str, value: onnx.ValueInfoProto, producer: str = "")
         for dim in tensor.shape.dim
     )
     return TensorSpec(value.name, datatype, dims, producer)
+
+
+def _finite(tensor: onnx.TensorProto, folder: Path) -> bool:
+    """Whether a float initializer holds only finite values (others always do)."""
+    datatype = datatypes.by_onnx(tensor.data_type)
+    if datatype is None or not datatype.is_float or datatype.numpy is None:
+        return True
+    try:
+        values = numpy_helper.to_array(tensor, base_dir=str(folder))
+    except (OSError, ValueError):
+        return True  # unreadable external data: onnxruntime's load reports it
+    return bool(np.isfinite(values).all())
 
 
 def _producer(name: str, producers: dict[str, onnx.NodeProto]) -> str:

@@ -17,7 +17,7 @@ from scratchnet.datatypes import Datatype
 from scratchnet.errors import InvalidArgument
 from server.signature import format_dims
 
-__all__ = ["JSON_DATA", "InputTensor", "decode"]
+__all__ = ["JSON_DATA", "InputTensor", "decode", "pack_strings"]
 
 JSON_DATA = "data"
 """InputTensor.typed_field of values that came as JSON rather than in a protobuf field."""
@@ -69,7 +69,7 @@ def _from_raw(
 ) -> NDArray[Any]:
     assert datatype.numpy is not None
     if datatype.itemsize == 0:
-        raise InvalidArgument(f"{what}: datatype {datatype} cannot be sent as a raw tensor here")
+        return _strings(data, shape, what)
     expected = math.prod(shape) * datatype.itemsize
     if len(data) != expected:
         raise InvalidArgument(
@@ -79,10 +79,49 @@ def _from_raw(
     return np.frombuffer(data, dtype=datatype.numpy).reshape(shape)
 
 
+def _strings(data: bytes | memoryview, shape: tuple[int, ...], what: str) -> NDArray[Any]:
+    """BYTES elements as the protocol packs them raw: each a 4-byte little-endian length and
+    then its bytes."""
+    view = memoryview(data)
+    count = math.prod(shape)
+    values: list[bytes] = []
+    offset = 0
+    while offset < len(view) and len(values) < count:
+        if offset + 4 > len(view):
+            break
+        length = int.from_bytes(view[offset : offset + 4], "little")
+        offset += 4
+        if offset + length > len(view):
+            break
+        values.append(bytes(view[offset : offset + length]))
+        offset += length
+    if len(values) != count or offset != len(view):
+        raise InvalidArgument(
+            f"{what}: expected {count} length-prefixed BYTES elements for shape "
+            f"{format_dims(shape)} in {len(view)} bytes, which do not hold them exactly"
+        )
+    array = np.empty(count, dtype=object)
+    array[:] = values
+    return array.reshape(shape)
+
+
+def pack_strings(array: NDArray[Any]) -> bytes:
+    """A BYTES array packed raw: each element's 4-byte little-endian length, then its bytes."""
+    parts = []
+    for value in array.ravel():
+        data = value if isinstance(value, bytes) else str(value).encode()
+        parts += [len(data).to_bytes(4, "little"), data]
+    return b"".join(parts)
+
+
 def _from_typed(
     values: Sequence[Any], datatype: Datatype, shape: tuple[int, ...], what: str, where: str
 ) -> NDArray[Any]:
     assert datatype.numpy is not None
+    if datatype.numpy.kind == "O":
+        array = np.empty(len(values), dtype=object)
+        array[:] = [bytes(value) for value in values]
+        return array.reshape(shape)
     if datatype.numpy.kind not in "iu":
         try:
             return np.asarray(values, dtype=datatype.numpy).reshape(shape)

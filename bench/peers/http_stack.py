@@ -23,6 +23,7 @@ from server.transports.http_app import build_app
 
 if __name__ == "__main__":
     config = parse_config(sys.argv[1:], os.environ, "bench/peers/http_stack.py")
+    assert config.model is not None, "serves --model only"
     plane = DataPlane(ModelRepository())
     plane.repository.add(
         load_model(

@@ -36,9 +36,10 @@ from server.transports.http_codec import Reply
 
 __all__ = ["EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
 
-EXTENSIONS: tuple[str, ...] = (*oip_service.EXTENSIONS, "binary_tensor_data")
-"""The protocol extensions GET /v2 reports: the gRPC server's, plus Triton's binary tensor data,
-which only the HTTP binding has."""
+EXTENSIONS: tuple[str, ...] = ("classification", "binary_tensor_data")
+"""The protocol extensions GET /v2 reports: those the HTTP binding serves (classification comes
+from the data plane; binary tensor data is HTTP's own). The model repository, configuration and
+statistics extensions join once their routes are wired here (see build_app)."""
 
 _INTERNAL_MESSAGE = "internal server error (see the server log)"
 _log = logging.getLogger(__name__)
@@ -128,7 +129,10 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
 
     async def model_metadata(request: Request) -> Reply:
         name, version = _model_of(request)
-        return http_codec.model_metadata(plane.model(name, version))
+        model = plane.model(name, version)
+        # As gRPC's ModelMetadata answers: the version asked for, or every version served.
+        versions = [version] if version else _versions(plane, model.name)
+        return http_codec.model_metadata(model, versions)
 
     async def model_ready(request: Request) -> Reply:
         name, version = _model_of(request)
@@ -165,9 +169,12 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
         Route(f"{versioned}/ready", _endpoint(model_ready)),
         Route(f"{model}/infer", _endpoint(infer), methods=["POST"]),
         Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"]),
-        # --- Model repository (POST /v2/repository/index, …/models/{name}/load, …/unload) and
-        # statistics (GET /v2/models/{name}/stats): to be wired here once the model repository
-        # work lands; until then they answer 404 like any unknown path. ---
+        # --- Model repository (POST /v2/repository/index, /v2/repository/models/{name}/load,
+        # …/unload), model configuration (GET /v2/models/{name}/config) and statistics
+        # (GET /v2/models/{name}[/versions/{v}]/stats, GET /v2/models/stats): to be wired here
+        # over oip_codec's repository_index, model_config and model_statistics and the model
+        # control of server/app.py, then added to EXTENSIONS. Until then they answer 404 like
+        # any unknown path. ---
         *_playground_routes(plane, service),
     ]
 
@@ -181,6 +188,10 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
         return Response(reply.body, reply.status, headers=dict(reply.headers))
 
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def _versions(plane: DataPlane, name: str) -> list[str]:
+    return [model.version for model in plane.repository.models() if model.name == name]
 
 
 def _model_of(request: Request) -> tuple[str, str]:

@@ -24,7 +24,7 @@ from scratchnet import datatypes
 from scratchnet.errors import InvalidArgument, ResourceExhausted, clip
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
-from server.tensors import JSON_DATA, InputTensor
+from server.tensors import JSON_DATA, InputTensor, pack_strings
 from server.transports import oip_codec
 
 __all__ = [
@@ -52,10 +52,7 @@ BINARY_DATA_OUTPUT = "binary_data_output"
 
 # Tensor parameters that ask for a Triton extension this server lacks: refused, as oip_codec
 # refuses them on gRPC, since ignoring them would answer something else than was asked.
-_EXTENSION_PARAMETERS = {
-    "classification": "classification",
-    "shared_memory_region": "shared-memory",
-}
+_EXTENSION_PARAMETERS = {"shared_memory_region": "shared-memory"}
 _INTEGER_KINDS = "iub"
 
 
@@ -78,9 +75,9 @@ def server_metadata(name: str, version: str, extensions: Sequence[str]) -> Reply
     return json_reply({"name": name, "version": version, "extensions": list(extensions)})
 
 
-def model_metadata(model: Model) -> Reply:
+def model_metadata(model: Model, versions: Sequence[str]) -> Reply:
     """GET /v2/models/{name}[/versions/{v}]: what gRPC's ModelMetadata says, as JSON."""
-    message = oip_codec.model_metadata(model)
+    message = oip_codec.model_metadata(model, versions)
 
     def tensors(specs: Any) -> list[dict[str, Any]]:
         return [
@@ -190,7 +187,10 @@ def infer_response(
         datatype = datatypes.by_numpy(value.dtype)
         entry: dict[str, Any] = {"name": name, "datatype": datatype.name, "shape": value.shape}
         if name in binary_names:
-            chunk = np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
+            if datatype.itemsize == 0:  # BYTES, e.g. the classification extension's strings
+                chunk = pack_strings(value)
+            else:
+                chunk = np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
             entry["parameters"] = {BINARY_DATA_SIZE: len(chunk)}
             chunks.append(chunk)
         else:
@@ -307,7 +307,8 @@ def _outputs(value: Any, model: str) -> list[RequestedOutput]:
             raise InvalidArgument(
                 f"{what}: parameter '{BINARY_DATA}' is {json.dumps(binary)}, expected true or false"
             )
-        outputs.append(RequestedOutput(name, {} if binary is None else {BINARY_DATA: binary}))
+        # The data plane reads the parameters it knows (classification); binary_data is ours.
+        outputs.append(RequestedOutput(name, dict(parameters)))
     return outputs
 
 

@@ -18,20 +18,28 @@ from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.errors import InvalidArgument, clip
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
-from server.tensors import InputTensor
+from server.model_config import ModelConfig
+from server.repository import IndexEntry
+from server.statistics import Duration, ModelStatistics
+from server.tensors import InputTensor, pack_strings
 
-__all__ = ["PLATFORM", "infer_request", "infer_response", "model_metadata"]
+__all__ = [
+    "PLATFORM",
+    "infer_request",
+    "infer_response",
+    "model_config",
+    "model_metadata",
+    "model_statistics",
+    "repository_index",
+]
 
 PLATFORM = "onnxruntime_onnx"
 """The platform Triton reports for ONNX models run by onnxruntime."""
 
 # Tensor parameters that ask for a Triton extension this server lacks. Ignoring them would answer
-# something else than was asked (a float tensor instead of class strings, data in the message
-# instead of a shared-memory region), so they are refused.
-_EXTENSION_PARAMETERS = {
-    "classification": "classification",
-    "shared_memory_region": "shared-memory",
-}
+# something else than was asked (data in the message instead of a shared-memory region), so they
+# are refused.
+_EXTENSION_PARAMETERS = {"shared_memory_region": "shared-memory"}
 
 
 def infer_request(message: pb.ModelInferRequest) -> InferRequest:
@@ -76,7 +84,7 @@ def infer_request(message: pb.ModelInferRequest) -> InferRequest:
         _refuse_extension_parameters(
             output.parameters, f"output '{clip(output.name)}' of model '{model}'"
         )
-        outputs.append(RequestedOutput(output.name))
+        outputs.append(RequestedOutput(output.name, _parameters(output.parameters)))
     return InferRequest(
         model_name=message.model_name,
         model_version=message.model_version,
@@ -94,30 +102,106 @@ def infer_response(response: InferResponse) -> pb.ModelInferResponse:
     for name, value in response.outputs.items():
         datatype = datatypes.by_numpy(value.dtype)
         message.outputs.add(name=name, datatype=datatype.name, shape=value.shape)
-        message.raw_output_contents.append(
-            np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
-        )
+        if datatype.itemsize == 0:
+            message.raw_output_contents.append(pack_strings(value))
+        else:
+            message.raw_output_contents.append(
+                np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
+            )
     return message
 
 
-def model_metadata(model: Model) -> pb.ModelMetadataResponse:
-    """The model's versions, platform, inputs and outputs, and its ONNX metadata_props."""
+def model_metadata(model: Model, versions: Sequence[str]) -> pb.ModelMetadataResponse:
+    """The model's `versions`, platform, inputs and outputs as clients see them, and its ONNX
+    metadata_props."""
     tensor = pb.ModelMetadataResponse.TensorMetadata
-    signature = model.signature
     return pb.ModelMetadataResponse(
         name=model.name,
-        versions=[model.version],
+        versions=versions,
         platform=PLATFORM,
         inputs=[
             tensor(name=spec.name, datatype=spec.datatype.name, shape=spec.dims)
-            for spec in signature.inputs
+            for spec in model.inputs
         ],
         outputs=[
             tensor(name=spec.name, datatype=spec.datatype.name, shape=spec.dims)
-            for spec in signature.outputs
+            for spec in model.outputs
         ],
-        properties=signature.metadata,
+        properties=model.signature.metadata,
     )
+
+
+def model_config(model: Model) -> pb.ModelConfigResponse:
+    """The model's configuration: its config.pbtxt completed from the ONNX file (as Triton's
+    auto-complete does), or the one the ONNX file alone gives."""
+    config = ModelConfig()
+    if model.config is not None:
+        config.CopyFrom(model.config)
+    config.name = model.name
+    if not config.backend:
+        config.platform = PLATFORM
+    config.max_batch_size = model.max_batch
+    batch = 1 if model.max_batch > 0 else 0
+    if not config.input:
+        for spec in model.inputs:
+            config.input.add(name=spec.name, data_type=spec.datatype.triton, dims=spec.dims[batch:])
+    if not config.output:
+        for spec in model.outputs:
+            entry = config.output.add(
+                name=spec.name, data_type=spec.datatype.triton, dims=spec.dims[batch:]
+            )
+            if not entry.dims:
+                # Triton needs a shape: a [batch] output is [batch, 1] reshaped to [batch].
+                entry.dims.append(1)
+                entry.reshape.SetInParent()
+    return pb.ModelConfigResponse(config=config)
+
+
+def repository_index(entries: Sequence[IndexEntry]) -> pb.RepositoryIndexResponse:
+    """Triton's repository index: one row per model version (or per model not loaded)."""
+    return pb.RepositoryIndexResponse(
+        models=[
+            pb.RepositoryIndexResponse.ModelIndex(
+                name=entry.name, version=entry.version, state=entry.state, reason=entry.reason
+            )
+            for entry in entries
+        ]
+    )
+
+
+def _parameters(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
+    """Protocol parameters as plain values."""
+    return {
+        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
+        for key, value in parameters.items()
+    }
+
+
+def model_statistics(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse:
+    """Triton's statistics of each model version, in the order given."""
+    message = pb.ModelStatisticsResponse()
+    for model in stats:
+        entry = message.model_stats.add(
+            name=model.name,
+            version=model.version,
+            last_inference=model.last_inference_ms,
+            inference_count=model.inference_count,
+            execution_count=model.execution_count,
+        )
+        inference = entry.inference_stats
+        for field in ("success", "fail", "queue", "compute_input", "compute_infer"):
+            _duration(getattr(inference, field), getattr(model, field))
+        _duration(inference.compute_output, model.compute_output)
+        for batch in model.batches:
+            added = entry.batch_stats.add(batch_size=batch.batch_size)
+            _duration(added.compute_input, batch.compute_input)
+            _duration(added.compute_infer, batch.compute_infer)
+            _duration(added.compute_output, batch.compute_output)
+    return message
+
+
+def _duration(message: pb.StatisticDuration, duration: Duration) -> None:
+    message.count, message.ns = duration.count, duration.ns
 
 
 def _typed_values(

@@ -15,9 +15,11 @@ import grpc
 from google.protobuf.descriptor import MethodDescriptor
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
-from scratchnet.errors import RequestError
+from scratchnet.errors import FailedPrecondition, InvalidArgument, NotFound, RequestError, clip
 from scratchnet.versions import scratchnet_version
 from server.dataplane import DataPlane
+from server.model_control import ModelControl
+from server.repository import READY
 from server.transports import oip_codec
 from server.transports.grpc_errors import status_on_error
 
@@ -25,16 +27,22 @@ __all__ = ["EXTENSIONS", "SERVER_NAME", "SERVICE_NAME", "InferenceServicer", "ad
 
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
 SERVER_NAME = "scratchnet"
-EXTENSIONS: tuple[str, ...] = ()
-"""None of Triton's named extensions (classification, shared memory, statistics, ...); the
-streaming RPC is not one of them, it is part of Triton's service definition."""
+EXTENSIONS: tuple[str, ...] = (
+    "classification",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+)
+"""Triton's named extensions this server implements (the streaming RPC is not one of them: it
+is part of Triton's service definition)."""
 
 
 class InferenceServicer:
     """The Open Inference Protocol over the data plane."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, control: ModelControl) -> None:
         self._plane = plane
+        self._control = control
         self._version = scratchnet_version()
 
     def ServerLive(
@@ -73,7 +81,74 @@ class InferenceServicer:
     ) -> pb.ModelMetadataResponse:
         """The model's versions, platform, inputs and outputs, and its ONNX metadata_props."""
         with status_on_error(context):
-            return oip_codec.model_metadata(self._plane.model(request.name, request.version))
+            model = self._plane.model(request.name, request.version)
+            versions = [request.version] if request.version else self._versions(model.name)
+            return oip_codec.model_metadata(model, versions)
+
+    def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: grpc.ServicerContext
+    ) -> pb.ModelConfigResponse:
+        """Triton's model configuration extension: the model's config, completed."""
+        with status_on_error(context):
+            return oip_codec.model_config(self._plane.model(request.name, request.version))
+
+    def RepositoryIndex(
+        self, request: pb.RepositoryIndexRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryIndexResponse:
+        """Every model of the repository with each version's state (only READY ones if asked)."""
+        with status_on_error(context):
+            entries = self._plane.repository.index(self._control.source.names())
+            if request.ready:
+                entries = [entry for entry in entries if entry.state == READY]
+            return oip_codec.repository_index(entries)
+
+    def RepositoryModelLoad(
+        self, request: pb.RepositoryModelLoadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelLoadResponse:
+        """Load (or reload) a model; its parameter 'config' may replace its config, as JSON."""
+        with status_on_error(context):
+            self._check_explicit("load")
+            config = ""
+            for key, value in request.parameters.items():
+                if key != "config" or value.WhichOneof("parameter_choice") != "string_param":
+                    raise InvalidArgument(
+                        f"failed to load '{clip(request.model_name)}': parameter "
+                        f"'{clip(key)}' is not supported, expected only 'config' (JSON text)"
+                    )
+                config = value.string_param
+            self._control.load(request.model_name, config)
+            return pb.RepositoryModelLoadResponse()
+
+    def RepositoryModelUnload(
+        self, request: pb.RepositoryModelUnloadRequest, context: grpc.ServicerContext
+    ) -> pb.RepositoryModelUnloadResponse:
+        """Stop serving every version of a model."""
+        with status_on_error(context):
+            self._check_explicit("unload")
+            if request.model_name not in self._control.source.names():
+                raise NotFound(
+                    f"failed to unload '{clip(request.model_name)}': no such model in the "
+                    "repository"
+                )
+            self._control.unload(request.model_name)
+            return pb.RepositoryModelUnloadResponse()
+
+    def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: grpc.ServicerContext
+    ) -> pb.ModelStatisticsResponse:
+        """Triton's statistics: every loaded model version, or those of one model or version."""
+        with status_on_error(context):
+            if request.name:
+                if request.version:
+                    models = [self._plane.model(request.name, request.version)]
+                else:
+                    self._plane.model(request.name)  # NotFound for an unknown name
+                    loaded = self._plane.repository.models()
+                    models = [model for model in loaded if model.name == request.name]
+            else:
+                models = self._plane.repository.models()
+            keys = [(model.name, model.version) for model in models]
+            return oip_codec.model_statistics(self._plane.statistics.of(keys))
 
     def ModelInfer(
         self, request: pb.ModelInferRequest, context: grpc.ServicerContext
@@ -97,19 +172,29 @@ class InferenceServicer:
                         infer_response=pb.ModelInferResponse(id=request.id),
                     )
 
+    def _versions(self, name: str) -> list[str]:
+        return [model.version for model in self._plane.repository.models() if model.name == name]
+
+    def _check_explicit(self, action: str) -> None:
+        if self._control.mode != "explicit":
+            raise FailedPrecondition(
+                f"explicit model {action} is not allowed with --model-control-mode "
+                f"{self._control.mode}: start the server with --model-control-mode explicit"
+            )
+
     def _infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
         return oip_codec.infer_response(self._plane.infer(oip_codec.infer_request(request)))
 
 
-def add_to_server(server: grpc.Server, plane: DataPlane) -> None:
-    """Register inference.GRPCInferenceService on `server`, serving `plane`.
+def add_to_server(server: grpc.Server, plane: DataPlane, control: ModelControl) -> None:
+    """Register inference.GRPCInferenceService on `server`, serving `plane` and `control`.
 
     Only the RPCs InferenceServicer implements are registered (the generated
     add_GRPCInferenceServiceServicer_to_server would register every RPC of the .proto, Triton's
     other extensions included). gRPC answers the others itself, as any unknown method: status
     UNIMPLEMENTED, "Method not found!", and nothing logged.
     """
-    servicer = InferenceServicer(plane)
+    servicer = InferenceServicer(plane, control)
     handlers = {
         method.name: _handler(method, getattr(servicer, method.name))
         for method in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods

@@ -12,8 +12,8 @@ from server.tensors import InputTensor
 __all__ = ["classify_request", "model_info", "predict_response"]
 
 
-def classify_request(message: pb.PredictRequest, model_name: str) -> ClassifyRequest:
-    """The data plane's request for a PredictRequest to `model_name`."""
+def classify_request(message: pb.PredictRequest, default_model: str) -> ClassifyRequest:
+    """The data plane's request for a PredictRequest (to `default_model` if it names none)."""
     outputs = [LABEL]
     if message.return_scores:
         outputs.append(SCORES)
@@ -28,7 +28,13 @@ def classify_request(message: pb.PredictRequest, model_name: str) -> ClassifyReq
             shape=tuple(tensor.shape),
             raw=tensor.data,
         )
-    return ClassifyRequest(model_name, "", images, outputs, message.request_id)
+    return ClassifyRequest(
+        message.model_name or default_model,
+        message.model_version,
+        images,
+        outputs,
+        message.request_id,
+    )
 
 
 def predict_response(response: ClassifyResponse) -> pb.PredictResponse:

@@ -18,7 +18,8 @@ SERVICE_NAME: str = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"].ful
 
 
 class ClassifierServicer:
-    """The v1 API over the data plane; requests go to the model named `model_name`."""
+    """The v1 API over the data plane; a request that names no model goes to `model_name`, or to
+    the only model served when there is no such model."""
 
     def __init__(self, plane: DataPlane, model_name: str, max_message_bytes: int) -> None:
         self._plane = plane
@@ -47,13 +48,20 @@ class ClassifierServicer:
     ) -> classifier_pb2.GetModelInfoResponse:
         """Describe the model."""
         with status_on_error(context):
-            model = self._plane.model(self._model_name)
+            name = request.model_name or self._default_model()
+            model = self._plane.model(name, request.model_version)
             if model.classifier is None:
-                raise InvalidArgument(f"model '{model.name}' is not an image classifier")
+                raise InvalidArgument(
+                    f"model '{model.name}' is not an image classifier: {model.not_classifier}"
+                )
             return v1_codec.model_info(model, self._max_message_bytes)
 
+    def _default_model(self) -> str:
+        return self._plane.repository.default(self._model_name).name
+
     def _predict(self, request: classifier_pb2.PredictRequest) -> classifier_pb2.PredictResponse:
-        classify = v1_codec.classify_request(request, self._model_name)
+        default = "" if request.model_name else self._default_model()
+        classify = v1_codec.classify_request(request, default)
         return v1_codec.predict_response(self._plane.classify(classify))
 
 

@@ -135,7 +135,7 @@ def test_server_and_model_metadata(server: RunningServer) -> None:
     answer = call(server, "GET", "/v2")
     assert answer.status == 200 and answer.headers["content-type"] == "application/json"
     assert answer.json()["name"] == "scratchnet"
-    assert answer.json()["extensions"] == ["binary_tensor_data"]
+    assert answer.json()["extensions"] == ["classification", "binary_tensor_data"]
     metadata = call(server, "GET", f"/v2/models/{MODEL}").json()
     assert metadata["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]
     assert call(server, "GET", f"/v2/models/{MODEL}/versions/1").json() == metadata

@@ -163,7 +163,8 @@ def test_contents_and_raw_together_are_refused(
         ),
         ("nan", "{input}: pixels must be finite"),
         ("empty-batch", "{input}: the batch is empty"),
-        ("classification", "output 'label' of model '{model}': parameter 'classification' needs"),
+        ("classification", "output 'label' of model '{model}': parameter 'classification' must"),
+        ("long-name", "unexpected inference input '{long}…' for model '{model}'"),
         ("shared-memory", "{input}: parameter 'shared_memory_region' needs"),
     ],
 )
@@ -199,7 +200,10 @@ def test_malformed_requests_get_invalid_argument(
         tensor.shape[0] = 0
         request.raw_input_contents[0] = b""
     elif change == "classification":
-        request.outputs.add(name="label").parameters["classification"].int64_param = 3
+        request.outputs.add(name="label").parameters["classification"].string_param = "3"
+    elif change == "long-name":
+        # Far above gRPC's 8 KB limit for the status message, were it echoed whole.
+        tensor.name = "x" * 100_000
     elif change == "shared-memory":
         tensor.parameters["shared_memory_region"].string_param = "region"
     error = error_of(lambda: oip.ModelInfer(request, timeout=10))
@@ -211,6 +215,7 @@ def test_malformed_requests_get_invalid_argument(
         w=width,
         h2=height - 1,
         bytes=2 * height * width * 4,
+        long="x" * 199,
     )
     assert text in error.details()
 
@@ -268,12 +273,41 @@ def test_model_metadata_properties_are_the_onnx_metadata(
     assert response.versions == [str(proto.model_version)]
 
 
+def test_statistics_count_the_calls_made(oip: GRPCInferenceServiceStub, mnist: Dataset) -> None:
+    def stats() -> pb.ModelStatistics:
+        response = oip.ModelStatistics(pb.ModelStatisticsRequest(name=MODEL), timeout=10)
+        assert [entry.name for entry in response.model_stats] == [MODEL]
+        return response.model_stats[0]
+
+    before = stats()
+    for _ in range(3):
+        oip.ModelInfer(infer_request(mnist.test_images[:5], "UINT8"), timeout=10)
+    bad = infer_request(mnist.test_images[:5], "UINT8")
+    bad.inputs[0].shape[1] = 27
+    with pytest.raises(grpc.RpcError):
+        oip.ModelInfer(bad, timeout=10)
+    after = stats()
+    assert after.inference_stats.success.count - before.inference_stats.success.count == 3
+    assert after.inference_stats.fail.count - before.inference_stats.fail.count == 1
+    assert after.inference_count - before.inference_count == 15
+    assert after.execution_count - before.execution_count == 3
+    assert after.inference_stats.compute_infer.ns > before.inference_stats.compute_infer.ns
+    assert after.last_inference >= before.last_inference > 0 or before.inference_count == 0
+    assert 5 in {batch.batch_size for batch in after.batch_stats}
+    everything = oip.ModelStatistics(pb.ModelStatisticsRequest(), timeout=10).model_stats
+    assert [(entry.name, entry.version) for entry in everything] == [(MODEL, after.version)]
+    error = error_of(
+        lambda: oip.ModelStatistics(pb.ModelStatisticsRequest(name="nope"), timeout=10)
+    )
+    assert error.code() == grpc.StatusCode.NOT_FOUND
+
+
 def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     metadata = oip.ServerMetadata(pb.ServerMetadataRequest(), timeout=10)
     assert (metadata.name, metadata.version, list(metadata.extensions)) == (
         "scratchnet",
         version("scratchnet"),
-        [],
+        ["classification", "model_repository", "model_configuration", "statistics"],
     )
     assert oip.ServerLive(pb.ServerLiveRequest(), timeout=10).live is True
     assert oip.ServerReady(pb.ServerReadyRequest(), timeout=10).ready is True
@@ -283,11 +317,6 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
 @pytest.mark.parametrize(
     "rpc",
     [
-        "ModelConfig",
-        "ModelStatistics",
-        "RepositoryIndex",
-        "RepositoryModelLoad",
-        "RepositoryModelUnload",
         "SystemSharedMemoryStatus",
         "SystemSharedMemoryRegister",
         "SystemSharedMemoryUnregister",

@@ -20,9 +20,10 @@ import numpy as np
 import onnx
 import pytest
 
+from scratchnet.contract import DEFAULT_MAX_BATCH
 from scratchnet.datasets import Dataset
 from tests.conftest import RunningServer
-from tests.interop.conftest import DIGITS, Reference
+from tests.interop.conftest import DIGITS, DIGITS_MAX_BATCH, Reference
 
 SESSION = Path(__file__).with_name("tritonclient_session.py")
 BATCH = 1000
@@ -36,6 +37,7 @@ class Session:
     model_name: str
     model_version: str
     datatype: str
+    max_batch: int
 
 
 def run_session(
@@ -84,12 +86,13 @@ def session(
         server: RunningServer = request.getfixturevalue("server")
         model: Path = request.getfixturevalue("model_onnx")
         name, images = "scratchnet", (mnist.test_images / 255.0).astype(np.float32)
+        max_batch = DEFAULT_MAX_BATCH
     else:
         server = request.getfixturevalue("digits_server")
         model = request.getfixturevalue("model_onnx_uint8")
-        name, images = DIGITS, mnist.test_images
+        name, images, max_batch = DIGITS, mnist.test_images, DIGITS_MAX_BATCH
     report = run_session(server, name, images, tmp_path)
-    return Session(report, name, model_version(model), request.param)
+    return Session(report, name, model_version(model), request.param, max_batch)
 
 
 def test_health_and_readiness(session: Session) -> None:
@@ -107,7 +110,12 @@ def test_server_metadata(session: Session) -> None:
     server = session.report["metadata"]["server"]
     assert server["name"] == "scratchnet"
     assert server["version"] == version("scratchnet")
-    assert server.get("extensions", []) == []
+    assert server.get("extensions", []) == [
+        "classification",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    ]
 
 
 def test_model_metadata(session: Session, mnist: Dataset) -> None:
@@ -225,5 +233,46 @@ def test_errors_have_the_protocol_status_codes(session: Session, mnist: Dataset)
         "status": "StatusCode.NOT_FOUND",
         "message": f"Request for unknown model: '{model}' version 999999 is not found",
     }
-    # Triton's model-configuration extension is not served: tritonclient raises, no retry.
-    assert errors["model_config"]["status"] == "StatusCode.UNIMPLEMENTED"
+
+
+def test_class_count_answers_the_top_classes_with_their_labels(
+    session: Session, reference: Reference
+) -> None:
+    found = session.report["classification"]
+    assert [output["datatype"] for output in found["outputs"]] == ["BYTES", "BYTES"]
+    assert [output["shape"] for output in found["outputs"]] == [[5, 3], [5, 3]]
+    for name, values in (("probabilities", reference.probabilities), ("scores", reference.scores)):
+        for row, strings in zip(values[:5], found[name], strict=True):
+            parsed = [text.split(":") for text in strings]
+            indices = [int(index) for _, index, _ in parsed]
+            assert indices == list(np.argsort(-row, kind="stable")[:3])
+            assert [label for _, _, label in parsed] == [str(index) for index in indices]
+            assert [float(value) for value, _, _ in parsed] == pytest.approx(
+                row[indices], abs=2e-6, rel=1e-4
+            )
+
+
+def test_model_config_is_the_completed_configuration(session: Session, mnist: Dataset) -> None:
+    config = session.report["config"]["config"]
+    height, width = mnist.image_shape
+    assert config["name"] == session.model_name
+    assert config["platform"] == "onnxruntime_onnx"
+    assert config["max_batch_size"] == session.max_batch
+    assert config["input"] == [
+        {
+            "name": "images",
+            "data_type": f"TYPE_{session.datatype}",
+            "dims": [str(height), str(width)],
+        }
+    ]
+    assert [output["name"] for output in config["output"]] == ["scores", "label", "probabilities"]
+
+
+def test_statistics_count_the_session_calls(session: Session, mnist: Dataset) -> None:
+    (stats,) = session.report["statistics"]["model_stats"]
+    assert stats["name"] == session.model_name
+    # At least every infer batch and stream chunk of the session succeeded.
+    batches = -(-len(mnist.test_images) // BATCH)
+    assert int(stats["inference_stats"]["success"]["count"]) >= 2 * batches
+    assert int(stats["inference_stats"]["fail"]["count"]) >= 1
+    assert int(stats["inference_count"]) >= 2 * len(mnist.test_images)

@@ -55,7 +55,7 @@ def test_readiness_and_metadata(report: dict[str, Any]) -> None:
     assert report["server_metadata"] == {
         "name": "scratchnet",
         "version": version("scratchnet"),
-        "extensions": ["binary_tensor_data"],
+        "extensions": ["classification", "binary_tensor_data"],
     }
     metadata = report["model_metadata"]
     assert metadata["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]

@@ -176,7 +176,22 @@ def errors(
             )
         ),
         "unknown_model_metadata": error_of(lambda: client.get_model_metadata("no-such-model")),
-        "model_config": error_of(lambda: client.get_model_config(model)),
+    }
+
+
+def classification(
+    client: grpcclient.InferenceServerClient, model: str, images: NDArray[Any]
+) -> dict[str, Any]:
+    """Top-3 classes of each image by probabilities and by scores (Triton's class_count)."""
+    requested = [
+        grpcclient.InferRequestedOutput("probabilities", class_count=3),
+        grpcclient.InferRequestedOutput("scores", class_count=3),
+    ]
+    result = client.infer(model, [tensor_input(images)], outputs=requested)
+    return {
+        "outputs": outputs_of(result),
+        "probabilities": [[v.decode() for v in row] for row in result.as_numpy("probabilities")],
+        "scores": [[v.decode() for v in row] for row in result.as_numpy("scores")],
     }
 
 
@@ -197,6 +212,9 @@ def main() -> int:
             "subsets": subsets(client, args.model, images[:3]),
             "stream": streaming(client, args.model, images, args.batch_size),
             "errors": errors(client, args.model, images),
+            "classification": classification(client, args.model, images[:5]),
+            "config": client.get_model_config(args.model, as_json=True),
+            "statistics": client.get_inference_statistics(args.model, as_json=True),
         }
     json.dump(report, sys.stdout)
     return 0

@@ -43,6 +43,7 @@ def test_health_is_serving_only_between_load_and_shutdown(tmp_path: Path) -> Non
         build_classifier(tmp_path / "m.onnx", weights, biases), "digits", max_batch=8
     )
     plane.repository.add(model)
+    plane.repository.started()
     health.serving()
     assert plane.ready and plane.model("digits") is model
     assert _status(health, "") == _status(health, "scratchnet.v1.Classifier") == SERVING

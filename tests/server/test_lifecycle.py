@@ -81,14 +81,14 @@ def test_reflection_lists_every_service_and_describes_them_without_proto_files(
 GATED_SERVER = """
 import sys, time
 from pathlib import Path
-from server import app
+from server import model_control
 gate = Path(sys.argv.pop(1))
-load = app.load_model
+load = model_control.load_model
 def wait_for_gate(*args, **options):
     while not gate.exists():
         time.sleep(0.01)
     return load(*args, **options)
-app.load_model = wait_for_gate
+model_control.load_model = wait_for_gate
 from server.__main__ import main
 main()
 """

@@ -7,7 +7,7 @@ import pytest
 
 from scratchnet import datatypes
 from scratchnet.errors import InvalidArgument
-from server.tensors import InputTensor, decode
+from server.tensors import InputTensor, decode, pack_strings
 
 FP32 = datatypes.by_numpy(np.float32)
 UINT8 = datatypes.by_numpy(np.uint8)
@@ -25,8 +25,18 @@ def test_a_byte_length_that_disagrees_with_the_shape_is_refused() -> None:
     data = np.arange(24, dtype=np.float32).tobytes()[:-1]
     with pytest.raises(InvalidArgument, match=r"^t: expected 96 bytes for shape \[2,3,4\] of FP32"):
         decode(InputTensor("x", "FP32", (2, 3, 4), raw=data), FP32, "t")
-    with pytest.raises(InvalidArgument, match="cannot be sent as a raw tensor"):
-        decode(InputTensor("x", "BYTES", (0,), raw=b""), datatypes.by_name("BYTES"), "t")  # type: ignore[arg-type]
+
+
+def test_bytes_elements_are_length_prefixed_and_must_fill_the_data_exactly() -> None:
+    strings = datatypes.by_name("BYTES")
+    assert strings is not None
+    packed = pack_strings(np.array([b"ab", b"", "c"], dtype=object))
+    assert packed == b"\x02\0\0\0ab\0\0\0\0\x01\0\0\0c"
+    array = decode(InputTensor("x", "BYTES", (3,), raw=packed), strings, "t")
+    assert array.tolist() == [b"ab", b"", b"c"]
+    for data, shape in ((packed[:-1], (3,)), (packed, (2,)), (packed + b"\0", (3,))):
+        with pytest.raises(InvalidArgument, match="length-prefixed BYTES elements"):
+            decode(InputTensor("x", "BYTES", shape, raw=data), strings, "t")
 
 
 class _Uncountable(list[float]):

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"scratchnet/api/v1/classifier.proto\x12\rscratchnet.v1\"M\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.scratchnet.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x80\x01\n\x0ePredictRequest\x12%\n\x06images\x18\x01 \x01(\x0b\x32\x15.scratchnet.v1.Tensor\x12\x15\n\rreturn_scores\x18\x02 \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\x9c\x01\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x03\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\xea\x02\n\x14GetModelInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12-\n\x0cinput_dtypes\x18\x03 \x03(\x0e\x32\x17.scratchnet.v1.DataType\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x13\n\x0bnum_classes\x18\x05 \x01(\x03\x12\x14\n\x0c\x63lass_labels\x18\x06 \x03(\t\x12\x16\n\x0emax_batch_size\x18\x07 \x01(\x03\x12\x43\n\x08metadata\x18\x08 \x03(\x0b\x32\x31.scratchnet.v1.GetModelInfoResponse.MetadataEntry\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0f\n\x07outputs\x18\n \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02\x32\x83\x02\n\nClassifier\x12H\n\x07Predict\x12\x1d.scratchnet.v1.PredictRequest\x1a\x1e.scratchnet.v1.PredictResponse\x12R\n\rPredictStream\x12\x1d.scratchnet.v1.PredictRequest\x1a\x1e.scratchnet.v1.PredictResponse(\x01\x30\x01\x12W\n\x0cGetModelInfo\x12\".scratchnet.v1.GetModelInfoRequest\x1a#.scratchnet.v1.GetModelInfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"scratchnet/api/v1/classifier.proto\x12\rscratchnet.v1\"M\n\x06Tensor\x12&\n\x05\x64type\x18\x01 \x01(\x0e\x32\x17.scratchnet.v1.DataType\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xab\x01\n\x0ePredictRequest\x12%\n\x06images\x18\x01 \x01(\x0b\x32\x15.scratchnet.v1.Tensor\x12\x15\n\rreturn_scores\x18\x02 \x01(\x08\x12\x1c\n\x14return_probabilities\x18\x03 \x01(\x08\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\"\x9c\x01\n\x0fPredictResponse\x12\x0e\n\x06labels\x18\x01 \x03(\x03\x12\x0e\n\x06scores\x18\x02 \x03(\x02\x12\x15\n\rprobabilities\x18\x03 \x03(\x02\x12\x13\n\x0bnum_classes\x18\x04 \x01(\x03\x12\x12\n\nmodel_name\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"@\n\x13GetModelInfoRequest\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"\xea\x02\n\x14GetModelInfoResponse\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12-\n\x0cinput_dtypes\x18\x03 \x03(\x0e\x32\x17.scratchnet.v1.DataType\x12\x13\n\x0binput_shape\x18\x04 \x03(\x03\x12\x13\n\x0bnum_classes\x18\x05 \x01(\x03\x12\x14\n\x0c\x63lass_labels\x18\x06 \x03(\t\x12\x16\n\x0emax_batch_size\x18\x07 \x01(\x03\x12\x43\n\x08metadata\x18\x08 \x03(\x0b\x32\x31.scratchnet.v1.GetModelInfoResponse.MetadataEntry\x12\x19\n\x11max_message_bytes\x18\t \x01(\x03\x12\x0f\n\x07outputs\x18\n \x03(\t\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*Q\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x02\x32\x83\x02\n\nClassifier\x12H\n\x07Predict\x12\x1d.scratchnet.v1.PredictRequest\x1a\x1e.scratchnet.v1.PredictResponse\x12R\n\rPredictStream\x12\x1d.scratchnet.v1.PredictRequest\x1a\x1e.scratchnet.v1.PredictResponse(\x01\x30\x01\x12W\n\x0cGetModelInfo\x12\".scratchnet.v1.GetModelInfoRequest\x1a#.scratchnet.v1.GetModelInfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,20 +33,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETMODELINFORESPONSE_METADATAENTRY']._loaded_options = None
   _globals['_GETMODELINFORESPONSE_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DATATYPE']._serialized_start=810
-  _globals['_DATATYPE']._serialized_end=891
+  _globals['_DATATYPE']._serialized_start=896
+  _globals['_DATATYPE']._serialized_end=977
   _globals['_TENSOR']._serialized_start=53
   _globals['_TENSOR']._serialized_end=130
   _globals['_PREDICTREQUEST']._serialized_start=133
-  _globals['_PREDICTREQUEST']._serialized_end=261
-  _globals['_PREDICTRESPONSE']._serialized_start=264
-  _globals['_PREDICTRESPONSE']._serialized_end=420
-  _globals['_GETMODELINFOREQUEST']._serialized_start=422
-  _globals['_GETMODELINFOREQUEST']._serialized_end=443
-  _globals['_GETMODELINFORESPONSE']._serialized_start=446
-  _globals['_GETMODELINFORESPONSE']._serialized_end=808
-  _globals['_GETMODELINFORESPONSE_METADATAENTRY']._serialized_start=761
-  _globals['_GETMODELINFORESPONSE_METADATAENTRY']._serialized_end=808
-  _globals['_CLASSIFIER']._serialized_start=894
-  _globals['_CLASSIFIER']._serialized_end=1153
+  _globals['_PREDICTREQUEST']._serialized_end=304
+  _globals['_PREDICTRESPONSE']._serialized_start=307
+  _globals['_PREDICTRESPONSE']._serialized_end=463
+  _globals['_GETMODELINFOREQUEST']._serialized_start=465
+  _globals['_GETMODELINFOREQUEST']._serialized_end=529
+  _globals['_GETMODELINFORESPONSE']._serialized_start=532
+  _globals['_GETMODELINFORESPONSE']._serialized_end=894
+  _globals['_GETMODELINFORESPONSE_METADATAENTRY']._serialized_start=847
+  _globals['_GETMODELINFORESPONSE_METADATAENTRY']._serialized_end=894
+  _globals['_CLASSIFIER']._serialized_start=980
+  _globals['_CLASSIFIER']._serialized_end=1239
 # @@protoc_insertion_point(module_scope)

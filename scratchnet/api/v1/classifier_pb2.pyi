@@ -27,16 +27,20 @@ class Tensor(_message.Message):
     def __init__(self, dtype: _Optional[_Union[DataType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class PredictRequest(_message.Message):
-    __slots__ = ("images", "return_scores", "return_probabilities", "request_id")
+    __slots__ = ("images", "return_scores", "return_probabilities", "request_id", "model_name", "model_version")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     RETURN_SCORES_FIELD_NUMBER: _ClassVar[int]
     RETURN_PROBABILITIES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     images: Tensor
     return_scores: bool
     return_probabilities: bool
     request_id: str
-    def __init__(self, images: _Optional[_Union[Tensor, _Mapping]] = ..., return_scores: _Optional[bool] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ...) -> None: ...
+    model_name: str
+    model_version: str
+    def __init__(self, images: _Optional[_Union[Tensor, _Mapping]] = ..., return_scores: _Optional[bool] = ..., return_probabilities: _Optional[bool] = ..., request_id: _Optional[str] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class PredictResponse(_message.Message):
     __slots__ = ("labels", "scores", "probabilities", "num_classes", "model_name", "model_version", "request_id")
@@ -57,8 +61,12 @@ class PredictResponse(_message.Message):
     def __init__(self, labels: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., num_classes: _Optional[int] = ..., model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("model_name", "model_version")
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoResponse(_message.Message):
     __slots__ = ("model_name", "model_version", "input_dtypes", "input_shape", "num_classes", "class_labels", "max_batch_size", "metadata", "max_message_bytes", "outputs")

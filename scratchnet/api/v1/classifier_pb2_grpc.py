@@ -26,7 +26,7 @@ if _version_not_supported:
 
 
 class ClassifierStub:
-    """Classifies batches of images with one loaded model.
+    """Classifies batches of images with the image classifiers the server serves.
     """
 
     def __init__(self, channel):
@@ -53,7 +53,7 @@ class ClassifierStub:
 
 
 class ClassifierServicer:
-    """Classifies batches of images with one loaded model.
+    """Classifies batches of images with the image classifiers the server serves.
     """
 
     def Predict(self, request, context):
@@ -73,7 +73,7 @@ class ClassifierServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetModelInfo(self, request, context):
-        """Describes the loaded model: what input it accepts and what its classes are.
+        """Describes a model: what input it accepts and what its classes are.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,7 +106,7 @@ def add_ClassifierServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class Classifier:
-    """Classifies batches of images with one loaded model.
+    """Classifies batches of images with the image classifiers the server serves.
     """
 
     @staticmethod

@@ -49,6 +49,22 @@ def test_json_inputs_flat_or_nested_become_typed_values() -> None:
     assert request.outputs == [RequestedOutput("y", {"binary_data": True}), RequestedOutput("z")]
 
 
+def test_output_parameters_reach_the_data_plane() -> None:
+    data, length = body(
+        {"inputs": [], "outputs": [{"name": "p", "parameters": {"classification": 3}}]}
+    )
+    request, _ = http_codec.infer_request(data, length, "m")
+    assert request.outputs == [RequestedOutput("p", {"classification": 3})]
+
+
+def test_bytes_outputs_are_strings_in_json_and_length_prefixed_in_binary() -> None:
+    strings = np.array([b"0.9:7", b"0.1:1"], dtype=object)
+    document, _ = split(http_codec.infer_response(response(top=strings), [], False))
+    assert document["outputs"][0]["data"] == ["0.9:7", "0.1:1"]
+    _, tail = split(http_codec.infer_response(response(top=strings), [], True))
+    assert tail == b"\x05\x00\x00\x000.9:7\x05\x00\x00\x000.1:1"
+
+
 def test_binary_inputs_take_consecutive_slices_of_the_tail_without_a_copy() -> None:
     first, second = np.arange(4, dtype=np.float32).tobytes(), b"\x01\x02\x03"
     data, length = body(
@@ -102,8 +118,8 @@ def sized(size: int) -> dict[str, Any]:
         ({"inputs": []}, (b"12",), "-1", "is '-1', expected the JSON's length in bytes"),
         ({"inputs": [], "parameters": {"binary_data_output": "yes"}}, (), None,
          "'binary_data_output' for model 'm' is \"yes\", expected true or false"),
-        ({"inputs": [], "outputs": [{"name": "y", "parameters": {"classification": 3}}]}, (),
-         None, "needs Triton's classification extension"),
+        ({"inputs": [], "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r"}}]},
+         (), None, "needs Triton's shared-memory extension"),
         ({"inputs": [], "outputs": {"name": "y"}}, (), None, "'outputs' of the request for "
          "model 'm' is a JSON object, expected an array"),
     ],
@@ -179,7 +195,7 @@ def test_compressed_bodies_are_inflated_within_the_limit() -> None:
 
 def test_model_metadata_is_the_grpc_metadata_as_json(model_onnx: Path) -> None:
     model = plane_with(model_onnx).model("scratchnet")
-    document = json.loads(http_codec.model_metadata(model).body)
+    document = json.loads(http_codec.model_metadata(model, [model.version]).body)
     assert document["name"] == "scratchnet" and document["versions"] == [model.version]
     assert document["platform"] == "onnxruntime_onnx"
     assert document["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]

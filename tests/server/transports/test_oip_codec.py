@@ -72,13 +72,20 @@ def test_raw_and_contents_together_and_extension_parameters_are_refused() -> Non
     )
     with pytest.raises(InvalidArgument, match="contents field must not be specified"):
         oip_codec.infer_request(_request(inputs=[tensor], raw_input_contents=[b"\0" * 4]))
+    plain = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
+    plain.parameters["shared_memory_region"].string_param = "r"
+    with pytest.raises(InvalidArgument, match="needs Triton's shared-memory extension"):
+        oip_codec.infer_request(_request(inputs=[plain], raw_input_contents=[b"\0" * 4]))
+
+
+def test_output_parameters_pass_as_plain_values() -> None:
     output = pb.ModelInferRequest.InferRequestedOutputTensor(name="y")
     output.parameters["classification"].int64_param = 3
     plain = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
-    with pytest.raises(InvalidArgument, match="needs Triton's classification extension"):
-        oip_codec.infer_request(
-            _request(inputs=[plain], outputs=[output], raw_input_contents=[b"\0" * 4])
-        )
+    request = oip_codec.infer_request(
+        _request(inputs=[plain], outputs=[output], raw_input_contents=[b"\0" * 4])
+    )
+    assert request.outputs[0].parameters == {"classification": 3}
 
 
 def test_outputs_go_back_raw_with_name_datatype_and_shape() -> None:

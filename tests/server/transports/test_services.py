@@ -3,6 +3,7 @@ RequestError turned into its status code."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,6 +14,7 @@ import pytest
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
 from server.dataplane import DataPlane
+from server.model_control import LoadOptions, ModelControl, SingleFile
 from server.transports.oip_service import InferenceServicer
 from server.transports.v1_service import ClassifierServicer
 from tests.server.conftest import plane_with
@@ -23,10 +25,15 @@ OIP = oip.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> DataPlane:
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     weights, biases = random_classifier(3, 4, 5)
     path = tmp_path_factory.mktemp("m") / "m.onnx"
-    return plane_with(build_classifier(path, weights, biases, metadata=contract_metadata(3)), "m")
+    return build_classifier(path, weights, biases, metadata=contract_metadata(3))
+
+
+@pytest.fixture(scope="module")
+def plane(model_file: Path) -> DataPlane:
+    return plane_with(model_file, "m")
 
 
 def _unary(
@@ -53,8 +60,9 @@ def test_v1_predict_and_its_errors(plane: DataPlane) -> None:
     assert list(info.input_shape) == [-1, 4, 5] and info.max_message_bytes == 1 << 20
 
 
-def test_oip_infer_metadata_and_not_found(plane: DataPlane) -> None:
-    servicer = InferenceServicer(plane)
+def test_oip_infer_metadata_and_not_found(plane: DataPlane, model_file: Path) -> None:
+    control = ModelControl(plane.repository, SingleFile(model_file, "m"), LoadOptions(0, 8))
+    servicer = InferenceServicer(plane, control)
     pixels = np.full((1, 4, 5), 0.5, np.float32)
     request = oip.ModelInferRequest(
         model_name="m",

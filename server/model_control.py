@@ -1,0 +1,342 @@
+"""Model control, as Triton's --model-control-mode: which model files are served, and when they
+are loaded, reloaded and unloaded.
+
+A source lists the models (a Triton-layout repository folder, or the one file of --model) and,
+for each, the version files its version policy selects. `ModelControl.sync(name)` brings the
+served versions of a model in line with its files: a new or changed file is loaded and checked
+(see server.model.load_model) before it replaces the old one in one step; a file that fails keeps
+the old version serving, is logged, and shows in the index with its reason. `none` loads every
+model at start, `poll` also syncs every model every few seconds, `explicit` loads the models
+named at start and then what RepositoryModelLoad / Unload ask for; SIGHUP syncs in every mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from google.protobuf import json_format
+
+from scratchnet.errors import InvalidArgument, ModelError, NotFound, clip
+from server.model import Model, load_model
+from server.model_config import (
+    CONFIG_FILE,
+    DEFAULT_MODEL_FILENAME,
+    ModelConfig,
+    read_config,
+)
+from server.repository import READY, UNAVAILABLE, IndexEntry, ModelRepository
+
+__all__ = [
+    "MODES",
+    "Desired",
+    "LoadOptions",
+    "ModelControl",
+    "ModelSource",
+    "RepositoryFolder",
+    "SingleFile",
+]
+
+MODES = ("none", "poll", "explicit")
+_log = logging.getLogger(__name__)
+# A file's identity for change detection: its inode, size and modification time.
+Stamp = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What a model's files say should be served: its config and version files by version
+    ("" for a file whose version comes from inside it), plus versions asked for but missing."""
+
+    config: ModelConfig | None
+    versions: dict[str, Path]
+    missing: list[IndexEntry] = field(default_factory=list)
+    stamps: tuple[Stamp, ...] = ()
+    """Identities of the files every version shares (config, label files)."""
+    folder: Path | None = None
+    """The model's folder, where its label files are."""
+
+
+class ModelSource(Protocol):
+    """Where models come from."""
+
+    def names(self) -> list[str]:
+        """The models there are."""
+        ...
+
+    def desired(self, name: str, config: ModelConfig | None = None) -> Desired:
+        """What should be served of `name` (with `config` instead of its own when given)."""
+        ...
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        info = path.stat()
+    except OSError:
+        return (0, 0, 0)
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+class RepositoryFolder:
+    """A Triton model repository: DIR/<model>/[config.pbtxt] and DIR/<model>/<version>/<file>."""
+
+    def __init__(self, root: Path) -> None:
+        if not root.is_dir():
+            raise ModelError(f"model repository {root} is not a folder")
+        self.root = root
+
+    def names(self) -> list[str]:
+        """Every folder of the repository that is not hidden."""
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
+        except OSError as error:
+            raise ModelError(f"cannot read model repository {self.root}: {error}") from None
+        return [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
+
+    def desired(self, name: str, config: ModelConfig | None = None) -> Desired:
+        """The config and the version files of `name` its version policy selects."""
+        folder = self.root / name
+        config_path = folder / CONFIG_FILE
+        if config is None and config_path.is_file():
+            config = read_config(config_path)
+        if config is not None and config.name and config.name != name:
+            raise ModelError(
+                f"{config_path}: name '{config.name}' differs from its folder '{name}', "
+                "expected them equal"
+            )
+        file_name = (config.default_model_filename if config else "") or DEFAULT_MODEL_FILENAME
+        found = {
+            entry.name: Path(entry.path) / file_name
+            for entry in _scandir(folder)
+            if entry.is_dir() and entry.name.isdigit() and (Path(entry.path) / file_name).is_file()
+        }
+        chosen, missing = _apply_policy(name, found, config)
+        labels = (
+            [out.label_filename for out in config.output if out.label_filename] if config else []
+        )
+        stamps = (_stamp(config_path), *(_stamp(folder / label) for label in labels))
+        return Desired(config, chosen, missing, stamps, folder)
+
+
+def _scandir(folder: Path) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(folder))
+    except OSError:
+        return []
+
+
+def _apply_policy(
+    name: str, found: dict[str, Path], config: ModelConfig | None
+) -> tuple[dict[str, Path], list[IndexEntry]]:
+    """The versions Triton's version_policy selects among `found`; default: the newest one."""
+    ordered = sorted(found, key=int)
+    policy = config.version_policy if config is not None else None
+    which = policy.WhichOneof("policy_choice") if policy is not None else None
+    if which == "all":
+        return {version: found[version] for version in ordered}, []
+    if which == "specific":
+        assert policy is not None
+        wanted = [str(version) for version in policy.specific.versions]
+        missing = [
+            IndexEntry(name, version, UNAVAILABLE, "version is not in the repository")
+            for version in wanted
+            if version not in found
+        ]
+        return {version: found[version] for version in wanted if version in found}, missing
+    count = policy.latest.num_versions if which == "latest" and policy is not None else 1
+    return {version: found[version] for version in ordered[-max(count, 1) :]}, []
+
+
+class SingleFile:
+    """The one model of --model FILE, served as `name` with the version its file records."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self.path = path
+        self.name = name
+
+    def names(self) -> list[str]:
+        """Just the one."""
+        return [self.name]
+
+    def desired(self, name: str, config: ModelConfig | None = None) -> Desired:
+        """The file itself, its version read from inside it."""
+        return Desired(config, {"": self.path})
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How every model is loaded."""
+
+    threads: int
+    max_batch: int
+    image_shape: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    model: Model
+    stamps: tuple[Stamp, ...]
+
+
+class ModelControl:
+    """Keeps the repository's served models in line with their files, one change at a time."""
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        source: ModelSource,
+        options: LoadOptions,
+        mode: str = "none",
+    ) -> None:
+        self.repository = repository
+        self.source = source
+        self.options = options
+        self.mode = mode
+        self._lock = threading.RLock()
+        self._loaded: dict[str, dict[str, _Loaded]] = {}
+
+    def start(self, names: Sequence[str] | None = None, strict: bool = False) -> list[str]:
+        """Load `names` (default: every model of the source); return the failures' messages,
+        or with `strict` raise the first as a ModelError (nothing logged)."""
+        failures = []
+        for name in self.source.names() if names is None else names:
+            problem = self.sync(name, strict=strict)
+            if problem:
+                failures.append(problem)
+        self.repository.started()
+        return failures
+
+    def loaded_names(self) -> list[str]:
+        """The models with at least one version served."""
+        with self._lock:
+            return sorted(name for name, versions in self._loaded.items() if versions)
+
+    def sync(self, name: str, config: ModelConfig | None = None, strict: bool = False) -> str:
+        """Serve what `name`'s files now hold (with `config` instead of its own, if given);
+        return what went wrong ("" if nothing did), or with `strict` raise it as ModelError."""
+        with self._lock:
+            current = self._loaded.get(name, {})
+            try:
+                desired = self.source.desired(name, config)
+            except ModelError as error:
+                if strict:
+                    raise
+                _log.error("%s", error)
+                reason = f"{error}" + ("; serving the versions loaded before" if current else "")
+                entries = (
+                    [IndexEntry(name, "", UNAVAILABLE, reason)]
+                    if not current
+                    else [
+                        IndexEntry(name, loaded.model.version, READY, reason)
+                        for loaded in current.values()
+                    ]
+                )
+                self.repository.set_problems(name, entries)
+                return str(error)
+            kept, problems = self._load_versions(
+                name, desired, current, forced=config is not None, strict=strict
+            )
+            for slot in set(current) - set(kept):
+                _log.info("unloaded model '%s' version %s", name, current[slot].model.version)
+            self._loaded[name] = kept
+            self.repository.set_versions(
+                name, {loaded.model.version: loaded.model for loaded in kept.values()}
+            )
+            self.repository.set_problems(name, problems + desired.missing)
+            if not desired.versions and not desired.missing:
+                return f"model '{name}' has no version folder holding a model file"
+            failed = [entry.reason for entry in problems]
+            return "; ".join(failed)
+
+    def _load_versions(
+        self, name: str, desired: Desired, current: dict[str, _Loaded], forced: bool, strict: bool
+    ) -> tuple[dict[str, _Loaded], list[IndexEntry]]:
+        kept: dict[str, _Loaded] = {}
+        problems: list[IndexEntry] = []
+        for slot, path in desired.versions.items():
+            stamps = (_stamp(path), *desired.stamps)
+            old = current.get(slot)
+            if old is not None and old.stamps == stamps and not forced:
+                kept[slot] = old
+                continue
+            try:
+                model = load_model(
+                    path,
+                    name,
+                    slot,
+                    config=desired.config,
+                    threads=self.options.threads,
+                    max_batch=self.options.max_batch,
+                    image_shape=self.options.image_shape,
+                    model_dir=desired.folder,
+                )
+            except ModelError as error:
+                if strict:
+                    raise
+                _log.error("%s", error)
+                if old is not None:
+                    kept[slot] = old
+                    reason = f"{error}; serving the file loaded before"
+                    problems.append(IndexEntry(name, old.model.version, READY, reason))
+                else:
+                    problems.append(IndexEntry(name, slot, UNAVAILABLE, str(error)))
+                continue
+            verb = "reloaded" if old is not None else "loaded"
+            _log.info("%s model '%s' version %s from %s", verb, name, model.version, path)
+            if model.not_classifier:
+                _log.info("model '%s' serves the Open Inference Protocol only: %s", name,
+                          model.not_classifier)  # fmt: skip
+            kept[slot] = _Loaded(model, stamps)
+        return kept, problems
+
+    def unload(self, name: str) -> None:
+        """Stop serving every version of `name`."""
+        with self._lock:
+            for loaded in self._loaded.pop(name, {}).values():
+                _log.info("unloaded model '%s' version %s", name, loaded.model.version)
+            self.repository.set_versions(name, {})
+            self.repository.set_problems(name, [])
+
+    def load(self, name: str, config_json: str = "") -> None:
+        """Load or reload `name` as RepositoryModelLoad asks; the error of a failed load."""
+        with self._lock:
+            if name not in self.source.names():
+                raise NotFound(f"failed to load '{clip(name)}': no such model in the repository")
+            config = None
+            if config_json:
+                config = ModelConfig()
+                try:
+                    json_format.Parse(config_json, config)
+                except json_format.ParseError as error:
+                    raise InvalidArgument(
+                        f"failed to load '{clip(name)}': parameter 'config' is not a model "
+                        f"configuration in JSON ({' '.join(str(error).split())})"
+                    ) from None
+            problem = self.sync(name, config)
+            if problem:
+                raise InvalidArgument(f"failed to load '{clip(name)}': {problem}")
+
+    def sync_all(self) -> None:
+        """What SIGHUP and every poll do: sync the models served (explicit) or every model of
+        the source, and unload those whose files are gone."""
+        with self._lock:
+            names = set(self.source.names())
+            served = set(self.loaded_names())
+            wanted = served & names if self.mode == "explicit" else names
+            for gone in served - names:
+                self.unload(gone)
+            for name in sorted(wanted):
+                self.sync(name)
+
+    def poll(self, stop: threading.Event, seconds: float) -> None:
+        """Sync every `seconds` until `stop` is set (the --model-control-mode poll thread)."""
+        while not stop.wait(seconds):
+            try:
+                self.sync_all()
+            except ModelError as error:  # the repository folder itself went away
+                _log.error("%s", error)
