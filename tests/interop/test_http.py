@@ -70,7 +70,7 @@ def call(
         connection.close()
 
 
-def json_request(images: NDArray[Any], *outputs: str, **extra: Any) -> bytes:
+def json_request(images: NDArray[Any], *outputs: str | dict[str, Any], **extra: Any) -> bytes:
     tensor = {
         "name": "images",
         "shape": list(images.shape),
@@ -79,7 +79,7 @@ def json_request(images: NDArray[Any], *outputs: str, **extra: Any) -> bytes:
     }
     document = {"inputs": [tensor], **extra}
     if outputs:
-        document["outputs"] = [{"name": name} for name in outputs]
+        document["outputs"] = [{"name": o} if isinstance(o, str) else o for o in outputs]
     return json.dumps(document).encode()
 
 
@@ -456,3 +456,23 @@ def test_curl_binary_inference_and_an_error(
     )
     assert error.stdout.endswith(b"400")
     assert b"has no 'inputs' array" in error.stdout
+
+
+def test_the_classification_extension_over_json_and_binary(
+    server: RunningServer, images: NDArray[np.uint8], reference: Reference
+) -> None:
+    wanted = [{"name": "probabilities", "parameters": {"classification": 2}}]
+    answer = call(server, "POST", INFER, json_request(images[:3], *wanted))
+    assert answer.status == 200, answer.body
+    (output,) = answer.json()["outputs"]
+    assert (output["datatype"], output["shape"]) == ("BYTES", [3, 2])
+    top = [entry.split(":") for entry in output["data"][::2]]
+    assert [int(index) for _, index, *_ in top] == reference.labels[:3].tolist()
+    wanted[0]["parameters"]["binary_data"] = True
+    body, headers = binary_request(images[:3], wanted)
+    packed = call(server, "POST", INFER, body, headers)
+    assert packed.status == 200
+    size = packed.json()["outputs"][0]["parameters"]["binary_data_size"]
+    first = int.from_bytes(packed.binary[:4], "little")
+    assert size == len(packed.binary)
+    assert packed.binary[4 : 4 + first].decode() == output["data"][0]
