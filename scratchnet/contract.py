@@ -37,6 +37,7 @@ __all__ = [
     "PIXEL_MAX",
     "PROBABILITIES",
     "SCORES",
+    "VERSIONS",
     "WEIGHTS",
     "pixel_divisor",
     "scale_uint8",
@@ -68,6 +69,8 @@ IMAGE_SHAPE = "input_shape"
 """[H, W] of the images (JSON), which tells a flat [N, H·W] input's image size."""
 ARTIFACT_SHA256 = "artifact_sha256"
 """The SHA-256 of the trainer artifact the model was exported from."""
+VERSIONS = "versions"
+"""The software versions of the training host (versions.python, versions.numpy, ...)."""
 
 # --- pixels ---------------------------------------------------------------------------------
 PIXEL_MAX = 255.0

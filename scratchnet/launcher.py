@@ -51,13 +51,17 @@ Guard = Callable[[], AbstractContextManager[object]]
 
 
 def server_command(
-    model: str | os.PathLike[str], *args: str, python_args: Sequence[str] = ("-m", "server")
+    model: str | os.PathLike[str],
+    *args: str,
+    python_args: Sequence[str] = ("-m", "server"),
+    model_flag: str = "--model",
 ) -> list[str]:
-    """The command that serves `model` on a free 127.0.0.1 port, `args` appended."""
+    """The command that serves `model` (a file, or a repository with `model_flag`
+    "--model-repository") on a free 127.0.0.1 port, `args` appended."""
     return [
         sys.executable,
         *python_args,
-        "--model",
+        model_flag,
         str(model),
         "--host",
         "127.0.0.1",
@@ -76,6 +80,8 @@ class ServerProcess:
     port: int
     stdout_path: Path | None = None
     stderr_path: Path | None = None
+    health_credentials: grpc.ChannelCredentials | None = None
+    """How to reach a TLS server's health service; None: plaintext."""
     http_port: int | None = None
     """The HTTP port, when started with `http=True` (the server's --http-port)."""
 
@@ -89,9 +95,11 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         serving: bool = True,
+        health_credentials: grpc.ChannelCredentials | None = None,
         timeout: float = START_SECONDS,
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
+        model_flag: str = "--model",
         http: bool = False,
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
@@ -114,7 +122,9 @@ class ServerProcess:
                 with guard():
                     extra = ("--http-port", "0") if http else ()
                     process = subprocess.Popen(
-                        server_command(model, *args, *extra, python_args=python_args),
+                        server_command(
+                            model, *args, *extra, python_args=python_args, model_flag=model_flag
+                        ),
                         stdout=out,
                         stderr=err,
                         stdin=subprocess.DEVNULL,
@@ -129,6 +139,7 @@ class ServerProcess:
                 port=port,
                 stdout_path=stdout,
                 stderr_path=stderr,
+                health_credentials=health_credentials,
                 http_port=found[_HTTP][1] if http else None,
             )
             if serving:
@@ -160,7 +171,9 @@ class ServerProcess:
     def wait_serving(self, timeout: float = START_SECONDS) -> None:
         """Wait until health (overall service "") says SERVING; LaunchError if the server exits
         or `timeout` s pass first."""
-        wait_for_health(self.target, SERVING, timeout, self._check_alive)
+        wait_for_health(
+            self.target, SERVING, timeout, self._check_alive, credentials=self.health_credentials
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = STOP_SECONDS) -> int:
         """Send `sig` (unless the server has exited already) and return its exit code; a server
@@ -187,12 +200,19 @@ def wait_for_health(
     status: int = SERVING,
     timeout: float = START_SECONDS,
     check: Callable[[], None] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> None:
-    """Poll grpc.health.v1 at `target` (overall service "") until it reports `status`, calling
-    `check` (which may raise) before each try; LaunchError after `timeout` s."""
+    """Poll grpc.health.v1 at `target` (overall service "", over TLS with `credentials`) until it
+    reports `status`, calling `check` (which may raise) before each try; LaunchError after
+    `timeout` s."""
     deadline = time.monotonic() + timeout
     request = health_pb2.HealthCheckRequest(service="")
-    with grpc.insecure_channel(target) as channel:
+    channel = (
+        grpc.secure_channel(target, credentials)
+        if credentials is not None
+        else grpc.insecure_channel(target)
+    )
+    with channel:
         health = health_pb2_grpc.HealthStub(channel)
         while (left := deadline - time.monotonic()) > 0:
             if check is not None:

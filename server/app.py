@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 from concurrent import futures
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -32,6 +32,13 @@ from server.model_control import (
     SingleFile,
 )
 from server.repository import ModelRepository
+from server.security import (
+    TokenAuth,
+    exposure_warning,
+    load_tokens,
+    read_credentials,
+    server_credentials,
+)
 from server.transports import oip_service, v1_service
 from server.transports.grpc_errors import RejectUndecodableRequests
 
@@ -61,16 +68,21 @@ def build_server(
         # Calls beyond the workers wait in a queue; beyond that, RESOURCE_EXHAUSTED at once.
         maximum_concurrent_rpcs=config.workers + config.max_queue,
         # Health and reflection keep grpc's own handling (non-blocking Watch streams included).
-        interceptors=[RejectUndecodableRequests(SERVICE_NAMES)],
+        interceptors=_interceptors(config),
     )
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes)
     oip_service.add_to_server(server, plane, control)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if not config.no_reflection:
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     try:
-        port = server.add_insecure_port(config.address)
+        if config.tls_cert is not None and config.tls_key is not None:
+            pem = read_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            port = server.add_secure_port(config.address, server_credentials(*pem))
+        else:
+            port = server.add_insecure_port(config.address)
     except RuntimeError:
         port = 0
     if port == 0:
@@ -78,11 +90,25 @@ def build_server(
     return server, port
 
 
+def _interceptors(config: ServerConfig) -> list[Any]:
+    """Token auth first (a refused call is never parsed), then undecodable requests."""
+    interceptors: list[Any] = []
+    if config.auth_token_file is not None:
+        interceptors.append(TokenAuth(load_tokens(config.auth_token_file)))
+    interceptors.append(RejectUndecodableRequests(SERVICE_NAMES))
+    return interceptors
+
+
 def serve(config: ServerConfig) -> int:
     """Listen, load the models, serve until SIGTERM or SIGINT, then drain; return the exit code."""
+    _check_http(config)
     source = _source(config)
     at_start = _models_at_start(config, source)
     plane = DataPlane(ModelRepository(loading=tuple(at_start)))
+    plane.expose_versions = config.expose_versions
+    warning = exposure_warning(config.host, tls=config.tls_cert is not None)
+    if warning:
+        _log.warning("%s", warning)
     options = LoadOptions(config.threads, config.max_batch, config.image_shape)
     control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
@@ -147,6 +173,19 @@ def serve(config: ServerConfig) -> int:
         http.wait()
     _log.info("stopped")
     return 0
+
+
+def _check_http(config: ServerConfig) -> None:
+    """Refuse --http-port beside TLS or tokens, before anything listens."""
+    if config.http_port is not None and (
+        config.tls_cert is not None or config.auth_token_file is not None
+    ):
+        # Until the HTTP listener has them too, it would serve the models in the clear and to
+        # anyone, behind the back of the gRPC port's protection.
+        raise ScratchnetError(
+            "--http-port cannot be combined with --tls-cert or --auth-token-file yet: the HTTP "
+            "listener has neither TLS nor tokens; serve HTTP from a server without them"
+        )
 
 
 def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:

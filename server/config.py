@@ -51,6 +51,12 @@ class ServerConfig:
     max_message_mb: int
     grace_seconds: float
     log_level: str
+    tls_cert: Path | None
+    tls_key: Path | None
+    tls_client_ca: Path | None
+    auth_token_file: Path | None
+    no_reflection: bool
+    expose_versions: bool
     http_port: int | None = None
     """The HTTP/REST port (the Open Inference Protocol and the playground); None: no HTTP."""
 
@@ -112,6 +118,16 @@ def _image_shape(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
         raise argparse.ArgumentTypeError(f"expected HxW such as 28x28, got {text!r}")
     return int(parts[0]), int(parts[1])
+
+
+def _switch(text: str) -> bool:
+    """A boolean environment value: 1/true/yes/on or 0/false/no/off."""
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _name(text: str) -> str:
@@ -198,6 +214,25 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled",
     ),
     "log-level": (_level, "info", f"log verbosity on stderr: {', '.join(LOG_LEVELS)}"),
+    "tls-cert": (Path, None, "serve TLS with this PEM certificate chain (with --tls-key)"),
+    "tls-key": (Path, None, "the PEM private key of --tls-cert"),
+    "tls-client-ca": (
+        Path,
+        None,
+        "mutual TLS: accept only clients with a certificate this PEM CA signed",
+    ),
+    "auth-token-file": (
+        Path,
+        None,
+        "require 'authorization: Bearer <token>' with a token from this file (one per line); "
+        "health checks stay open",
+    ),
+    "no-reflection": (_switch, False, "do not serve gRPC reflection"),
+    "expose-versions": (
+        _switch,
+        False,
+        "show the software versions a model was trained with (metadata versions.*) to clients",
+    ),
     "http-port": (
         _port_or_off,
         "off",
@@ -229,6 +264,14 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
                 default = parse(environ[variable])
             except argparse.ArgumentTypeError as error:
                 parser.error(f"environment variable {variable}: {error}")
+        if parse is _switch:
+            parser.add_argument(
+                f"--{flag}",
+                action="store_true",
+                default=default,
+                help=f"{help_text} (env {variable})",
+            )
+            continue
         parser.add_argument(
             f"--{flag}",
             type=parse,
@@ -246,4 +289,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
     if values["load_model"] is not None and values["model_control_mode"] != "explicit":
         parser.error("--load-model is only used with --model-control-mode explicit")
     values["load_model"] = values["load_model"] or ()
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        parser.error("--tls-cert and --tls-key go together: give both or neither")
+    if values["tls_client_ca"] is not None and values["tls_cert"] is None:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
     return ServerConfig(**values)

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scratchnet import datatypes
-from scratchnet.contract import PIXEL_MAX, scale_uint8
+from scratchnet.contract import PIXEL_MAX, VERSIONS, scale_uint8
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import InvalidArgument, clip
 from server.classification import top_classes
@@ -102,11 +102,21 @@ class DataPlane:
         self.repository = repository
         self.statistics = statistics or Statistics()
         self.shutting_down = False
+        self.expose_versions = False
+        """Whether clients see the software versions a model was trained with."""
 
     @property
     def ready(self) -> bool:
         """True while the models are loaded and the server is not shutting down."""
         return self.repository.ready and not self.shutting_down
+
+    def metadata(self, model: Model) -> dict[str, str]:
+        """The model's metadata_props as clients see them: the training host's software
+        versions (keys under `versions.`) only with --expose-versions."""
+        if self.expose_versions:
+            return dict(model.signature.metadata)
+        hidden = f"{VERSIONS}."
+        return {k: v for k, v in model.signature.metadata.items() if not k.startswith(hidden)}
 
     def model(self, name: str, version: str = "") -> Model:
         """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""

@@ -188,8 +188,8 @@ def _apply(
         spec = by_name.get(entry.name)
         if spec is None:
             raise ModelError(
-                f"{where}: config {kind} '{entry.name}' is not a {kind} of the model, expected "
-                f"one of {', '.join(by_name)}"
+                f"{where}: config {kind} '{entry.name}' is not one of the model's {kind}s "
+                f"{', '.join(by_name)}"
             )
         if entry.name in seen:
             raise ModelError(f"{where}: config {kind} '{entry.name}' appears twice")

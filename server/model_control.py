@@ -199,6 +199,9 @@ class ModelControl:
         self.mode = mode
         self._lock = threading.RLock()
         self._loaded: dict[str, dict[str, _Loaded]] = {}
+        # Version files that failed to load, with their identities, so that a poll does not
+        # retry (and log) the same broken file every few seconds.
+        self._failed: dict[tuple[str, str], tuple[tuple[Stamp, ...], IndexEntry]] = {}
 
     def start(self, names: Sequence[str] | None = None, strict: bool = False) -> list[str]:
         """Load `names` (default: every model of the source); return the failures' messages,
@@ -241,6 +244,9 @@ class ModelControl:
             kept, problems = self._load_versions(
                 name, desired, current, forced=config is not None, strict=strict
             )
+            if problems:
+                # A version that failed never costs the ones served: they stay until it loads.
+                kept = {**{slot: current[slot] for slot in current if slot not in kept}, **kept}
             for slot in set(current) - set(kept):
                 _log.info("unloaded model '%s' version %s", name, current[slot].model.version)
             self._loaded[name] = kept
@@ -264,6 +270,13 @@ class ModelControl:
             if old is not None and old.stamps == stamps and not forced:
                 kept[slot] = old
                 continue
+            failed = self._failed.get((name, slot))
+            if failed is not None and failed[0] == stamps and not forced:
+                # The same files failed before: say so again, but neither retry nor log again.
+                problems.append(failed[1])
+                if old is not None:
+                    kept[slot] = old
+                continue
             try:
                 model = load_model(
                     path,
@@ -282,15 +295,21 @@ class ModelControl:
                 if old is not None:
                     kept[slot] = old
                     reason = f"{error}; serving the file loaded before"
-                    problems.append(IndexEntry(name, old.model.version, READY, reason))
+                    entry = IndexEntry(name, old.model.version, READY, reason)
                 else:
-                    problems.append(IndexEntry(name, slot, UNAVAILABLE, str(error)))
+                    entry = IndexEntry(name, slot, UNAVAILABLE, str(error))
+                self._failed[name, slot] = (stamps, entry)
+                problems.append(entry)
                 continue
+            self._failed.pop((name, slot), None)
             verb = "reloaded" if old is not None else "loaded"
             _log.info("%s model '%s' version %s from %s", verb, name, model.version, path)
             if model.not_classifier:
-                _log.info("model '%s' serves the Open Inference Protocol only: %s", name,
-                          model.not_classifier)  # fmt: skip
+                _log.info(
+                    "model '%s' serves the Open Inference Protocol only: %s",
+                    name,
+                    model.not_classifier,
+                )
             kept[slot] = _Loaded(model, stamps)
         return kept, problems
 

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scratchnet.artifact import Artifact
-from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE, INPUT_SCALE_KEY
+from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE, INPUT_SCALE_KEY, VERSIONS
 from scratchnet.datasets import Dataset, Images
 from scratchnet.forward import predict
 from scratchnet.versions import scratchnet_version
@@ -47,7 +47,7 @@ def train(
         "dataset": {"name": dataset.name, "checksum": dataset.checksum},
         "train_accuracy": accuracy(weights, biases, dataset.train_images, dataset.train_labels),
         "test_accuracy": accuracy(weights, biases, dataset.test_images, dataset.test_labels),
-        "versions": {
+        VERSIONS: {
             "python": platform.python_version(),
             "numpy": np.__version__,
             "scratchnet": scratchnet_version(),

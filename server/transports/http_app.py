@@ -132,7 +132,7 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
         model = plane.model(name, version)
         # As gRPC's ModelMetadata answers: the version asked for, or every version served.
         versions = [version] if version else _versions(plane, model.name)
-        return http_codec.model_metadata(model, versions)
+        return http_codec.model_metadata(model, versions, plane.metadata(model))
 
     async def model_ready(request: Request) -> Reply:
         name, version = _model_of(request)

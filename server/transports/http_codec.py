@@ -75,9 +75,9 @@ def server_metadata(name: str, version: str, extensions: Sequence[str]) -> Reply
     return json_reply({"name": name, "version": version, "extensions": list(extensions)})
 
 
-def model_metadata(model: Model, versions: Sequence[str]) -> Reply:
+def model_metadata(model: Model, versions: Sequence[str], properties: Mapping[str, str]) -> Reply:
     """GET /v2/models/{name}[/versions/{v}]: what gRPC's ModelMetadata says, as JSON."""
-    message = oip_codec.model_metadata(model, versions)
+    message = oip_codec.model_metadata(model, versions, properties)
 
     def tensors(specs: Any) -> list[dict[str, Any]]:
         return [

@@ -111,9 +111,11 @@ def infer_response(response: InferResponse) -> pb.ModelInferResponse:
     return message
 
 
-def model_metadata(model: Model, versions: Sequence[str]) -> pb.ModelMetadataResponse:
+def model_metadata(
+    model: Model, versions: Sequence[str], properties: Mapping[str, str]
+) -> pb.ModelMetadataResponse:
     """The model's `versions`, platform, inputs and outputs as clients see them, and its ONNX
-    metadata_props."""
+    metadata_props as `properties`."""
     tensor = pb.ModelMetadataResponse.TensorMetadata
     return pb.ModelMetadataResponse(
         name=model.name,
@@ -127,7 +129,7 @@ def model_metadata(model: Model, versions: Sequence[str]) -> pb.ModelMetadataRes
             tensor(name=spec.name, datatype=spec.datatype.name, shape=spec.dims)
             for spec in model.outputs
         ],
-        properties=model.signature.metadata,
+        properties=properties,
     )
 
 

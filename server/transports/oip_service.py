@@ -83,7 +83,7 @@ class InferenceServicer:
         with status_on_error(context):
             model = self._plane.model(request.name, request.version)
             versions = [request.version] if request.version else self._versions(model.name)
-            return oip_codec.model_metadata(model, versions)
+            return oip_codec.model_metadata(model, versions, self._plane.metadata(model))
 
     def ModelConfig(
         self, request: pb.ModelConfigRequest, context: grpc.ServicerContext

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2 as pb
 from scratchnet.contract import LABEL, PROBABILITIES, SCORES
@@ -54,7 +56,9 @@ def predict_response(response: ClassifyResponse) -> pb.PredictResponse:
     return message
 
 
-def model_info(model: Model, max_message_bytes: int) -> pb.GetModelInfoResponse:
+def model_info(
+    model: Model, metadata: Mapping[str, str], max_message_bytes: int
+) -> pb.GetModelInfoResponse:
     """What a client needs to call Predict on an image classifier."""
     classifier = model.classifier
     assert classifier is not None  # the service only describes classifiers
@@ -66,7 +70,7 @@ def model_info(model: Model, max_message_bytes: int) -> pb.GetModelInfoResponse:
         num_classes=classifier.num_classes,
         class_labels=classifier.class_labels,
         max_batch_size=model.max_batch,
-        metadata=model.signature.metadata,
+        metadata=metadata,
         outputs=classifier.outputs,
         max_message_bytes=max_message_bytes,
     )

@@ -54,7 +54,8 @@ class ClassifierServicer:
                 raise InvalidArgument(
                     f"model '{model.name}' is not an image classifier: {model.not_classifier}"
                 )
-            return v1_codec.model_info(model, self._max_message_bytes)
+            metadata = self._plane.metadata(model)
+            return v1_codec.model_info(model, metadata, self._max_message_bytes)
 
     def _default_model(self) -> str:
         return self._plane.repository.default(self._model_name).name

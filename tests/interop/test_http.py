@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.api.inference import open_inference_grpc_pb2_grpc
 from scratchnet.datasets import Dataset
-from tests.conftest import RunningServer
+from tests.conftest import RunningServer, assert_one_line_error, run_module
 from tests.interop.conftest import Reference
 
 MODEL = "scratchnet"
@@ -476,3 +476,18 @@ def test_the_classification_extension_over_json_and_binary(
     first = int.from_bytes(packed.binary[:4], "little")
     assert size == len(packed.binary)
     assert packed.binary[4 : 4 + first].decode() == output["data"][0]
+
+
+def test_http_refuses_to_run_beside_tls_or_tokens_it_does_not_apply(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("secret\n")
+    result = run_module(
+        "server", "--model", model_onnx, "--port", "0", "--http-port", "0",
+        "--auth-token-file", tokens, check=False, timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(
+        result, "python -m server", "--http-port cannot be combined with --tls-cert or "
+        "--auth-token-file yet", code=2,
+    )  # fmt: skip

@@ -25,19 +25,24 @@ def build_classifier(
     input_dtype: str = "float32",
     input_name: str = "images",
     channel_axis: bool = False,
+    flat: bool = False,
+    batch: int | str = "batch",
     outputs: Sequence[tuple[str, str]] = ALL_OUTPUTS,
     metadata: dict[str, str] | None = None,
     model_version: int | None = None,
 ) -> Path:
     """Write a single-layer classifier scores = flatten(x) · Wᵀ + b as ONNX.
 
-    `outputs` pairs a kind (scores, label, probabilities) with the ONNX output's name, so a test
-    can build models with foreign names or only some outputs. A uint8 input is cast and scaled by
-    input_scale inside the graph, as scratchnet's export does.
+    `outputs` pairs a kind (scores, label, probabilities, log_probabilities) with the ONNX
+    output's name, so a test can build models with foreign names or only some outputs. The input
+    is [batch,H,W], [batch,1,H,W] with `channel_axis`, or [batch,H·W] when `flat`; a uint8 input
+    is cast and scaled by input_scale inside the graph, as scratchnet's export does.
     """
     classes, height, width = weights.shape
     elem = TensorProto.UINT8 if input_dtype == "uint8" else TensorProto.FLOAT
-    dims: list[Any] = ["batch", 1, height, width] if channel_axis else ["batch", height, width]
+    dims: list[Any] = [batch, 1, height, width] if channel_axis else [batch, height, width]
+    if flat:
+        dims = [batch, height * width]
     nodes = []
     pixels = input_name
     if input_dtype == "uint8":
@@ -63,16 +68,17 @@ def build_classifier(
     for kind, name in outputs:
         if kind == "scores":
             graph_outputs.append(
-                helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", classes])
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, classes])
             )
-        elif kind == "probabilities":
-            nodes.append(helper.make_node("Softmax", [score_name], [name], axis=1))
+        elif kind in ("probabilities", "log_probabilities"):
+            op = "Softmax" if kind == "probabilities" else "LogSoftmax"
+            nodes.append(helper.make_node(op, [score_name], [name], axis=1))
             graph_outputs.append(
-                helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", classes])
+                helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch, classes])
             )
         else:
             nodes.append(helper.make_node("ArgMax", [score_name], [name], axis=1, keepdims=0))
-            graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, ["batch"]))
+            graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.INT64, [batch]))
     graph = helper.make_graph(
         nodes,
         "classifier",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import signal
 import threading
 import time
@@ -22,6 +24,7 @@ from scratchnet.api.v1 import classifier_pb2 as pb
 from scratchnet.api.v1 import classifier_pb2_grpc
 from scratchnet.datasets import Dataset
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
+from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
 
 SERVICES = ("", "scratchnet.v1.Classifier", "inference.GRPCInferenceService")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -296,3 +299,45 @@ def test_a_port_in_use_is_one_line_and_a_non_zero_exit(
         f"python -m server: error: cannot listen on 127.0.0.1:{server.port}: address in use or "
         "not available"
     )
+
+
+def test_sighup_reloads_a_changed_model_file_and_keeps_serving_through_a_bad_one(
+    tmp_path: Path,
+) -> None:
+    model = tmp_path / "model.onnx"
+    images = np.random.default_rng(0).integers(0, 256, size=(6, 4, 5), dtype=np.uint8)
+    seeds = {}
+    for seed in (1, 2):
+        weights, biases = random_classifier(3, 4, 5, seed=seed)
+        build_classifier(tmp_path / f"seed{seed}.onnx", weights, biases, model_version=seed)
+        seeds[seed] = numpy_scores(weights, biases, images).argmax(axis=1).tolist()
+    shutil.copy(tmp_path / "seed1.onnx", model)
+    server = start_server(model, tmp_dir=tmp_path)
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = classifier_pb2_grpc.ClassifierStub(channel)
+
+            def answer() -> tuple[str, list[int]]:
+                response = stub.Predict(_request(images), timeout=10)
+                return response.model_version, list(response.labels)
+
+            assert answer() == ("1", seeds[1])
+            shutil.copy(tmp_path / "seed2.onnx", tmp_path / "next.onnx")
+            os.replace(tmp_path / "next.onnx", model)
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while answer() != ("2", seeds[2]):
+                assert time.monotonic() < deadline, "SIGHUP did not reload the model"
+                time.sleep(0.05)
+            model.write_bytes(b"half written")
+            server.process.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 20
+            while (
+                "half written" not in server.stderr() and "cannot be loaded" not in server.stderr()
+            ):
+                assert time.monotonic() < deadline, "SIGHUP did not try the new file"
+                time.sleep(0.05)
+            assert answer() == ("2", seeds[2])  # the model loaded before keeps serving
+            assert server.process.poll() is None
+    finally:
+        assert server.stop() == 0

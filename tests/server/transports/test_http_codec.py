@@ -194,8 +194,11 @@ def test_compressed_bodies_are_inflated_within_the_limit() -> None:
 
 
 def test_model_metadata_is_the_grpc_metadata_as_json(model_onnx: Path) -> None:
-    model = plane_with(model_onnx).model("scratchnet")
-    document = json.loads(http_codec.model_metadata(model, [model.version]).body)
+    plane = plane_with(model_onnx)
+    model = plane.model("scratchnet")
+    document = json.loads(
+        http_codec.model_metadata(model, [model.version], plane.metadata(model)).body
+    )
     assert document["name"] == "scratchnet" and document["versions"] == [model.version]
     assert document["platform"] == "onnxruntime_onnx"
     assert document["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]

@@ -1,0 +1,163 @@
+"""Who may call the server: TLS (optionally mutual) on its listeners, and bearer tokens.
+
+Tokens come from a file, one per line (blank lines and `#` comments skipped); a call must carry
+`authorization: Bearer <token>` matching one of them, compared in constant time. Health checks
+stay open so that probes need no secret. Neither tokens nor payloads are ever logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from scratchnet.errors import ScratchnetError
+
+__all__ = [
+    "OPEN_SERVICES",
+    "TokenAuth",
+    "exposure_warning",
+    "is_loopback",
+    "load_tokens",
+    "read_credentials",
+    "server_credentials",
+    "token_matches",
+]
+
+OPEN_SERVICES = ("grpc.health.v1.Health",)
+"""Services callable without a token: probes must not need a secret."""
+_BEARER = "bearer "
+
+if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Handler = grpc.RpcMethodHandler
+    _Interceptor = grpc.ServerInterceptor
+
+
+def load_tokens(path: Path) -> tuple[bytes, ...]:
+    """The tokens in `path`; ScratchnetError (one line) if it cannot be read or holds none."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ScratchnetError(f"--auth-token-file {path}: cannot read it ({error})") from None
+    tokens = tuple(
+        line.strip().encode() for line in lines if line.strip() and not line.startswith("#")
+    )
+    if not tokens:
+        raise ScratchnetError(f"--auth-token-file {path} holds no token: expected one per line")
+    return tokens
+
+
+def token_matches(authorization: str, tokens: Sequence[bytes]) -> bool:
+    """Whether an `authorization` header value is `Bearer <one of tokens>`, in constant time."""
+    if authorization[: len(_BEARER)].lower() != _BEARER:
+        return False
+    given = authorization[len(_BEARER) :].strip().encode()
+    # Compare with every token, whatever matched, so that timing tells nothing.
+    found = False
+    for token in tokens:
+        found |= hmac.compare_digest(given, token)
+    return found
+
+
+class TokenAuth(_Interceptor):
+    """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted)."""
+
+    def __init__(self, tokens: Sequence[bytes]) -> None:
+        self._tokens = tuple(tokens)
+
+        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
+            context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
+            )
+
+        self._refusals = {streaming: _handler(streaming, refuse) for streaming in _HANDLER_KINDS}
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> _Handler | None:
+        """The method's handler if the call carries a valid token, else one that refuses it."""
+        if details.method.split("/")[1] in OPEN_SERVICES:
+            return continuation(details)
+        metadata = dict(details.invocation_metadata or ())
+        authorization = metadata.get("authorization", "")
+        if isinstance(authorization, bytes):
+            authorization = authorization.decode(errors="replace")
+        if token_matches(authorization, self._tokens):
+            return continuation(details)
+        handler = continuation(details)
+        if handler is None:
+            return None
+        return self._refusals[handler.request_streaming, handler.response_streaming]
+
+
+_HANDLER_KINDS = ((False, False), (False, True), (True, False), (True, True))
+
+
+def _handler(kind: tuple[bool, bool], behavior: Callable[..., Any]) -> _Handler:
+    make = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[kind]
+    # No deserializer: the refused request's bytes are never parsed.
+    return make(behavior)
+
+
+def read_credentials(
+    cert: Path, key: Path, client_ca: Path | None
+) -> tuple[bytes, bytes, bytes | None]:
+    """The PEM files' bytes; ScratchnetError naming a file that cannot be read."""
+    return (
+        _pem("--tls-cert", cert),
+        _pem("--tls-key", key),
+        None if client_ca is None else _pem("--tls-client-ca", client_ca),
+    )
+
+
+def _pem(flag: str, path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ScratchnetError(f"{flag} {path}: cannot read it ({error.strerror})") from None
+    if b"-----BEGIN" not in data:
+        raise ScratchnetError(f"{flag} {path}: not a PEM file (no -----BEGIN line)")
+    return data
+
+
+def server_credentials(cert: bytes, key: bytes, client_ca: bytes | None) -> grpc.ServerCredentials:
+    """TLS with this certificate chain and key; with `client_ca`, clients must present a
+    certificate it signed (mutual TLS)."""
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def exposure_warning(host: str, tls: bool) -> str | None:
+    """The warning to log when listening on `host` exposes plaintext traffic to the network."""
+    if tls or is_loopback(host):
+        return None
+    return (
+        f"listening on {host} without TLS: anyone on the network can read the traffic (and, "
+        "without --auth-token-file, call the server); give --tls-cert and --tls-key"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or name) is reachable from this machine only."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

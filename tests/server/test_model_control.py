@@ -1,0 +1,189 @@
+"""server.model_control in process, on a repository folder in tmp_path: what is served follows the
+files, version policies select, and a bad file never replaces a good one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scratchnet.errors import InvalidArgument, NotFound
+from server.dataplane import DataPlane, InferRequest, RequestedOutput
+from server.model_control import LoadOptions, ModelControl, RepositoryFolder
+from server.repository import ModelRepository
+from tests.server.conftest import tensor
+from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
+
+SHAPE = (3, 4, 5)  # classes, height, width
+
+
+def place(root: Path, name: str, version: int, seed: int = 0, **options: Any) -> Path:
+    """A classifier with weights from `seed` at root/name/version/model.onnx."""
+    folder = root / name / str(version)
+    folder.mkdir(parents=True, exist_ok=True)
+    weights, biases = random_classifier(*SHAPE, seed=seed)
+    return build_classifier(folder / "model.onnx", weights, biases, **options)
+
+
+def served(repository: ModelRepository) -> list[tuple[str, str]]:
+    return [(model.name, model.version) for model in repository.models()]
+
+
+def control_of(root: Path, mode: str = "none") -> tuple[ModelControl, DataPlane]:
+    plane = DataPlane(ModelRepository())
+    control = ModelControl(plane.repository, RepositoryFolder(root), LoadOptions(0, 64), mode)
+    return control, plane
+
+
+def labels_of(plane: DataPlane, name: str, seed: int) -> None:
+    """The labels served under `name` are those of the model with weights from `seed`."""
+    images = np.random.default_rng(1).random((6, *SHAPE[1:]), dtype=np.float32)
+    answer = plane.infer(InferRequest(name, "", [tensor(images)], [RequestedOutput("label")]))
+    weights, biases = random_classifier(*SHAPE, seed=seed)
+    expected = numpy_scores(weights, biases, images).argmax(axis=1)
+    np.testing.assert_array_equal(answer.outputs["label"], expected)
+
+
+def test_each_model_serves_its_newest_version_by_default(tmp_path: Path) -> None:
+    for version in (1, 2, 10):
+        place(tmp_path, "digits", version, seed=version)
+    place(tmp_path, "other", 1)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    control, plane = control_of(tmp_path)
+    failures = control.start()
+    assert served(plane.repository) == [("digits", "10"), ("other", "1")]
+    assert failures == ["model 'empty' has no version folder holding a model file"]
+    labels_of(plane, "digits", seed=10)
+    names = control.source.names()
+    assert names == ["digits", "empty", "other"]
+    assert [(e.name, e.version, e.state) for e in plane.repository.index(names)] == [
+        ("digits", "10", "READY"),
+        ("empty", "", "UNAVAILABLE"),
+        ("other", "1", "READY"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        ("all { }", ["1", "2", "3"]),
+        ("latest { num_versions: 2 }", ["2", "3"]),
+        ("specific { versions: [ 1, 7 ] }", ["1"]),
+    ],
+)
+def test_version_policies(tmp_path: Path, policy: str, expected: list[str]) -> None:
+    for version in (1, 2, 3):
+        place(tmp_path, "m", version)
+    (tmp_path / "m" / "config.pbtxt").write_text(f"version_policy {{ {policy} }}\n")
+    control, plane = control_of(tmp_path)
+    control.start()
+    assert [version for _, version in served(plane.repository)] == expected
+    if "specific" in policy:
+        missing = [e for e in plane.repository.index() if e.version == "7"]
+        assert [(e.state, e.reason) for e in missing] == [
+            ("UNAVAILABLE", "version is not in the repository")
+        ]
+
+
+def test_sync_follows_new_changed_and_removed_files(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1, seed=1)
+    control, plane = control_of(tmp_path, "poll")
+    control.start()
+    place(tmp_path, "m", 2, seed=2)
+    control.sync_all()
+    assert served(plane.repository) == [("m", "2")]
+    labels_of(plane, "m", seed=2)
+    # The same version's file replaced (as `cp` or an atomic rename would): reloaded.
+    replacement = place(tmp_path, "swap", 1, seed=3)
+    os.replace(replacement, tmp_path / "m" / "2" / "model.onnx")
+    control.sync_all()
+    labels_of(plane, "m", seed=3)
+    # The model's folder removed: unloaded.
+    for path in sorted((tmp_path / "m").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (tmp_path / "m").rmdir()
+    control.sync_all()
+    assert ("m", "2") not in served(plane.repository)
+
+
+def test_a_bad_file_keeps_the_old_version_serving_and_shows_why(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1, seed=1)
+    control, plane = control_of(tmp_path, "poll")
+    control.start()
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"not a model any more")
+    (tmp_path / "m" / "2").mkdir()
+    (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"corrupt")
+    control.sync_all()
+    # Version 2 is the newest, but it cannot load: version 1 keeps serving meanwhile...
+    assert served(plane.repository) == [("m", "1")]
+    labels_of(plane, "m", seed=1)
+    entries = {(e.version, e.state): e.reason for e in plane.repository.index(["m"])}
+    assert "cannot be loaded by onnxruntime" in entries["2", "UNAVAILABLE"]
+    # ...whereas a corrupt replacement of the version served keeps the old file serving.
+    (tmp_path / "m" / "2" / "model.onnx").unlink()
+    (tmp_path / "m" / "2").rmdir()
+    place(tmp_path, "m", 1, seed=1)
+    control.sync_all()
+    (tmp_path / "m" / "1" / "model.onnx").write_bytes(b"half written")
+    control.sync_all()
+    assert served(plane.repository) == [("m", "1")]
+    labels_of(plane, "m", seed=1)
+    (entry,) = plane.repository.index(["m"])
+    assert entry.state == "READY" and "serving the file loaded before" in entry.reason
+
+
+def test_a_config_mistake_keeps_the_model_out_with_its_line(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1)
+    (tmp_path / "m" / "config.pbtxt").write_text('name: "m"\nmax_batch: 8\n')
+    control, plane = control_of(tmp_path)
+    (failure,) = control.start()
+    assert "config.pbtxt: line 2, column 1: unknown field 'max_batch'" in failure
+    assert served(plane.repository) == []
+    (entry,) = plane.repository.index(["m"])
+    assert entry.state == "UNAVAILABLE" and "unknown field 'max_batch'" in entry.reason
+
+
+def test_explicit_load_and_unload(tmp_path: Path) -> None:
+    place(tmp_path, "a", 1)
+    place(tmp_path, "b", 1)
+    (tmp_path / "bad" / "1").mkdir(parents=True)
+    (tmp_path / "bad" / "1" / "model.onnx").write_bytes(b"nope")
+    control, plane = control_of(tmp_path, "explicit")
+    control.start([])
+    assert served(plane.repository) == []
+    control.load("b")
+    assert served(plane.repository) == [("b", "1")]
+    with pytest.raises(NotFound, match="failed to load 'zzz': no such model in the repository"):
+        control.load("zzz")
+    with pytest.raises(InvalidArgument, match=r"failed to load 'bad': model .* cannot be loaded"):
+        control.load("bad")
+    control.load("a", '{"max_batch_size": 2}')
+    assert plane.model("a").max_batch == 2
+    control.unload("b")
+    assert served(plane.repository) == [("a", "1")]
+    with pytest.raises(InvalidArgument, match="parameter 'config' is not a model configuration"):
+        control.load("a", "{not json")
+
+
+def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1, seed=4)
+    (tmp_path / "m" / "config.pbtxt").write_text(
+        'output [ { name: "scores" dims: [ 3 ] label_filename: "names.txt" } ]\nmax_batch_size: 8\n'
+    )
+    (tmp_path / "m" / "names.txt").write_text("cat\ndog\nemu\n")
+    control, plane = control_of(tmp_path)
+    control.start()
+    images = np.zeros((2, *SHAPE[1:]), dtype=np.float32)
+    request = InferRequest(
+        "m", "", [tensor(images)], [RequestedOutput("scores", {"classification": 2})]
+    )
+    (strings,) = plane.infer(request).outputs.values()
+    _, biases = random_classifier(*SHAPE, seed=4)
+    top = np.argsort(-biases)[:2]  # zero images: the scores are the biases
+    assert [value.decode().split(":")[1:] for value in strings[0]] == [
+        [str(index), ["cat", "dog", "emu"][index]] for index in top
+    ]

@@ -1,0 +1,174 @@
+"""Who may call: TLS and mutual TLS on the real server, bearer tokens, reflection off, and the
+training host's versions kept from clients unless asked. Certificates are made in the test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.api.v1 import classifier_pb2 as v1
+from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
+from server.security import exposure_warning, is_loopback, token_matches
+from tests.certificates import Authority, Pem
+from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
+
+TOKENS = ("first-token", "second-token")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
+    folder = tmp_path_factory.mktemp("pki")
+    ca, other, clients = (
+        Authority(folder, "ca"),
+        Authority(folder, "other-ca"),
+        Authority(folder, "client-ca"),
+    )
+    return {
+        "ca": ca.pem,
+        "other": other.pem,
+        "server": ca.issue("server", server=True),
+        "client_ca": clients.pem,
+        "client": clients.issue("client", server=False),
+        "stranger": other.issue("stranger", server=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def secured(
+    model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """mutual TLS and bearer tokens together."""
+    folder = tmp_path_factory.mktemp("secured")
+    tokens = folder / "tokens"
+    tokens.write_text("# one per line\n" + "\n".join(TOKENS) + "\n")
+    running = start_server(
+        model_onnx,
+        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
+        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
+        tmp_dir=folder,
+        health_credentials=_credentials(pki, "ca", "client"),
+    )  # fmt: skip
+    yield running
+    assert running.stop() == 0
+
+
+def _credentials(pki: dict[str, Pem], trust: str, client: str | None) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki[trust].cert.read_bytes(),
+        private_key=pki[client].key.read_bytes() if client else None,
+        certificate_chain=pki[client].cert.read_bytes() if client else None,
+    )
+
+
+def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _info(channel: grpc.Channel, token: str | None = TOKENS[1]) -> v1.GetModelInfoResponse:
+    stub = ClassifierStub(channel)
+    reply: v1.GetModelInfoResponse = stub.GetModelInfo(
+        v1.GetModelInfoRequest(), timeout=10, metadata=_metadata(token)
+    )
+    return reply
+
+
+def _code(call: object) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as raised:
+        call()  # type: ignore[operator]
+    code: grpc.StatusCode = raised.value.code()
+    return code
+
+
+def test_the_right_client_is_served_on_both_apis(
+    secured: RunningServer, pki: dict[str, Pem]
+) -> None:
+    with grpc.secure_channel(secured.target, _credentials(pki, "ca", "client")) as channel:
+        assert _info(channel).model_name == "scratchnet"
+        ready = GRPCInferenceServiceStub(channel).ServerReady(
+            oip.ServerReadyRequest(), timeout=10, metadata=_metadata(TOKENS[0])
+        )
+        assert ready.ready
+
+
+@pytest.mark.parametrize(
+    ("trust", "client"),
+    [("ca", None), ("other", "client"), ("ca", "stranger")],
+    ids=["no client certificate", "trusts another CA", "certificate from another CA"],
+)
+def test_clients_tls_refuses_are_unavailable(
+    secured: RunningServer, pki: dict[str, Pem], trust: str, client: str | None
+) -> None:
+    with grpc.secure_channel(secured.target, _credentials(pki, trust, client)) as channel:
+        assert _code(lambda: _info(channel)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_plaintext_client_is_refused(secured: RunningServer) -> None:
+    with grpc.insecure_channel(secured.target) as channel:
+        assert _code(lambda: _info(channel)) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_missing_or_wrong_token_is_unauthenticated_and_health_stays_open(
+    secured: RunningServer, pki: dict[str, Pem]
+) -> None:
+    with grpc.secure_channel(secured.target, _credentials(pki, "ca", "client")) as channel:
+        for token in (None, "wrong-token", TOKENS[0] + "x"):
+            assert _code(lambda t=token: _info(channel, t)) == grpc.StatusCode.UNAUTHENTICATED
+        health = health_pb2_grpc.HealthStub(channel)
+        assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == (
+            health_pb2.HealthCheckResponse.SERVING
+        )
+    assert "wrong-token" not in secured.stderr() and TOKENS[0] not in secured.stderr()
+
+
+def test_tokens_are_bearer_tokens_compared_whole() -> None:
+    tokens = tuple(token.encode() for token in TOKENS)
+    assert token_matches("Bearer first-token", tokens)
+    assert token_matches("bearer second-token ", tokens)
+    assert not token_matches("first-token", tokens)
+    assert not token_matches("Bearer first", tokens)
+    assert not token_matches("Basic first-token", tokens)
+
+
+def test_reflection_can_be_turned_off_and_versions_are_shown_only_when_asked(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    hidden = start_server(model_onnx, "--no-reflection", tmp_dir=tmp_path)
+    shown = start_server(model_onnx, "--expose-versions", tmp_dir=tmp_path)
+    try:
+        with grpc.insecure_channel(hidden.target) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            request = reflection_pb2.ServerReflectionRequest(list_services="")
+            assert _code(lambda: list(stub.ServerReflectionInfo(iter([request]), timeout=10))) == (
+                grpc.StatusCode.UNIMPLEMENTED
+            )
+            metadata = _info(channel, None).metadata
+            assert "test_accuracy" in metadata
+            assert not [key for key in metadata if key.startswith("versions.")]
+        with grpc.insecure_channel(shown.target) as channel:
+            keys = set(_info(channel, None).metadata)
+            assert {"versions.python", "versions.numpy"} <= keys
+    finally:
+        assert hidden.stop() == 0 and shown.stop() == 0
+
+
+def test_exposure_is_warned_about_and_bad_tls_flags_are_one_line(tmp_path: Path) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("10.1.2.3")
+    assert exposure_warning("127.0.0.1", tls=False) is None
+    assert exposure_warning("0.0.0.0", tls=True) is None
+    assert "without TLS" in (exposure_warning("0.0.0.0", tls=False) or "")
+    result = run_module("server", "--tls-cert", "a.pem", check=False, timeout=60)
+    assert_one_line_error(result, "python -m server", "--tls-cert and --tls-key go together")
+    (tmp_path / "no.pem").write_text("nothing")
+    result = run_module(
+        "server", "--tls-cert", tmp_path / "no.pem", "--tls-key", tmp_path / "no.pem", "--port",
+        "0", check=False, timeout=60,
+    )  # fmt: skip
+    assert "not a PEM file" in result.stderr and result.returncode == 2
