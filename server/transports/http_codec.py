@@ -327,6 +327,13 @@ def _typed_values(data: Any, datatype: str, what: str) -> NDArray[Any]:
     known = datatypes.by_name(datatype)
     if known is None or known.numpy is None:
         return values.reshape(-1)  # the data plane names what is wrong with the datatype
+    if known.numpy.kind == "O":
+        # BYTES elements come as JSON strings and travel on as their UTF-8 bytes.
+        if values.size and values.dtype.kind != "U":
+            raise InvalidArgument(f"{what}: 'data' holds non-string values, expected strings")
+        encoded = np.empty(values.size, dtype=object)
+        encoded[:] = [str(value).encode() for value in values.reshape(-1)]
+        return encoded
     if known.numpy.kind in "iu" and values.size and values.dtype.kind not in _INTEGER_KINDS:
         raise InvalidArgument(
             f"{what}: 'data' holds non-integer values, expected integers for {datatype}"

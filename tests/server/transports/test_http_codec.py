@@ -12,8 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scratchnet import datatypes
 from scratchnet.errors import InvalidArgument, ResourceExhausted
 from server.dataplane import InferResponse, RequestedOutput
+from server.tensors import decode
 from server.transports import http_codec
 from tests.server.conftest import plane_with
 
@@ -47,6 +49,17 @@ def test_json_inputs_flat_or_nested_become_typed_values() -> None:
     assert np.asarray(a.typed).tolist() == [1, 2.5, 3, 4]
     assert np.asarray(b.typed).tolist() == [0, 7, 255] and b.raw is None
     assert request.outputs == [RequestedOutput("y", {"binary_data": True}), RequestedOutput("z")]
+
+
+def test_bytes_inputs_are_json_strings_sent_on_as_utf8() -> None:
+    data, length = body({"inputs": [{"name": "s", "shape": [2], "datatype": "BYTES",
+                                     "data": ["héllo", ""]}]})  # fmt: skip
+    (tensor,) = http_codec.infer_request(data, length, "m")[0].inputs
+    array = decode(tensor, datatypes.DATATYPES[-1], "input 's'")
+    assert array.tolist() == ["héllo".encode(), b""]
+    bad, length = body({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": [1]}]})
+    with pytest.raises(InvalidArgument, match="non-string values"):
+        http_codec.infer_request(bad, length, "m")
 
 
 def test_output_parameters_reach_the_data_plane() -> None:
