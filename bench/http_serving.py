@@ -11,7 +11,7 @@ contender runs alone in its turn (a server is started, measured in all scenarios
   H4  batch 1 as JSON, 16 calls in flight (16 keep-alive connections): requests/s, p99
 Contenders: scratchnet's HTTP port (default flags; its gRPC port too, through clients.perf, where
 the scenario has a gRPC twin); scratchnet's app on uvicorn's pure-Python h11 parser and asyncio
-loop instead of httptools and uvloop (bench/peers/http_stack.py: what the stack choice is worth);
+loop instead of httptools (bench/peers/http_stack.py: what the parser is worth);
 KServe's REST server (bench/peers/kserve_server.py in build/peers-venv, `make bench-peers`).
 The load generator keeps its requests as bytes and its connections open; the first reply to each
 distinct request is checked against onnxruntime in process, every later one must equal it.
@@ -118,7 +118,7 @@ def main() -> int:
     contenders = [
         Contender("in-process", "onnxruntime in process, 1 thread (the ceiling)"),
         Contender(
-            "scratchnet", "scratchnet (Starlette on uvicorn: httptools, uvloop)", ("-m", "server")
+            "scratchnet", "scratchnet (Starlette on uvicorn with httptools)", ("-m", "server")
         ),
         Contender(
             "scratchnet-h11",
@@ -477,7 +477,7 @@ def _versions(peers_python: Path | None) -> dict[str, str]:
     import importlib.metadata
     import subprocess
 
-    names = ("onnxruntime", "starlette", "uvicorn", "httptools", "uvloop", "numpy")
+    names = ("onnxruntime", "starlette", "uvicorn", "httptools", "numpy")
     versions = {name: importlib.metadata.version(name) for name in names}
     if peers_python is not None:
         code = (

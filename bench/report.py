@@ -133,9 +133,9 @@ HTTP_BEGIN = "<!-- bench:http -->"
 HTTP_END = "<!-- /bench:http -->"
 _HTTP_LABELS = {
     "in-process": "onnxruntime in process, 1 thread (the ceiling)",
-    "scratchnet": "scratchnet HTTP (Starlette on uvicorn: httptools, uvloop)",
+    "scratchnet": "scratchnet HTTP (Starlette on uvicorn with httptools, on the gRPC loop)",
     "scratchnet-grpc": "scratchnet gRPC, same server (ModelInfer, raw tensors)",
-    "scratchnet-h11": "scratchnet's HTTP app on uvicorn's h11 + asyncio",
+    "scratchnet-h11": "scratchnet's HTTP app on uvicorn's h11 parser, HTTP only",
     "kserve": "KServe REST (FastAPI on uvicorn)",
 }
 
@@ -184,9 +184,7 @@ def render_http(results: dict[str, Any]) -> str:
         f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
         f"({machine['cpu_model']}), Python {machine['python']}, onnxruntime "
         f"{versions['onnxruntime']}, Starlette {versions['starlette']}, uvicorn "
-        f"{versions['uvicorn']}, httptools {versions['httptools']}, uvloop {versions['uvloop']}"
-        + peers
-        + ".",
+        f"{versions['uvicorn']}, httptools {versions['httptools']}" + peers + ".",
         "",
         checked,
     ]

@@ -14,6 +14,7 @@
     │   ├── FailedPrecondition  a request the server's mode does not allow (explicit model
     │   │                       load and unload unless --model-control-mode explicit)
     │   ├── ResourceExhausted   more than the server accepts at once
+    │   ├── DeadlineExceeded    no answer before the call's (or the server's) deadline
     │   └── Unavailable         no model ready yet, or the server is shutting down
     └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
         ├── ServerUnavailableError   UNAVAILABLE: nothing listening, or shutting down
@@ -35,6 +36,7 @@ __all__ = [
     "ArtifactError",
     "ClientError",
     "DataError",
+    "DeadlineExceeded",
     "DeadlineExceededError",
     "ExportError",
     "FailedPrecondition",
@@ -102,6 +104,10 @@ class FailedPrecondition(RequestError):
 
 class ResourceExhausted(RequestError):
     """A request beyond the server's limits; retrying later or smaller may succeed."""
+
+
+class DeadlineExceeded(RequestError):
+    """A request whose deadline passed before its answer was ready."""
 
 
 class Unavailable(RequestError):

@@ -12,6 +12,7 @@ import grpc
 
 from scratchnet.errors import (
     ClientError,
+    DeadlineExceeded,
     DeadlineExceededError,
     FailedPrecondition,
     InvalidArgument,
@@ -39,6 +40,7 @@ STATUS: dict[type[RequestError], Status] = {
     FailedPrecondition: Status(grpc.StatusCode.FAILED_PRECONDITION, 400),
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
+    DeadlineExceeded: Status(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
 }
 INTERNAL = Status(grpc.StatusCode.INTERNAL, 500)
 """What an unexpected exception is reported as (with the details in the server's log only)."""

@@ -1,19 +1,22 @@
-"""Build and run the gRPC server: both services, health checking and reflection on one port.
+"""Build and run the server on one asyncio event loop: both gRPC services, health checking and
+reflection on one port.
 
 `serve` binds the port and prints `listening on HOST:PORT` before the models load, so a
 supervisor can watch health (NOT_SERVING while loading) instead of guessing when the server is
-up; then it serves until SIGTERM or SIGINT, syncing the models with their files on SIGHUP (and
-every few seconds with --model-control-mode poll).
+up; then it serves until SIGTERM, SIGINT or SIGQUIT, and drains: health turns NOT_SERVING, new
+calls get UNAVAILABLE, calls already accepted finish within --grace-seconds (a second signal
+ends the wait at once). SIGHUP syncs the models with their files (as --model-control-mode poll
+does every few seconds); SIGUSR1 logs what the server is doing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import logging
 import signal
 import sys
 import threading
-from concurrent import futures
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -32,6 +35,7 @@ from server.model_control import (
     SingleFile,
 )
 from server.repository import ModelRepository
+from server.scheduling import BatchingConfig, Limits
 from server.security import (
     TokenAuth,
     exposure_warning,
@@ -40,38 +44,34 @@ from server.security import (
     server_credentials,
 )
 from server.transports import oip_service, v1_service
-from server.transports.grpc_errors import RejectUndecodableRequests
+from server.transports.grpc_calls import Timeouts
 
 if TYPE_CHECKING:
     from server.transports.http_app import HttpServer
 
-__all__ = ["SERVICE_NAMES", "build_server", "serve"]
+__all__ = ["SERVICE_NAMES", "build_server", "configure_logging", "serve"]
 
 SERVICE_NAMES: tuple[str, ...] = (v1_service.SERVICE_NAME, oip_service.SERVICE_NAME)
-"""The services that answer with the model (health reports each of them)."""
+"""The services that answer with the models (health reports each of them)."""
 
 _log = logging.getLogger(__name__)
 
 
 def build_server(
     config: ServerConfig, plane: DataPlane, control: ModelControl, health_status: Health
-) -> tuple[grpc.Server, int]:
+) -> tuple[grpc.aio.Server, int]:
     """A server with every service registered and its port bound (not started), and the port."""
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
-        options=[
-            ("grpc.max_receive_message_length", config.max_message_bytes),
-            ("grpc.max_send_message_length", config.max_message_bytes),
-            # Linux grpc sets SO_REUSEPORT by default: a second server would share a busy port.
-            ("grpc.so_reuseport", 0),
-        ],
-        # Calls beyond the workers wait in a queue; beyond that, RESOURCE_EXHAUSTED at once.
-        maximum_concurrent_rpcs=config.workers + config.max_queue,
-        # Health and reflection keep grpc's own handling (non-blocking Watch streams included).
-        interceptors=_interceptors(config),
+    server = grpc.aio.server(
+        options=_channel_options(config),
+        # Past this many calls at once, RESOURCE_EXHAUSTED at once.
+        maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        interceptors=[TokenAuth(load_tokens(config.auth_token_file))]
+        if config.auth_token_file is not None
+        else [],
     )
-    v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes)
-    oip_service.add_to_server(server, plane, control)
+    timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
+    v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
+    oip_service.add_to_server(server, plane, control, timeouts)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     if not config.no_reflection:
         reflection.enable_server_reflection(
@@ -90,22 +90,44 @@ def build_server(
     return server, port
 
 
-def _interceptors(config: ServerConfig) -> list[Any]:
-    """Token auth first (a refused call is never parsed), then undecodable requests."""
-    interceptors: list[Any] = []
-    if config.auth_token_file is not None:
-        interceptors.append(TokenAuth(load_tokens(config.auth_token_file)))
-    interceptors.append(RejectUndecodableRequests(SERVICE_NAMES))
-    return interceptors
+def _channel_options(config: ServerConfig) -> list[tuple[str, Any]]:
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        # Linux grpc sets SO_REUSEPORT by default: a second server would share a busy port.
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_concurrent_streams", config.grpc_max_concurrent_streams),
+        ("grpc.keepalive_time_ms", config.grpc_keepalive_time),
+        ("grpc.keepalive_timeout_ms", config.grpc_keepalive_timeout),
+        ("grpc.keepalive_permit_without_calls", int(config.grpc_keepalive_permit_without_calls)),
+        ("grpc.http2.max_pings_without_data", config.grpc_http2_max_pings_without_data),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            config.grpc_http2_min_recv_ping_interval_without_data,
+        ),
+        ("grpc.http2.max_ping_strikes", config.grpc_http2_max_ping_strikes),
+    ]
+    # 0 leaves gRPC's default (no limit) for these.
+    for option, value in (
+        ("grpc.max_connection_idle_ms", config.grpc_max_connection_idle),
+        ("grpc.max_connection_age_ms", config.grpc_max_connection_age),
+        ("grpc.max_connection_age_grace_ms", config.grpc_max_connection_age_grace),
+    ):
+        if value:
+            options.append((option, value))
+    return options
 
 
 def serve(config: ServerConfig) -> int:
-    """Listen, load the models, serve until SIGTERM or SIGINT, then drain; return the exit code."""
+    """Listen, load the models, serve until a stop signal, then drain; return the exit code."""
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: ServerConfig) -> int:
     _check_http(config)
     source = _source(config)
     at_start = _models_at_start(config, source)
-    plane = DataPlane(ModelRepository(loading=tuple(at_start)))
-    plane.expose_versions = config.expose_versions
+    plane = _data_plane(config, at_start)
     warning = exposure_warning(config.host, tls=config.tls_cert is not None)
     if warning:
         _log.warning("%s", warning)
@@ -113,29 +135,24 @@ def serve(config: ServerConfig) -> int:
     control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
     server, port = build_server(config, plane, control, health_status)
-    stop, reload = threading.Event(), threading.Event()
-
-    def on_stop(*_: object) -> None:
-        stop.set()
-        reload.set()  # wakes the main loop
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_stop)
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
-    server.start()
+    signals = _Signals(asyncio.get_running_loop())
+    await health_status.loading()
+    await server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
     http: HttpServer | None = None
     try:
-        http = _start_http(config, plane)
-        # The one model of --model must load: there is nothing to serve without it.
-        control.start(at_start, strict=config.model is not None)
+        http = await _start_http(config, plane)
+        # The one model of --model must load: there is nothing to serve without it. Loading
+        # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
+        await asyncio.to_thread(control.start, at_start, config.model is not None)
     except ScratchnetError:
-        server.stop(None)
+        await server.stop(None)
         if http is not None:
             http.stop()
+            await http.stopped(config.grace_seconds)
         raise
-    if not stop.is_set():
-        health_status.serving()
+    if not signals.stopping:
+        await health_status.serving()
         for model in plane.repository.models():
             _log.info(
                 "serving '%s' version %s from %s: inputs %s; outputs %s",
@@ -145,34 +162,60 @@ def serve(config: ServerConfig) -> int:
                 ", ".join(map(str, model.inputs)),
                 ", ".join(map(str, model.outputs)),
             )
+    poll_stop = threading.Event()
     if config.model_control_mode == "poll":
-        poller = threading.Thread(
+        threading.Thread(
             target=control.poll,
-            args=(stop, config.repository_poll_secs),
+            args=(poll_stop, config.repository_poll_secs),
             name="repository-poll",
             daemon=True,
-        )
-        poller.start()
-    while not stop.is_set():
-        reload.wait()
-        reload.clear()
-        if not stop.is_set():
+        ).start()
+    while not signals.stopping:
+        what = await signals.next()
+        if what == "reload":
             _log.info("SIGHUP: syncing the models with their files")
-            control.sync_all()
-    _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
-    # New calls are refused from here on; calls in flight run until they finish or the grace
-    # period ends, whichever is first, and are then cancelled. Health turns NOT_SERVING right
-    # after, so that a client watching it never sees NOT_SERVING while new calls still get in.
-    stopped = server.stop(config.grace_seconds)
-    if http is not None:
-        http.stop()  # the same grace: requests in flight finish, new connections are refused
-    plane.shutting_down = True
-    health_status.shutdown()
-    stopped.wait()
-    if http is not None:
-        http.wait()
-    _log.info("stopped")
+            await asyncio.to_thread(control.sync_all)
+        elif what == "status":
+            _log.info(
+                "status: %d calls in flight, %d queued, models %s",
+                plane.inflight,
+                plane.queue_depth(),
+                ", ".join(f"{m.name}/{m.version}" for m in plane.repository.models()) or "none",
+            )
+    poll_stop.set()
+    await _drain(config, server, plane, health_status, signals, http)
     return 0
+
+
+async def _drain(
+    config: ServerConfig,
+    server: grpc.aio.Server,
+    plane: DataPlane,
+    health_status: Health,
+    signals: _Signals,
+    http: HttpServer | None = None,
+) -> None:
+    """Health NOT_SERVING, refuse new calls, let accepted ones finish within the grace period
+    (a second stop signal ends the wait at once)."""
+    _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
+    await health_status.shutdown()
+    plane.shutting_down = True  # from now on, new calls are UNAVAILABLE
+    if http is not None:
+        http.stop()  # no new connections; requests in flight are open calls the drain awaits
+    drained = asyncio.create_task(plane.drained())
+    second = asyncio.create_task(signals.next())
+    await asyncio.wait({drained, second}, timeout=config.grace_seconds,
+                       return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+    if not drained.done():
+        why = "second signal" if second.done() else "grace period over"
+        _log.info("%s: cancelling the %d calls still open", why, plane.open_calls)
+    drained.cancel()
+    second.cancel()
+    await server.stop(None)
+    if http is not None:
+        await http.stopped(config.grace_seconds)
+    plane.close()
+    _log.info("stopped")
 
 
 def _check_http(config: ServerConfig) -> None:
@@ -188,7 +231,7 @@ def _check_http(config: ServerConfig) -> None:
         )
 
 
-def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
+async def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
     """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
     if config.http_port is None:
         return None
@@ -199,9 +242,55 @@ def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
         )
     from server.transports.http_app import start_http_server
 
-    http = start_http_server(config, plane)
+    http = await start_http_server(config, plane)
     print(f"http listening on {config.address_with(http.port)}", flush=True)
     return http
+
+
+def _data_plane(config: ServerConfig, at_start: list[str]) -> DataPlane:
+    limits = Limits(
+        threads=config.workers, max_queue=config.max_queue, inline_seconds=config.inline_us / 1e6
+    )
+    batching = None
+    if config.dynamic_batching:
+        batching = BatchingConfig(
+            max_delay_seconds=config.max_batch_delay_us / 1e6,
+            preferred_sizes=config.preferred_batch_sizes,
+        )
+    plane = DataPlane(
+        ModelRepository(loading=tuple(at_start)),
+        limits=limits,
+        budget_bytes=config.max_inflight_mb * 1024 * 1024,
+        request_seconds=config.request_timeout,
+        batching=batching,
+    )
+    plane.expose_versions = config.expose_versions
+    return plane
+
+
+class _Signals:
+    """The signals the server acts on, as events on its loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stopping = False
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        for signum, what in (
+            (signal.SIGTERM, "stop"),
+            (signal.SIGINT, "stop"),
+            (signal.SIGQUIT, "stop"),
+            (signal.SIGHUP, "reload"),
+            (signal.SIGUSR1, "status"),
+        ):
+            loop.add_signal_handler(signum, self._received, what)
+
+    def _received(self, what: str) -> None:
+        if what == "stop":
+            self.stopping = True
+        self._queue.put_nowait(what)
+
+    async def next(self) -> str:
+        """The next signal's meaning: stop, reload or status."""
+        return await self._queue.get()
 
 
 def _source(config: ServerConfig) -> ModelSource:

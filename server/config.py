@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = ["ServerConfig", "parse_config"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 CONTROL_MODES = ("none", "poll", "explicit")
+_CORES = max(1, len(os.sched_getaffinity(0)))
 # grpc measures message sizes in an int32 of bytes.
 _MAX_MESSAGE_MB_LIMIT = 2047
 
@@ -48,6 +50,25 @@ class ServerConfig:
     threads: int
     workers: int
     max_queue: int
+    inline_us: int
+    max_inflight_mb: int
+    request_timeout: float
+    max_concurrent_rpcs: int
+    upload_seconds: float
+    stream_idle_seconds: float
+    dynamic_batching: bool
+    max_batch_delay_us: int
+    preferred_batch_sizes: tuple[int, ...]
+    grpc_max_concurrent_streams: int
+    grpc_keepalive_time: int
+    grpc_keepalive_timeout: int
+    grpc_keepalive_permit_without_calls: bool
+    grpc_http2_max_pings_without_data: int
+    grpc_http2_min_recv_ping_interval_without_data: int
+    grpc_http2_max_ping_strikes: int
+    grpc_max_connection_idle: int
+    grpc_max_connection_age: int
+    grpc_max_connection_age_grace: int
     max_message_mb: int
     grace_seconds: float
     log_level: str
@@ -96,6 +117,16 @@ def _positive_seconds(text: str) -> float:
     if value == 0:
         raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
     return value
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        sizes = (0,)
+    if any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"expected sizes >= 1 separated by commas, got {text!r}")
+    return sizes
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -197,11 +228,103 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "most items one request may carry, for models whose config.pbtxt sets no max_batch_size",
     ),
     "threads": (integer(0), 0, "onnxruntime intra-op threads per inference (0: one per core)"),
-    "workers": (integer(1), 8, "gRPC worker threads: calls handled at the same time"),
+    "workers": (
+        integer(1),
+        _CORES,
+        "inference threads: model runs at the same time besides the small ones the event loop "
+        "runs itself",
+    ),
     "max-queue": (
+        integer(1),
+        256,
+        "model runs waiting for an inference thread (or in a model's batching queue) before new "
+        "ones get RESOURCE_EXHAUSTED",
+    ),
+    "inline-us": (
         integer(0),
-        32,
-        "calls waiting for a worker before new ones get RESOURCE_EXHAUSTED",
+        200,
+        "model runs expected to take less (from the model's measured speed) run on the event "
+        "loop itself, without a thread hand-off; 0: every run goes to the inference threads",
+    ),
+    "max-inflight-mb": (
+        integer(1),
+        256,
+        "memory budget of the requests in flight, in MiB of decoded inputs, checked from their "
+        "declared shapes before any payload is decoded; past it, RESOURCE_EXHAUSTED",
+    ),
+    "request-timeout": (
+        _positive_seconds,
+        60.0,
+        "the server's own deadline for a request, in seconds (a client's shorter one wins)",
+    ),
+    "max-concurrent-rpcs": (
+        integer(1),
+        4096,
+        "calls open at once (streams included); past it, RESOURCE_EXHAUSTED",
+    ),
+    "upload-seconds": (
+        _positive_seconds,
+        30.0,
+        "how long a call may take to send its request message before it is closed",
+    ),
+    "stream-idle-seconds": (
+        _positive_seconds,
+        60.0,
+        "how long a stream may stay without a request before it is closed",
+    ),
+    "dynamic-batching": (
+        _switch,
+        False,
+        "batch the waiting requests of every batching model together (models whose "
+        "config.pbtxt has dynamic_batching batch anyway)",
+    ),
+    "max-batch-delay-us": (
+        integer(0),
+        0,
+        "with --dynamic-batching: how long a request may wait for others to batch with",
+    ),
+    "preferred-batch-sizes": (
+        _sizes,
+        (),
+        "with --dynamic-batching: batch sizes to run at once when reached, e.g. 16,32",
+    ),
+    "grpc-max-concurrent-streams": (integer(1), 100, "calls open at once on one connection"),
+    "grpc-keepalive-time": (integer(1), 7_200_000, "ms between keepalive pings a server sends"),
+    "grpc-keepalive-timeout": (integer(1), 20_000, "ms to wait for a keepalive ping's answer"),
+    "grpc-keepalive-permit-without-calls": (
+        _switch,
+        False,
+        "let clients send keepalive pings on a connection without calls",
+    ),
+    "grpc-http2-max-pings-without-data": (
+        integer(0),
+        2,
+        "pings a server sends without data before it stops pinging (0: no limit)",
+    ),
+    "grpc-http2-min-recv-ping-interval-without-data": (
+        integer(0),
+        300_000,
+        "ms a client must leave between pings without data; closer ones are strikes",
+    ),
+    "grpc-http2-max-ping-strikes": (
+        integer(0),
+        2,
+        "strikes before a client's connection is closed (0: no limit)",
+    ),
+    "grpc-max-connection-idle": (
+        integer(0),
+        0,
+        "ms a connection without calls stays open (0: for ever)",
+    ),
+    "grpc-max-connection-age": (
+        integer(0),
+        0,
+        "ms before a connection is asked to go away, so that clients rebalance (0: never)",
+    ),
+    "grpc-max-connection-age-grace": (
+        integer(0),
+        0,
+        "ms a connection past its age keeps for its calls to finish (0: for ever)",
     ),
     "max-message-mb": (
         integer(1, _MAX_MESSAGE_MB_LIMIT),

@@ -2,54 +2,52 @@
 
 Every API decodes into an InferRequest (the Open Inference Protocol: any model, its own tensor
 names) or a ClassifyRequest (scratchnet.v1: images in, labels, scores, probabilities out) and
-encodes what comes back. Both meet in `_run`, the one place that runs a model: batching, limits,
-metrics and cancellation belong there. Each check happens once, in the order a client can fix
-its request: model, outputs, inputs (name, datatype, shape, data, values), then the results.
+encodes what comes back. Both go through `_admitted` (the memory budget, the deadline, the
+statistics and every observer) and `_run` (the model's scheduler: inline, inference threads or
+dynamic batching), so that limits, metrics, batching and cancellation exist once. The checks
+(server.checks) come in the order a client can fix its request: model, outputs, inputs (name,
+datatype, shape, data, values), then the results.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-import numpy as np
 from numpy.typing import NDArray
 
-from scratchnet import datatypes
-from scratchnet.contract import PIXEL_MAX, VERSIONS, scale_uint8
-from scratchnet.datatypes import Datatype
-from scratchnet.errors import InvalidArgument, clip
-from server.classification import top_classes
+from scratchnet.contract import VERSIONS
+from scratchnet.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    RequestError,
+    ResourceExhausted,
+    Unavailable,
+)
+from server import checks
+from server.checks import RequestedOutput
 from server.model import Model
 from server.repository import ModelRepository
-from server.signature import TensorSpec, format_dims
+from server.scheduling import Batcher, BatchingConfig, Executor, Job, Limits, Runner
 from server.statistics import Statistics, Timing
-from server.tensors import JSON_DATA, InputTensor, decode
+from server.tensors import InputTensor
 
 __all__ = [
-    "CLASSIFICATION",
+    "Call",
     "ClassifyRequest",
     "ClassifyResponse",
     "DataPlane",
     "InferRequest",
     "InferResponse",
+    "Observer",
+    "Outcome",
     "RequestedOutput",
 ]
-
-
-CLASSIFICATION = "classification"
-"""The output parameter of Triton's classification extension: how many top classes to answer."""
-
-
-@dataclass(frozen=True)
-class RequestedOutput:
-    """An output a client asks for by name."""
-
-    name: str
-    parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,20 +93,99 @@ class ClassifyResponse:
     outputs: dict[str, NDArray[Any]]
 
 
+@dataclass(frozen=True)
+class Call:
+    """What a transport knows of the call: its API (for metrics and logs) and when the caller
+    stops waiting (time.monotonic seconds; None: never)."""
+
+    api: str = "v2"
+    deadline: float | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One request as observers see it, once it is answered or refused."""
+
+    api: str
+    model: str
+    version: str
+    items: int
+    status: str
+    """"OK", or the name of the error's kind ("InvalidArgument", "Internal", ...)."""
+    reason: str
+    timing: Timing
+    batch_items: int = 0
+
+
+class Observer(Protocol):
+    """Something told of every request (metrics, the access log)."""
+
+    def observe(self, outcome: Outcome) -> None:
+        """Take note of one request."""
+        ...
+
+
+@dataclass
+class _Admission:
+    """What `_admitted` learns while the request runs."""
+
+    items: int = 0
+    job: Job | None = None
+
+
 class DataPlane:
     """Looks up the model, checks the request against it, runs it, selects the outputs."""
 
-    def __init__(self, repository: ModelRepository, statistics: Statistics | None = None) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        *,
+        limits: Limits | None = None,
+        statistics: Statistics | None = None,
+        budget_bytes: int = 0,
+        request_seconds: float = 0.0,
+        batching: BatchingConfig | None = None,
+    ) -> None:
+        """`budget_bytes`: most input bytes in flight (0: no limit); `request_seconds`: the
+        server's own deadline for a request (0: none); `batching`: dynamic batching for every
+        batching model without a config of its own (None: only models whose config asks)."""
         self.repository = repository
+        self.limits = limits or Limits()
         self.statistics = statistics or Statistics()
+        self.budget_bytes = budget_bytes
+        self.request_seconds = request_seconds
+        self.batching = batching
+        self.observers: list[Observer] = []
         self.shutting_down = False
         self.expose_versions = False
         """Whether clients see the software versions a model was trained with."""
+        self.inflight_bytes = 0
+        self.inflight = 0
+        self.open_calls = 0
+        """Calls the transports have open (streams included), for the drain."""
+        self._no_calls = asyncio.Event()
+        self._no_calls.set()
+        self._executor: Executor | None = None
+        self._schedulers: weakref.WeakKeyDictionary[Model, Runner | Batcher] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def ready(self) -> bool:
         """True while the models are loaded and the server is not shutting down."""
         return self.repository.ready and not self.shutting_down
+
+    @property
+    def executor(self) -> Executor:
+        """The inference threads (made on first use, in the serving event loop)."""
+        if self._executor is None:
+            self._executor = Executor(self.limits)
+        return self._executor
+
+    def queue_depth(self) -> int:
+        """Jobs waiting for an inference thread or in a batching queue."""
+        batching = sum(s.depth for s in self._schedulers.values() if isinstance(s, Batcher))
+        return self.executor.waiting + batching
 
     def metadata(self, model: Model) -> dict[str, str]:
         """The model's metadata_props as clients see them: the training host's software
@@ -122,28 +199,32 @@ class DataPlane:
         """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""
         return self.repository.get(name, version)
 
-    def infer(self, request: InferRequest) -> InferResponse:
+    async def infer(self, request: InferRequest, call: Call = Call()) -> InferResponse:
         """Run a model on its own inputs and return the requested outputs."""
         timing = Timing()
         model = self.model(request.model_name, request.model_version)
-        with self._recorded(model, timing) as items:
-            outputs = _requested_outputs(model, request.outputs)
+        async with self._admitted(model, call, timing, request.inputs) as admission:
+            outputs = checks.requested_outputs(model, request.outputs)
             arrays = {
-                spec.name: (spec, _input_array(model, spec, tensor))
-                for spec, tensor in _matched_inputs(model, request.inputs)
+                spec.name: (spec, checks.input_array(model, spec, tensor))
+                for spec, tensor in checks.matched_inputs(model, request.inputs)
             }
-            items.append(_batch_size(model, [array for _, array in arrays.values()]))
-            feeds = {name: _as_model_takes(model, *pair) for name, pair in arrays.items()}
-            results = self._run(model, feeds, [spec.name for spec, _ in outputs], timing)
+            admission.items = checks.batch_size(model, [array for _, array in arrays.values()])
+            feeds = {name: checks.as_model_takes(model, *pair) for name, pair in arrays.items()}
+            job = Job(feeds, [spec.name for spec, _ in outputs], admission.items)
+            admission.job = job
+            results = await self._run(model, job, timing, call)
             started = time.perf_counter_ns()
             answer = {
-                spec.name: _as_client_gets(model, spec, results[spec.name], count)
+                spec.name: checks.as_client_gets(model, spec, results[spec.name], count)
                 for spec, count in outputs
             }
             timing.compute_output += time.perf_counter_ns() - started
         return InferResponse(model.name, model.version, request.id, answer)
 
-    def classify(self, request: ClassifyRequest) -> ClassifyResponse:
+    async def classify(
+        self, request: ClassifyRequest, call: Call = Call(api="v1")
+    ) -> ClassifyResponse:
         """Classify images with an image classifier."""
         timing = Timing()
         model = self.model(request.model_name, request.model_version)
@@ -153,22 +234,25 @@ class DataPlane:
                 f"model '{model.name}' is not an image classifier ({model.not_classifier}): "
                 "call it through the Open Inference Protocol with its own inputs"
             )
-        with self._recorded(model, timing) as items:
+        images_tensor = [request.images] if request.images is not None else []
+        async with self._admitted(model, call, timing, images_tensor) as admission:
             classifier.check_outputs(request.outputs, model.name)
             if request.images is None:
                 raise InvalidArgument(
                     f"{model.describe(classifier.input)}: the request has no images tensor"
                 )
-            images = _input_array(
+            images = checks.input_array(
                 model,
                 classifier.input,
                 request.images,
                 tuple(classifier.input_shape),
                 classifier.accepted,
             )
-            items.append(len(images))
+            admission.items = len(images)
             feeds = {classifier.input.name: classifier.feed(images)}
-            results = self._run(model, feeds, classifier.onnx_outputs, timing)
+            job = Job(feeds, classifier.onnx_outputs, len(images))
+            admission.job = job
+            results = await self._run(model, job, timing, call)
             started = time.perf_counter_ns()
             answer = classifier.answer(results, request.outputs)
             timing.compute_output += time.perf_counter_ns() - started
@@ -176,261 +260,127 @@ class DataPlane:
             model.name, model.version, request.id, classifier.num_classes, answer
         )
 
-    def _run(
-        self,
-        model: Model,
-        feeds: Mapping[str, NDArray[Any]],
-        outputs: Sequence[str],
-        timing: Timing,
+    async def _run(
+        self, model: Model, job: Job, timing: Timing, call: Call
     ) -> dict[str, NDArray[Any]]:
-        """The one place a model runs."""
+        """The one place a model runs: its scheduler, within the call's deadline."""
         started = time.perf_counter_ns()
         timing.compute_input = started - timing.started
-        results = model.session.run(outputs, feeds)
+        deadline = self._deadline(call)
+        scheduler = self._scheduler(model)
+        if deadline is None:
+            results = await scheduler.run(job)
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeadlineExceeded(_late(model, call, deadline))
+            try:
+                results = await asyncio.wait_for(scheduler.run(job), remaining)
+            except TimeoutError:
+                raise DeadlineExceeded(_late(model, call, deadline)) from None
         ran = time.perf_counter_ns()
-        timing.compute_infer = ran - started
-        _check_batch_results(model, feeds, results)
-        _check_finite_results(model, results)
+        timing.queue = job.queue_ns
+        timing.compute_infer = ran - started - job.queue_ns
+        checks.check_batch_results(model, job.feeds, results)
+        checks.check_finite_results(model, results)
         timing.compute_output = time.perf_counter_ns() - ran
         return results
 
-    @contextmanager
-    def _recorded(self, model: Model, timing: Timing) -> Iterator[list[int]]:
-        """Record the request in the statistics as a success (of the items the block appends to
-        the list it gets) or, if the block raises, as a failure."""
-        items: list[int] = []
+    def _deadline(self, call: Call) -> float | None:
+        """The earlier of the caller's deadline and the server's own (--request-timeout)."""
+        own = time.monotonic() + self.request_seconds if self.request_seconds else None
+        if call.deadline is None:
+            return own
+        return call.deadline if own is None else min(own, call.deadline)
+
+    def _scheduler(self, model: Model) -> Runner | Batcher:
+        scheduler = self._schedulers.get(model)
+        if scheduler is None:
+            runner = Runner(model.session, self.executor, model.seconds, model.max_batch > 0)
+            batching = model.batching or (self.batching if model.max_batch > 0 else None)
+            scheduler = runner if batching is None else Batcher(runner, batching, model.max_batch)
+            self._schedulers[model] = scheduler
+        return scheduler
+
+    @asynccontextmanager
+    async def _admitted(
+        self, model: Model, call: Call, timing: Timing, tensors: Sequence[InputTensor]
+    ) -> AsyncIterator[_Admission]:
+        """Hold the request's share of the memory budget while the block runs, and tell the
+        statistics and every observer how it ended."""
+        size = checks.declared_bytes(tensors)
+        admission = _Admission()
+        status, reason = "OK", ""
+        self.inflight += 1
         try:
-            yield items
-        except BaseException:
-            self.statistics.failure(model.name, model.version, timing)
+            if self.budget_bytes and self.inflight_bytes + size > self.budget_bytes:
+                raise ResourceExhausted(
+                    f"model '{model.name}': the request's inputs take {size:,} bytes and "
+                    f"{self.inflight_bytes:,} of the {self.budget_bytes:,} allowed "
+                    "(--max-inflight-mb) are in use; retry later or send a smaller batch"
+                )
+            self.inflight_bytes += size
+            try:
+                yield admission
+            finally:
+                self.inflight_bytes -= size
+        except RequestError as error:
+            status, reason = type(error).__name__, str(error)
             raise
-        self.statistics.success(model.name, model.version, sum(items), timing)
-
-
-def _batch_size(model: Model, arrays: Sequence[NDArray[Any]]) -> int:
-    """Items in a request: the first dimension of a batching model's inputs, else 1."""
-    return int(arrays[0].shape[0]) if model.max_batch > 0 and arrays and arrays[0].ndim else 1
-
-
-def _requested_outputs(
-    model: Model, requested: Sequence[RequestedOutput]
-) -> list[tuple[TensorSpec, int]]:
-    """The outputs a request asks for, once each, in its order (none: all, in the model's),
-    each with the class count of Triton's classification extension (0: the tensor itself)."""
-    specs = {spec.name: spec for spec in model.outputs}
-    chosen: dict[str, tuple[TensorSpec, int]] = {}
-    for output in requested:
-        spec = specs.get(output.name)
-        if spec is None:
-            raise InvalidArgument(
-                f"unexpected inference output '{clip(output.name)}' for model '{model.name}', "
-                f"expected one of {', '.join(specs)}"
+        except asyncio.CancelledError:
+            status, reason = "Cancelled", "the client cancelled the call or its deadline passed"
+            raise
+        except Exception as error:
+            status, reason = "Internal", f"{type(error).__name__}: {error}"
+            raise
+        finally:
+            self.inflight -= 1
+            if status == "OK":
+                self.statistics.success(model.name, model.version, admission.items, timing)
+            else:
+                self.statistics.failure(model.name, model.version, timing)
+            job = admission.job
+            outcome = Outcome(
+                call.api,
+                model.name,
+                model.version,
+                admission.items,
+                status,
+                reason,
+                timing,
+                job.batch_items if job is not None else 0,
             )
-        count = output.parameters.get(CLASSIFICATION, 0)
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise InvalidArgument(
-                f"{model.describe(spec, 'output')}: parameter '{CLASSIFICATION}' must be a "
-                f"class count >= 1, got {clip(repr(count))}"
-            )
-        chosen.setdefault(output.name, (spec, count))
-    return list(chosen.values()) or [(spec, 0) for spec in model.outputs]
+            for observer in self.observers:
+                observer.observe(outcome)
+
+    @asynccontextmanager
+    async def call_opened(self) -> AsyncIterator[None]:
+        """Count a transport's call as open for the block; once shutdown has begun, a new call
+        is Unavailable (calls already open go on: the drain waits for them)."""
+        if self.shutting_down:
+            raise Unavailable("the server is shutting down: retry shortly, or on another server")
+        self.open_calls += 1
+        self._no_calls.clear()
+        try:
+            yield
+        finally:
+            self.open_calls -= 1
+            if self.open_calls == 0:
+                self._no_calls.set()
+
+    async def drained(self) -> None:
+        """Return once no call is open."""
+        await self._no_calls.wait()
+
+    def close(self) -> None:
+        """Stop the inference threads (once the transports have drained)."""
+        if self._executor is not None:
+            self._executor.shutdown()
 
 
-def _as_model_takes(model: Model, spec: TensorSpec, array: NDArray[Any]) -> NDArray[Any]:
-    """A checked input in the shape the graph takes (a config's reshape)."""
-    if spec.model_dims is None:
-        return array
-    return array.reshape(_concrete(model, spec.model_dims, array.shape))
-
-
-def _as_client_gets(
-    model: Model, spec: TensorSpec, value: NDArray[Any], class_count: int
-) -> NDArray[Any]:
-    """An output in the shape clients get (a config's reshape), or its top classes."""
-    if spec.model_dims is not None:
-        value = value.reshape(_concrete(model, spec.dims, value.shape))
-    if class_count:
-        batched = model.max_batch > 0
-        labels = model.labels.get(spec.name, ())
-        return top_classes(value, class_count, labels, batched, model.describe(spec, "output"))
-    return value
-
-
-def _concrete(model: Model, dims: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
-    """`dims` with the batch dimension taken from `shape` (numpy fills in one other -1)."""
-    if model.max_batch > 0 and dims and shape:
-        return (int(shape[0]), *dims[1:])
-    return tuple(dims)
-
-
-def _matched_inputs(
-    model: Model, tensors: Sequence[InputTensor]
-) -> list[tuple[TensorSpec, InputTensor]]:
-    """Each of the model's inputs with the request's tensor for it; Triton's words otherwise."""
-    specs = {spec.name: spec for spec in model.inputs}
-    given: dict[str, InputTensor] = {}
-    for tensor in tensors:
-        if tensor.name not in specs:
-            raise InvalidArgument(
-                f"unexpected inference input '{clip(tensor.name)}' for model '{model.name}'"
-            )
-        if tensor.name in given:
-            raise InvalidArgument(
-                f"input '{tensor.name}' already exists in request for model '{model.name}': "
-                "expected it once"
-            )
-        given[tensor.name] = tensor
-    missing = [name for name in specs if name not in given]
-    if missing:
-        got = ", ".join(f"'{name}'" for name in given)
-        wanted = ", ".join(f"'{name}'" for name in missing)
-        raise InvalidArgument(
-            f"expected {len(specs)} inputs but got {len(given)} inputs for model "
-            f"'{model.name}'. Got inputs [{got}], but missing required inputs [{wanted}]. "
-            "Please provide all required inputs."
-        )
-    return [(specs[name], given[name]) for name in specs]
-
-
-def _input_array(
-    model: Model,
-    spec: TensorSpec,
-    tensor: InputTensor,
-    dims: tuple[int, ...] | None = None,
-    accepted: tuple[Datatype, ...] | None = None,
-) -> NDArray[Any]:
-    """The checked array of one input: datatype, shape, data, then values; `dims` and
-    `accepted` default to the input's own."""
-    what = model.describe(spec)
-    dims = spec.dims if dims is None else dims
-    accepted = model.accepted(spec) if accepted is None else accepted
-    datatype = datatypes.by_name(tensor.datatype)
-    if datatype not in accepted:
-        raise InvalidArgument(
-            f"{what}: expected datatype {datatypes.names(accepted)}, got {clip(tensor.datatype)}"
-        )
-    assert datatype is not None
-    _check_shape(model, what, tensor.shape, dims)
-    if tensor.typed is not None and tensor.typed_field != JSON_DATA:
-        _check_contents_field(model, spec, datatype, tensor.typed_field)
-    array = decode(tensor, datatype, what)
-    image_input = model.classifier is not None and spec.name == model.classifier.input.name
-    if image_input:
-        _check_pixels(model, what, array)
-    elif datatype.is_float:
-        _check_finite(what, array, "values", "item")
-    if array.dtype != spec.datatype.numpy:
-        # Only pixels for a float image input get here (see Model.accepted).
-        assert model.classifier is not None
-        if array.dtype == np.uint8:
-            array = scale_uint8(array, model.classifier.input_scale)
-        array = array.astype(spec.datatype.numpy)
-    return array
-
-
-def _check_contents_field(model: Model, spec: TensorSpec, datatype: Datatype, field: str) -> None:
-    """Typed protobuf contents must use the field of the tensor's datatype."""
-    if datatype.contents_field is None:
-        raise InvalidArgument(
-            f"{model.describe(spec)}: datatype {datatype} has no typed contents field, expected "
-            "its data in raw_input_contents"
-        )
-    if field != datatype.contents_field:
-        raise InvalidArgument(
-            f"unexpected explicit tensor data for input tensor '{spec.name}' for model "
-            f"'{model.name}' in {field}, expected {datatype.contents_field} for datatype "
-            f"'{datatype}'"
-        )
-
-
-def _check_shape(model: Model, what: str, shape: Sequence[int], dims: Sequence[int]) -> None:
-    if any(size < 0 for size in shape):
-        raise InvalidArgument(
-            f"{what}: shape {format_dims(shape)} has a negative dimension, expected sizes >= 0 "
-            f"for shape {format_dims(dims)}"
-        )
-    fits = len(shape) == len(dims) and all(
-        want < 0 or size == want for size, want in zip(shape, dims, strict=True)
+def _late(model: Model, call: Call, deadline: float) -> str:
+    if call.deadline is not None and deadline == call.deadline:
+        return f"model '{model.name}': the call's deadline passed before its answer was ready"
+    return (
+        f"model '{model.name}': the request took longer than the server allows (--request-timeout)"
     )
-    if not fits:
-        raise InvalidArgument(
-            f"{what}: expected shape {format_dims(dims)}, got {format_dims(shape)}"
-        )
-    if model.max_batch > 0 and dims and dims[0] < 0:
-        if shape[0] == 0:
-            raise InvalidArgument(
-                f"{what}: the batch is empty (shape {format_dims(shape)}), expected at least one "
-                f"{'image' if len(dims) == 3 else 'item'}"
-            )
-        if shape[0] > model.max_batch:
-            raise InvalidArgument(
-                f"{what}: batch size must be <= {model.max_batch} ({model.max_batch_origin}), "
-                f"got {shape[0]}"
-            )
-
-
-def _check_finite(what: str, array: NDArray[Any], values: str, item: str) -> None:
-    # One float64 sum is cheaper than an elementwise mask and is finite iff every value is
-    # (float64 cannot overflow on float32 values); the mask only runs to name the culprit.
-    if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64)):
-        return
-    rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, -1)
-    bad = ~np.isfinite(rows).all(axis=1)
-    first = int(np.flatnonzero(bad)[0])
-    raise InvalidArgument(
-        f"{what}: {values} must be finite, found NaN or infinity in {int(bad.sum())} "
-        f"{item}(s), the first at index {first}"
-    )
-
-
-def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
-    """Float pixels must be finite and, for a model that declares its input_scale, in range."""
-    if images.dtype.kind != "f":
-        return
-    if not model.declares_input_scale or model.classifier is None:
-        _check_finite(what, images, "pixels", "image")
-        return
-    # min and max are NaN if any pixel is, so this one pass also finds the non-finite ones.
-    scale = model.classifier.input_scale
-    high = PIXEL_MAX * scale
-    lowest, highest = float(images.min()), float(images.max())
-    if not (np.isfinite(lowest) and np.isfinite(highest)):
-        _check_finite(what, images, "pixels", "image")
-    if lowest < 0 or highest > high:
-        bad = ((images < 0) | (images > high)).reshape(len(images), -1).any(axis=1)
-        raise InvalidArgument(
-            f"{what}: float pixels must lie in [0, {high:g}] (the model's input_scale is "
-            f"{scale:.6g}), found {lowest if lowest < 0 else highest:.6g} in image "
-            f"{int(np.flatnonzero(bad)[0])}: divide 0-{PIXEL_MAX:g} pixels by {1 / scale:g} or "
-            "send them as UINT8"
-        )
-
-
-def _check_batch_results(
-    model: Model, feeds: Mapping[str, NDArray[Any]], results: Mapping[str, NDArray[Any]]
-) -> None:
-    """A batching model answers each item of the batch: anything else is the model's fault."""
-    if model.max_batch <= 0:
-        return
-    items = next(iter(feeds.values())).shape[0]
-    for name, value in results.items():
-        if value.ndim == 0 or value.shape[0] != items:
-            raise RuntimeError(
-                f"model '{model.name}' gave output '{name}' of shape {list(value.shape)} for a "
-                f"batch of {items}, expected its first dimension to be the batch"
-            )
-
-
-def _check_finite_results(model: Model, results: Mapping[str, NDArray[Any]]) -> None:
-    """Never answer OK with NaN or infinity: such results mean the inputs were out of range."""
-    for name, value in results.items():
-        if value.dtype.kind != "f" or value.size == 0:
-            continue
-        if np.isfinite(np.sum(value, dtype=np.float64)):
-            continue
-        bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1) if value.ndim else [True]
-        first = int(np.flatnonzero(bad)[0])
-        raise InvalidArgument(
-            f"model '{model.name}' computed NaN or infinity in output '{name}' for item {first}: "
-            "its inputs are outside the range the model handles"
-        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from grpc_health.v1 import health, health_pb2
+from grpc_health.v1.health import aio as health_aio  # type: ignore[attr-defined]
 
 __all__ = ["Health"]
 
@@ -14,22 +15,26 @@ _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Health:
-    """The health servicer and the services it reports."""
+    """The health servicer (grpc.aio's) and the services it reports."""
 
     def __init__(self, services: Iterable[str]) -> None:
-        """Report `services` (full names) and the server as a whole, NOT_SERVING for now."""
-        self.servicer = health.HealthServicer(experimental_non_blocking=True)
+        """Report `services` (full names) and the server as a whole; call `loading` before the
+        server starts, as grpc's servicer says SERVING until told otherwise."""
+        self.servicer = health_aio.HealthServicer()
         self._services = [health.OVERALL_HEALTH, *services]
-        self._set(_NOT_SERVING)
 
-    def serving(self) -> None:
+    async def loading(self) -> None:
+        """Everything NOT_SERVING while the models load."""
+        await self._set(_NOT_SERVING)
+
+    async def serving(self) -> None:
         """Everything turns SERVING."""
-        self._set(_SERVING)
+        await self._set(_SERVING)
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         """Everything turns NOT_SERVING, for good."""
-        self.servicer.enter_graceful_shutdown()
+        await self.servicer.enter_graceful_shutdown()
 
-    def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
+    async def _set(self, status: health_pb2.HealthCheckResponse.ServingStatus.ValueType) -> None:
         for service in self._services:
-            self.servicer.set(service, status)
+            await self.servicer.set(service, status)

@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +22,17 @@ from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
 from server.classifier import ImageClassifier, image_classifier
 from server.model_config import ModelConfig, ignored_fields, layout
+from server.scheduling import BatchingConfig
 from server.session import Session
 from server.signature import Signature, TensorSpec, format_dims, read_signature
 
 __all__ = ["Model", "load_model"]
 
 _log = logging.getLogger(__name__)
+_PROBE_ITEMS = 8
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Model:
     """One version of one model, loaded."""
 
@@ -53,6 +56,10 @@ class Model:
     labels: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Class labels by output name, for the classification extension."""
     config: ModelConfig | None = None
+    batching: BatchingConfig | None = None
+    """The config's dynamic batching; None when it asks for none."""
+    seconds: tuple[float, float] = (0.0, 0.0)
+    """The measured run time: fixed seconds per run, and seconds per batch item."""
 
     def describe(self, spec: TensorSpec, kind: str = "input") -> str:
         """How messages name a tensor: "input 'images' of model 'scratchnet'"."""
@@ -104,6 +111,7 @@ def load_model(
     if config is not None:
         for ignored in ignored_fields(config):
             _log.info("%s: config field '%s' is not acted on by this server", where, ignored)
+    batching = _batching(config) if shaped.max_batch > 0 else None
     model = Model(
         name=name,
         version=version or (str(signature.model_version) if signature.model_version else "1"),
@@ -118,9 +126,9 @@ def load_model(
         max_batch_origin=shaped.max_batch_origin,
         labels=_labels(model_dir or Path(path).parent, shaped.label_files, signature, where),
         config=config,
+        batching=batching,
     )
-    _dry_run(model, where)
-    return model
+    return replace(model, seconds=_dry_run(model, where))
 
 
 def _classifier_hints(
@@ -181,20 +189,63 @@ def _labels(
     return labels
 
 
-def _dry_run(model: Model, where: str) -> None:
-    """Run the model on a one-item batch of zeros: a model that cannot run is not served."""
+def _batching(config: ModelConfig | None) -> BatchingConfig | None:
+    if config is None or not config.HasField("dynamic_batching"):
+        return None
+    settings = config.dynamic_batching
+    return BatchingConfig(
+        max_delay_seconds=settings.max_queue_delay_microseconds / 1e6,
+        preferred_sizes=tuple(int(size) for size in settings.preferred_batch_size),
+        max_queue=settings.default_queue_policy.max_queue_size,
+    )
+
+
+def _zeros(model: Model, items: int) -> dict[str, NDArray[Any]] | None:
+    """Inputs of zeros with `items` items in each batch dimension; None if numpy lacks a type."""
     feeds: dict[str, NDArray[Any]] = {}
     for spec in model.signature.inputs:
-        shape = tuple(1 if dim < 0 else dim for dim in spec.dims)
+        shape = tuple(
+            items if index == 0 and dim < 0 else 1 if dim < 0 else dim
+            for index, dim in enumerate(spec.dims)
+        )
         dtype = spec.datatype.numpy
         if dtype is None:
-            return  # a type numpy lacks (BF16): onnxruntime's load is the only check
-        feeds[spec.name] = (
-            np.zeros(shape, dtype=dtype) if dtype.kind != "O" else np.full(shape, b"", dtype=object)
-        )
+            return None
+        zeros = np.zeros(shape, dtype=dtype) if dtype.kind != "O" else np.full(shape, b"", object)
+        feeds[spec.name] = zeros
+    return feeds
+
+
+def _dry_run(model: Model, where: str) -> tuple[float, float]:
+    """Run the model on a one-item batch of zeros (a model that cannot run is not served), and
+    measure its fixed and per-item run time for the scheduler."""
+    feeds = _zeros(model, 1)
+    if feeds is None:
+        return (0.0, 0.0)  # a type numpy lacks (BF16): onnxruntime's load is the only check
+    outputs = [spec.name for spec in model.signature.outputs]
     try:
-        model.session.run([spec.name for spec in model.signature.outputs], feeds)
+        model.session.run(outputs, feeds)
     except Exception as error:  # onnxruntime raises its own unrelated classes
         reason = " ".join(str(error).split()) or type(error).__name__
         shapes = ", ".join(f"{name} {format_dims(value.shape)}" for name, value in feeds.items())
         raise ModelError(f"{where} fails on a one-item batch ({shapes}): {reason}") from None
+    one = _timed(model, outputs, feeds)
+    many = _zeros(model, _PROBE_ITEMS) if model.max_batch >= _PROBE_ITEMS else None
+    if many is None:
+        return (one, 0.0)
+    try:
+        several = _timed(model, outputs, many)
+    except Exception:  # a model that batches only some sizes: keep the one-item figure
+        return (one, 0.0)
+    per_item = max(0.0, (several - one) / (_PROBE_ITEMS - 1))
+    return (max(0.0, one - per_item), per_item)
+
+
+def _timed(model: Model, outputs: list[str], feeds: dict[str, NDArray[Any]]) -> float:
+    """The best of a few runs, in seconds (the first runs warm caches up)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        model.session.run(outputs, feeds)
+        best = min(best, time.perf_counter() - started)
+    return best

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +34,10 @@ _BEARER = "bearer "
 
 if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
     _Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    _AioInterceptor = grpc.aio.ServerInterceptor[Any, Any]
 else:
     _Handler = grpc.RpcMethodHandler
-    _Interceptor = grpc.ServerInterceptor
+    _AioInterceptor = grpc.aio.ServerInterceptor
 
 
 def load_tokens(path: Path) -> tuple[bytes, ...]:
@@ -66,52 +66,50 @@ def token_matches(authorization: str, tokens: Sequence[bytes]) -> bool:
     return found
 
 
-class TokenAuth(_Interceptor):
+class TokenAuth(_AioInterceptor):
     """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted)."""
 
     def __init__(self, tokens: Sequence[bytes]) -> None:
         self._tokens = tuple(tokens)
 
-        def refuse(request: Any, context: grpc.ServicerContext) -> Any:
-            context.abort(
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
-            )
-
-        self._refusals = {streaming: _handler(streaming, refuse) for streaming in _HANDLER_KINDS}
-
-    def intercept_service(
+    async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], _Handler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler]],
         details: grpc.HandlerCallDetails,
-    ) -> _Handler | None:
+    ) -> _Handler:
         """The method's handler if the call carries a valid token, else one that refuses it."""
-        if details.method.split("/")[1] in OPEN_SERVICES:
-            return continuation(details)
+        handler = await continuation(details)
+        if handler is None or details.method.split("/")[1] in OPEN_SERVICES:
+            return handler
         metadata = dict(details.invocation_metadata or ())
         authorization = metadata.get("authorization", "")
         if isinstance(authorization, bytes):
             authorization = authorization.decode(errors="replace")
         if token_matches(authorization, self._tokens):
-            return continuation(details)
-        handler = continuation(details)
-        if handler is None:
-            return None
-        return self._refusals[handler.request_streaming, handler.response_streaming]
+            return handler
+        refusal: _Handler = _REFUSALS[handler.request_streaming, handler.response_streaming]
+        return refusal
 
 
-_HANDLER_KINDS = ((False, False), (False, True), (True, False), (True, True))
+async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    await context.abort(
+        grpc.StatusCode.UNAUTHENTICATED,
+        "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
+    )
 
 
-def _handler(kind: tuple[bool, bool], behavior: Callable[..., Any]) -> _Handler:
-    make = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }[kind]
-    # No deserializer: the refused request's bytes are never parsed.
-    return make(behavior)
+async def _refuse_streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+    await _refuse(request, context)
+    yield  # an async generator, as grpc wants for a streaming response
+
+
+# No deserializer: a refused request's bytes are never parsed.
+_REFUSALS: dict[tuple[bool, bool], Any] = {
+    (False, False): grpc.unary_unary_rpc_method_handler(_refuse),
+    (False, True): grpc.unary_stream_rpc_method_handler(_refuse_streaming),
+    (True, False): grpc.stream_unary_rpc_method_handler(_refuse),
+    (True, True): grpc.stream_stream_rpc_method_handler(_refuse_streaming),
+}
 
 
 def read_credentials(

@@ -37,8 +37,12 @@ class Session:
             raise ModelError(f"model {path} cannot be loaded by onnxruntime: {reason}") from None
 
     def run(
-        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[Any]]
+        self,
+        outputs: Sequence[str],
+        feeds: Mapping[str, NDArray[Any]],
+        options: ort.RunOptions | None = None,
     ) -> dict[str, NDArray[Any]]:
-        """The named outputs for `feeds` (input name -> array), as numpy arrays."""
-        values = self._session.run(list(outputs), dict(feeds))
+        """The named outputs for `feeds` (input name -> array), as numpy arrays; `options` can
+        stop the run between two nodes (RunOptions.terminate)."""
+        values = self._session.run(list(outputs), dict(feeds), options)
         return {name: np.asarray(value) for name, value in zip(outputs, values, strict=True)}

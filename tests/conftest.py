@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,21 +247,29 @@ def uint8_server(
     assert running.stop() == 0
 
 
+@dataclass(frozen=True)
+class GatedServer:
+    """A server with one inference thread and a queue of 8, whose runs wait while `gate`
+    exists (tests.server.workers.closed): its calls wait, whatever the speed of the machine."""
+
+    server: RunningServer
+    gate: Path
+
+
 @pytest.fixture(scope="session")
-def one_worker_server(
+def gated_server(
     model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """A server with one worker and room to queue calls: while a test keeps the worker busy
-    (tests.server.workers.busy_worker), its calls wait, whatever the speed of the machine."""
-    running = start_server(
-        model_onnx,
-        "--workers",
-        "1",
-        "--max-queue",
-        "8",
-        tmp_dir=tmp_path_factory.mktemp("one-worker"),
+) -> Iterator[GatedServer]:
+    """The session's GatedServer."""
+    from tests.server.workers import start_gated_server  # workers imports this module
+
+    folder = tmp_path_factory.mktemp("gated")
+    gate = folder / "gate"
+    running = start_gated_server(
+        model_onnx, gate, "--workers", "1", "--max-queue", "8", tmp_dir=folder
     )
-    yield running
+    yield GatedServer(running, gate)
+    gate.unlink(missing_ok=True)
     assert running.stop() == 0
 
 

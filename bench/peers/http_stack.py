@@ -1,6 +1,6 @@
 """scratchnet's HTTP app (server.transports.http_app) on uvicorn's pure-Python stack — the h11
-parser and the standard asyncio loop — instead of httptools and uvloop: what bench/http_serving.py
-compares the server's stack with. HTTP only, no gRPC.
+parser instead of httptools, on an asyncio loop of its own: what bench/http_serving.py compares the
+server's parser with. HTTP only, no gRPC.
 
     .venv/bin/python bench/peers/http_stack.py --model artifacts/model.onnx --port 0 --http-port 0
 

@@ -1,21 +1,20 @@
 """The HTTP/REST listener: the Open Inference Protocol's REST binding and the playground, served
-by Starlette on uvicorn in a thread of its own, next to the gRPC server in the same process.
+by Starlette on uvicorn, on the server's own asyncio event loop beside grpc.aio.
 
-Each route decodes the request (http_codec), asks the data plane in a worker thread and encodes
-the answer; a RequestError becomes `{"error": message}` with the HTTP status of scratchnet.status,
-anything else a 500 with the traceback in the log only. Concurrency follows the gRPC server's
-flags: --workers threads run inferences, --max-queue more may wait, the next gets 429.
+Each route decodes the request (http_codec), awaits the data plane and encodes the answer; every
+request counts as an open call of the data plane (`DataPlane.call_opened`), so its limits,
+statistics and drain cover HTTP as they cover gRPC. A RequestError becomes `{"error": message}`
+with the HTTP status of scratchnet.status, anything else a 500 with the traceback in the log only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -25,58 +24,57 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from scratchnet.errors import RequestError, ResourceExhausted, ScratchnetError
+from scratchnet.errors import DeadlineExceeded, RequestError, ResourceExhausted, ScratchnetError
 from scratchnet.status import INTERNAL, status_of
 from scratchnet.versions import scratchnet_version
 from server import playground
 from server.config import ServerConfig
-from server.dataplane import DataPlane
+from server.dataplane import Call, DataPlane, InferRequest
 from server.transports import http_codec, oip_service
 from server.transports.http_codec import Reply
 
-__all__ = ["EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
+__all__ = ["API", "EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
 
+API = "http"
+"""How the data plane's statistics and observers name calls that came over HTTP."""
 EXTENSIONS: tuple[str, ...] = ("classification", "binary_tensor_data")
 """The protocol extensions GET /v2 reports: those the HTTP binding serves (classification comes
 from the data plane; binary tensor data is HTTP's own). The model repository, configuration and
 statistics extensions join once their routes are wired here (see build_app)."""
+OFF_LOOP_BYTES = 64 * 1024
+"""Bodies (and answers) larger than this are decoded (encoded) in a thread, not on the loop
+that also serves gRPC: 784,000 JSON numbers take about 0.3 s to parse."""
 
 _INTERNAL_MESSAGE = "internal server error (see the server log)"
 _log = logging.getLogger(__name__)
 _Handler = Callable[["Request"], Awaitable[Reply]]
+_T = TypeVar("_T")
 
 
 class _Service:
-    """The routes' shared state: the data plane, the worker threads and the admission count."""
+    """The routes' shared state: the data plane and the limits that are HTTP's own."""
 
     def __init__(self, plane: DataPlane, config: ServerConfig) -> None:
         self.plane = plane
         self.max_body = config.max_message_bytes
-        self.workers = config.workers
-        self.admitted = config.workers + config.max_queue
-        self.in_flight = 0  # touched on the event loop only
-        self.executor = ThreadPoolExecutor(config.workers, thread_name_prefix="http")
+        self.upload_seconds = config.upload_seconds
         self.version = scratchnet_version()
 
-    async def in_worker(self, call: Callable[[], Reply]) -> Reply:
-        """Run `call` in a worker thread, refusing it when workers and queue are full."""
-        if self.in_flight >= self.admitted:
-            raise ResourceExhausted(
-                f"{self.in_flight} requests in flight, the most this server takes at once "
-                f"(--workers {self.workers} plus --max-queue {self.admitted - self.workers}): "
-                "retry later"
-            )
-        self.in_flight += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, call)
-        finally:
-            self.in_flight -= 1
-
     async def body(self, request: Request) -> bytes:
-        """The request body, refused past --max-message-mb before it is all read."""
+        """The request body, refused past --max-message-mb before it is all read, and closed if
+        it does not arrive within --upload-seconds (a stalled upload), as gRPC does."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
             raise ResourceExhausted(self._too_big(int(declared)))
+        try:
+            return await asyncio.wait_for(self._read(request), self.upload_seconds)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the body of {request.method} {request.url.path} did not arrive within "
+                f"{self.upload_seconds:g} s (--upload-seconds)"
+            ) from None
+
+    async def _read(self, request: Request) -> bytes:
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -90,6 +88,13 @@ class _Service:
             f"the request body has {size} bytes or more, over the server's limit of "
             f"{self.max_body} (--max-message-mb)"
         )
+
+
+async def _maybe_off_loop(size: int, work: Callable[[], _T]) -> _T:
+    """`work()` in a thread when `size` bytes make it long, else right here on the loop."""
+    if size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(work)
+    return work()
 
 
 def _endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
@@ -144,18 +149,22 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
 
     async def infer(request: Request) -> Reply:
         name, version = _model_of(request)
-        body = await service.body(request)
-        encoding = request.headers.get("content-encoding")
-        header_length = request.headers.get(http_codec.HEADER_LENGTH)
-
-        def run() -> Reply:
+        async with plane.call_opened():
+            body = await service.body(request)
             plane.model(name, version)  # an unknown model is a 404 whatever the body says
-            data = http_codec.decompress(body, encoding, service.max_body)
-            decoded, binary = http_codec.infer_request(data, header_length, name, version)
-            response = plane.infer(decoded)
-            return http_codec.infer_response(response, decoded.outputs, binary)
+            encoding = request.headers.get("content-encoding")
+            header_length = request.headers.get(http_codec.HEADER_LENGTH)
 
-        return await service.in_worker(run)
+            def decode() -> tuple[InferRequest, bool]:
+                data = http_codec.decompress(body, encoding, service.max_body)
+                return http_codec.infer_request(data, header_length, name, version)
+
+            decoded, binary = await _maybe_off_loop(len(body), decode)
+            answer = await plane.infer(decoded, Call(API))
+            size = sum(value.nbytes for value in answer.outputs.values())
+            return await _maybe_off_loop(
+                size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
+            )
 
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
@@ -216,10 +225,10 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
 
     async def model(request: Request) -> Reply:
         name, version = _model_of(request)
-        described = await service.in_worker(
-            lambda: http_codec.json_reply(playground.describe(plane.model(name, version)))
-        )
-        return described
+        found = plane.model(name, version)
+        # Reading the templates opens the ONNX file: not on the loop.
+        described = await asyncio.to_thread(playground.describe, found)
+        return http_codec.json_reply(described)
 
     async def model_file(request: Request) -> Response:
         name, version = _model_of(request)
@@ -265,13 +274,23 @@ class _Protocol(HttpToolsProtocol):
         self.transport.close()
 
 
-class HttpServer:
-    """uvicorn serving the app on a socket bound beforehand, in a thread of its own."""
+class _Server(uvicorn.Server):
+    """uvicorn's server, leaving signals to the server process (server/app.py handles them on
+    the same loop) instead of installing its own handlers."""
 
-    def __init__(self, sock: socket.socket, server: Any, thread: threading.Thread) -> None:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Nothing to capture: see the class."""
+        yield
+
+
+class HttpServer:
+    """uvicorn serving the app on a socket bound beforehand, as a task of the running loop."""
+
+    def __init__(self, sock: socket.socket, server: _Server, task: asyncio.Task[None]) -> None:
         self._socket = sock
         self._server = server
-        self._thread = thread
+        self._task = task
 
     @property
     def port(self) -> int:
@@ -279,17 +298,21 @@ class HttpServer:
         return int(self._socket.getsockname()[1])
 
     def stop(self) -> None:
-        """Stop accepting connections; requests in flight get the grace period to finish."""
+        """Stop accepting connections and close idle ones; requests in flight go on (the data
+        plane's drain waits for them)."""
         self._server.should_exit = True
 
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the server to finish; True if it did within `timeout` s."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+    async def stopped(self, timeout: float) -> None:
+        """Wait for the listener to finish, at most `timeout` s, then cut what is left."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._server.force_exit = True
+            await self._task
 
 
-def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
-    """Bind --host:--http-port and serve the app there from a new thread."""
+async def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
+    """Bind --host:--http-port and serve the app there, on the running loop."""
     sock = _bind(config)
     if not _log.isEnabledFor(logging.DEBUG):
         # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
@@ -300,14 +323,12 @@ def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
         access_log=False,
         lifespan="off",
         http=_Protocol,
-        loop="uvloop" if _has_uvloop() else "asyncio",
         timeout_graceful_shutdown=config.grace_seconds,  # type: ignore[arg-type]
         server_header=False,
     )
-    server = uvicorn.Server(settings)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="http")
-    thread.start()
-    return HttpServer(sock, server, thread)
+    server = _Server(settings)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    return HttpServer(sock, server, task)
 
 
 def _bind(config: ServerConfig) -> socket.socket:
@@ -327,11 +348,3 @@ def _bind(config: ServerConfig) -> socket.socket:
     # otherwise wait for the client's delayed ACK, 40 ms on Linux (bench/http_serving.py).
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def _has_uvloop() -> bool:
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return False
-    return True

@@ -23,8 +23,8 @@ from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.errors import ScratchnetError
 from scratchnet.forward import predict, probabilities, scores
-from tests.conftest import RunningServer, start_server
-from tests.server.workers import busy_worker
+from tests.conftest import GatedServer, RunningServer, start_server
+from tests.server.workers import closed
 
 SMALL_MAX_BATCH = 7
 
@@ -185,18 +185,15 @@ def test_pixels_of_another_type_are_refused_before_any_call(client: Client) -> N
 
 @pytest.mark.parametrize("path", ["unary", "stream"])
 def test_no_answer_within_the_timeout_raises_deadline_exceeded(
-    one_worker_server: RunningServer, mnist: Dataset, path: str
+    gated_server: GatedServer, mnist: Dataset, path: str
 ) -> None:
-    target = one_worker_server.target
+    target = gated_server.server.target
     images = mnist.test_images[: 1 if path == "unary" else 10]
     with Client(target, batch_size=4) as client:
         client.model_info()  # asked now, while the server answers: predict needs it first
         client.timeout = 0.5
-        # The server's only worker is busy: the call waits in its queue until its deadline.
-        with (
-            busy_worker(target, mnist.test_images[:1]),
-            pytest.raises(DeadlineExceededError) as raised,
-        ):
+        # The server's runs wait at the gate: the call waits until its deadline.
+        with closed(gated_server.gate), pytest.raises(DeadlineExceededError) as raised:
             client.predict(images)
     assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
     assert str(raised.value) == (

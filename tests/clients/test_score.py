@@ -19,8 +19,15 @@ import pytest
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
-from tests.conftest import PYTHON, REPO, RunningServer, assert_one_line_error, run_module
-from tests.server.workers import busy_worker
+from tests.conftest import (
+    PYTHON,
+    REPO,
+    GatedServer,
+    RunningServer,
+    assert_one_line_error,
+    run_module,
+)
+from tests.server.workers import closed
 
 
 def test_json_report_agrees_with_numpy(
@@ -143,12 +150,10 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     assert_one_line_error(result, "python -m clients.score", message, code=None)
 
 
-def test_a_server_too_busy_to_answer_in_time_is_one_line(
-    one_worker_server: RunningServer, mnist: Dataset
-) -> None:
-    target = one_worker_server.target
-    # The server's only worker is busy: the first call waits in its queue until its deadline.
-    with busy_worker(target, mnist.test_images[:1]):
+def test_a_server_too_busy_to_answer_in_time_is_one_line(gated_server: GatedServer) -> None:
+    target = gated_server.server.target
+    # The server's runs wait at the gate: the first call waits until its deadline.
+    with closed(gated_server.gate):
         result = run_module("clients.score", "--target", target, "--timeout", "0.5", check=False)
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr == (

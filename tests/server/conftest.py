@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from numpy.typing import NDArray
 
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2_grpc
-from server.dataplane import ClassifyRequest, DataPlane
+from server.dataplane import ClassifyRequest, DataPlane, InferRequest, InferResponse
 from server.model import load_model
 from server.repository import ModelRepository
 from server.tensors import InputTensor
@@ -52,4 +53,9 @@ def classify(
 ) -> dict[str, NDArray[Any]]:
     """plane.classify on `images` for `outputs` (label only if none)."""
     request = ClassifyRequest(model, "", tensor(images), outputs or ("label",))
-    return plane.classify(request).outputs
+    return asyncio.run(plane.classify(request)).outputs
+
+
+def infer(plane: DataPlane, request: InferRequest) -> InferResponse:
+    """plane.infer, awaited on an event loop of its own."""
+    return asyncio.run(plane.infer(request))

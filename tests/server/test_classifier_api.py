@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -22,7 +23,7 @@ from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict, probabilities, scores
 from tests.conftest import RunningServer, start_server
-from tests.server.workers import admitted, busy_worker
+from tests.server.workers import closed, runs_at_gate, start_gated_server, until
 
 V1_DTYPES = {np.dtype(np.uint8): pb.DATA_TYPE_UINT8, np.dtype(np.float32): pb.DATA_TYPE_FLOAT32}
 
@@ -59,10 +60,11 @@ def test_get_model_info_describes_the_float32_model(
     assert list(info.class_labels) == json.loads(metadata["class_labels"])
     assert info.max_batch_size == 1024
     assert info.max_message_bytes == 64 * 1024 * 1024
-    # The training host's software versions stay hidden without --expose-versions.
+    # The training host's software versions stay private unless --expose-versions.
     assert dict(info.metadata) == {
         key: value for key, value in metadata.items() if not key.startswith("versions.")
     }
+    assert "versions.python" in metadata
     assert list(info.outputs) == ["label", "scores", "probabilities"]
 
 
@@ -341,44 +343,38 @@ def test_message_over_max_message_mb_is_resource_exhausted(
         assert len(stub.Predict(request(mnist.test_images[:2]), timeout=30).labels) == 2
 
 
-def test_calls_beyond_workers_and_queue_are_resource_exhausted(
+def test_runs_beyond_the_threads_wait_in_the_queue_and_past_it_are_resource_exhausted(
     model_onnx: Path, mnist: Dataset, tmp_path: Path
 ) -> None:
-    server = start_server(model_onnx, "--workers", "1", "--max-queue", "0", tmp_dir=tmp_path)
+    gate = tmp_path / "gate"
+    server = start_gated_server(model_onnx, gate, "--workers", "1", "--max-queue", "2",
+                                tmp_dir=tmp_path)  # fmt: skip
     try:
-        with grpc.insecure_channel(server.target) as channel:
+        with (
+            grpc.insecure_channel(server.target) as channel,
+            futures.ThreadPoolExecutor(4) as pool,
+            closed(gate),
+        ):
             stub = classifier_pb2_grpc.ClassifierStub(channel)
-            with busy_worker(server.target, mnist.test_images[:1]):
-                # The one worker is busy and no call may wait: every call is turned away at
-                # once, health checks too.
-                with pytest.raises(grpc.RpcError) as raised:
-                    stub.Predict(request(mnist.test_images[:1]), timeout=30)
-                assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-                with pytest.raises(grpc.RpcError) as raised:
-                    HealthStub(channel).Check(HealthCheckRequest(), timeout=30)
-                assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            # Free again once the stream has ended (as soon as grpc has counted it finished).
-            response = admitted(lambda: stub.Predict(request(mnist.test_images[:1]), timeout=30))
-            assert len(response.labels) == 1
+
+            def call(index: int) -> Any:
+                return pool.submit(
+                    stub.Predict, request(mnist.test_images[index : index + 2]), timeout=60
+                )
+
+            running = call(0)
+            until(lambda: runs_at_gate(gate) == 1)  # the one thread is busy with it
+            waiting = [call(1), call(2)]
+            time.sleep(0.3)  # refused calls would be answered by now
+            assert not [c for c in waiting if c.done()], [c.exception() for c in waiting]
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(request(mnist.test_images[:1]), timeout=30)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "2 calls are waiting (the server's --max-queue is 2)" in raised.value.details()
+            # Health answers at once, whatever the inference threads are doing.
+            started = time.monotonic()
+            assert HealthStub(channel).Check(HealthCheckRequest(), timeout=5).status == 1
+            assert time.monotonic() - started < 1.0
+        assert [len(c.result(timeout=60).labels) for c in [running, *waiting]] == [2, 2, 2]
     finally:
         assert server.stop() == 0
-
-
-def test_calls_beyond_the_workers_wait_in_the_queue(
-    one_worker_server: RunningServer, mnist: Dataset
-) -> None:
-    target = one_worker_server.target
-    with grpc.insecure_channel(target) as channel, futures.ThreadPoolExecutor(3) as pool:
-        stub = classifier_pb2_grpc.ClassifierStub(channel)
-        # Once busy_worker's stream runs on the one worker, every call made before it has been
-        # handled and counted finished (the worker takes calls in order): the three below are
-        # the only others grpc counts, well within --max-queue 8.
-        with busy_worker(target, mnist.test_images[:1]):
-            waiting = [
-                pool.submit(stub.Predict, request(mnist.test_images[i : i + 2]), timeout=60)
-                for i in range(3)
-            ]
-            # Refused calls would be answered at once; queued ones wait for the worker.
-            done, _ = futures.wait(waiting, timeout=0.5)
-            assert not done, [call.exception() for call in done]
-        assert [len(call.result().labels) for call in waiting] == [2, 2, 2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
 from server.tensors import InputTensor
-from tests.server.conftest import classify, plane_with, tensor
+from tests.server.conftest import classify, infer, plane_with, tensor
 from tests.server.onnx_models import (
     build_classifier,
     contract_metadata,
@@ -38,7 +39,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> DataPlane:
 
 
 def _classify(plane: DataPlane, images: InputTensor, model: str = "tiny") -> None:
-    plane.classify(ClassifyRequest(model, "", images, ("label",)))
+    asyncio.run(plane.classify(ClassifyRequest(model, "", images, ("label",))))
 
 
 def test_checks_come_in_the_order_a_client_can_fix_them(plane: DataPlane) -> None:
@@ -104,17 +105,19 @@ def test_infer_speaks_the_model_own_names_and_checks_each_input(
                             outputs=[("scores", "logits"), ("label", "top")])  # fmt: skip
     plane = plane_with(path, "own")
     images = np.random.default_rng(0).random((3, 4, 5), dtype=np.float32)
-    response = plane.infer(InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("top")]))
+    response = infer(
+        plane, InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("top")])
+    )
     assert list(response.outputs) == ["top"]
     expected = numpy_scores(weights, biases, images)
     np.testing.assert_array_equal(response.outputs["top"], expected.argmax(axis=1))
-    every = plane.infer(InferRequest("own", "", [tensor(images, "x")]))
+    every = infer(plane, InferRequest("own", "", [tensor(images, "x")]))
     assert list(every.outputs) == ["logits", "top"]
     with pytest.raises(InvalidArgument, match="unexpected inference output 'scores' for model"):
-        plane.infer(InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("scores")]))
+        infer(plane, InferRequest("own", "", [tensor(images, "x")], [RequestedOutput("scores")]))
     with pytest.raises(InvalidArgument, match="unexpected inference input 'images'"):
-        plane.infer(InferRequest("own", "", [tensor(images)]))
+        infer(plane, InferRequest("own", "", [tensor(images)]))
     with pytest.raises(InvalidArgument, match=r"missing required inputs \['x'\]"):
-        plane.infer(InferRequest("own", "", []))
+        infer(plane, InferRequest("own", "", []))
     with pytest.raises(InvalidArgument, match="input 'x' already exists in request"):
-        plane.infer(InferRequest("own", "", [tensor(images, "x"), tensor(images, "x")]))
+        infer(plane, InferRequest("own", "", [tensor(images, "x"), tensor(images, "x")]))

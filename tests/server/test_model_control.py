@@ -14,7 +14,7 @@ from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import DataPlane, InferRequest, RequestedOutput
 from server.model_control import LoadOptions, ModelControl, RepositoryFolder
 from server.repository import ModelRepository
-from tests.server.conftest import tensor
+from tests.server.conftest import infer, tensor
 from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
 
 SHAPE = (3, 4, 5)  # classes, height, width
@@ -41,7 +41,7 @@ def control_of(root: Path, mode: str = "none") -> tuple[ModelControl, DataPlane]
 def labels_of(plane: DataPlane, name: str, seed: int) -> None:
     """The labels served under `name` are those of the model with weights from `seed`."""
     images = np.random.default_rng(1).random((6, *SHAPE[1:]), dtype=np.float32)
-    answer = plane.infer(InferRequest(name, "", [tensor(images)], [RequestedOutput("label")]))
+    answer = infer(plane, InferRequest(name, "", [tensor(images)], [RequestedOutput("label")]))
     weights, biases = random_classifier(*SHAPE, seed=seed)
     expected = numpy_scores(weights, biases, images).argmax(axis=1)
     np.testing.assert_array_equal(answer.outputs["label"], expected)
@@ -181,7 +181,7 @@ def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
     request = InferRequest(
         "m", "", [tensor(images)], [RequestedOutput("scores", {"classification": 2})]
     )
-    (strings,) = plane.infer(request).outputs.values()
+    (strings,) = infer(plane, request).outputs.values()
     _, biases = random_classifier(*SHAPE, seed=4)
     top = np.argsort(-biases)[:2]  # zero images: the scores are the biases
     assert [value.decode().split(":")[1:] for value in strings[0]] == [

@@ -1,31 +1,45 @@
-"""Helpers for tests of the server's workers and queue (--workers, --max-queue): keep a worker
-busy for as long as a test needs, and make a call that must get in despite grpc's late accounting.
+"""A server whose model runs wait at a gate, for tests of the inference threads and their queue
+(--workers, --max-queue) and of deadlines: while the gate file exists, every run that reaches an
+inference thread waits there, whatever the speed of the machine.
 
-grpc counts a call against `maximum_concurrent_rpcs` from the moment it admits it until the
-handler's thread has finished, which happens a moment *after* the client has its answer — longer
-on a busy machine, where that thread may wait for a CPU. A call made right after another one
-finished can therefore still find the limit reached. Tests of the limit must not depend on that
-moment: they retry the calls that must get in (`admitted`), and assert RESOURCE_EXHAUSTED only
-while a call they control is certainly running (`busy_worker`).
+The server is started with --inline-us 0, so that every run goes to the inference threads.
 """
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any
 
-import grpc
 from numpy.typing import NDArray
 
 from scratchnet.api.v1 import classifier_pb2 as pb
-from scratchnet.api.v1 import classifier_pb2_grpc
+from tests.conftest import RunningServer, start_server
 
-ADMISSION_SECONDS = 30.0
-RESOURCE_EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
-_T = TypeVar("_T")
+GATE_SECONDS = 60.0
+"""The longest a run waits at the gate, so that a test that forgets it cannot hang."""
+
+GATED_RUNS = f"""
+import sys, time
+from pathlib import Path
+from server import scheduling
+gate = Path(sys.argv.pop(1))
+run = scheduling.Runner._sliced
+waiting = gate.with_suffix(".waiting")
+def wait_at_gate(self, job, stop):
+    waited = time.monotonic()
+    if gate.exists():
+        with open(waiting, "a") as log:
+            log.write("1")  # one character per run that reached the gate
+    while gate.exists() and time.monotonic() - waited < {GATE_SECONDS}:
+        time.sleep(0.005)
+    return run(self, job, stop)
+scheduling.Runner._sliced = wait_at_gate
+from server.__main__ import main
+main()
+"""
 
 
 def uint8_request(images: NDArray[Any]) -> pb.PredictRequest:
@@ -34,43 +48,32 @@ def uint8_request(images: NDArray[Any]) -> pb.PredictRequest:
     return pb.PredictRequest(images=tensor)
 
 
-def admitted(call: Callable[[], _T], seconds: float = ADMISSION_SECONDS) -> _T:
-    """`call()`, retried while the server answers RESOURCE_EXHAUSTED because it still counts
-    calls that have already ended (see the module docstring); any other error is raised."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            return call()
-        except grpc.RpcError as error:
-            full = isinstance(error, grpc.Call) and error.code() == RESOURCE_EXHAUSTED
-            if not full or time.monotonic() > deadline:
-                raise
-        time.sleep(0.01)
+def start_gated_server(model: Path, gate: Path, *args: str, tmp_dir: Path) -> RunningServer:
+    """`python -m server --model MODEL --inline-us 0 ARGS` whose runs wait while `gate` exists."""
+    return start_server(
+        model, "--inline-us", "0", *args, tmp_dir=tmp_dir, python_args=("-c", GATED_RUNS, str(gate))
+    )
+
+
+def runs_at_gate(gate: Path) -> int:
+    """How many runs have reached the gate while it was closed."""
+    waiting = gate.with_suffix(".waiting")
+    return len(waiting.read_text()) if waiting.exists() else 0
 
 
 @contextmanager
-def busy_worker(target: str, image: NDArray[Any]) -> Iterator[None]:
-    """Occupy one of the server's workers for the duration of the block.
+def closed(gate: Path) -> Iterator[None]:
+    """Runs wait at the gate for the duration of the block."""
+    gate.touch()
+    try:
+        yield
+    finally:
+        gate.unlink(missing_ok=True)
 
-    A PredictStream sends one uint8 `image` [1, H, W], and once answered waits to send the next:
-    from then on its handler holds a worker until the block ends and the stream closes.
-    """
-    release = threading.Event()
 
-    def requests() -> Iterator[pb.PredictRequest]:
-        yield uint8_request(image)
-        release.wait(ADMISSION_SECONDS * 4)
-
-    def open_stream() -> Any:
-        stream = stub.PredictStream(requests(), timeout=ADMISSION_SECONDS * 4)
-        next(stream)  # answered: the handler now runs on a worker, waiting for a request
-        return stream
-
-    with grpc.insecure_channel(target) as channel:
-        stub = classifier_pb2_grpc.ClassifierStub(channel)
-        stream = admitted(open_stream)
-        try:
-            yield
-        finally:
-            release.set()
-        assert list(stream) == [], "the stream ends cleanly once it stops sending"
+def until(condition: Any, seconds: float = 30.0) -> None:
+    """Wait until `condition()` is true; AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.01)

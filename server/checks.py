@@ -1,0 +1,290 @@
+"""The data plane's checks, each written once: a request's outputs and inputs against the model
+(names, datatypes, shapes, data, values), the model's results against the request, and the
+reshapes between what clients send and receive and what the graph takes and gives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scratchnet import datatypes
+from scratchnet.contract import PIXEL_MAX, scale_uint8
+from scratchnet.datatypes import Datatype
+from scratchnet.errors import InvalidArgument, clip
+from server.classification import top_classes
+from server.model import Model
+from server.signature import TensorSpec, format_dims
+from server.tensors import JSON_DATA, InputTensor, decode
+
+__all__ = [
+    "CLASSIFICATION",
+    "RequestedOutput",
+    "as_client_gets",
+    "as_model_takes",
+    "batch_size",
+    "check_batch_results",
+    "check_finite_results",
+    "declared_bytes",
+    "input_array",
+    "matched_inputs",
+    "requested_outputs",
+]
+
+CLASSIFICATION = "classification"
+"""The output parameter of Triton's classification extension: how many top classes to answer."""
+
+
+@dataclass(frozen=True)
+class RequestedOutput:
+    """An output a client asks for by name."""
+
+    name: str
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+def declared_bytes(tensors: Sequence[InputTensor]) -> int:
+    """What a request's inputs will hold once decoded, from their declared shapes and datatypes
+    (before any payload is looked at): what the memory budget counts."""
+    total = 0
+    for tensor in tensors:
+        datatype = datatypes.by_name(tensor.datatype)
+        count = max(tensor.element_count, 0) if all(dim >= 0 for dim in tensor.shape) else 0
+        if datatype is None or datatype.itemsize == 0:  # strings: their bytes as sent
+            total += len(tensor.raw) if tensor.raw is not None else count
+        else:
+            total += count * datatype.itemsize
+    return total
+
+
+def batch_size(model: Model, arrays: Sequence[NDArray[Any]]) -> int:
+    """Items in a request: the first dimension of a batching model's inputs, else 1."""
+    return int(arrays[0].shape[0]) if model.max_batch > 0 and arrays and arrays[0].ndim else 1
+
+
+def requested_outputs(
+    model: Model, requested: Sequence[RequestedOutput]
+) -> list[tuple[TensorSpec, int]]:
+    """The outputs a request asks for, once each, in its order (none: all, in the model's),
+    each with the class count of Triton's classification extension (0: the tensor itself)."""
+    specs = {spec.name: spec for spec in model.outputs}
+    chosen: dict[str, tuple[TensorSpec, int]] = {}
+    for output in requested:
+        spec = specs.get(output.name)
+        if spec is None:
+            raise InvalidArgument(
+                f"unexpected inference output '{clip(output.name)}' for model '{model.name}', "
+                f"expected one of {', '.join(specs)}"
+            )
+        count = output.parameters.get(CLASSIFICATION, 0)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise InvalidArgument(
+                f"{model.describe(spec, 'output')}: parameter '{CLASSIFICATION}' must be a "
+                f"class count >= 1, got {clip(repr(count))}"
+            )
+        chosen.setdefault(output.name, (spec, count))
+    return list(chosen.values()) or [(spec, 0) for spec in model.outputs]
+
+
+def as_model_takes(model: Model, spec: TensorSpec, array: NDArray[Any]) -> NDArray[Any]:
+    """A checked input in the shape the graph takes (a config's reshape)."""
+    if spec.model_dims is None:
+        return array
+    return array.reshape(_concrete(model, spec.model_dims, array.shape))
+
+
+def as_client_gets(
+    model: Model, spec: TensorSpec, value: NDArray[Any], class_count: int
+) -> NDArray[Any]:
+    """An output in the shape clients get (a config's reshape), or its top classes."""
+    if spec.model_dims is not None:
+        value = value.reshape(_concrete(model, spec.dims, value.shape))
+    if class_count:
+        batched = model.max_batch > 0
+        labels = model.labels.get(spec.name, ())
+        return top_classes(value, class_count, labels, batched, model.describe(spec, "output"))
+    return value
+
+
+def _concrete(model: Model, dims: Sequence[int], shape: Sequence[int]) -> tuple[int, ...]:
+    """`dims` with the batch dimension taken from `shape` (numpy fills in one other -1)."""
+    if model.max_batch > 0 and dims and shape:
+        return (int(shape[0]), *dims[1:])
+    return tuple(dims)
+
+
+def matched_inputs(
+    model: Model, tensors: Sequence[InputTensor]
+) -> list[tuple[TensorSpec, InputTensor]]:
+    """Each of the model's inputs with the request's tensor for it; Triton's words otherwise."""
+    specs = {spec.name: spec for spec in model.inputs}
+    given: dict[str, InputTensor] = {}
+    for tensor in tensors:
+        if tensor.name not in specs:
+            raise InvalidArgument(
+                f"unexpected inference input '{clip(tensor.name)}' for model '{model.name}'"
+            )
+        if tensor.name in given:
+            raise InvalidArgument(
+                f"input '{tensor.name}' already exists in request for model '{model.name}': "
+                "expected it once"
+            )
+        given[tensor.name] = tensor
+    missing = [name for name in specs if name not in given]
+    if missing:
+        got = ", ".join(f"'{name}'" for name in given)
+        wanted = ", ".join(f"'{name}'" for name in missing)
+        raise InvalidArgument(
+            f"expected {len(specs)} inputs but got {len(given)} inputs for model "
+            f"'{model.name}'. Got inputs [{got}], but missing required inputs [{wanted}]. "
+            "Please provide all required inputs."
+        )
+    return [(specs[name], given[name]) for name in specs]
+
+
+def input_array(
+    model: Model,
+    spec: TensorSpec,
+    tensor: InputTensor,
+    dims: tuple[int, ...] | None = None,
+    accepted: tuple[Datatype, ...] | None = None,
+) -> NDArray[Any]:
+    """The checked array of one input: datatype, shape, data, then values; `dims` and
+    `accepted` default to the input's own."""
+    what = model.describe(spec)
+    dims = spec.dims if dims is None else dims
+    accepted = model.accepted(spec) if accepted is None else accepted
+    datatype = datatypes.by_name(tensor.datatype)
+    if datatype not in accepted:
+        raise InvalidArgument(
+            f"{what}: expected datatype {datatypes.names(accepted)}, got {clip(tensor.datatype)}"
+        )
+    assert datatype is not None
+    _check_shape(model, what, tensor.shape, dims)
+    if tensor.typed is not None and tensor.typed_field != JSON_DATA:
+        _check_contents_field(model, spec, datatype, tensor.typed_field)
+    array = decode(tensor, datatype, what)
+    image_input = model.classifier is not None and spec.name == model.classifier.input.name
+    if image_input:
+        _check_pixels(model, what, array)
+    elif datatype.is_float:
+        _check_finite(what, array, "values", "item")
+    if array.dtype != spec.datatype.numpy:
+        # Only pixels for a float image input get here (see Model.accepted).
+        assert model.classifier is not None
+        if array.dtype == np.uint8:
+            array = scale_uint8(array, model.classifier.input_scale)
+        array = array.astype(spec.datatype.numpy)
+    return array
+
+
+def _check_contents_field(model: Model, spec: TensorSpec, datatype: Datatype, field: str) -> None:
+    """Typed protobuf contents must use the field of the tensor's datatype."""
+    if datatype.contents_field is None:
+        raise InvalidArgument(
+            f"{model.describe(spec)}: datatype {datatype} has no typed contents field, expected "
+            "its data in raw_input_contents"
+        )
+    if field != datatype.contents_field:
+        raise InvalidArgument(
+            f"unexpected explicit tensor data for input tensor '{spec.name}' for model "
+            f"'{model.name}' in {field}, expected {datatype.contents_field} for datatype "
+            f"'{datatype}'"
+        )
+
+
+def _check_shape(model: Model, what: str, shape: Sequence[int], dims: Sequence[int]) -> None:
+    if any(size < 0 for size in shape):
+        raise InvalidArgument(
+            f"{what}: shape {format_dims(shape)} has a negative dimension, expected sizes >= 0 "
+            f"for shape {format_dims(dims)}"
+        )
+    fits = len(shape) == len(dims) and all(
+        want < 0 or size == want for size, want in zip(shape, dims, strict=True)
+    )
+    if not fits:
+        raise InvalidArgument(
+            f"{what}: expected shape {format_dims(dims)}, got {format_dims(shape)}"
+        )
+    if model.max_batch > 0 and dims and dims[0] < 0:
+        if shape[0] == 0:
+            raise InvalidArgument(
+                f"{what}: the batch is empty (shape {format_dims(shape)}), expected at least one "
+                f"{'image' if len(dims) == 3 else 'item'}"
+            )
+        if shape[0] > model.max_batch:
+            raise InvalidArgument(
+                f"{what}: batch size must be <= {model.max_batch} ({model.max_batch_origin}), "
+                f"got {shape[0]}"
+            )
+
+
+def _check_finite(what: str, array: NDArray[Any], values: str, item: str) -> None:
+    # One float64 sum is cheaper than an elementwise mask and is finite iff every value is
+    # (float64 cannot overflow on float32 values); the mask only runs to name the culprit.
+    if array.size == 0 or np.isfinite(np.sum(array, dtype=np.float64)):
+        return
+    rows = array.reshape(len(array), -1) if array.ndim else array.reshape(1, -1)
+    bad = ~np.isfinite(rows).all(axis=1)
+    first = int(np.flatnonzero(bad)[0])
+    raise InvalidArgument(
+        f"{what}: {values} must be finite, found NaN or infinity in {int(bad.sum())} "
+        f"{item}(s), the first at index {first}"
+    )
+
+
+def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
+    """Float pixels must be finite and, for a model that declares its input_scale, in range."""
+    if images.dtype.kind != "f":
+        return
+    if not model.declares_input_scale or model.classifier is None:
+        _check_finite(what, images, "pixels", "image")
+        return
+    # min and max are NaN if any pixel is, so this one pass also finds the non-finite ones.
+    scale = model.classifier.input_scale
+    high = PIXEL_MAX * scale
+    lowest, highest = float(images.min()), float(images.max())
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
+        _check_finite(what, images, "pixels", "image")
+    if lowest < 0 or highest > high:
+        bad = ((images < 0) | (images > high)).reshape(len(images), -1).any(axis=1)
+        raise InvalidArgument(
+            f"{what}: float pixels must lie in [0, {high:g}] (the model's input_scale is "
+            f"{scale:.6g}), found {lowest if lowest < 0 else highest:.6g} in image "
+            f"{int(np.flatnonzero(bad)[0])}: divide 0-{PIXEL_MAX:g} pixels by {1 / scale:g} or "
+            "send them as UINT8"
+        )
+
+
+def check_batch_results(
+    model: Model, feeds: Mapping[str, NDArray[Any]], results: Mapping[str, NDArray[Any]]
+) -> None:
+    """A batching model answers each item of the batch: anything else is the model's fault."""
+    if model.max_batch <= 0:
+        return
+    items = next(iter(feeds.values())).shape[0]
+    for name, value in results.items():
+        if value.ndim == 0 or value.shape[0] != items:
+            raise RuntimeError(
+                f"model '{model.name}' gave output '{name}' of shape {list(value.shape)} for a "
+                f"batch of {items}, expected its first dimension to be the batch"
+            )
+
+
+def check_finite_results(model: Model, results: Mapping[str, NDArray[Any]]) -> None:
+    """Never answer OK with NaN or infinity: such results mean the inputs were out of range."""
+    for name, value in results.items():
+        if value.dtype.kind != "f" or value.size == 0:
+            continue
+        if np.isfinite(np.sum(value, dtype=np.float64)):
+            continue
+        bad = ~np.isfinite(value.reshape(len(value), -1)).all(axis=1) if value.ndim else [True]
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidArgument(
+            f"model '{model.name}' computed NaN or infinity in output '{name}' for item {first}: "
+            "its inputs are outside the range the model handles"
+        )
