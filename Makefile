@@ -26,14 +26,14 @@ $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scratchnet needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,plots,images,http]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,plots,images,ray,http]'
 	touch $@
 
 # Re-resolve the dependencies in a scratch venv and pin the result in constraints.txt.
 constraints:
 	rm -rf build/constraints-venv
 	$(PYTHON) -m venv build/constraints-venv
-	build/constraints-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images,http]'
+	build/constraints-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images,ray,http]'
 	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/python -m pip freeze --exclude-editable; } > build/constraints.txt
 	mv build/constraints.txt constraints.txt
 	rm -rf build/constraints-venv
@@ -56,8 +56,8 @@ proto: $(INSTALLED)
 	$(PY) scripts/generate_proto.py
 
 # Speed figures quoted in the README; each script measures its contenders side by side. The
-# serving benchmark includes KServe and PyTriton when `make bench-peers` has installed them, and
-# its table in README.md is rewritten from bench/results/serving.json.
+# serving benchmark includes KServe and PyTriton when `make bench-peers` has installed them; the
+# serving and scale tables in README.md are rewritten from bench/results/{serving,scale}.json.
 bench: $(INSTALLED)
 	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
 	test -f artifacts/model_uint8.onnx || $(PY) -m export --input-dtype uint8 -o artifacts/model_uint8.onnx
@@ -65,6 +65,7 @@ bench: $(INSTALLED)
 	$(PY) bench/export_speed.py
 	$(PY) bench/server_throughput.py artifacts/model.onnx
 	$(PY) bench/serving.py --peers
+	$(PY) bench/scale.py
 	$(PY) bench/report.py --write README.md
 	$(PY) bench/http_serving.py
 	$(PY) bench/report.py bench/results/http.json --write README.md

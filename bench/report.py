@@ -1,8 +1,9 @@
-"""Render the README's serving tables from bench/results/serving.json (bench/serving.py) or
-bench/results/http.json (bench/http_serving.py): print one, or with --write README.md replace
-the block between its markers with it.
+"""Render the README's benchmark tables from bench/results/*.json: the serving table from
+serving.json (bench/serving.py), the scale table from scale.json (bench/scale.py), the HTTP table
+from http.json (bench/http_serving.py). Print them, or with --write README.md replace each block
+between its markers (`<!-- bench:NAME -->`).
 
-    .venv/bin/python bench/report.py [RESULTS] [--write README.md]
+    .venv/bin/python bench/report.py [RESULTS …] [--write README.md]
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ PROGRAM = "bench/report.py"
 BEGIN = "<!-- bench:serving -->"
 END = "<!-- /bench:serving -->"
 RESULTS = Path("bench/results/serving.json")
+SCALE_RESULTS = Path("bench/results/scale.json")
+HTTP_RESULTS = Path("bench/results/http.json")
+PAPER_IMAGES = 100_000_000
+"""The job costed on paper from the scale benchmark's per-actor rate and fixed cost."""
+PAPER_CORES = 16
+"""Actors per machine on paper: one per core of a 16-core machine."""
+PAPER_MACHINES = (1, 4, 16, 64)
 WIDTH = 100
 """The README's line length for prose."""
 _HEADER = (
@@ -129,8 +137,110 @@ def _notes(results: dict[str, Any]) -> list[str]:
     return [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
 
 
-HTTP_BEGIN = "<!-- bench:http -->"
-HTTP_END = "<!-- /bench:http -->"
+_SCALE_ROWS = {
+    "in-process": "onnxruntime in process, 1 thread (the single-process figure)",
+    "ray-1": "Ray Data, actor pool of 1 (`--engine ray --actors 1`)",
+    "ray-2": "Ray Data, actor pool of 2 (`--engine ray --actors 2`)",
+    "ray-2-parquet": "the same, writing the Parquet output (`--output`)",
+    "server-1-stream": "1 server, one PredictStream call (`--target HOST:PORT`)",
+    "server-1-calls": "1 server, one Predict call per batch (`--target ipv4:HOST:PORT`)",
+    "server-2-calls": "2 replicas, round robin (`--target HOST:PORT,HOST:PORT`)",
+}
+
+
+def render_scale(results: dict[str, Any]) -> str:
+    """The markdown tables of one scale.json: measured figures, then the 100 M job on paper."""
+    rows = {row["id"]: row for row in results["results"]}
+    settings, machine = results["settings"], results["machine"]
+    lines = [
+        f"| engine | workers | images/s ({settings['images']:,} images) | vs one process "
+        "| fixed cost: start + job + stop |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for key, label in _SCALE_ROWS.items():
+        row = rows.get(key)
+        if row is None:
+            continue
+        ratio = "1.00x" if key == "in-process" else f"{row['vs_single']:.2f}x"
+        lines.append(
+            f"| {label} | {row['workers']} | {row['images_per_second']:,.0f} | {ratio} "
+            f"| {_fixed(key, row)} |"
+        )
+    notes = [
+        f"Medians of {settings['repeats']} repeats; ratios are per repeat against that repeat's "
+        f"in-process figure. Batches of {settings['batch']} images (Ray), 512 KiB of pixels "
+        "(gRPC); servers run `--threads 1`, one model thread each like an actor. Ray's job "
+        f"cost is a job of {settings['tiny']:,} images (mostly starting the actors); a server's "
+        "start is launch to health SERVING, its stop SIGTERM to exit.",
+        "",
+        f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
+        f"({machine['cpu_model']}), load average {machine['load_average_before'][0]:.1f} before, "
+        f"Python {machine['python']}, "
+        + ", ".join(f"{name} {version}" for name, version in results["versions"].items())
+        + ".",
+    ]
+    lines += ["", *(textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes)]
+    if "ray-1" in rows:
+        lines += ["", *_on_paper(rows)]
+    return "\n".join(lines)
+
+
+def _fixed(key: str, row: dict[str, Any]) -> str:
+    if "stop_seconds" not in row:
+        return "—"
+    if key.startswith("ray") and "job_fixed_seconds" not in row:
+        return "as above"  # the same Ray session and actors as the row above
+    job = f" + {row['job_fixed_seconds']:.1f}" if "job_fixed_seconds" in row else ""
+    return f"{row['start_seconds']:.1f}{job} + {row['stop_seconds']:.1f} s"
+
+
+def _on_paper(rows: dict[str, Any]) -> list[str]:
+    """What scoring PAPER_IMAGES costs on N machines, from the 1-actor rate and fixed cost."""
+    one = rows["ray-1"]
+    if one["seconds"] < 2 * one["job_fixed_seconds"]:
+        return ["(Too few images to tell the actors' rate from the fixed cost: no costing.)"]
+    # The actor's own rate: the whole job less the tiny job, which holds the actor's start.
+    images = one["images_per_second"] * one["seconds"]
+    rate = images / (one["seconds"] - one["job_fixed_seconds"])
+    fixed = one["start_seconds"] + one["job_fixed_seconds"] + one["stop_seconds"]
+    intro = (
+        f"**On paper: {PAPER_IMAGES // 1_000_000} M images** on machines of {PAPER_CORES} "
+        f"cores, one actor per core, from the measured {rate:,.0f} images/s of one actor (its "
+        f"job less the tiny job) and {fixed:.1f} s of fixed cost (Ray's start, the actors' start, "
+        "Ray's stop), assuming actors add up (they share nothing but the object store) and "
+        "leaving out reading the images from storage:"
+    )
+    lines = [
+        textwrap.fill(intro, WIDTH, break_on_hyphens=False),
+        "",
+        "| machines | actors | wall time | of which fixed cost | core-hours |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for machines in PAPER_MACHINES:
+        actors = machines * PAPER_CORES
+        wall = fixed + PAPER_IMAGES / (actors * rate)
+        lines.append(
+            f"| {machines} | {actors} | {_duration(wall)} | {fixed / wall:.0%} "
+            f"| {actors * wall / 3600:.2f} |"
+        )
+    plain, written = rows.get("ray-2"), rows.get("ray-2-parquet")
+    if plain and written:
+        note = (
+            f"Writing the Parquet output took {written['seconds']:.1f} s against "
+            f"{plain['seconds']:.1f} s without it (2 actors, medians), a difference within this "
+            "machine's noise: the costing holds with `--output`."
+            if abs(written["seconds"] - plain["seconds"]) < 0.2 * plain["seconds"]
+            else f"Writing the Parquet output took {written['seconds']:.1f} s against "
+            f"{plain['seconds']:.1f} s without it (2 actors, medians)."
+        )
+        lines += ["", textwrap.fill(note, WIDTH, break_on_hyphens=False)]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
 _HTTP_LABELS = {
     "in-process": "onnxruntime in process, 1 thread (the ceiling)",
     "scratchnet": "scratchnet HTTP (Starlette on uvicorn with httptools, on the gRPC loop)",
@@ -213,36 +323,50 @@ def _http_latency(result: dict[str, Any] | None) -> str:
     return f"{text} ({result['vs_in_process']['p50_ms']:.0f}x)"
 
 
-def replace_block(
-    text: str, block: str, name: str, begin: str = BEGIN, end_marker: str = END
-) -> str:
-    """`text` with what lies between the `begin` and `end_marker` markers replaced by `block`."""
+def replace_block(text: str, block: str, name: str, marker: str = "serving") -> str:
+    """`text` with what lies between the markers `<!-- bench:MARKER -->` and
+    `<!-- /bench:MARKER -->` replaced by `block`."""
+    begin, end_marker = f"<!-- bench:{marker} -->", f"<!-- /bench:{marker} -->"
     start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
         raise ScratchnetError(f"{name} has no {begin} … {end_marker} block to rewrite")
     return text[: start + len(begin)] + "\n" + block + "\n" + text[end:]
 
 
+_RENDERERS = {"serving": render, "scale": render_scale, "http": render_http}
+
+
 def main() -> int:
-    """Print the table, or write it into a file's marked block."""
+    """Print the tables, or write them into a file's marked blocks."""
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
-    parser.add_argument("results", nargs="?", type=Path, default=RESULTS)
+    parser.add_argument(
+        "results",
+        nargs="*",
+        type=Path,
+        help=f"default: {RESULTS}, {SCALE_RESULTS} and {HTTP_RESULTS}, those that exist",
+    )
     parser.add_argument("--write", type=Path, metavar="FILE.md", help="e.g. README.md")
     args = parser.parse_args()
-    if not args.results.is_file():
-        raise ScratchnetError(f"{args.results} not found: run bench/serving.py first")
-    results = json.loads(args.results.read_text())
-    http = results.get("benchmark") == "http"
-    block = render_http(results) if http else render(results)
-    markers = (HTTP_BEGIN, HTTP_END) if http else (BEGIN, END)
+    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS)
+    paths = args.results or [path for path in defaults if path.is_file()]
+    if not paths:
+        raise ScratchnetError(f"{RESULTS} not found: run bench/serving.py first")
+    blocks = {}
+    for path in paths:
+        if not path.is_file():
+            raise ScratchnetError(f"{path} not found: run bench/{path.stem}.py first")
+        kind = path.stem if path.stem in _RENDERERS else "serving"
+        blocks[kind] = _RENDERERS[kind](json.loads(path.read_text()))
     if args.write is not None and not args.write.is_file():
         raise ScratchnetError(f"{args.write} not found")
     if args.write is None:
-        print(block)
-    else:
-        text = replace_block(args.write.read_text(), block, str(args.write), *markers)
-        args.write.write_text(text)
-        print(f"rewrote the {'HTTP' if http else 'serving'} table in {args.write}")
+        print("\n\n".join(blocks.values()))
+        return 0
+    text = args.write.read_text()
+    for kind, block in blocks.items():
+        text = replace_block(text, block, str(args.write), kind)
+    args.write.write_text(text)
+    print(f"rewrote the {' and '.join(blocks)} tables in {args.write}")
     return 0
 
 

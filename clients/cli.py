@@ -11,9 +11,17 @@ from scratchnet.cli import positive_number
 __all__ = ["add_server_flags"]
 
 
-def add_server_flags(parser: argparse.ArgumentParser, timeout_help: str) -> None:
-    """Add --target HOST:PORT (required) and --timeout SECONDS to `parser`."""
-    parser.add_argument("--target", required=True, metavar="HOST:PORT", help="the server")
+def add_server_flags(
+    parser: argparse.ArgumentParser, timeout_help: str, required: bool = True
+) -> None:
+    """Add --target HOST:PORT (required unless told otherwise) and --timeout SECONDS."""
+    parser.add_argument(
+        "--target",
+        required=required,
+        metavar="HOST:PORT",
+        help="the server; or replicas, balanced round robin: HOST:PORT,HOST:PORT,… or "
+        "dns:///NAME:PORT (every address of NAME)",
+    )
     parser.add_argument(
         "--timeout",
         type=positive_number,

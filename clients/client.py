@@ -1,7 +1,9 @@
 """The Python client of the scratchnet.v1.Classifier gRPC API: numpy images in, labels out.
 
 Images are sent as raw bytes in batches no larger than the server's limit; more than one batch
-goes over one PredictStream call with a few batches in flight. Every call carries a deadline.
+goes over one PredictStream call with a few batches in flight, or, to replicas (clients.targets),
+as one Predict call per batch with a few in flight, spread round robin and retried on another
+replica if one fails with UNAVAILABLE. Every call carries a deadline.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from google.protobuf.message import Message
 from numpy.typing import ArrayLike, NDArray
 
 from clients.errors import from_rpc_error
+from clients.targets import parse_targets
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
 from scratchnet.errors import ClientError, InvalidArgumentError
@@ -35,6 +38,9 @@ DEFAULT_BATCH_BYTES = 512 * 1024
 # Batches in flight on a stream: the server works on one while the client sends or decodes the
 # next. It also bounds the memory held by requests and makes per-batch latency meaningful.
 STREAM_WINDOW = 2
+# Unary calls in flight per listed replica (at least two replicas' worth when a resolver decides):
+# each replica works on one batch while the next waits, as on a stream.
+REPLICA_WINDOW = 2
 
 # The pixel types v1 carries, from the datatype table: numpy dtype (little-endian) -> DataType.
 _WIRE_DTYPES: dict[np.dtype[Any], int] = {
@@ -86,7 +92,8 @@ class ModelInfo:
 
 
 class Client:
-    """A connection to one scratchnet server at `target` (HOST:PORT); close it or use `with`."""
+    """A connection to a scratchnet server at `target` (HOST:PORT), or to replicas
+    (HOST:PORT,HOST:PORT or dns:///NAME:PORT, see clients.targets); close it or use `with`."""
 
     def __init__(
         self,
@@ -98,7 +105,7 @@ class Client:
     ) -> None:
         """`timeout`: seconds allowed for each call (one stream is one call); `batch_size`: images
         per request, capped by the server's limit; `options`: extra gRPC channel arguments."""
-        _check_target(target)
+        targets = parse_targets(target)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ClientError(f"timeout must be a positive number of seconds, got {timeout}")
         if batch_size is not None and batch_size < 1:
@@ -107,8 +114,15 @@ class Client:
         self.timeout = timeout
         self.batch_size = batch_size
         # Replies are as large as the server makes them: the server's --max-message-mb governs.
-        settings = {"grpc.max_receive_message_length": -1, **(options or {})}
-        self._channel = grpc.insecure_channel(target, options=list(settings.items()))
+        settings = {
+            "grpc.max_receive_message_length": -1,
+            **dict(targets.channel_options()),
+            **(options or {}),
+        }
+        self._targets = targets
+        self._channel = grpc.insecure_channel(
+            targets.channel_target, options=list(settings.items())
+        )
         self._stub = classifier_pb2_grpc.ClassifierStub(self._channel)
         self._info: ModelInfo | None = None
         self._closed = False
@@ -149,16 +163,26 @@ class Client:
         """Like predict, but yield each batch's prediction, in order, as soon as it arrives."""
         array = _as_images(images)
         size = self._batch_size(array[0].nbytes, scores + probabilities)
+        info = self.model_info()
+        # Replicas are asked for the model and version the first one described, so that a
+        # replica serving another version fails the call (NOT_FOUND) instead of answering.
+        name, version = (info.name, info.version) if self._targets.balanced else ("", "")
         requests = (
             classifier_pb2.PredictRequest(
                 images=_tensor(array[start : start + size]),
                 return_scores=scores,
                 return_probabilities=probabilities,
+                model_name=name,
+                model_version=version,
             )
             for start in range(0, len(array), size)
         )
         if len(array) <= size:
             return self._unary(next(requests))
+        if self._targets.balanced:
+            # A stream is one call, pinned to one replica: losing that replica would lose every
+            # batch still in it. One call per batch lets each batch be retried on its own.
+            return self._calls(requests)
         return self._stream(requests, len(array))
 
     def close(self) -> None:
@@ -206,6 +230,38 @@ class Client:
         reply = self._call(self._stub.Predict, request)
         yield BatchPrediction(0, _prediction(reply), time.perf_counter() - started)
 
+    def _calls(
+        self, requests: Iterator[classifier_pb2.PredictRequest]
+    ) -> Iterator[BatchPrediction]:
+        """One Predict call per batch, a window of them in flight, replies yielded in order."""
+        self._check_open()
+        window = REPLICA_WINDOW * max(2, self._targets.replicas or 2)
+        pending: deque[tuple[float, grpc.Future[classifier_pb2.PredictResponse]]] = deque()
+        start = 0
+        try:
+            while True:
+                while len(pending) < window and (request := next(requests, None)) is not None:
+                    sent = time.perf_counter()
+                    pending.append((sent, self._stub.Predict.future(request, timeout=self.timeout)))
+                if not pending:
+                    return
+                batch = self._answer(start, *pending.popleft())
+                start += len(batch.prediction.labels)
+                yield batch
+        finally:
+            for _, call in pending:
+                call.cancel()
+
+    def _answer(
+        self, start: int, sent: float, call: grpc.Future[classifier_pb2.PredictResponse]
+    ) -> BatchPrediction:
+        try:
+            reply = call.result()
+        except grpc.RpcError as error:
+            note = f" (in the request starting at image {start})" if start else ""
+            raise from_rpc_error(error, self.target, self.timeout, note) from None
+        return BatchPrediction(start, _prediction(reply), time.perf_counter() - sent)
+
     def _stream(
         self, requests: Iterator[classifier_pb2.PredictRequest], total: int
     ) -> Iterator[BatchPrediction]:
@@ -245,12 +301,6 @@ class Client:
                 f"the server at {self.target} ended the stream after {start} of {total} images, "
                 "expected a reply to every request"
             )
-
-
-def _check_target(target: str) -> None:
-    host, _, port = target.rpartition(":")
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
-        raise ClientError(f"target {target!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
 
 
 def _as_images(images: ArrayLike) -> NDArray[Any]:

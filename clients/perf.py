@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -25,6 +26,8 @@ from numpy.typing import NDArray
 
 from clients.cli import add_server_flags
 from clients.errors import from_rpc_error
+from clients.shared_memory import Region, registered
+from clients.targets import parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
@@ -39,6 +42,7 @@ __all__ = [
     "Plan",
     "build_plan",
     "describe",
+    "in_shared_memory",
     "main",
     "measure",
     "wait_answering",
@@ -71,7 +75,10 @@ _SENDABLE = tuple(_DTYPE_FLAGS.values())
 _V1_DATATYPES = {v1.DATA_TYPE_UINT8: "UINT8", v1.DATA_TYPE_FLOAT32: "FP32"}
 _V1_ENUMS = {name: enum for enum, name in _V1_DATATYPES.items()}
 # Replies as large as the server makes them; requests as large as the batch asks.
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+_CHANNEL_OPTIONS: list[tuple[str, int | str]] = [
+    ("grpc.max_receive_message_length", -1),
+    ("grpc.max_send_message_length", -1),
+]
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,7 @@ def describe(
 ) -> ModelSpec:
     """Ask the server at `target` about its model: v1 GetModelInfo, v2 ModelMetadata (the model's
     name from v1 GetModelInfo when `model` is None)."""
-    with grpc.insecure_channel(target) as channel:
+    with grpc.insecure_channel(*_channel(target)) as channel:
         try:
             if api == "v1" or model is None:
                 spec = _describe_v1(channel, timeout)
@@ -244,6 +251,21 @@ def build_plan(
     return Plan(api, requests, images, datatype, tuple(outputs))
 
 
+def in_shared_memory(plan: Plan, spec: ModelSpec) -> tuple[Plan, list[Region]]:
+    """The plan with each request's images in a shared-memory region of its own (Triton's
+    system shared-memory extension; v2 only, the server on this host), and the regions, to
+    register with `clients.shared_memory.registered`."""
+    if plan.api != "v2":
+        raise ScratchnetError("shared memory belongs to the Open Inference Protocol: use --api v2")
+    regions, requests = [], []
+    for index, images in enumerate(plan.images):
+        region = Region(f"perf-{os.getpid()}-{index}", images.nbytes)
+        region.write(images.tobytes())
+        regions.append(region)
+        requests.append(_request_v2(spec, images, plan.datatype, plan.outputs, region))
+    return replace(plan, requests=tuple(requests)), regions
+
+
 def measure(
     target: str,
     plan: Plan,
@@ -264,7 +286,7 @@ def wait_answering(
     """Send the plan's first request until the server answers it OK, calling `check` (which may
     raise) before each try; ClientError with the last failure after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+    with grpc.insecure_channel(*_channel(target)) as channel:
         call = channel.unary_unary(plan.method, None, None)
         while True:
             if check is not None:
@@ -312,13 +334,19 @@ async def _measure(
             else:
                 result.errors[code] = result.errors.get(code, 0) + 1
 
-    async with grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS) as channel:
+    async with grpc.aio.insecure_channel(*_channel(target)) as channel:
         call = channel.unary_unary(plan.method, None, None)
         await asyncio.gather(*(caller(first) for first in range(concurrency)))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.
     result.seconds = last_done - window
     result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
     return result
+
+
+def _channel(target: str) -> tuple[str, list[tuple[str, int | str]]]:
+    """grpc's target and options for `target`: replicas get round robin and retries."""
+    targets = parse_targets(target)
+    return targets.channel_target, [*_CHANNEL_OPTIONS, *targets.channel_options()]
 
 
 def _describe_v1(channel: grpc.Channel, timeout: float) -> ModelSpec:
@@ -409,17 +437,24 @@ def _request_v1(
 
 
 def _request_v2(
-    spec: ModelSpec, images: NDArray[Any], datatype: str, outputs: Sequence[str]
+    spec: ModelSpec,
+    images: NDArray[Any],
+    datatype: str,
+    outputs: Sequence[str],
+    region: Region | None = None,
 ) -> bytes:
     tensor = oip.ModelInferRequest.InferInputTensor(
         name=spec.input_name, datatype=datatype, shape=images.shape
     )
+    if region is not None:
+        tensor.parameters["shared_memory_region"].string_param = region.name
+        tensor.parameters["shared_memory_byte_size"].int64_param = images.nbytes
     request = oip.ModelInferRequest(
         model_name=spec.name,
         model_version=spec.version,
         inputs=[tensor],
         outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs],
-        raw_input_contents=[images.tobytes()],
+        raw_input_contents=[] if region is not None else [images.tobytes()],
     )
     return request.SerializeToString()
 
@@ -511,11 +546,16 @@ def _main() -> int:
         help="send the test images of this data set (IDX folder or npz; 'mnist': the bundled "
         "MNIST) instead of random pixels",
     )
+    parser.add_argument(
+        "--shared-memory",
+        choices=("none", "system"),
+        default="none",
+        help="system: send the images through shared memory (/dev/shm) instead of the message "
+        "(Triton's extension; --api v2, a server on this host; default: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
-    host, _, port = args.target.rpartition(":")
-    if not (host and port.isdigit() and 0 < int(port) < 65536):
-        raise ScratchnetError(f"target {args.target!r}: expected HOST:PORT, e.g. 127.0.0.1:50051")
+    parse_targets(args.target)  # a malformed target fails before any call
     spec = describe(args.target, args.api, args.model, args.version, args.timeout)
     datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
     plan = build_plan(
@@ -526,14 +566,18 @@ def _main() -> int:
         outputs=args.outputs,
         pixels=_dataset_pixels(args.data) if args.data else None,
     )
-    result = measure(
-        args.target,
-        plan,
-        concurrency=args.concurrency,
-        duration=args.duration,
-        warmup=args.warmup,
-        timeout=args.timeout,
-    )
+    regions: list[Region] = []
+    if args.shared_memory == "system":
+        plan, regions = in_shared_memory(plan, spec)
+    with registered(args.target, regions, args.timeout):
+        result = measure(
+            args.target,
+            plan,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
+            timeout=args.timeout,
+        )
     if result.requests + result.error_count == 0:
         raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
     report = {
@@ -542,6 +586,7 @@ def _main() -> int:
         "model": {"name": spec.name, "version": spec.version},
         "input": {"name": spec.input_name, "datatype": plan.datatype, "dims": spec.image_dims},
         "outputs": list(plan.outputs),
+        "shared_memory": args.shared_memory,
         "warmup_seconds": args.warmup,
         **result.summary(),
     }

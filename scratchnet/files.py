@@ -1,17 +1,20 @@
-"""Atomic file writes: a crash or an error never leaves a half-written output behind."""
+"""Atomic file and folder writes: a crash or an error never leaves a half-written output behind."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from scratchnet.errors import ScratchnetError
 
-__all__ = ["atomic_write", "check_writable"]
+__all__ = ["atomic_directory", "atomic_write", "check_writable"]
+
+_Made = TypeVar("_Made")
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:
@@ -41,7 +44,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     or in those last steps, becomes a one-line ScratchnetError.
     """
     target = Path(path)
-    fd, temp_name = _temp_file_beside(target)
+    fd, temp_name = _beside(target, tempfile.mkstemp)
     try:
         with os.fdopen(fd, "wb") as handle:
             try:
@@ -57,11 +60,37 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
 
 
-def _temp_file_beside(target: Path) -> tuple[int, str]:
-    """Create the folders up to `target` and a hidden temporary file next to it."""
+@contextmanager
+def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty folder whose contents replace folder `path` only when the block completes.
+
+    Like atomic_write, for outputs made of several files (a Parquet data set): the files go to a
+    hidden `.NAME.*.tmp` folder beside `path`, which is renamed to `path` at the end. A previous
+    folder at `path` is renamed aside first and then deleted, so `path` is always either the old
+    output, absent for an instant, or the new one, never a mix.
+    """
+    target = Path(path)
+    temp = Path(_beside(target, tempfile.mkdtemp))
+    old = temp.with_suffix(".old")
+    try:
+        yield temp
+        os.chmod(temp, 0o755)
+        if target.is_dir():
+            os.replace(target, old)
+        os.replace(temp, target)
+    except OSError as error:
+        raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _beside(target: Path, make: Callable[..., _Made]) -> _Made:
+    """Create the folders up to `target` and a hidden temporary file or folder next to it with
+    `make` (tempfile.mkstemp or mkdtemp)."""
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        return tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        return make(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except (FileExistsError, NotADirectoryError):
         # What mkdir(exist_ok=True) raises when a part of the folder path is a file.
         raise ScratchnetError(

@@ -43,6 +43,7 @@ from server.security import (
     read_credentials,
     server_credentials,
 )
+from server.shared_memory import SharedMemory
 from server.transports import oip_service, v1_service
 from server.transports.grpc_calls import Timeouts
 
@@ -71,7 +72,8 @@ def build_server(
     )
     timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
-    oip_service.add_to_server(server, plane, control, timeouts)
+    shared = SharedMemory(enabled=not config.no_shared_memory)
+    oip_service.add_to_server(server, plane, control, timeouts, shared)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     if not config.no_reflection:
         reflection.enable_server_reflection(

@@ -77,6 +77,8 @@ class ServerConfig:
     tls_client_ca: Path | None
     auth_token_file: Path | None
     no_reflection: bool
+    no_malloc_tuning: bool
+    no_shared_memory: bool
     expose_versions: bool
     http_port: int | None = None
     """The HTTP/REST port (the Open Inference Protocol and the playground); None: no HTTP."""
@@ -351,6 +353,18 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "health checks stay open",
     ),
     "no-reflection": (_switch, False, "do not serve gRPC reflection"),
+    "no-shared-memory": (
+        _switch,
+        False,
+        "refuse Triton's system shared-memory extension (clients on this host passing tensors "
+        "through /dev/shm)",
+    ),
+    "no-malloc-tuning": (
+        _switch,
+        False,
+        "leave glibc's allocator as it is (by default it keeps multi-MB buffers for reuse; "
+        "see docs/performance.md)",
+    ),
     "expose-versions": (
         _switch,
         False,

@@ -275,7 +275,9 @@ class DataPlane:
             if remaining <= 0:
                 raise DeadlineExceeded(_late(model, call, deadline))
             try:
-                results = await asyncio.wait_for(scheduler.run(job), remaining)
+                # asyncio.timeout, not wait_for: no task of its own for every request.
+                async with asyncio.timeout(remaining):
+                    results = await scheduler.run(job)
             except TimeoutError:
                 raise DeadlineExceeded(_late(model, call, deadline)) from None
         ran = time.perf_counter_ns()
@@ -336,7 +338,8 @@ class DataPlane:
         finally:
             self.inflight -= 1
             if status == "OK":
-                self.statistics.success(model.name, model.version, admission.items, timing)
+                batch = admission.job.batch_items if admission.job is not None else 0
+                self.statistics.success(model.name, model.version, admission.items, timing, batch)
             else:
                 self.statistics.failure(model.name, model.version, timing)
             job = admission.job

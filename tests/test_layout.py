@@ -60,8 +60,9 @@ def test_every_package_ships_py_typed() -> None:
 
 
 def test_the_python_client_loads_no_trainer_export_server_or_onnx() -> None:
+    # clients.ray_engine too: Ray, pyarrow and onnxruntime load only when --engine ray runs.
     code = (
-        "import sys, clients, clients.score, clients.predict;"
+        "import sys, clients, clients.score, clients.predict, clients.ray_engine;"
         "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     result = subprocess.run(
@@ -70,4 +71,4 @@ def test_the_python_client_loads_no_trainer_export_server_or_onnx() -> None:
     )  # fmt: skip
     loaded = set(result.stdout.split())
     assert "clients" in loaded and "scratchnet" in loaded
-    assert not loaded & {"trainer", "export", "server", "onnx", "onnxruntime"}
+    assert not loaded & {"trainer", "export", "server", "onnx", "onnxruntime", "ray", "pyarrow"}

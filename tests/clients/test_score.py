@@ -1,5 +1,6 @@
 """`python -m clients.score` against the real server: its figures agree with numpy on the same
-model, --plot writes an image, and bad input is one line on stderr."""
+model, --plot writes an image, --repeat counts every pass, --output rows match numpy and the Ray
+engine's, and bad input is one line on stderr."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import termios
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 
+from clients.ray_engine import RAY_ENVIRONMENT
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
-from scratchnet.forward import predict
+from scratchnet.forward import predict, probabilities, scores
 from tests.conftest import (
     PYTHON,
     REPO,
@@ -28,6 +32,10 @@ from tests.conftest import (
     run_module,
 )
 from tests.server.workers import closed
+
+PROGRAM = "python -m clients.score"
+# A local Ray started by the command line: no usage reports, no metrics agent.
+RAY_QUIET = dict(RAY_ENVIRONMENT)
 
 
 def test_json_report_agrees_with_numpy(
@@ -160,3 +168,138 @@ def test_a_server_too_busy_to_answer_in_time_is_one_line(gated_server: GatedServ
         f"python -m clients.score: error: DEADLINE_EXCEEDED from {target}: no answer within "
         "0.5 s (the timeout: raise it for a busy server)\n"
     )
+
+
+# --- replicas, --repeat, --output, image files, --engine ray ---------------------------------
+
+
+def test_repeat_reports_totals_over_every_pass(server: RunningServer) -> None:
+    result = run_module("clients.score", "--target", server.target, "--repeat", "3", "--json")
+    report = json.loads(result.stdout)
+    assert (report["images"], report["repeat"]) == (30000, 3)
+    assert (report["correct"], report["accuracy"]) == (3 * 9104, 0.9104)
+    assert sum(stats["support"] for stats in report["classes"]) == 30000
+    assert report["batches"] == 3 * 15
+
+
+def test_output_rows_of_a_photo_folder_match_numpy(
+    server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    images = mnist.test_images[:5]
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index}.png")
+    output = tmp_path / "out" / "photos.parquet"
+    result = run_module(
+        "clients.score", "--target", server.target, "--data", folder, "--output", output
+    )
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"scored 5 images of {folder} with model 'scratchnet'")
+    assert lines[1] == "accuracy    n/a (no true labels)"
+    assert lines[4] == f"output      {output} (Parquet, one row per image)"
+    table = pq.read_table(output)
+    assert table.column_names == ["id", "file", "label", "scores", "probabilities"]
+    assert table["id"].to_pylist() == list(range(5))
+    assert table["file"].to_pylist() == [str(folder / f"{index}.png") for index in range(5)]
+    assert table["label"].to_pylist() == predict(artifact.weights, artifact.biases, images).tolist()
+    found = np.stack(table["probabilities"].to_numpy(zero_copy_only=False))
+    expected = probabilities(scores(artifact.weights, artifact.biases, images))
+    assert np.abs(found - expected).max() < 1e-5
+    assert [path.name for path in output.parent.iterdir()] == ["photos.parquet"]
+
+
+def test_an_earlier_output_is_replaced_but_nothing_else(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "scores.parquet"
+    data = ("--data", "data/mnist/t10k-images-idx3-ubyte.gz")
+    run_module("clients.score", "--target", server.target, *data, "--output", output)
+    first = sorted(output.iterdir())
+    run_module("clients.score", "--target", server.target, *data, "--output", output)
+    assert sorted(output.iterdir()) == first and pq.read_table(output).num_rows == 10000
+    (output / "notes.txt").write_text("mine\n")
+    result = run_module(
+        "clients.score", "--target", server.target, *data, "--output", output, check=False
+    )
+    assert_one_line_error(result, PROGRAM, "holding other things than .parquet files (notes.txt)")
+    assert (output / "notes.txt").read_text() == "mine\n"
+
+
+def test_ray_engine_gives_the_servers_rows(
+    server: RunningServer, model_onnx: Path, tmp_path: Path
+) -> None:
+    on_ray = tmp_path / "ray.parquet"
+    result = run_module(
+        "clients.score", "--engine", "ray", "--model", model_onnx, "--actors", "2",
+        "--output", on_ray, "-q", env=RAY_QUIET,
+    )  # fmt: skip
+    lines = result.stdout.splitlines()
+    assert lines[0] == (
+        "scored 10000 test images of mnist with model 'model' version '1' on Ray (local, 2 actors)"
+    )
+    assert lines[1].startswith("accuracy    0.9104 (9104 of 10000 correct)")
+    assert "Ray started in" in lines[2] and lines[3].startswith("latency     n/a on Ray")
+    on_server = tmp_path / "server.parquet"
+    run_module("clients.score", "--target", server.target, "--output", on_server)
+    ray_table, server_table = pq.read_table(on_ray), pq.read_table(on_server)
+    assert ray_table.column_names == server_table.column_names
+    assert ray_table["id"].equals(server_table["id"])
+    assert ray_table["label"].equals(server_table["label"])
+    for name in ("scores", "probabilities"):
+        found, expected = (
+            np.stack(table[name].to_numpy(zero_copy_only=False))
+            for table in (ray_table, server_table)
+        )
+        assert np.abs(found - expected).max() < 1e-6, name
+
+
+def test_ray_engine_without_ray_says_how_to_install_it(tmp_path: Path, model_onnx: Path) -> None:
+    # A stand-in package that fails to import, as if Ray were not installed.
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    result = run_module(
+        "clients.score", "--engine", "ray", "--model", model_onnx, check=False,
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    assert_one_line_error(
+        result, PROGRAM, "--engine ray needs Ray, which is not installed: pip install "
+        "'scratchnet[ray]'",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--engine", "ray", "--target", "127.0.0.1:1", "--model", "m.onnx"], "--target is for"),
+        (["--engine", "ray"], "--engine ray needs --model MODEL.onnx"),
+        (["--engine", "ray", "--model", "m.onnx", "--repeat", "2"], "--repeat is for --engine"),
+        (["--target", "127.0.0.1:1", "--address", "auto"], "--address is for --engine ray"),
+        (["--target", "127.0.0.1:1", "--actors", "2"], "--actors is for --engine ray"),
+        (["--engine", "ray", "--model", "m.onnx", "--actors", "0"], "expected an integer >= 1"),
+        (["--engine", "ray", "--model", "/nonexistent.onnx"], "model /nonexistent.onnx not found"),
+        (["--engine", "spark"], "invalid choice: 'spark'"),
+        (["--target", "1.2.3.4:5,", "--repeat", "2"], "expected HOST:PORT"),
+        (["--target", "{server}", "--data", "{tmp}", "--split", "train"], "--split applies to"),
+        (["--target", "{server}", "--data", "{tmp}"], "a folder without image files"),
+        (["--target", "{server}", "--output", "{file}"], "it is a file"),
+        (["--target", "{server}", "--repeat", "0"], "expected an integer >= 1, got 0"),
+    ],
+)
+def test_bad_engine_flags_are_one_line(
+    server: RunningServer, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "file").write_text("")
+    values = {"{server}": server.target, "{tmp}": str(tmp_path / "empty"), "{file}": "{tmp}/file"}
+    (tmp_path / "empty").mkdir()
+    args = [values.get(arg, arg).replace("{tmp}", str(tmp_path)) for arg in args]
+    result = run_module("clients.score", *args, check=False)
+    assert_one_line_error(result, PROGRAM, message)
+
+
+def test_ray_engine_refuses_images_of_another_size_before_starting_ray(
+    model_onnx: Path, toy_idx: Path
+) -> None:
+    args = ("--engine", "ray", "--model", model_onnx, "--data", toy_idx)
+    result = run_module("clients.score", *args, check=False, env=RAY_QUIET)
+    assert_one_line_error(result, PROGRAM, "the images are 5x7, but model 'model' expects 28x28")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scratchnet.errors import ScratchnetError
-from scratchnet.files import atomic_write
+from scratchnet.files import atomic_directory, atomic_write
 
 
 def test_writes_and_creates_folders(tmp_path: Path) -> None:
@@ -80,3 +80,45 @@ def test_a_file_in_the_folder_path_is_a_one_line_error(tmp_path: Path) -> None:
             f"cannot write {target}: {target.parent} is not a folder (part of that path is a file)"
         )
     assert (tmp_path / "plain").read_bytes() == b"x"
+
+
+def test_a_folder_replaces_the_earlier_one_whole(tmp_path: Path) -> None:
+    target = tmp_path / "out" / "rows.parquet"
+    with atomic_directory(target) as folder:
+        (folder / "a.parquet").write_bytes(b"first")
+        assert not target.exists(), "nothing under the target's name before the end"
+    assert [path.name for path in target.iterdir()] == ["a.parquet"]
+    assert target.stat().st_mode & 0o777 == 0o755
+    with atomic_directory(target) as folder:
+        (folder / "b.parquet").write_bytes(b"second")
+    assert [path.name for path in target.iterdir()] == ["b.parquet"]
+    assert list(target.parent.iterdir()) == [target], "no temporary or old folder left"
+
+
+def test_an_error_mid_folder_leaves_the_earlier_one_and_nothing_else(tmp_path: Path) -> None:
+    target = tmp_path / "rows.parquet"
+    target.mkdir()
+    (target / "a.parquet").write_bytes(b"earlier")
+    with pytest.raises(RuntimeError), atomic_directory(target) as folder:
+        (folder / "b.parquet").write_bytes(b"half")
+        raise RuntimeError("crash")
+    assert [path.name for path in target.iterdir()] == ["a.parquet"]
+    assert list(tmp_path.iterdir()) == [target]
+
+
+def test_a_killed_folder_writer_leaves_the_earlier_folder_intact(tmp_path: Path) -> None:
+    target = tmp_path / "rows.parquet"
+    target.mkdir()
+    (target / "a.parquet").write_bytes(b"earlier")
+    code = (
+        "import os, signal, sys\n"
+        "from scratchnet.files import atomic_directory\n"
+        "with atomic_directory(sys.argv[1]) as folder:\n"
+        "    (folder / 'b.parquet').write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, str(target)], timeout=60)
+    assert result.returncode == -signal.SIGKILL
+    assert [path.name for path in target.iterdir()] == ["a.parquet"]
+    leftovers = [path.name for path in tmp_path.iterdir() if path != target]
+    assert all(name.startswith(".rows.parquet.") and name.endswith(".tmp") for name in leftovers)

@@ -1,0 +1,156 @@
+"""Two real servers as replicas behind one --target: round robin gives both traffic and the same
+result as one server; a replica killed with SIGKILL mid-run costs no image and no accuracy."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from clients import Client
+from scratchnet.api.inference import open_inference_grpc_pb2 as pb
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict
+from tests.conftest import PYTHON, REPO, RunningServer, run_module, start_server
+
+ARTICLE_CORRECT = 9104
+"""Test images the article's model gets right."""
+
+
+def images_inferred(target: str) -> int:
+    """Images the server at `target` has classified so far (Triton's statistics extension)."""
+    with grpc.insecure_channel(target) as channel:
+        reply = GRPCInferenceServiceStub(channel).ModelStatistics(
+            pb.ModelStatisticsRequest(), timeout=10
+        )
+    return sum(stats.inference_count for stats in reply.model_stats)
+
+
+def two_servers(model: Path, tmp_dir: Path) -> Iterator[list[RunningServer]]:
+    """Two servers of the same model on free ports, stopped at the end unless killed."""
+    servers = [start_server(model, tmp_dir=tmp_dir) for _ in range(2)]
+    yield servers
+    for server in servers:
+        if server.process.poll() is None:  # not the one a test killed
+            assert server.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def replicas(
+    model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[RunningServer]]:
+    """Two replicas shared by the tests that leave them running."""
+    yield from two_servers(model_onnx, tmp_path_factory.mktemp("replicas"))
+
+
+@pytest.fixture
+def doomed_replicas(model_onnx: Path, tmp_path: Path) -> Iterator[list[RunningServer]]:
+    """Two replicas for a test that kills one."""
+    yield from two_servers(model_onnx, tmp_path)
+
+
+def test_both_replicas_get_traffic_and_the_result_equals_one_servers(
+    replicas: list[RunningServer], tmp_path: Path
+) -> None:
+    first, second = replicas
+    both = f"{first.target},{second.target}"
+    one = run_module(
+        "clients.score", "--target", first.target, "--json", "--output", tmp_path / "one.parquet"
+    )
+    before = [images_inferred(server.target) for server in replicas]
+    two = run_module(
+        "clients.score", "--target", both, "--json", "--output", tmp_path / "two.parquet"
+    )
+    served = [
+        images_inferred(server.target) - count
+        for server, count in zip(replicas, before, strict=True)
+    ]
+    assert all(count > 0 for count in served), served
+    assert sum(served) == 10000, "each image scored once, on one replica"
+    report, reference = json.loads(two.stdout), json.loads(one.stdout)
+    assert report["target"] == both and report["batches"] == reference["batches"]
+    for key in ("images", "correct", "accuracy", "confusion_matrix", "classes"):
+        assert report[key] == reference[key], key
+    assert pq.read_table(tmp_path / "two.parquet").equals(pq.read_table(tmp_path / "one.parquet"))
+
+
+def test_the_library_spreads_batches_over_replicas(
+    replicas: list[RunningServer], mnist: Dataset, artifact: Artifact
+) -> None:
+    targets = ",".join(server.target for server in replicas)
+    before = [images_inferred(server.target) for server in replicas]
+    with Client(targets, batch_size=100) as client:
+        labels = client.predict(mnist.test_images[:1000]).labels
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images[:1000])
+    assert labels.tolist() == expected.tolist()
+    served = [
+        images_inferred(server.target) - count
+        for server, count in zip(replicas, before, strict=True)
+    ]
+    # Round robin picks among the replicas connected so far: both, after the first calls.
+    assert all(count >= 100 for count in served) and sum(served) == 1000, served
+
+
+def test_perf_loads_every_replica(replicas: list[RunningServer]) -> None:
+    targets = ",".join(server.target for server in replicas)
+    before = [images_inferred(server.target) for server in replicas]
+    result = run_module(
+        "clients.perf", "--target", targets, "--api", "v2", "--batch", "8", "--concurrency", "4",
+        "--duration", "0.5", "--warmup", "0", "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["errors"] == 0 and report["requests"] > 0
+    served = [
+        images_inferred(server.target) - count
+        for server, count in zip(replicas, before, strict=True)
+    ]
+    assert all(count > 0 for count in served), served
+
+
+def test_a_replica_killed_mid_run_costs_no_image(
+    doomed_replicas: list[RunningServer], mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    victim, survivor = doomed_replicas
+    repeat = 30
+    output = tmp_path / "scores.parquet"
+    command = [PYTHON, "-m", "clients.score", "--target", f"{victim.target},{survivor.target}"]
+    command += ["--repeat", str(repeat), "--json", "-q", "--output", str(output)]
+    started = time.monotonic()
+    run = subprocess.Popen(
+        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        # Kill the victim once it has answered: the run is under way and spreads over both.
+        while images_inferred(victim.target) == 0:
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.005)
+        victim.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert run.poll() is None, "the run ended before the replica was killed"
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, stderr
+    assert victim.process.wait(10) == -signal.SIGKILL
+    report = json.loads(stdout)
+    assert report["images"] == repeat * 10000
+    assert report["correct"] == repeat * ARTICLE_CORRECT and report["accuracy"] == 0.9104
+    table = pq.read_table(output)
+    assert table["id"].to_pylist() == list(range(10000))
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images)
+    assert np.array_equal(table["label"].to_numpy(), expected)
+    # Bounded: the survivor took over at once, not after some long timeout.
+    assert time.monotonic() - killed_at < 60
+    assert time.monotonic() - started < 90
