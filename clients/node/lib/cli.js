@@ -16,16 +16,19 @@ const PROGRAM = 'scratchnet';
 const DEFAULT_DATA = path.resolve(__dirname, '..', '..', '..', 'data', 'mnist');
 
 const USAGE = `usage:
-  ${PROGRAM} predict --target TARGET [--api v1|v2] [--json] FILE...
+  ${PROGRAM} predict --target TARGET [--api v1|v2] [--json] [--no-preprocess]
+                     [--invert auto|yes|no] FILE...
   ${PROGRAM} score   --target TARGET [--api v1|v2] [--data DIR] [--split test|train]
                      [--batch-size N] [--json]
   ${PROGRAM} info    --target TARGET [--api v1|v2]
-  ${PROGRAM} onnx    --model MODEL.onnx [--json] FILE...
+  ${PROGRAM} onnx    --model MODEL.onnx [--json] [--no-preprocess] FILE...
   ${PROGRAM} onnx    --model MODEL.onnx --data DIR [--split test|train] [--json]
 
 TARGET: HOST:PORT; replicas, balanced round robin with retries: HOST:PORT,HOST:PORT,... or
 dns:///NAME:PORT (every address of NAME).
-FILE: IDX images [N,H,W] or [H,W] (raw or .gz), or a .npy of uint8 or float32.
+FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of uint8 or float32, or a PNG or JPEG
+photo, put in MNIST's form (inverted if on light paper, cropped to the ink, fitted into 20x20 of
+28x28, centred by mass; docs/preprocessing.md) unless --no-preprocess (then it must be HxW).
 DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
 Server options (predict, score, info):
   --model NAME          the model to ask (default: the server's default model)
@@ -55,6 +58,8 @@ const OPTIONS = {
   timeout: { type: 'string', default: '30' },
   threads: { type: 'string' },
   json: { type: 'boolean', default: false },
+  'no-preprocess': { type: 'boolean', default: false },
+  invert: { type: 'string', default: 'auto' },
   help: { type: 'boolean', short: 'h', default: false },
 };
 
@@ -130,6 +135,9 @@ function connect(values) {
     client,
     predict: v1 ? (images) => client.predict(images) : (images) => client.infer(images),
     describe: v1 ? () => client.modelInfo() : () => client.modelMetadata(),
+    imageShape: v1
+      ? async () => lastTwo((await client.modelInfo()).input_shape)
+      : async () => lastTwo((await client.modelMetadata()).inputs[0].shape),
   };
 }
 
@@ -139,17 +147,34 @@ async function loadOnnx(values) {
   const threads =
     values.threads === undefined ? undefined : positive('threads', values.threads, true);
   const model = await OnnxModel.load(values.model, { threads });
-  return { model, predict: (images) => model.predict(images) };
+  return {
+    model,
+    predict: (images) => model.predict(images),
+    imageShape: async () => lastTwo(model.inputShape),
+  };
+}
+
+/** [H, W]: the last two sizes of an input shape [N, H, W] (or [N, 1, H, W]). */
+function lastTwo(shape) {
+  return shape.slice(-2).map(Number);
+}
+
+/** What readImages needs for photos, from the flags. */
+function photoOptions(values, imageShape) {
+  if (!['auto', 'yes', 'no'].includes(values.invert)) {
+    throw new UsageError(`--invert ${values.invert}: expected auto, yes or no`);
+  }
+  return { imageShape, preprocess: !values['no-preprocess'], invert: values.invert };
 }
 
 /** Print the labels of each file. */
-async function predictFiles(predict, files, json, out) {
+async function predictFiles(predict, files, json, out, photos) {
   if (files.length === 0) {
     throw new UsageError('no FILE given: expected one or more image files');
   }
   const results = [];
   for (const file of files) {
-    const { labels, modelName, modelVersion } = await predict(readImages(file));
+    const { labels, modelName, modelVersion } = await predict(await readImages(file, photos));
     results.push({ file, labels, ...answeredBy(modelName, modelVersion) });
   }
   if (json) {
@@ -210,11 +235,11 @@ async function run(argv, out) {
   }
   if (command === 'predict' || command === 'score' || command === 'info') {
     expectFlags(command, values, ['target'], ['threads']);
-    const { client, predict, describe } = connect(values);
+    const { client, predict, describe, imageShape } = connect(values);
     try {
       if (command === 'predict') {
         expectFlags(command, values, [], ['data']);
-        await predictFiles(predict, files, values.json, out);
+        await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       } else if (command === 'score') {
         if (files.length) {
           throw new UsageError(`score takes no FILE (got ${files[0]}); use --data DIR`);
@@ -233,12 +258,12 @@ async function run(argv, out) {
     if (values.data !== undefined && files.length) {
       throw new UsageError('onnx: give FILE... or --data DIR, not both');
     }
-    const { model, predict } = await loadOnnx(values);
+    const { model, predict, imageShape } = await loadOnnx(values);
     try {
       if (values.data !== undefined) {
         await scoreData(predict, values, `${values.model} (onnxruntime-node)`, out);
       } else {
-        await predictFiles(predict, files, values.json, out);
+        await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       }
     } finally {
       await model.release();
