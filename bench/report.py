@@ -118,7 +118,7 @@ def _notes(results: dict[str, Any]) -> list[str]:
         notes += [
             "",
             f"scratchnet's resident memory (default flags): {memory['idle_mb']:.0f} MB idle, "
-            f"{memory['peak_mb']:.0f} MB at its peak through S1–S3 (VmRSS and VmHWM).",
+            f"{memory['peak_mb']:.0f} MB at its peak through S1 to S3 (VmRSS and VmHWM).",
         ]
     bad = [r for r in served if r["errors"] or not r["check"]["ok"]]
     checked = [r["check"]["max_score_difference"] for r in served if r["check"]["ok"]]
