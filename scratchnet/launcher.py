@@ -2,7 +2,8 @@
 `listening on HOST:PORT` line, wait for health SERVING, stop it with a signal.
 
 The server announces each of its other listeners with a line `NAME listening on HOST:PORT`
-(`metrics listening on 127.0.0.1:41234`); `ServerProcess.listeners` holds them by NAME.
+(`metrics listening on 127.0.0.1:41234`, `http listening on …`); `ServerProcess.listeners` holds
+them by NAME.
 
 What the demo, the benchmarks and the end-to-end tests use to run a real server. The server's
 output goes to files the caller names, read as they grow: nothing waits on a pipe, so a silent
@@ -102,11 +103,13 @@ class ServerProcess:
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
         model_flag: str = "--model",
+        http: bool = False,
         wait_for: Sequence[str] = (),
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
-        `stderr` (default: the same file), `env` added to this process's environment.
-        `wait_for`: names of other listeners whose `NAME listening on` lines to wait for too.
+        `stderr` (default: the same file), `env` added to this process's environment. With
+        `http`, `--http-port 0` is added and the HTTP port read too. `wait_for`: names of other
+        listeners whose `NAME listening on` lines to wait for as well.
 
         Returns once the server listens and, if `serving`, once its health says SERVING, each
         within `timeout` s; else stops it and raises LaunchError. `guard` wraps starting the
@@ -122,9 +125,10 @@ class ServerProcess:
                 out = files.enter_context(open(stdout, "wb"))
                 err = out if stderr == stdout else files.enter_context(open(stderr, "wb"))
                 with guard():
+                    extra = ("--http-port", "0") if http else ()
                     process = subprocess.Popen(
                         server_command(
-                            model, *args, python_args=python_args, model_flag=model_flag
+                            model, *args, *extra, python_args=python_args, model_flag=model_flag
                         ),
                         stdout=out,
                         stderr=err,
@@ -132,7 +136,8 @@ class ServerProcess:
                         cwd=cwd,
                         env={**os.environ, **env} if env is not None else None,
                     )
-            host, port, listeners = _wait_listening(process, stdout, stderr, timeout, wait_for)
+            names = (*wait_for, *(("http",) if http else ()))
+            host, port, listeners = _wait_listening(process, stdout, stderr, timeout, names)
             server = cls(
                 process=process,
                 host=host,
@@ -160,6 +165,19 @@ class ServerProcess:
     def target(self) -> str:
         """HOST:PORT, for grpc.insecure_channel and the clients' --target."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port, when started with `http=True` (the server's --http-port)."""
+        address = self.listeners.get("http")
+        return None if address is None else int(address.rsplit(":", 1)[1])
+
+    @property
+    def http_url(self) -> str:
+        """http://HOST:HTTP_PORT, for a server started with `http=True`."""
+        if self.http_port is None:
+            raise LaunchError("this server was started without HTTP (http=True)")
+        return f"http://{self.host}:{self.http_port}"
 
     def wait_serving(self, timeout: float = START_SECONDS) -> None:
         """Wait until health (overall service "") says SERVING; LaunchError if the server exits

@@ -12,10 +12,11 @@ does every few seconds); SIGUSR1 logs what the server is doing.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -47,6 +48,9 @@ from server.security import (
 from server.shared_memory import SharedMemory
 from server.transports import oip_service, v1_service
 from server.transports.grpc_calls import Timeouts
+
+if TYPE_CHECKING:
+    from server.transports.http_app import HttpServer
 
 __all__ = ["SERVICE_NAMES", "build_server", "configure_logging", "serve"]
 
@@ -124,6 +128,7 @@ def serve(config: ServerConfig) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
+    _check_http(config)
     source = _source(config)
     at_start = _models_at_start(config, source)
     plane = _data_plane(config, at_start)
@@ -139,12 +144,17 @@ async def _serve(config: ServerConfig) -> int:
     await health_status.loading()
     await server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
+    http: HttpServer | None = None
     try:
+        http = await _start_http(config, plane)
         # The one model of --model must load: there is nothing to serve without it. Loading
         # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
         await asyncio.to_thread(control.start, at_start, config.model is not None)
-    except ModelError:
+    except ScratchnetError:
         await server.stop(None)
+        if http is not None:
+            http.stop()
+            await http.stopped(config.grace_seconds)
         if metrics is not None:
             await asyncio.to_thread(metrics.close)
         raise
@@ -180,7 +190,7 @@ async def _serve(config: ServerConfig) -> int:
                 ", ".join(f"{m.name}/{m.version}" for m in plane.repository.models()) or "none",
             )
     poll_stop.set()
-    await _drain(config, server, plane, health_status, signals)
+    await _drain(config, server, plane, health_status, signals, http)
     if metrics is not None:
         await asyncio.to_thread(metrics.close)
     return 0
@@ -192,12 +202,15 @@ async def _drain(
     plane: DataPlane,
     health_status: Health,
     signals: _Signals,
+    http: HttpServer | None = None,
 ) -> None:
     """Health NOT_SERVING, refuse new calls, let accepted ones finish within the grace period
     (a second stop signal ends the wait at once)."""
     _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
     await health_status.shutdown()
     plane.shutting_down = True  # from now on, new calls are UNAVAILABLE
+    if http is not None:
+        http.stop()  # no new connections; requests in flight are open calls the drain awaits
     drained = asyncio.create_task(plane.drained())
     second = asyncio.create_task(signals.next())
     await asyncio.wait({drained, second}, timeout=config.grace_seconds,
@@ -208,8 +221,39 @@ async def _drain(
     drained.cancel()
     second.cancel()
     await server.stop(None)
+    if http is not None:
+        await http.stopped(config.grace_seconds)
     plane.close()
     _log.info("stopped")
+
+
+def _check_http(config: ServerConfig) -> None:
+    """Refuse --http-port beside TLS or tokens, before anything listens."""
+    if config.http_port is not None and (
+        config.tls_cert is not None or config.auth_token_file is not None
+    ):
+        # Until the HTTP listener has them too, it would serve the models in the clear and to
+        # anyone, behind the back of the gRPC port's protection.
+        raise ScratchnetError(
+            "--http-port cannot be combined with --tls-cert or --auth-token-file yet: the HTTP "
+            "listener has neither TLS nor tokens; serve HTTP from a server without them"
+        )
+
+
+async def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
+    """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
+    if config.http_port is None:
+        return None
+    if not all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn")):
+        raise ScratchnetError(
+            "--http-port needs the http extra, which is not installed: "
+            "pip install 'scratchnet[http]'"
+        )
+    from server.transports.http_app import start_http_server
+
+    http = await start_http_server(config, plane)
+    print(f"http listening on {config.address_with(http.port)}", flush=True)
+    return http
 
 
 def _data_plane(config: ServerConfig, at_start: list[str]) -> DataPlane:

@@ -83,11 +83,18 @@ class ServerConfig:
     no_malloc_tuning: bool
     no_shared_memory: bool
     expose_versions: bool
+    http_port: int | None = None
+    """The HTTP/REST port (the Open Inference Protocol and the playground); None: no HTTP."""
 
     @property
     def max_message_bytes(self) -> int:
         """--max-message-mb in bytes: the largest request or response grpc lets through."""
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def http_address(self) -> str:
+        """HOST:HTTP_PORT to listen on for HTTP (with --http-port given)."""
+        return self.address_with(self.http_port or 0)
 
     @property
     def address(self) -> str:
@@ -169,6 +176,12 @@ def _log_format(text: str) -> str:
     if text.lower() not in LOG_FORMATS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {text!r}")
     return text.lower()
+
+
+def _port_or_off(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    return integer(0, 65535)(text)
 
 
 def _level(text: str) -> str:
@@ -341,10 +354,10 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "log lines on stderr: text, or json (one object per line); access lines included",
     ),
     "metrics-port": (
-        integer(0, 65535),
-        None,
+        _port_or_off,
+        "off",
         "serve Prometheus metrics over HTTP on this port of --host (Triton uses 8002; TLS and "
-        "tokens as the gRPC port); 0 picks a free one; off unless given",
+        "tokens as the gRPC port); 0 picks a free one",
     ),
     "tls-cert": (Path, None, "serve TLS with this PEM certificate chain (with --tls-key)"),
     "tls-key": (Path, None, "the PEM private key of --tls-cert"),
@@ -376,6 +389,12 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         _switch,
         False,
         "show the software versions a model was trained with (metadata versions.*) to clients",
+    ),
+    "http-port": (
+        _port_or_off,
+        "off",
+        "also serve HTTP/REST (the Open Inference Protocol and the playground at /) on this "
+        "port, on --host; 0 picks a free one; needs the http extra",
     ),
 }
 

@@ -160,7 +160,8 @@ class RequestMetrics:
         requests = CounterMetricFamily(
             "scratchnet_requests",
             "Requests the data plane answered or refused, by model, version, API (v1: "
-            "scratchnet.v1.Classifier, v2: the Open Inference Protocol) and status code.",
+            "scratchnet.v1.Classifier; v2: the Open Inference Protocol over gRPC, http: over "
+            "HTTP) and status code.",
             labels=[*_REQUEST_LABELS, "status"],
         )
         for counted, count in self._requests.copy().items():

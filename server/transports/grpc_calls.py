@@ -18,7 +18,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,19 +53,32 @@ class Timeouts:
     """Between two requests of a stream (an idle stream)."""
 
 
-@asynccontextmanager
-async def status_on_error(context: Context) -> AsyncIterator[None]:
-    """Report a RequestError raised in the block as its status code, anything else as INTERNAL;
-    works in unary handlers and inside streaming handlers alike."""
-    try:
-        yield
-    except RequestError as error:
-        await context.abort(status_of(error).grpc, str(error))
-    except (asyncio.CancelledError, grpc.aio.AbortError):
-        raise  # the client is gone, or the status is chosen already
-    except Exception:
-        _log.exception("unexpected error while handling a call")
-        await context.abort(INTERNAL.grpc, "internal server error (see the server log)")
+def status_on_error(context: Context) -> _StatusOnError:
+    """Report a RequestError raised in the `async with` block as its status code, anything else
+    as INTERNAL; works in unary handlers and inside streaming handlers alike."""
+    return _StatusOnError(context)
+
+
+class _StatusOnError:
+    """status_on_error's block; a class, not a generator: every call enters one."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: Any, _: Any) -> bool:
+        if error is None or isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
+            return False  # no error; or the client is gone, or the status is chosen already
+        if isinstance(error, RequestError):
+            await self._context.abort(status_of(error).grpc, str(error))
+        elif isinstance(error, Exception):
+            _log.error("unexpected error while handling a call", exc_info=error)
+            await self._context.abort(INTERNAL.grpc, "internal server error (see the server log)")
+        return False
 
 
 def call_of(context: Context, api: str) -> Call:
@@ -106,19 +118,19 @@ def _unary_handler(
     method: Any, behavior: Unary, timeouts: Timeouts, plane: DataPlane, parse: Parser
 ) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
+    stalled = (
+        f"the request to {path} did not arrive within {timeouts.upload_seconds:g} s "
+        "(--upload-seconds): the call is closed"
+    )
 
     async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
-        async with status_on_error(context), plane.call_opened():
-            data = await _next(
-                requests,
-                timeouts.upload_seconds,
-                f"the request to {path} did not arrive within {timeouts.upload_seconds:g} s "
-                "(--upload-seconds): the call is closed",
-            )
-            if data is None:
-                raise InvalidArgument(f"the call to {path} ended without a request message")
-            request = _parse(parse, data, path, method.input_type.full_name)
-            return await behavior(request, context)
+        async with status_on_error(context):
+            with plane.call_opened():
+                data = await _next(requests, timeouts.upload_seconds, stalled)
+                if data is None:
+                    raise InvalidArgument(f"the call to {path} ended without a request message")
+                request = _parse(parse, data, path, method.input_type.full_name)
+                return await behavior(request, context)
 
     return grpc.stream_unary_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
@@ -129,23 +141,23 @@ def _streaming_handler(
     method: Any, behavior: Streaming, timeouts: Timeouts, plane: DataPlane, parse: Parser
 ) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
+    idle = (
+        f"no request on this stream of {path} for {timeouts.idle_seconds:g} s "
+        "(--stream-idle-seconds): the stream is closed"
+    )
 
     async def requests_of(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
         while True:
-            data = await _next(
-                raw,
-                timeouts.idle_seconds,
-                f"no request on this stream of {path} for {timeouts.idle_seconds:g} s "
-                "(--stream-idle-seconds): the stream is closed",
-            )
+            data = await _next(raw, timeouts.idle_seconds, idle)
             if data is None:
                 return
             yield _parse(parse, data, path, method.input_type.full_name)
 
     async def handle(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
-        async with status_on_error(context), plane.call_opened():
-            async for response in behavior(requests_of(raw, context), context):
-                yield response
+        async with status_on_error(context):
+            with plane.call_opened():
+                async for response in behavior(requests_of(raw, context), context):
+                    yield response
 
     return grpc.stream_stream_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()

@@ -49,7 +49,7 @@ class Received:
     as views of the received bytes (see server.transports.wire)."""
 
     message: pb.ModelInferRequest
-    raw: Sequence[memoryview]
+    raw: Sequence[bytes | memoryview]
 
 
 _RAW_INPUT_CONTENTS = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
@@ -58,6 +58,9 @@ _RAW_INPUT_CONTENTS = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_
 def receive(data: bytes) -> Received:
     """Parse a serialized ModelInferRequest, keeping its tensors' bytes uncopied; DecodeError
     when `data` is not one."""
+    if len(data) < wire.SPLIT_ABOVE:
+        message = pb.ModelInferRequest.FromString(data)
+        return Received(message, message.raw_input_contents)
     raw, rest = wire.split(data, _RAW_INPUT_CONTENTS)
     return Received(pb.ModelInferRequest.FromString(rest), raw)
 
@@ -71,6 +74,8 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
     names = [tensor.name for tensor in message.inputs]
     in_memory = [
         requested_region(_parameters(tensor.parameters), _what(tensor, model))
+        if tensor.parameters
+        else None
         for tensor in message.inputs
     ]
     sent = len(names) - sum(region is not None for region in in_memory)
@@ -89,7 +94,7 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
                 f"contents field must not be specified when using raw_input_contents for "
                 f"'{clip(tensor.name)}' for model '{model}'"
             )
-        data = None
+        data: bytes | memoryview | None = None
         if region is not None:
             if shared is None:
                 raise InvalidArgument(f"{what}: this transport does not take shared memory")
@@ -113,7 +118,8 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
             )
         )
     outputs = [
-        RequestedOutput(output.name, _parameters(output.parameters)) for output in message.outputs
+        RequestedOutput(output.name, _parameters(output.parameters) if output.parameters else {})
+        for output in message.outputs
     ]
     return InferRequest(
         model_name=message.model_name,
@@ -148,8 +154,12 @@ def infer_response(
             if datatype.itemsize == 0
             else np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
         )
+        wanted = regions.get(name)
+        if not wanted:
+            message.raw_output_contents.append(data)
+            continue
         what = f"output '{name}' of model '{response.model_name}'"
-        region = requested_region(regions.get(name, {}), what)
+        region = requested_region(wanted, what)
         if region is None:
             message.raw_output_contents.append(data)
             continue

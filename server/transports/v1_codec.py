@@ -25,12 +25,15 @@ class Received:
     received bytes (see server.transports.wire); None when it has no images tensor."""
 
     message: pb.PredictRequest
-    pixels: memoryview | None
+    pixels: bytes | memoryview | None
 
 
 def receive(data: bytes) -> Received:
     """Parse a serialized PredictRequest, keeping its pixels uncopied; DecodeError when `data`
     is not one."""
+    if len(data) < wire.SPLIT_ABOVE:
+        message = pb.PredictRequest.FromString(data)
+        return Received(message, message.images.data if message.HasField("images") else None)
     tensors, rest = wire.split(data, _IMAGES)
     message = pb.PredictRequest.FromString(rest)
     pixels = None

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-__all__ = ["split"]
+__all__ = ["SPLIT_ABOVE", "split"]
+
+SPLIT_ABOVE = 64 * 1024
+"""Messages smaller than this go to protobuf whole: copying them costs less than splitting."""
 
 _VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
 

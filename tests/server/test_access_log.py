@@ -3,6 +3,7 @@ server's stderr after calls answered and refused on both APIs, as text and as JS
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import logging
@@ -21,6 +22,7 @@ from server.logs import ACCESS_LOGGER, AccessEntry, AccessLog, JsonFormatter, co
 from server.statistics import Timing
 from tests.conftest import start_server
 from tests.server.calls import APIS, Caller, images
+from tests.server.scraping import scrape, value
 
 ACCESS_LINE = re.compile(r"^\S+ \S+ INFO scratchnet\.access: (.*)$")
 PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*) ?')
@@ -167,3 +169,37 @@ def test_with_log_format_json_every_line_is_an_object(model_onnx: Path, tmp_path
         assert isinstance(record["items"], int) and isinstance(record["duration_ms"], float)
         assert ("reason" in record) == (record["status"] != "OK")
     assert TOKEN not in stderr
+
+
+def _post_infer(address: str, pixels: Any) -> int:
+    """POST an Open Inference Protocol JSON request for `pixels` to the server's HTTP port."""
+    host, port = address.rsplit(":", 1)
+    tensor = {"name": "images", "shape": list(pixels.shape), "datatype": "UINT8"}
+    body = json.dumps({"inputs": [{**tensor, "data": pixels.ravel().tolist()}]}).encode()
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("POST", "/v2/models/scratchnet/infer", body=body)
+        reply = connection.getresponse()
+        reply.read()
+        return reply.status
+    finally:
+        connection.close()
+
+
+def test_http_requests_are_logged_and_counted_like_the_others(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    with start_server(
+        model_onnx, "--metrics-port", "0", tmp_dir=tmp_path, http=True, wait_for=("metrics",)
+    ) as server:
+        statuses = [_post_infer(server.listeners["http"], pixels) for pixels in (PAYLOAD, BAD)]
+        assert statuses == [200, 400]
+        samples = scrape(f"http://{server.listeners['metrics']}/metrics")
+        assert server.stop() == 0
+    for status in ("OK", "INVALID_ARGUMENT"):
+        assert value(samples, "scratchnet_requests_total", api="http", status=status) == 1
+    assert value(samples, "scratchnet_request_items_sum", api="http") == len(PAYLOAD)
+    lines = [m.group(1) for line in server.stderr().splitlines() if (m := ACCESS_LINE.match(line))]
+    assert [(e["api"], e["status"]) for e in map(logfmt, lines)] == [
+        ("http", "OK"), ("http", "INVALID_ARGUMENT"),
+    ]  # fmt: skip

@@ -54,6 +54,7 @@ def test_metrics_port_and_log_format_are_off_and_text_by_default_and_checked(
     config = parse_config([], env, "prog")
     assert (config.metrics_port, config.log_format) == (8002, "json")
     assert parse_config(["--metrics-port", "0"], env, "prog").metrics_port == 0
+    assert parse_config(["--metrics-port", "off"], env, "prog").metrics_port is None
     for argv, expected in (
         (["--metrics-port", "70000"], "argument --metrics-port: expected an integer between 0"),
         (["--log-format", "xml"], "argument --log-format: expected one of text, json, got 'xml'"),
@@ -63,3 +64,22 @@ def test_metrics_port_and_log_format_are_off_and_text_by_default_and_checked(
         assert raised.value.code == 2
         error = capsys.readouterr().err
         assert error.startswith(f"prog: error: {expected}") and error.count("\n") == 1, error
+
+
+def test_http_is_off_unless_a_port_is_given() -> None:
+    assert parse_config([], {}, "prog").http_port is None
+    assert parse_config([], {"SCRATCHNET_HTTP_PORT": "8000"}, "prog").http_port == 8000
+    config = parse_config(["--http-port", "0", "--host", "::1"], {}, "prog")
+    assert (config.http_port, config.http_address) == (0, "[::1]:0")
+    assert (
+        parse_config(["--http-port", "off"], {"SCRATCHNET_HTTP_PORT": "1"}, "prog").http_port
+        is None
+    )
+
+
+def test_a_bad_http_port_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--http-port", "70000"], {}, "prog")
+    assert "argument --http-port: expected an integer between 0 and 65535, got 70000" in (
+        capsys.readouterr().err
+    )

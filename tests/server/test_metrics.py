@@ -10,7 +10,6 @@ import socket
 import ssl
 import threading
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -30,9 +29,9 @@ from tests.certificates import Authority
 from tests.conftest import REPO, RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.calls import APIS, CALL_SECONDS, Caller, images, v1_request
 from tests.server.conftest import classify, infer, plane_with, tensor
+from tests.server.scraping import Samples, names, parse, scrape, value
 from tests.server.workers import start_gated_server
 
-Samples = list[tuple[str, dict[str, str], float]]
 HISTOGRAMS = (
     "scratchnet_request_queue_seconds",
     "scratchnet_request_compute_seconds",
@@ -48,43 +47,6 @@ STALL_SECONDS = 8.0
 """Less than the 10 s the server gives a connection that stalls."""
 WAIT_SECONDS = 30.0
 """The longest a test waits for the server to reach a state it must reach."""
-
-
-def parse(text: str) -> Samples:
-    """Every sample of a text exposition, as (name, labels, value)."""
-    return [
-        (sample.name, sample.labels, sample.value)
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    ]
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    """The sum of the samples called `name` whose labels include `labels` (0 if none)."""
-    return sum(
-        found
-        for sample, sample_labels, found in samples
-        if sample == name and all(sample_labels.get(k) == v for k, v in labels.items())
-    )
-
-
-def names(samples: Samples) -> set[str]:
-    """The names of the samples."""
-    return {name for name, _, _ in samples}
-
-
-def scrape(
-    url: str,
-    context: ssl.SSLContext | None = None,
-    token: str | None = None,
-    timeout: float = CALL_SECONDS,
-) -> Samples:
-    """GET `url` and parse the exposition."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    request = urllib.request.Request(url, headers=headers)
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
-        assert response.status == 200
-        return parse(response.read().decode())
 
 
 def metrics_url(server: RunningServer, scheme: str = "http") -> str:

@@ -13,18 +13,27 @@ from server.transports import oip_codec, v1_codec, wire
 
 
 def test_raw_contents_are_views_of_the_message_and_the_rest_parses_the_same() -> None:
-    pixels = np.arange(784, dtype=np.float32).tobytes()
+    pixels = np.arange(wire.SPLIT_ABOVE, dtype=np.float32).tobytes()
     message = pb.ModelInferRequest(model_name="m", id="x", raw_input_contents=[pixels, b"second"])
-    message.inputs.add(name="images", datatype="FP32", shape=[1, 28, 28])
+    message.inputs.add(name="images", datatype="FP32", shape=[1, wire.SPLIT_ABOVE])
     message.parameters["p"].int64_param = 7
     data = message.SerializeToString()
     received = oip_codec.receive(data)
     assert [bytes(view) for view in received.raw] == [pixels, b"second"]
-    assert all(view.obj is data for view in received.raw)  # no copy
+    assert all(isinstance(view, memoryview) and view.obj is data for view in received.raw)
     expected = pb.ModelInferRequest()
     expected.CopyFrom(message)
     expected.ClearField("raw_input_contents")
     assert received.message == expected
+
+
+def test_a_small_request_is_parsed_whole_with_the_same_contents() -> None:
+    pixels = np.arange(784, dtype=np.float32).tobytes()
+    message = pb.ModelInferRequest(model_name="m", id="x", raw_input_contents=[pixels, b"second"])
+    message.inputs.add(name="images", datatype="FP32", shape=[1, 28, 28])
+    received = oip_codec.receive(message.SerializeToString())
+    assert [bytes(view) for view in received.raw] == [pixels, b"second"]
+    assert received.message.id == "x" and list(received.message.inputs[0].shape) == [1, 28, 28]
 
 
 def test_a_predict_request_keeps_its_pixels_in_place() -> None:
