@@ -106,7 +106,7 @@ class _Histogram:
 
     def add_to(self, family: HistogramMetricFamily, labels: Sequence[str]) -> None:
         """Add a snapshot of this histogram, with cumulative buckets, to `family`."""
-        values = self.values.copy()  # one call: no observation is half in it
+        values = self.values.copy()  # one call, atomic under the GIL: no bucket half-counted
         total, cumulative = values.pop(), 0.0
         buckets = []
         for bound, count in zip((*self.bounds, float("inf")), values, strict=True):
