@@ -89,6 +89,10 @@ class LaunchError(ScratchnetError):
 class RequestError(ScratchnetError):
     """A request that cannot be answered; its class decides the status code (scratchnet.status)."""
 
+    observed = False
+    """Set once the server's observers (metrics, access log) have been told of the refusal, so
+    that the transport that answers it does not tell them again."""
+
 
 class InvalidArgument(RequestError):
     """A malformed request: the client must change it."""

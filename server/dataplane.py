@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class InferRequest:
     """A model's own inputs by name; `outputs` empty means all of the model's outputs."""
 
@@ -60,7 +60,7 @@ class InferRequest:
     id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class InferResponse:
     """The requested outputs by name, in the order asked (the model's order if none was)."""
 
@@ -70,7 +70,7 @@ class InferResponse:
     outputs: dict[str, NDArray[Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class ClassifyRequest:
     """Images [N,H,W] for an image classifier; `outputs` among label, scores, probabilities."""
 
@@ -81,7 +81,7 @@ class ClassifyRequest:
     id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class ClassifyResponse:
     """Labels [N] and, when asked, scores and probabilities [N,C]."""
 
@@ -92,16 +92,18 @@ class ClassifyResponse:
     outputs: dict[str, NDArray[Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class Call:
-    """What a transport knows of the call: its API (for metrics and logs) and when the caller
-    stops waiting (time.monotonic seconds; None: never)."""
+    """What a transport knows of the call: its API and method (for metrics and logs) and when
+    the caller stops waiting (time.monotonic seconds; None: never)."""
 
     api: str = "v2"
     deadline: float | None = None
+    method: str = ""
+    """The gRPC method ("ModelInfer") or the HTTP request line ("POST /v2/models/m/infer")."""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: one is built per request, frozen costs 3x
 class Outcome:
     """One request as observers see it, once it is answered or refused."""
 
@@ -114,6 +116,7 @@ class Outcome:
     reason: str
     timing: Timing
     batch_items: int = 0
+    method: str = ""
 
 
 class Observer(Protocol):
@@ -233,9 +236,11 @@ class DataPlane:
         """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""
         return self.repository.get(name, version)
 
-    async def infer(self, request: InferRequest, call: Call = Call()) -> InferResponse:
-        """Run a model on its own inputs and return the requested outputs."""
-        model = self.model(request.model_name, request.model_version)
+    async def infer(self, request: InferRequest, call: Call | None = None) -> InferResponse:
+        """Run a model on its own inputs and return the requested outputs (`call`: what the
+        transport knows of the call; none for an in-process caller)."""
+        call = call or Call()
+        model = self._model_for(call, request.model_name, request.model_version)
         admission = self._admit(model, call, request.inputs)
         try:
             outputs = checks.requested_outputs(model, request.outputs)
@@ -260,16 +265,19 @@ class DataPlane:
         return InferResponse(model.name, model.version, request.id, answer)
 
     async def classify(
-        self, request: ClassifyRequest, call: Call = Call(api="v1")
+        self, request: ClassifyRequest, call: Call | None = None
     ) -> ClassifyResponse:
         """Classify images with an image classifier."""
-        model = self.model(request.model_name, request.model_version)
+        call = call or Call(api="v1")
+        model = self._model_for(call, request.model_name, request.model_version)
         classifier = model.classifier
         if classifier is None:
-            raise InvalidArgument(
+            error = InvalidArgument(
                 f"model '{model.name}' is not an image classifier ({model.not_classifier}): "
                 "call it through the Open Inference Protocol with its own inputs"
             )
+            self.refused(call, error, model)
+            raise error
         images_tensor = [request.images] if request.images is not None else []
         admission = self._admit(model, call, images_tensor)
         try:
@@ -347,6 +355,33 @@ class DataPlane:
             self._schedulers[model] = scheduler
         return scheduler
 
+    def refused(self, call: Call, error: RequestError, model: Model | None = None) -> None:
+        """Tell every observer of a call refused before its request was admitted (no such
+        model, a request that does not decode, a server shutting down): once per error."""
+        if error.observed:
+            return
+        error.observed = True
+        outcome = Outcome(
+            call.api,
+            model.name if model is not None else "",
+            model.version if model is not None else "",
+            0,
+            type(error).__name__,
+            str(error),
+            Timing(),
+            0,
+            call.method,
+        )
+        for observer in self.observers:
+            observer.observe(outcome)
+
+    def _model_for(self, call: Call, name: str, version: str) -> Model:
+        try:
+            return self.model(name, version)
+        except RequestError as error:
+            self.refused(call, error)
+            raise
+
     def _admit(self, model: Model, call: Call, tensors: Sequence[InputTensor]) -> _Admission:
         """Take the request's share of the memory budget (ResourceExhausted when it does not
         fit); every admission ends in one `_finish`, however the request ends."""
@@ -376,6 +411,8 @@ class DataPlane:
         else:
             status, reason = _status(error)
             self.statistics.failure(model.name, model.version, timing)
+            if isinstance(error, RequestError):
+                error.observed = True
         if self.observers:
             outcome = Outcome(
                 admission.call.api,
@@ -386,6 +423,7 @@ class DataPlane:
                 reason,
                 timing,
                 batch,
+                admission.call.method,
             )
             for observer in self.observers:
                 observer.observe(outcome)

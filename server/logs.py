@@ -2,11 +2,14 @@
 object per line with --log-format json), and the access log.
 
 The access log (logger `scratchnet.access`) is an Observer of the data plane: one line per
-request it answered or refused, with the API, model, version, items, the items of the model run
-the request was part of, the status, the durations and, for a refused request, the reason its
-client was given. Never payloads, never metadata (so never tokens). Every line is INFO, so
-`--log-level warning` silences it; text lines are logfmt (`key=value`), JSON lines carry the same
-keys as typed fields.
+inference call it answered or refused (ModelInfer, Predict, HTTP infer and their streams; not
+metadata or health calls, which probes repeat every few seconds), with the API, method, model,
+version, items, the items of the model run the request was part of, the status, the durations
+and, for a refused call, the reason its client was given: refused before a model was found (an
+unknown model, a request that does not decode, a server shutting down), model and version are
+empty. Never payloads, never metadata (so never tokens). Every line is INFO, so
+`--log-level warning` silences it; text lines are logfmt (`key=value`), JSON lines carry the
+same keys as typed fields.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class AccessEntry:
     """What the access log says of one request: a logfmt line as text, typed fields as JSON."""
 
     api: str
+    method: str
     model: str
     version: str
     status: str
@@ -74,6 +78,7 @@ class AccessEntry:
         compute = timing.compute_input + timing.compute_infer + timing.compute_output
         return cls(
             outcome.api,
+            outcome.method,
             outcome.model,
             outcome.version,
             status_code(outcome.status),
@@ -90,6 +95,7 @@ class AccessEntry:
         a refused request."""
         fields: dict[str, Any] = {
             "api": self.api,
+            "method": self.method,
             "model": self.model,
             "version": self.version,
             "status": self.status,
@@ -105,7 +111,8 @@ class AccessEntry:
 
     def __str__(self) -> str:
         line = (
-            f"api={_quoted(self.api)} model={_quoted(self.model)} version={_quoted(self.version)} "
+            f"api={_quoted(self.api)} method={_quoted(self.method)} model={_quoted(self.model)} "
+            f"version={_quoted(self.version)} "
             f"status={self.status} items={self.items} batch_items={self.batch_items} "
             f"duration_ms={self.duration_ms:.3f} queue_ms={self.queue_ms:.3f} "
             f"compute_ms={self.compute_ms:.3f}"

@@ -58,7 +58,7 @@ class BatchingConfig:
     server's --max-queue."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Job:
     """One run of a model: its inputs, the outputs wanted and how many items its batch holds
     (0 for a model without a batch dimension)."""

@@ -59,7 +59,7 @@ class ModelStatistics:
     batches: tuple[BatchStatistics, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class Timing:
     """The stages of one request, in nanoseconds, as the data plane measures them."""
 

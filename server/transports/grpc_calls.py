@@ -81,11 +81,11 @@ class _StatusOnError:
         return False
 
 
-def call_of(context: Context, api: str) -> Call:
-    """The data plane's view of a call: its API and the client's deadline, if any."""
+def call_of(context: Context, api: str, method: str) -> Call:
+    """The data plane's view of a call: its API, method and the client's deadline, if any."""
     remaining = context.time_remaining()
     deadline = None if remaining is None else time.monotonic() + remaining
-    return Call(api, deadline)
+    return Call(api, deadline, method)
 
 
 def _parse(parse: Parser, data: bytes, method: str, type_name: str) -> Any:
@@ -115,7 +115,12 @@ async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> by
 
 
 def _unary_handler(
-    method: Any, behavior: Unary, timeouts: Timeouts, plane: DataPlane, parse: Parser
+    method: Any,
+    behavior: Unary,
+    timeouts: Timeouts,
+    plane: DataPlane,
+    parse: Parser,
+    observed: Call | None,
 ) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
     stalled = (
@@ -125,12 +130,17 @@ def _unary_handler(
 
     async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
         async with status_on_error(context):
-            with plane.call_opened():
-                data = await _next(requests, timeouts.upload_seconds, stalled)
-                if data is None:
-                    raise InvalidArgument(f"the call to {path} ended without a request message")
-                request = _parse(parse, data, path, method.input_type.full_name)
-                return await behavior(request, context)
+            try:
+                with plane.call_opened():
+                    data = await _next(requests, timeouts.upload_seconds, stalled)
+                    if data is None:
+                        raise InvalidArgument(f"the call to {path} ended without a request message")
+                    request = _parse(parse, data, path, method.input_type.full_name)
+                    return await behavior(request, context)
+            except RequestError as error:
+                if observed is not None:
+                    plane.refused(observed, error)  # once: the data plane may have already
+                raise
 
     return grpc.stream_unary_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
@@ -138,7 +148,12 @@ def _unary_handler(
 
 
 def _streaming_handler(
-    method: Any, behavior: Streaming, timeouts: Timeouts, plane: DataPlane, parse: Parser
+    method: Any,
+    behavior: Streaming,
+    timeouts: Timeouts,
+    plane: DataPlane,
+    parse: Parser,
+    observed: Call | None,
 ) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
     idle = (
@@ -155,9 +170,14 @@ def _streaming_handler(
 
     async def handle(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
         async with status_on_error(context):
-            with plane.call_opened():
-                async for response in behavior(requests_of(raw, context), context):
-                    yield response
+            try:
+                with plane.call_opened():
+                    async for response in behavior(requests_of(raw, context), context):
+                        yield response
+            except RequestError as error:
+                if observed is not None:
+                    plane.refused(observed, error)
+                raise
 
     return grpc.stream_stream_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
@@ -170,11 +190,12 @@ def add_service(
     servicer: object,
     timeouts: Timeouts,
     plane: DataPlane,
-    parsers: Mapping[str, Parser] | None = None,
+    api: str,
+    inference: Mapping[str, Parser],
 ) -> None:
     """Register every method of `service` (a ServiceDescriptor) that `servicer` implements, its
-    requests parsed by protobuf or, for the methods in `parsers`, by their own parser (which
-    raises DecodeError on bad bytes).
+    requests parsed by protobuf or, for the `inference` methods, by their own parser (which
+    raises DecodeError on bad bytes); observers hear of every refused call of those (as `api`).
 
     Methods the servicer lacks are not registered: gRPC answers them itself, as any unknown
     method (UNIMPLEMENTED, "Method not found!"), and logs nothing.
@@ -184,13 +205,16 @@ def add_service(
         behavior = getattr(servicer, method.name, None)
         if behavior is None:
             continue
-        parse = (parsers or {}).get(method.name) or message_factory.GetMessageClass(
-            method.input_type
-        ).FromString
+        parse = (
+            inference.get(method.name)
+            or message_factory.GetMessageClass(method.input_type).FromString
+        )
+        observed = Call(api, method=method.name) if method.name in inference else None
+        args = (method, behavior, timeouts, plane, parse, observed)
         if method.client_streaming and method.server_streaming:
-            handlers[method.name] = _streaming_handler(method, behavior, timeouts, plane, parse)
+            handlers[method.name] = _streaming_handler(*args)
         elif not method.client_streaming and not method.server_streaming:
-            handlers[method.name] = _unary_handler(method, behavior, timeouts, plane, parse)
+            handlers[method.name] = _unary_handler(*args)
         else:
             raise NotImplementedError(f"{method.full_name}: only unary and bidi methods here")
     generic = grpc.method_handlers_generic_handler(service.full_name, handlers)

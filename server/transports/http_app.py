@@ -149,22 +149,27 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
 
     async def infer(request: Request) -> Reply:
         name, version = _model_of(request)
-        async with plane.call_opened():
-            body = await service.body(request)
-            plane.model(name, version)  # an unknown model is a 404 whatever the body says
-            encoding = request.headers.get("content-encoding")
-            header_length = request.headers.get(http_codec.HEADER_LENGTH)
+        call = Call(API, method=f"{request.method} {request.url.path}")
+        try:
+            async with plane.call_opened():
+                body = await service.body(request)
+                plane.model(name, version)  # an unknown model is a 404 whatever the body says
+                encoding = request.headers.get("content-encoding")
+                header_length = request.headers.get(http_codec.HEADER_LENGTH)
 
-            def decode() -> tuple[InferRequest, bool]:
-                data = http_codec.decompress(body, encoding, service.max_body)
-                return http_codec.infer_request(data, header_length, name, version)
+                def decode() -> tuple[InferRequest, bool]:
+                    data = http_codec.decompress(body, encoding, service.max_body)
+                    return http_codec.infer_request(data, header_length, name, version)
 
-            decoded, binary = await _maybe_off_loop(len(body), decode)
-            answer = await plane.infer(decoded, Call(API))
-            size = sum(value.nbytes for value in answer.outputs.values())
-            return await _maybe_off_loop(
-                size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
-            )
+                decoded, binary = await _maybe_off_loop(len(body), decode)
+                answer = await plane.infer(decoded, call)
+                size = sum(value.nbytes for value in answer.outputs.values())
+                return await _maybe_off_loop(
+                    size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
+                )
+        except RequestError as error:
+            plane.refused(call, error)  # once: if the data plane refused it, it has told them
+            raise
 
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"

@@ -71,67 +71,54 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
     message = received.message
     model = clip(message.model_name)
     raw = list(received.raw)
-    names = [tensor.name for tensor in message.inputs]
+    # Each protobuf field is read once: every read of a upb message builds a Python object.
+    tensors = [(tensor, tensor.name) for tensor in message.inputs]
     in_memory = [
-        requested_region(_parameters(tensor.parameters), _what(tensor, model))
+        requested_region(_parameters(tensor.parameters), _what(name, model))
         if tensor.parameters
         else None
-        for tensor in message.inputs
+        for tensor, name in tensors
     ]
-    sent = len(names) - sum(region is not None for region in in_memory)
+    sent = len(tensors) - sum(region is not None for region in in_memory)
     # With no inputs or a repeated one, the data plane's words for that mistake say more.
-    if raw and len(raw) != sent and names and len(set(names)) == len(names):
+    if raw and len(raw) != sent and tensors and len({name for _, name in tensors}) == len(tensors):
         raise InvalidArgument(
             f"expected {sent} raw_input_contents {'entry' if sent == 1 else 'entries'}"
             f" (one per input not in shared memory) for model '{model}', got {len(raw)}"
         )
     inputs = []
-    for tensor, region in zip(message.inputs, in_memory, strict=True):
-        what = _what(tensor, model)
+    for (tensor, name), region in zip(tensors, in_memory, strict=True):
         has_contents = tensor.HasField("contents")
         if raw and has_contents:
             raise InvalidArgument(
                 f"contents field must not be specified when using raw_input_contents for "
-                f"'{clip(tensor.name)}' for model '{model}'"
+                f"'{clip(name)}' for model '{model}'"
             )
         data: bytes | memoryview | None = None
         if region is not None:
             if shared is None:
-                raise InvalidArgument(f"{what}: this transport does not take shared memory")
-            data = shared.view(*region, what)
+                raise InvalidArgument(
+                    f"{_what(name, model)}: this transport does not take shared memory"
+                )
+            data = shared.view(*region, _what(name, model))
         elif raw:
             data = raw.pop(0)
-        typed, field = _typed_values(tensor, what) if has_contents else (None, "")
+        typed, field = _typed_values(tensor, _what(name, model)) if has_contents else (None, "")
         if data is None and not has_contents and not received.raw:
             raise InvalidArgument(
-                f"unable to find data for input tensor '{clip(tensor.name)}' for model "
+                f"unable to find data for input tensor '{clip(name)}' for model "
                 f"'{model}' in request: expected raw_input_contents or contents"
             )
-        inputs.append(
-            InputTensor(
-                name=tensor.name,
-                datatype=tensor.datatype,
-                shape=tuple(tensor.shape),
-                raw=data,
-                typed=typed,
-                typed_field=field,
-            )
-        )
+        inputs.append(InputTensor(name, tensor.datatype, tuple(tensor.shape), data, typed, field))
     outputs = [
         RequestedOutput(output.name, _parameters(output.parameters) if output.parameters else {})
         for output in message.outputs
     ]
-    return InferRequest(
-        model_name=message.model_name,
-        model_version=message.model_version,
-        inputs=inputs,
-        outputs=outputs,
-        id=message.id,
-    )
+    return InferRequest(message.model_name, message.model_version, inputs, outputs, message.id)
 
 
-def _what(tensor: Any, model: str) -> str:
-    return f"input '{clip(tensor.name)}' of model '{model}'"
+def _what(name: str, model: str) -> str:
+    return f"input '{clip(name)}' of model '{model}'"
 
 
 def infer_response(

@@ -157,7 +157,7 @@ class InferenceServicer:
         self, request: oip_codec.Received, context: Context
     ) -> pb.ModelInferResponse:
         """Run a model on one request."""
-        return await self._infer(request, context)
+        return await self._infer(request, context, "ModelInfer")
 
     async def ModelStreamInfer(
         self, requests: AsyncIterator[oip_codec.Received], context: Context
@@ -166,7 +166,7 @@ class InferenceServicer:
         `error_message` (with its id, as Triton does) and the stream goes on."""
         async for request in requests:
             try:
-                response = await self._infer(request, context)
+                response = await self._infer(request, context, "ModelStreamInfer")
                 yield pb.ModelStreamInferResponse(infer_response=response)
             except RequestError as error:
                 yield pb.ModelStreamInferResponse(
@@ -204,9 +204,16 @@ class InferenceServicer:
         self._shared.unregister(request.name)
         return pb.SystemSharedMemoryUnregisterResponse()
 
-    async def _infer(self, request: oip_codec.Received, context: Context) -> pb.ModelInferResponse:
-        infer = oip_codec.infer_request(request, self._shared)
-        answer = await self._plane.infer(infer, call_of(context, API))
+    async def _infer(
+        self, request: oip_codec.Received, context: Context, method: str
+    ) -> pb.ModelInferResponse:
+        call = call_of(context, API, method)
+        try:
+            infer = oip_codec.infer_request(request, self._shared)
+        except RequestError as error:
+            self._plane.refused(call, error)
+            raise
+        answer = await self._plane.infer(infer, call)
         return oip_codec.infer_response(answer, infer.outputs, self._shared)
 
 
@@ -223,4 +230,4 @@ def add_to_server(
     # ModelInfer's tensors are read in place, not copied by protobuf (server.transports.wire).
     parsers = {"ModelInfer": oip_codec.receive, "ModelStreamInfer": oip_codec.receive}
     servicer = InferenceServicer(plane, control, shared)
-    add_service(server, SERVICE, servicer, timeouts, plane, parsers)
+    add_service(server, SERVICE, servicer, timeouts, plane, API, parsers)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 
 from scratchnet.api.v1 import classifier_pb2
-from scratchnet.errors import InvalidArgument
+from scratchnet.errors import InvalidArgument, RequestError
 from server.dataplane import DataPlane
 from server.transports import v1_codec
 from server.transports.grpc_calls import Context, Timeouts, add_service, call_of
@@ -32,7 +32,7 @@ class ClassifierServicer:
         self, request: v1_codec.Received, context: Context
     ) -> classifier_pb2.PredictResponse:
         """Classify one batch."""
-        return await self._predict(request, context)
+        return await self._predict(request, context, "Predict")
 
     async def PredictStream(
         self,
@@ -41,7 +41,7 @@ class ClassifierServicer:
     ) -> AsyncIterator[classifier_pb2.PredictResponse]:
         """Classify a stream of batches, one response per request, in order."""
         async for request in requests:
-            yield await self._predict(request, context)
+            yield await self._predict(request, context, "PredictStream")
 
     async def GetModelInfo(
         self, request: classifier_pb2.GetModelInfoRequest, context: Context
@@ -60,13 +60,16 @@ class ClassifierServicer:
         return self._plane.repository.default(self._model_name).name
 
     async def _predict(
-        self, request: v1_codec.Received, context: Context
+        self, request: v1_codec.Received, context: Context, method: str
     ) -> classifier_pb2.PredictResponse:
-        default = "" if request.message.model_name else self._default_model()
-        classify = v1_codec.classify_request(request, default)
-        return v1_codec.predict_response(
-            await self._plane.classify(classify, call_of(context, API))
-        )
+        call = call_of(context, API, method)
+        try:
+            default = "" if request.message.model_name else self._default_model()
+            classify = v1_codec.classify_request(request, default)
+        except RequestError as error:
+            self._plane.refused(call, error)
+            raise
+        return v1_codec.predict_response(await self._plane.classify(classify, call))
 
 
 def add_to_server(
@@ -80,4 +83,4 @@ def add_to_server(
     servicer = ClassifierServicer(plane, model_name, max_message_bytes)
     # Predict's pixels are read in place, not copied by protobuf (server.transports.wire).
     parsers = {"Predict": v1_codec.receive, "PredictStream": v1_codec.receive}
-    add_service(server, SERVICE, servicer, timeouts, plane, parsers)
+    add_service(server, SERVICE, servicer, timeouts, plane, API, parsers)
