@@ -22,6 +22,8 @@ from pathlib import Path
 import grpc
 import pytest
 
+from scratchnet.api.v1 import classifier_pb2 as v1
+from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from tests.conftest import start_server
@@ -124,3 +126,32 @@ def test_sigterm_under_load_loses_no_call_the_server_accepted(
     refused = [o for o in outcomes if o.code == grpc.StatusCode.UNAVAILABLE]
     assert drained and refused, Counter(o.code for o in outcomes)
     assert "cancelling" not in server.stderr()  # every accepted call finished within the grace
+
+
+def test_a_burst_of_160_large_calls_on_one_new_connection_is_all_answered(
+    model_onnx: Path, images: load.Images, tmp_path: Path
+) -> None:
+    # As tritonclient's async_infer sends them: all at once, on a connection just opened, each
+    # message over the 256 KB that grpc keeps to retry a call the server refused.
+    batch = images.pixels["uint8"][:400]
+    request = v1.PredictRequest(
+        images=v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=batch.shape, data=batch.tobytes())
+    )
+    assert request.ByteSize() > 256 * 1024
+
+    async def burst(target: str) -> list[grpc.StatusCode | list[int]]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = ClassifierStub(channel)
+
+            async def one() -> grpc.StatusCode | list[int]:
+                try:
+                    return list((await stub.Predict(request, timeout=60)).labels)
+                except grpc.aio.AioRpcError as error:
+                    return error.code()
+
+            return await asyncio.gather(*(one() for _ in range(160)))
+
+    with start_server(model_onnx, tmp_dir=tmp_path) as server:
+        answers = asyncio.run(burst(server.target))
+    expected = images.labels["uint8"][:400].tolist()
+    assert Counter("right" if a == expected else str(a) for a in answers) == {"right": 160}
