@@ -308,7 +308,7 @@ class DataPlane:
     ) -> AsyncIterator[_Admission]:
         """Hold the request's share of the memory budget while the block runs, and tell the
         statistics and every observer how it ended."""
-        size = checks.declared_bytes(tensors)
+        size = checks.declared_bytes(tensors, model)
         admission = _Admission()
         status, reason = "OK", ""
         self.inflight += 1

@@ -270,20 +270,22 @@ def test_the_memory_budget_is_checked_from_the_declared_shape_before_any_decodin
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "take 2,195,200 bytes" in str(raised.value.details())
         assert "(--max-inflight-mb)" in str(raised.value.details())
-        # Two requests of 600 KB: the second waits for nothing, it is refused while the first
-        # holds its share of the budget, and served once the first is done.
-        half = mnist.test_images[:765]
+        # 200 uint8 images for this float32 model count as the float32 they become: 627,200
+        # bytes. Two of them do not fit: the second is refused while the first holds its share
+        # of the budget (the first waits at the gate), and served once the first is done.
+        part = mnist.test_images[:200]
         with futures.ThreadPoolExecutor(1) as pool, closed(gate):
-            first = pool.submit(stub.Predict, uint8_request(half), timeout=30)
+            first = pool.submit(stub.Predict, uint8_request(part), timeout=30)
             until(lambda: runs_at_gate(gate) >= 1)
             with pytest.raises(grpc.RpcError) as raised:
-                stub.Predict(uint8_request(half), timeout=10)
+                stub.Predict(uint8_request(part), timeout=10)
             assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "599,760 of the 1,048,576 allowed (--max-inflight-mb) are in use" in str(
-                raised.value.details()
-            )
-        assert len(first.result(timeout=30).labels) == 765
-        assert len(stub.Predict(uint8_request(half), timeout=30).labels) == 765
+            assert (
+                "take 627,200 bytes and 627,200 of the 1,048,576 allowed (--max-inflight-mb) are "
+                "in use"
+            ) in str(raised.value.details())
+        assert len(first.result(timeout=30).labels) == 200
+        assert len(stub.Predict(uint8_request(part), timeout=30).labels) == 200
 
 
 def test_the_clients_deadline_or_else_the_servers_request_timeout_ends_a_call(
