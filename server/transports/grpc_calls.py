@@ -110,7 +110,9 @@ def _unary_handler(method: Any, behavior: Unary, timeouts: Timeouts, plane: Data
             )
             if data is None:
                 raise InvalidArgument(f"the call to {path} ended without a request message")
-            return await behavior(_parse(request_class, data, path), context)
+            request = _parse(request_class, data, path)
+            del data  # the message holds a copy of its own: one less per call in flight
+            return await behavior(request, context)
 
     return grpc.stream_unary_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
