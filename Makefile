@@ -8,10 +8,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 NODE_INSTALLED := clients/node/node_modules/.installed
+PLAYGROUND_INSTALLED := server/playground/node_modules/.installed
 PEERS_VENV := build/peers-venv
 PEERS_INSTALLED := $(PEERS_VENV)/.installed
 
-.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test
+.PHONY: demo test lint typecheck proto-check pytest proto bench bench-peers clean constraints cpp-client node-deps node-test playground chromium screenshot serve
 
 # --- The two commands ------------------------------------------------------------------------
 # Train -> export -> serve -> score the MNIST test set over gRPC -> stop the server.
@@ -25,14 +26,14 @@ $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scratchnet needs Python 3.11 or newer, found " + sys.version.split()[0])'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,plots,images,ray]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,plots,images,ray,http]'
 	touch $@
 
 # Re-resolve the dependencies in a scratch venv and pin the result in constraints.txt.
 constraints:
 	rm -rf build/constraints-venv
 	$(PYTHON) -m venv build/constraints-venv
-	build/constraints-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images,ray]'
+	build/constraints-venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[dev,plots,images,ray,http]'
 	{ sed -n '1,2p' constraints.txt; build/constraints-venv/bin/python -m pip freeze --exclude-editable; } > build/constraints.txt
 	mv build/constraints.txt constraints.txt
 	rm -rf build/constraints-venv
@@ -47,7 +48,7 @@ typecheck: $(INSTALLED)
 proto-check: $(INSTALLED)
 	$(PY) scripts/generate_proto.py --check
 
-pytest: $(INSTALLED) cpp-client
+pytest: $(INSTALLED) cpp-client $(NODE_INSTALLED) playground chromium
 	$(PY) -m pytest
 
 # Regenerate scratchnet/api/ from proto/ (`make proto-check` fails when it is stale).
@@ -66,6 +67,9 @@ bench: $(INSTALLED)
 	$(PY) bench/serving.py --peers
 	$(PY) bench/scale.py
 	$(PY) bench/report.py --write README.md
+	$(PY) bench/http_serving.py
+	$(PY) bench/report.py bench/results/http.json --write README.md
+	$(PY) bench/report.py bench/results/http.json --write docs/http.md
 
 # The peer servers of bench/serving.py in a venv of their own: their pins conflict with ours.
 $(PEERS_INSTALLED): bench/peers/requirements.txt
@@ -95,5 +99,32 @@ node-deps: $(NODE_INSTALLED)
 node-test: $(INSTALLED) $(NODE_INSTALLED)
 	cd clients/node && SCRATCHNET_PYTHON=$(abspath $(PY)) node --test
 
+# --- The playground (server/playground): onnxruntime-web, the browser tests' tools ------------
+# onnxruntime-web's WebAssembly build is copied from npm into static/ort/, which the server serves
+# for the page's "in this page" mode (never committed); playwright-core drives the browser tests.
+$(PLAYGROUND_INSTALLED): server/playground/package.json server/playground/package-lock.json
+	@command -v npm >/dev/null || { echo "playground: needs Node.js >= 20 and npm" >&2; exit 1; }
+	cd server/playground && npm ci --no-audit --no-fund
+	mkdir -p server/playground/static/ort
+	cd server/playground/node_modules/onnxruntime-web/dist && cp ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm ../../../static/ort/
+	touch $@
+
+playground: $(PLAYGROUND_INSTALLED)
+
+# Debian's Chromium for the browser tests (playwright-core cannot download its own here).
+chromium:
+	tests/playground/install-chromium.sh
+
+# The playground and both APIs: gRPC on 127.0.0.1:50051, HTTP and the page on
+# http://127.0.0.1:8000/ (trains and exports the model first if there is none). Ctrl-C stops it.
+serve: $(INSTALLED) $(PLAYGROUND_INSTALLED)
+	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
+	$(PY) -m server --http-port 8000
+
+# Rewrite docs/playground.png, the README's picture, from the page as the browser test draws it.
+screenshot: $(INSTALLED) $(PLAYGROUND_INSTALLED) chromium
+	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
+	$(PY) scripts/playground_screenshot.py docs/playground.png
+
 clean:
-	rm -rf $(VENV) artifacts build *.egg-info clients/cpp/build clients/node/node_modules
+	rm -rf $(VENV) artifacts build *.egg-info clients/cpp/build clients/node/node_modules server/playground/node_modules server/playground/static/ort

@@ -1,6 +1,7 @@
 """Render the README's benchmark tables from bench/results/*.json: the serving table from
-serving.json (bench/serving.py), the scale table from scale.json (bench/scale.py). Print them, or
-with --write README.md replace each block between its markers (`<!-- bench:NAME -->`).
+serving.json (bench/serving.py), the scale table from scale.json (bench/scale.py), the HTTP table
+from http.json (bench/http_serving.py). Print them, or with --write README.md replace each block
+between its markers (`<!-- bench:NAME -->`).
 
     .venv/bin/python bench/report.py [RESULTS …] [--write README.md]
 """
@@ -20,6 +21,7 @@ BEGIN = "<!-- bench:serving -->"
 END = "<!-- /bench:serving -->"
 RESULTS = Path("bench/results/serving.json")
 SCALE_RESULTS = Path("bench/results/scale.json")
+HTTP_RESULTS = Path("bench/results/http.json")
 PAPER_IMAGES = 100_000_000
 """The job costed on paper from the scale benchmark's per-actor rate and fixed cost."""
 PAPER_CORES = 16
@@ -110,6 +112,13 @@ def _notes(results: dict[str, Any]) -> list[str]:
             "",
             f"The client (`clients.perf`) spent {min(cpu):.2f} to {max(cpu):.2f} ms of CPU per "
             "batch-1 call, on the same 2 cores as the server.",
+        ]
+    memory = results.get("memory", {}).get("scratchnet")
+    if memory:
+        notes += [
+            "",
+            f"scratchnet's resident memory (default flags): {memory['idle_mb']:.0f} MB idle, "
+            f"{memory['peak_mb']:.0f} MB at its peak through S1 to S3 (VmRSS and VmHWM).",
         ]
     bad = [r for r in served if r["errors"] or not r["check"]["ok"]]
     checked = [r["check"]["max_score_difference"] for r in served if r["check"]["ok"]]
@@ -239,6 +248,88 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+_HTTP_LABELS = {
+    "in-process": "onnxruntime in process, 1 thread (the ceiling)",
+    "scratchnet": "scratchnet HTTP (Starlette on uvicorn with httptools, on the gRPC loop)",
+    "scratchnet-grpc": "scratchnet gRPC, same server (ModelInfer, raw tensors)",
+    "scratchnet-h11": "scratchnet's HTTP app on uvicorn's h11 parser, HTTP only",
+    "kserve": "KServe REST (FastAPI on uvicorn)",
+}
+
+
+def render_http(results: dict[str, Any]) -> str:
+    """The markdown table of one http.json, with the notes that say how it was measured."""
+    cells = {(r["scenario"], r["contender"]): r for r in results["results"]}
+    order = [c for c in _HTTP_LABELS if any(key[1] == c for key in cells)]
+    lines = [
+        "| server | H1 binary, batch 1000: images/s | H2 JSON, batch 1000: images/s "
+        "| H3 JSON, batch 1: p50 / p99 ms | H4 JSON, batch 1, 16 in flight: requests/s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for contender in order:
+        h1, h2, h3, h4 = (cells.get((s, contender)) for s in ("H1", "H2", "H3", "H4"))
+        figures = [
+            _http_rate(h1, "images_per_second"),
+            _http_rate(h2, "images_per_second"),
+            _http_latency(h3),
+            _http_rate(h4, "requests_per_second"),
+        ]
+        lines.append(f"| {_HTTP_LABELS[contender]} | " + " | ".join(figures) + " |")
+    settings, machine, versions = results["settings"], results["machine"], results["versions"]
+    peers = ""
+    if "peers: kserve" in versions:
+        peers = (
+            f"; KServe {versions['peers: kserve']} (FastAPI {versions['peers: fastapi']}, uvicorn "
+            f"{versions['peers: uvicorn']}, orjson {versions['peers: orjson']})"
+        )
+    bad = [r for r in results["results"] if r["errors"] or not r["check_ok"]]
+    checked = "⚠ errors or wrong replies: " + ", ".join(
+        f"{r['contender']} {r['scenario']}" for r in bad
+    )
+    if not bad:
+        checked = (
+            "No errors; every server's first reply to each distinct request had onnxruntime's "
+            "labels and scores (within 1e-5), and every later reply was the same bytes."
+        )
+    notes = [
+        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s (after "
+        f"{settings['warmup_seconds']:g} s of warm-up), one server at a time. In parentheses: "
+        "throughput as a fraction of onnxruntime in process on the same images, p50 latency as a "
+        "multiple of it. H3/H4 send one image as JSON; the gRPC row sends it raw, its nearest "
+        "twin (it has no JSON, hence no H2).",
+        "",
+        f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
+        f"({machine['cpu_model']}), Python {machine['python']}, onnxruntime "
+        f"{versions['onnxruntime']}, Starlette {versions['starlette']}, uvicorn "
+        f"{versions['uvicorn']}, httptools {versions['httptools']}" + peers + ".",
+        "",
+        checked,
+    ]
+    for skipped in results["skipped"]:
+        notes += ["", f"Skipped {skipped['id']}: {skipped['reason']}"]
+    wrapped = [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
+    return "\n".join([*lines, "", *wrapped])
+
+
+def _http_rate(result: dict[str, Any] | None, name: str) -> str:
+    if result is None:
+        return "—"
+    text = f"{result['median'][name]:,.0f}"
+    if result["contender"] == "in-process":
+        return text
+    return f"{text} ({result['vs_in_process'][name]:.2f}x)"
+
+
+def _http_latency(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "—"
+    median = result["median"]
+    text = f"{median['p50_ms']:.3f} / {median['p99_ms']:.3f}"
+    if result["contender"] == "in-process":
+        return text
+    return f"{text} ({result['vs_in_process']['p50_ms']:.0f}x)"
+
+
 def replace_block(text: str, block: str, name: str, marker: str = "serving") -> str:
     """`text` with what lies between the markers `<!-- bench:MARKER -->` and
     `<!-- /bench:MARKER -->` replaced by `block`."""
@@ -249,6 +340,9 @@ def replace_block(text: str, block: str, name: str, marker: str = "serving") -> 
     return text[: start + len(begin)] + "\n" + block + "\n" + text[end:]
 
 
+_RENDERERS = {"serving": render, "scale": render_scale, "http": render_http}
+
+
 def main() -> int:
     """Print the tables, or write them into a file's marked blocks."""
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
@@ -256,20 +350,20 @@ def main() -> int:
         "results",
         nargs="*",
         type=Path,
-        help=f"default: {RESULTS} and {SCALE_RESULTS}, those that exist",
+        help=f"default: {RESULTS}, {SCALE_RESULTS} and {HTTP_RESULTS}, those that exist",
     )
     parser.add_argument("--write", type=Path, metavar="FILE.md", help="e.g. README.md")
     args = parser.parse_args()
-    paths = args.results or [path for path in (RESULTS, SCALE_RESULTS) if path.is_file()]
+    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS)
+    paths = args.results or [path for path in defaults if path.is_file()]
     if not paths:
         raise ScratchnetError(f"{RESULTS} not found: run bench/serving.py first")
     blocks = {}
     for path in paths:
         if not path.is_file():
             raise ScratchnetError(f"{path} not found: run bench/{path.stem}.py first")
-        kind = "scale" if path.stem == "scale" else "serving"
-        results = json.loads(path.read_text())
-        blocks[kind] = render_scale(results) if kind == "scale" else render(results)
+        kind = path.stem if path.stem in _RENDERERS else "serving"
+        blocks[kind] = _RENDERERS[kind](json.loads(path.read_text()))
     if args.write is not None and not args.write.is_file():
         raise ScratchnetError(f"{args.write} not found")
     if args.write is None:

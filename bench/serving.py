@@ -38,7 +38,16 @@ import numpy as np
 import onnxruntime as ort
 from report import render
 
-from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure, wait_answering
+from clients.perf import (
+    Measurement,
+    ModelSpec,
+    Plan,
+    build_plan,
+    in_shared_memory,
+    measure,
+    wait_answering,
+)
+from clients.shared_memory import Region, registered
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
 from scratchnet.errors import ClientError, LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
@@ -94,6 +103,10 @@ class Contender:
     """The in-process contender this one is compared with (the same model)."""
     peer: str | None = None
     """The peer's PyPI package, whose version is recorded."""
+    api: str = "v2"
+    """v2: ModelInfer; v1: scratchnet.v1 Predict (ours only)."""
+    shared_memory: bool = False
+    """Images through Triton's system shared-memory extension (ours only)."""
     skipped: str = ""
     """Why a peer is left out (it did not start), if it is."""
 
@@ -124,12 +137,14 @@ def main() -> int:
         contenders = [c for c in contenders if c.id in wanted or c.command is None]
     sessions = {path: _session(path) for path in (args.model, args.uint8_model)}
     plans = {
-        (scenario.id, path): _plan(sessions[path], scenario)
+        (scenario.id, path, api): _plan(sessions[path], scenario, api)
         for scenario in SCENARIOS
         for path in sessions
+        for api in ("v1", "v2")
     }
     load_before = os.getloadavg()
-    rows = _measure_all(contenders, plans, sessions, args)
+    memory: dict[str, dict[str, float]] = {}
+    rows = _measure_all(contenders, plans, sessions, args, memory)
     skipped += [{"id": c.id, "reason": c.skipped} for c in contenders if c.skipped]
     contenders = [c for c in contenders if not c.skipped]
     results = {
@@ -154,6 +169,7 @@ def main() -> int:
         ],
         "skipped": skipped,
         "results": rows,
+        "memory": memory,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(results, indent=2) + "\n")
@@ -200,6 +216,26 @@ def _contenders(args: Any) -> tuple[list[Contender], list[dict[str, str]]]:
                     ceiling=f"in-process{kind}",
                 )
             )
+    contenders += [
+        Contender(
+            id="scratchnet-v1",
+            row="scratchnet-v1",
+            label="scratchnet, default flags, scratchnet.v1 Predict",
+            model=args.model,
+            scenarios=_ALL,
+            command=["python", "-m", "server", "--model", str(args.model)],
+            api="v1",
+        ),
+        Contender(
+            id="scratchnet-shm",
+            row="scratchnet-shm",
+            label="scratchnet, default flags, images in shared memory (S1)",
+            model=args.model,
+            scenarios=("S1",),
+            command=["python", "-m", "server", "--model", str(args.model)],
+            shared_memory=True,
+        ),
+    ]
     bare = PEERS / "bare_server.py"
     contenders.append(
         Contender(
@@ -255,21 +291,32 @@ def _session(path: Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _plan(session: Any, scenario: Scenario) -> Plan:
+def _spec(session: Any) -> ModelSpec:
     image = session.get_inputs()[0]
     datatype = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8"}[image.type]
     dims = tuple(int(size) for size in image.shape[1:])
     # Version "" is "the one served" for every server here.
-    spec = ModelSpec(MODEL_NAME, "", image.name, dims, (datatype,), OUTPUTS)
-    return build_plan(spec, "v2", scenario.batch, outputs=OUTPUTS, count=scenario.distinct)
+    return ModelSpec(MODEL_NAME, "", image.name, dims, (datatype,), OUTPUTS)
+
+
+def _plan(session: Any, scenario: Scenario, api: str) -> Plan:
+    spec = _spec(session)
+    return build_plan(spec, api, scenario.batch, outputs=OUTPUTS, count=scenario.distinct)
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = dict(re.findall(r"^(VmRSS|VmHWM):\s*(\d+) kB", status, re.M))
+    return int(found["VmRSS"]) / 1024, int(found["VmHWM"]) / 1024
 
 
 @contextlib.contextmanager
-def _serving(contender: Contender, plan: Plan, logs: Path) -> Iterator[str]:
-    """Start the contender's server and yield its HOST:PORT once it answers `plan`'s first
-    request; stop it on leaving. Nothing to start (and "") for the in-process contender."""
+def _serving(contender: Contender, plan: Plan, logs: Path) -> Iterator[tuple[str, int]]:
+    """Start the contender's server and yield its HOST:PORT and process id once it answers
+    `plan`'s first request; stop it on leaving. Nothing to start (and "", 0) in process."""
     if contender.command is None:
-        yield ""
+        yield "", 0
         return
     log = logs / f"{contender.id}.log"
     print(f"starting {contender.id}: {shlex.join(contender.command)}", flush=True)
@@ -289,14 +336,15 @@ def _serving(contender: Contender, plan: Plan, logs: Path) -> Iterator[str]:
 
         # Ready once it answers an inference: the one readiness signal every contender has.
         wait_answering(server.target, plan, START_SECONDS, alive)
-        yield server.target
+        yield server.target, server.pid
 
 
 def _measure_all(
     contenders: list[Contender],
-    plans: dict[tuple[str, Path], Plan],
+    plans: dict[tuple[str, Path, str], Plan],
     sessions: dict[Path, Any],
     args: Any,
+    memory: dict[str, dict[str, float]],
 ) -> list[dict[str, Any]]:
     """Each repeat runs one contender at a time, alone on the machine (an idle server still
     takes some CPU), through every scenario; a peer that does not start is marked skipped."""
@@ -310,27 +358,39 @@ def _measure_all(
                 continue
             session = sessions[contender.model]
             try:
-                with _serving(contender, plans[("S2", contender.model)], args.logs) as target:
+                first = plans[("S2", contender.model, contender.api)]
+                with _serving(contender, first, args.logs) as (target, pid):
+                    if pid:
+                        idle = _rss_mb(pid)[0]
                     for scenario in SCENARIOS:
                         if scenario.id not in contender.scenarios:
                             continue
-                        plan = plans[(scenario.id, contender.model)]
+                        plan = plans[(scenario.id, contender.model, contender.api)]
                         key = (scenario.id, contender.id)
                         if contender.command is None:
                             result = _in_process(session, plan, args.seconds, args.warmup)
                         else:
-                            result = measure(
-                                target,
-                                plan,
-                                concurrency=scenario.concurrency,
-                                duration=args.seconds,
-                                warmup=args.warmup,
-                                timeout=CALL_TIMEOUT,
-                            )
+                            regions: list[Region] = []
+                            if contender.shared_memory:
+                                plan, regions = in_shared_memory(plan, _spec(session))
+                            with registered(target, regions, CALL_TIMEOUT):
+                                result = measure(
+                                    target,
+                                    plan,
+                                    concurrency=scenario.concurrency,
+                                    duration=args.seconds,
+                                    warmup=args.warmup,
+                                    timeout=CALL_TIMEOUT,
+                                )
                             checks.setdefault(key, []).extend(_check(plan, result, session))
                         runs.setdefault(key, []).append(result)
                         step = f"{repeat + 1}/{args.repeats} {scenario.id} {contender.id}"
                         print(f"{step}: {_brief(result)}", flush=True)
+                    if pid:
+                        peak = _rss_mb(pid)[1]
+                        seen = memory.setdefault(contender.id, {"idle_mb": idle, "peak_mb": 0.0})
+                        seen["idle_mb"] = min(seen["idle_mb"], idle)
+                        seen["peak_mb"] = max(seen["peak_mb"], peak)
             except (LaunchError, ClientError) as error:
                 if contender.peer is None:
                     raise

@@ -1,7 +1,11 @@
 """Image files as arrays a model takes: photos (Pillow, the optional `images` extra), .npy arrays
 and IDX image files (the MNIST format, raw or gzip).
 
-Photos become one grayscale uint8 image resized to the model's HxW. MNIST digits are white on
+Photos become one uint8 image of the model's HxW in MNIST's form (`mnist_form`, the algorithm
+of docs/preprocessing.md, which scratchnet/web/preprocess.mjs implements for the browser and
+Node.js): light background inverted, cropped to the ink, fitted into 20x20 (for 28x28) keeping
+the aspect ratio, centred by centre of mass. With `preprocess=False` a photo already in MNIST's
+form is only made grayscale, resized to HxW and inverted if need be. MNIST digits are white on
 black, so a photo whose border is mostly light (dark ink on paper) is inverted: that is
 `invert="auto"`; "yes" and "no" force the choice. Arrays (.npy, IDX) are taken as they are once
 their pixels pass the data sets' check (scratchnet.datasets.as_pixels: integers 0-255, floats in
@@ -23,17 +27,25 @@ from scratchnet.datasets import as_pixels
 from scratchnet.errors import ScratchnetError
 from scratchnet.idx import IMAGES_MAGIC, read_idx
 
-__all__ = ["INVERT_CHOICES", "Invert", "load_images"]
+__all__ = ["INVERT_CHOICES", "Invert", "load_images", "mnist_form"]
 
 Invert = Literal["auto", "yes", "no"]
 INVERT_CHOICES: tuple[Invert, ...] = ("auto", "yes", "no")
 _KINDS = "a photo (.png, .jpg, …), a .npy array or an IDX image file"
+# MNIST's proportions: digits fitted into 20x20 in a 28x28 frame, which sets each model's box.
+_BOX, _FRAME = 20, 28
+_INK_THRESHOLD = 0.1 * 255
+"""Pixels above this (of 255, after levels) count as ink for the bounding box."""
 
 
 def load_images(
-    path: str | os.PathLike[str], image_shape: tuple[int, int], invert: Invert = "auto"
+    path: str | os.PathLike[str],
+    image_shape: tuple[int, int],
+    invert: Invert = "auto",
+    preprocess: bool = True,
 ) -> NDArray[np.uint8] | NDArray[np.float32]:
-    """The images in `path` as [N, H, W], (H, W) = `image_shape`: uint8, or float32 in [0, 1]."""
+    """The images in `path` as [N, H, W], (H, W) = `image_shape`: uint8, or float32 in [0, 1].
+    A photo is put in MNIST's form unless `preprocess` is False."""
     file = Path(path)
     if not file.is_file():
         raise ScratchnetError(f"{file}: no such file (expected {_KINDS})")
@@ -43,7 +55,7 @@ def load_images(
         elif _is_idx(file):
             images = read_idx(file, IMAGES_MAGIC).values
         else:
-            return _photo(file, image_shape, invert)[np.newaxis]
+            return _photo(file, image_shape, invert, preprocess)[np.newaxis]
     except OSError as error:
         raise ScratchnetError(f"{file}: cannot read it ({error.strerror or error})") from None
     if images.ndim == 2:
@@ -80,7 +92,9 @@ def _npy(file: Path) -> NDArray[Any]:
     return array
 
 
-def _photo(file: Path, image_shape: tuple[int, int], invert: Invert) -> NDArray[np.uint8]:
+def _photo(
+    file: Path, image_shape: tuple[int, int], invert: Invert, preprocess: bool
+) -> NDArray[np.uint8]:
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
@@ -92,6 +106,8 @@ def _photo(file: Path, image_shape: tuple[int, int], invert: Invert) -> NDArray[
     try:
         with Image.open(file) as opened:
             image: Any = opened
+            if preprocess:
+                return mnist_form(np.asarray(image.convert("RGBA")), image_shape, invert)
             if "A" in image.getbands():
                 # Transparent pixels count as white paper, whatever colour they hide.
                 paper = Image.new("RGBA", image.size, "white")
@@ -109,3 +125,80 @@ def _photo(file: Path, image_shape: tuple[int, int], invert: Invert) -> NDArray[
 def _light_border(pixels: NDArray[np.uint8]) -> bool:
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     return bool(border.mean() > 127.5)
+
+
+def mnist_form(
+    rgba: NDArray[np.uint8], image_shape: tuple[int, int], invert: Invert = "auto"
+) -> NDArray[np.uint8]:
+    """An RGBA image [h, w, 4] (or grayscale [h, w]) as a digit in MNIST's form, [H, W] uint8.
+
+    docs/preprocessing.md is the specification; scratchnet/web/preprocess.mjs follows it step
+    for step, and a test checks that the two agree.
+    """
+    ink = _ink(_gray(rgba), invert)
+    height, width = image_shape
+    frame = np.zeros(image_shape, dtype=np.float64)
+    rows = np.flatnonzero((ink > _INK_THRESHOLD).any(axis=1))
+    cols = np.flatnonzero((ink > _INK_THRESHOLD).any(axis=0))
+    if rows.size == 0:
+        return frame.astype(np.uint8)  # no ink: a blank image
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    box_height, box_width = _round(height * _BOX / _FRAME), _round(width * _BOX / _FRAME)
+    scale = min(box_height / crop.shape[0], box_width / crop.shape[1])
+    fit_height = max(1, _round(crop.shape[0] * scale))
+    fit_width = max(1, _round(crop.shape[1] * scale))
+    fitted = _resample(crop.shape[0], fit_height) @ crop @ _resample(crop.shape[1], fit_width).T
+    mass = fitted.sum()
+    centre_y = _micro((fitted.sum(axis=1) * np.arange(fit_height)).sum() / mass)
+    centre_x = _micro((fitted.sum(axis=0) * np.arange(fit_width)).sum() / mass)
+    top = min(max(_round(height / 2 - centre_y), 0), height - fit_height)
+    left = min(max(_round(width / 2 - centre_x), 0), width - fit_width)
+    frame[top : top + fit_height, left : left + fit_width] = fitted
+    return np.clip(np.floor(frame + 0.5), 0, 255).astype(np.uint8)
+
+
+def _gray(image: NDArray[np.uint8]) -> NDArray[np.float64]:
+    """Luma (ITU-R 601) of an RGBA image composited over white paper, as float64 0-255."""
+    if image.ndim == 2:
+        return image.astype(np.float64)
+    rgba = image.astype(np.float64)
+    alpha = rgba[..., 3] / 255
+    red, green, blue = (rgba[..., c] * alpha + 255 * (1 - alpha) for c in range(3))
+    gray: NDArray[np.float64] = 0.299 * red + 0.587 * green + 0.114 * blue
+    return gray
+
+
+def _ink(gray: NDArray[np.float64], invert: Invert) -> NDArray[np.float64]:
+    """Ink as light on black: inverted if the paper is light, background subtracted, stretched
+    so that the darkest ink is 255."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 127.5):
+        gray, border = 255 - gray, 255 - border
+    background = np.sort(border)[(border.size - 1) // 2]  # the lower median
+    ink = np.maximum(gray - background, 0)
+    peak = float(ink.max())
+    stretched: NDArray[np.float64] = ink * (255 / peak) if peak > 0 else ink
+    return stretched
+
+
+def _resample(size: int, new_size: int) -> NDArray[np.float64]:
+    """[new_size, size] weights that resize one axis with a triangle filter, widened when
+    shrinking so that every input pixel counts (Pillow's antialiased bilinear)."""
+    scale = new_size / size
+    support = max(1.0, 1 / scale)
+    centres = (np.arange(new_size) + 0.5) / scale
+    distance = np.abs(np.arange(size) + 0.5 - centres[:, np.newaxis]) / support
+    weights = np.maximum(0.0, 1 - distance)
+    normalised: NDArray[np.float64] = weights / weights.sum(axis=1, keepdims=True)
+    return normalised
+
+
+def _micro(value: float) -> float:
+    """`value` to a millionth, so that a symmetric digit's centre, exactly halfway between two
+    pixels, is halfway in every implementation whatever the order of its sums."""
+    return float(np.floor(value * 1e6 + 0.5) / 1e6)
+
+
+def _round(value: float) -> int:
+    """Half up, as JavaScript's Math.round (Python's round() goes half to even)."""
+    return int(np.floor(value + 0.5))

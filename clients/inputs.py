@@ -55,18 +55,22 @@ class Source:
     """The image file or folder."""
     files: tuple[Path, ...] = ()
     """A folder's image files, one image each, in name order (the image ids)."""
+    preprocess: bool = True
+    """Whether photos are put in MNIST's form (clients.images.mnist_form)."""
 
     def load(self, image_shape: tuple[int, int]) -> Images:
         """The images [N, H, W], reading a file or folder now, for a model of that H x W."""
         if self.images is not None:
             return self.images
         if self.kind == "folder":
-            return load_folder_images(self.files, image_shape)
+            return load_folder_images(self.files, image_shape, self.preprocess)
         assert self.path is not None
-        return load_images(self.path, image_shape)
+        return load_images(self.path, image_shape, preprocess=self.preprocess)
 
 
-def open_source(path: str | os.PathLike[str] | None, split: str | None) -> Source:
+def open_source(
+    path: str | os.PathLike[str] | None, split: str | None, preprocess: bool = True
+) -> Source:
     """The Source `path` names; a labelled set is read now, files and folders by Source.load."""
     if path is None or _is_labelled_set(Path(path)):
         dataset = load_dataset(path)
@@ -89,21 +93,24 @@ def open_source(path: str | os.PathLike[str] | None, split: str | None) -> Sourc
             "--split applies to a labelled set (an IDX folder or an npz file)"
         )
     if source.is_file():
-        return Source("file", str(source), path=source)
+        return Source("file", str(source), path=source, preprocess=preprocess)
     files = tuple(sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith(".")))
     if not files:
         raise ScratchnetError(
             f"{source} is a folder without image files: expected photos, .npy or IDX files, "
             "or the IDX files of a labelled set"
         )
-    return Source("folder", str(source), path=source, files=files)
+    return Source("folder", str(source), path=source, files=files, preprocess=preprocess)
 
 
-def load_folder_images(files: tuple[Path, ...], image_shape: tuple[int, int]) -> Images:
-    """One uint8 image [H, W] from each file, stacked [N, H, W]."""
+def load_folder_images(
+    files: tuple[Path, ...], image_shape: tuple[int, int], preprocess: bool = True
+) -> Images:
+    """One uint8 image [H, W] from each file, stacked [N, H, W]; photos in MNIST's form unless
+    `preprocess` is False."""
     images = np.empty((len(files), *image_shape), dtype=np.uint8)
     for index, file in enumerate(files):
-        image = load_images(file, image_shape)
+        image = load_images(file, image_shape, preprocess=preprocess)
         if len(image) != 1 or image.dtype != np.uint8:
             raise ScratchnetError(
                 f"{file}: {len(image)} {image.dtype} images; in a folder each file must be one "

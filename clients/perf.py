@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from argparse import ArgumentTypeError
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -26,6 +27,7 @@ from numpy.typing import NDArray
 from clients.cli import add_server_flags, security_options
 from clients.credentials import PLAINTEXT, Credentials
 from clients.errors import from_rpc_error
+from clients.shared_memory import Region, registered
 from clients.targets import open_aio_channel, open_channel, parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
@@ -41,6 +43,7 @@ __all__ = [
     "Plan",
     "build_plan",
     "describe",
+    "in_shared_memory",
     "main",
     "measure",
     "wait_answering",
@@ -255,6 +258,21 @@ def build_plan(
     return Plan(api, requests, images, datatype, tuple(outputs))
 
 
+def in_shared_memory(plan: Plan, spec: ModelSpec) -> tuple[Plan, list[Region]]:
+    """The plan with each request's images in a shared-memory region of its own (Triton's
+    system shared-memory extension; v2 only, the server on this host), and the regions, to
+    register with `clients.shared_memory.registered`."""
+    if plan.api != "v2":
+        raise ScratchnetError("shared memory belongs to the Open Inference Protocol: use --api v2")
+    regions, requests = [], []
+    for index, images in enumerate(plan.images):
+        region = Region(f"perf-{os.getpid()}-{index}", images.nbytes)
+        region.write(images.tobytes())
+        regions.append(region)
+        requests.append(_request_v2(spec, images, plan.datatype, plan.outputs, region))
+    return replace(plan, requests=tuple(requests)), regions
+
+
 def measure(
     target: str,
     plan: Plan,
@@ -448,17 +466,24 @@ def _request_v1(
 
 
 def _request_v2(
-    spec: ModelSpec, images: NDArray[Any], datatype: str, outputs: Sequence[str]
+    spec: ModelSpec,
+    images: NDArray[Any],
+    datatype: str,
+    outputs: Sequence[str],
+    region: Region | None = None,
 ) -> bytes:
     tensor = oip.ModelInferRequest.InferInputTensor(
         name=spec.input_name, datatype=datatype, shape=images.shape
     )
+    if region is not None:
+        tensor.parameters["shared_memory_region"].string_param = region.name
+        tensor.parameters["shared_memory_byte_size"].int64_param = images.nbytes
     request = oip.ModelInferRequest(
         model_name=spec.name,
         model_version=spec.version,
         inputs=[tensor],
         outputs=[oip.ModelInferRequest.InferRequestedOutputTensor(name=name) for name in outputs],
-        raw_input_contents=[images.tobytes()],
+        raw_input_contents=[] if region is not None else [images.tobytes()],
     )
     return request.SerializeToString()
 
@@ -550,6 +575,13 @@ def _main() -> int:
         help="send the test images of this data set (IDX folder or npz; 'mnist': the bundled "
         "MNIST) instead of random pixels",
     )
+    parser.add_argument(
+        "--shared-memory",
+        choices=("none", "system"),
+        default="none",
+        help="system: send the images through shared memory (/dev/shm) instead of the message "
+        "(Triton's extension; --api v2, a server on this host; default: none)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     parse_targets(args.target)  # a malformed target fails before any call
@@ -564,15 +596,19 @@ def _main() -> int:
         outputs=args.outputs,
         pixels=_dataset_pixels(args.data) if args.data else None,
     )
-    result = measure(
-        args.target,
-        plan,
-        concurrency=args.concurrency,
-        duration=args.duration,
-        warmup=args.warmup,
-        timeout=args.timeout,
-        credentials=credentials,
-    )
+    regions: list[Region] = []
+    if args.shared_memory == "system":
+        plan, regions = in_shared_memory(plan, spec)
+    with registered(args.target, regions, args.timeout, credentials):
+        result = measure(
+            args.target,
+            plan,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            warmup=args.warmup,
+            timeout=args.timeout,
+            credentials=credentials,
+        )
     if result.requests + result.error_count == 0:
         raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
     report = {
@@ -581,6 +617,7 @@ def _main() -> int:
         "model": {"name": spec.name, "version": spec.version},
         "input": {"name": spec.input_name, "datatype": plan.datatype, "dims": spec.image_dims},
         "outputs": list(plan.outputs),
+        "shared_memory": args.shared_memory,
         "warmup_seconds": args.warmup,
         **result.summary(),
     }

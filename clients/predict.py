@@ -1,7 +1,8 @@
 """`python -m clients.predict`: classify image files with a scratchnet server over gRPC.
 
-Each file is a photo (.png, .jpg, …; grayscale, resized to the model's HxW, inverted if it is dark
-on light), a .npy array or an IDX image file; prints each image's label and class probabilities.
+Each file is a photo (.png, .jpg, …; put in MNIST's form for the model's HxW: inverted if it is
+dark on light, cropped to the ink, fitted and centred as MNIST's digits are), a .npy array or an
+IDX image file; prints each image's label and class probabilities.
 """
 
 from __future__ import annotations
@@ -49,12 +50,23 @@ def _main() -> int:
         help="photos only: auto (default) inverts a photo whose border is light, so that the "
         "digit is light on dark like MNIST's; yes or no force it",
     )
+    parser.add_argument(
+        "--no-preprocess",
+        dest="preprocess",
+        action="store_false",
+        help="photos only: take them as they are (grayscale, resized to the model's HxW), for "
+        "images already in MNIST's form; by default a photo is cropped to its ink, fitted into "
+        "20x20 of 28x28 and centred by mass (docs/preprocessing.md)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     with Client(args.target, timeout=args.timeout, **security_options(parser, args)) as client:
         info = client.model_info()
         # Read every file before the first call, so that a bad one fails fast.
-        inputs = [(file, load_images(file, info.image_shape, args.invert)) for file in args.files]
+        inputs = [
+            (file, load_images(file, info.image_shape, args.invert, args.preprocess))
+            for file in args.files
+        ]
         # A model that outputs labels only has no probabilities to show.
         wanted = "probabilities" in info.outputs
         results = [(file, client.predict(images, probabilities=wanted)) for file, images in inputs]

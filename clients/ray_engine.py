@@ -187,11 +187,11 @@ class _Scorer:
         return results_table(batch["id"].to_numpy(), prediction, files)
 
 
-def _read_files(batch: Any, image_shape: tuple[int, int]) -> Any:
+def _read_files(batch: Any, image_shape: tuple[int, int], preprocess: bool = True) -> Any:
     """A Ray Data task: the images of a batch of (id, file) rows, one image per file."""
     pa = import_pyarrow()
     files = batch["file"].to_pylist()
-    images = load_folder_images(tuple(map(Path, files)), image_shape)
+    images = load_folder_images(tuple(map(Path, files)), image_shape, preprocess)
     return batch.append_column("pixels", _pixels(pa, images))
 
 
@@ -216,7 +216,7 @@ def _dataset(
             _read_files,
             batch_format="pyarrow",
             batch_size=None,
-            fn_kwargs={"image_shape": image_shape},
+            fn_kwargs={"image_shape": image_shape, "preprocess": source.preprocess},
         )
     tables = [
         pa.table(

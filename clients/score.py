@@ -124,7 +124,7 @@ def _main() -> int:
         from clients import ray_engine  # Ray, pyarrow and onnxruntime load only for this engine
 
         ray_engine.import_ray()  # before reading any data: a missing Ray fails fast
-    source = open_source(args.data, args.split)
+    source = open_source(args.data, args.split, args.preprocess)
     if args.engine == "ray":
         result, info, where = _score_on_ray(args, source)
     else:
@@ -186,6 +186,14 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--split", choices=("test", "train"), help="the half of a labelled set (default: test)"
+    )
+    parser.add_argument(
+        "--no-preprocess",
+        dest="preprocess",
+        action="store_false",
+        help="photos only: take them as they are (grayscale, resized), for images already in "
+        "MNIST's form; by default a photo is put in it as clients.predict does "
+        "(docs/preprocessing.md)",
     )
     parser.add_argument(
         "--batch-size",

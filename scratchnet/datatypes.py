@@ -130,6 +130,8 @@ def by_triton(name: str) -> Datatype | None:
 
 def by_numpy(dtype: np.dtype[Any] | type[np.generic] | str) -> Datatype:
     """The datatype of a numpy dtype (native or little-endian); ValueError if there is none."""
+    if isinstance(dtype, np.dtype) and dtype in _BY_NUMPY:
+        return _BY_NUMPY[dtype]  # the common case, without building a new dtype
     found = np.dtype(dtype)
     key = found if found.kind == "O" else found.newbyteorder("<")
     try:

@@ -1,5 +1,6 @@
 """Run `python -m server` as a subprocess: start it on a free port, learn the port from its
-`listening on HOST:PORT` line, wait for health SERVING, stop it with a signal.
+`listening on HOST:PORT` line (and the HTTP port from `http listening on HOST:PORT` when it
+serves HTTP too), wait for health SERVING, stop it with a signal.
 
 What the demo, the benchmarks and the end-to-end tests use to run a real server. The server's
 output goes to files the caller names, read as they grow: nothing waits on a pipe, so a silent
@@ -81,6 +82,8 @@ class ServerProcess:
     stderr_path: Path | None = None
     health_credentials: grpc.ChannelCredentials | None = None
     """How to reach a TLS server's health service; None: plaintext."""
+    http_port: int | None = None
+    """The HTTP port, when started with `http=True` (the server's --http-port)."""
 
     @classmethod
     def start(
@@ -97,9 +100,11 @@ class ServerProcess:
         guard: Guard = contextlib.nullcontext,
         python_args: Sequence[str] = ("-m", "server"),
         model_flag: str = "--model",
+        http: bool = False,
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
-        `stderr` (default: the same file), `env` added to this process's environment.
+        `stderr` (default: the same file), `env` added to this process's environment. With
+        `http`, `--http-port 0` is added and the HTTP port read too.
 
         Returns once the server listens and, if `serving`, once its health says SERVING, each
         within `timeout` s; else stops it and raises LaunchError. `guard` wraps starting the
@@ -115,9 +120,10 @@ class ServerProcess:
                 out = files.enter_context(open(stdout, "wb"))
                 err = out if stderr == stdout else files.enter_context(open(stderr, "wb"))
                 with guard():
+                    extra = ("--http-port", "0") if http else ()
                     process = subprocess.Popen(
                         server_command(
-                            model, *args, python_args=python_args, model_flag=model_flag
+                            model, *args, *extra, python_args=python_args, model_flag=model_flag
                         ),
                         stdout=out,
                         stderr=err,
@@ -125,7 +131,8 @@ class ServerProcess:
                         cwd=cwd,
                         env={**os.environ, **env} if env is not None else None,
                     )
-            host, port = _wait_listening(process, stdout, stderr, timeout)
+            found = _wait_listening(process, stdout, stderr, timeout, http)
+            host, port = found[_GRPC]
             server = cls(
                 process=process,
                 host=host,
@@ -133,6 +140,7 @@ class ServerProcess:
                 stdout_path=stdout,
                 stderr_path=stderr,
                 health_credentials=health_credentials,
+                http_port=found[_HTTP][1] if http else None,
             )
             if serving:
                 server.wait_serving(timeout)
@@ -152,6 +160,13 @@ class ServerProcess:
     def target(self) -> str:
         """HOST:PORT, for grpc.insecure_channel and the clients' --target."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        """http://HOST:HTTP_PORT, for a server started with `http=True`."""
+        if self.http_port is None:
+            raise LaunchError("this server was started without HTTP (http=True)")
+        return f"http://{self.host}:{self.http_port}"
 
     def wait_serving(self, timeout: float = START_SECONDS) -> None:
         """Wait until health (overall service "") says SERVING; LaunchError if the server exits
@@ -214,19 +229,30 @@ def wait_for_health(
     raise LaunchError(f"the server at {target} was not {name} after {timeout:g} s")
 
 
+_GRPC = "listening on "
+_HTTP = "http listening on "
+
+
 def _wait_listening(
-    process: subprocess.Popen[bytes], stdout: Path, stderr: Path, timeout: float
-) -> tuple[str, int]:
+    process: subprocess.Popen[bytes], stdout: Path, stderr: Path, timeout: float, http: bool
+) -> dict[str, tuple[str, int]]:
+    """HOST and PORT of each `listening on` line expected (gRPC's, and HTTP's with `http`)."""
+    wanted = (_GRPC, _HTTP) if http else (_GRPC,)
     deadline = time.monotonic() + timeout
+    found: dict[str, tuple[str, int]] = {}
     while time.monotonic() < deadline:
         # Only whole lines: the server may be halfway through writing one.
         for line in stdout.read_text(errors="replace").splitlines(keepends=True):
-            if line.startswith("listening on ") and line.endswith("\n"):
-                host, port = line.split()[2].rsplit(":", 1)
-                return host, int(port)
+            for prefix in wanted:
+                if line.startswith(prefix) and line.endswith("\n") and prefix not in found:
+                    host, port = line[len(prefix) :].split()[0].rsplit(":", 1)
+                    found[prefix] = host, int(port)
+        if len(found) == len(wanted):
+            return found
         _check_alive(process, stderr)
         time.sleep(_POLL_SECONDS)
-    raise LaunchError(f"the server printed no `listening on` line in {timeout:g} s")
+    missing = " and ".join(f"`{prefix.strip()}`" for prefix in wanted if prefix not in found)
+    raise LaunchError(f"the server printed no {missing} line in {timeout:g} s")
 
 
 def _check_alive(process: subprocess.Popen[bytes], stderr: Path | None) -> None:

@@ -19,8 +19,11 @@ def _main() -> int:
     # grpc initialises, hence the import below.
     os.environ.setdefault("GRPC_VERBOSITY", "INFO" if config.log_level == "debug" else "NONE")
     from server.app import configure_logging, serve
+    from server.memory import tune_allocator
 
     configure_logging(config.log_level)
+    if not config.no_malloc_tuning:
+        tune_allocator()  # first: before the large allocations it is for
     return serve(config)
 
 

@@ -12,11 +12,12 @@ does every few seconds); SIGUSR1 logs what the server is doing.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
@@ -42,8 +43,12 @@ from server.security import (
     read_credentials,
     server_credentials,
 )
+from server.shared_memory import SharedMemory
 from server.transports import oip_service, v1_service
 from server.transports.grpc_calls import Timeouts
+
+if TYPE_CHECKING:
+    from server.transports.http_app import HttpServer
 
 __all__ = ["SERVICE_NAMES", "build_server", "configure_logging", "serve"]
 
@@ -71,7 +76,8 @@ def build_server(
     )
     timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
-    oip_service.add_to_server(server, plane, control, timeouts)
+    shared = SharedMemory(enabled=not config.no_shared_memory)
+    oip_service.add_to_server(server, plane, control, timeouts, shared)
     health_pb2_grpc.add_HealthServicer_to_server(health_status.servicer, server)
     if not config.no_reflection:
         reflection.enable_server_reflection(
@@ -124,6 +130,7 @@ def serve(config: ServerConfig) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
+    _check_http(config)
     source = _source(config)
     at_start = _models_at_start(config, source)
     plane = _data_plane(config, at_start)
@@ -138,12 +145,17 @@ async def _serve(config: ServerConfig) -> int:
     await health_status.loading()
     await server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
+    http: HttpServer | None = None
     try:
+        http = await _start_http(config, plane)
         # The one model of --model must load: there is nothing to serve without it. Loading
         # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
         await asyncio.to_thread(control.start, at_start, config.model is not None)
-    except ModelError:
+    except ScratchnetError:
         await server.stop(None)
+        if http is not None:
+            http.stop()
+            await http.stopped(config.grace_seconds)
         raise
     if not signals.stopping:
         await health_status.serving()
@@ -177,7 +189,7 @@ async def _serve(config: ServerConfig) -> int:
                 ", ".join(f"{m.name}/{m.version}" for m in plane.repository.models()) or "none",
             )
     poll_stop.set()
-    await _drain(config, server, plane, health_status, signals)
+    await _drain(config, server, plane, health_status, signals, http)
     return 0
 
 
@@ -187,12 +199,15 @@ async def _drain(
     plane: DataPlane,
     health_status: Health,
     signals: _Signals,
+    http: HttpServer | None = None,
 ) -> None:
     """Health NOT_SERVING, refuse new calls, let accepted ones finish within the grace period
     (a second stop signal ends the wait at once)."""
     _log.info("shutting down: calls in flight have %g s to finish", config.grace_seconds)
     await health_status.shutdown()
     plane.shutting_down = True  # from now on, new calls are UNAVAILABLE
+    if http is not None:
+        http.stop()  # no new connections; requests in flight are open calls the drain awaits
     drained = asyncio.create_task(plane.drained())
     second = asyncio.create_task(signals.next())
     await asyncio.wait({drained, second}, timeout=config.grace_seconds,
@@ -210,8 +225,39 @@ async def _drain(
         # refused a moment to hear it (stop(None) would cancel them too).
         await asyncio.sleep(min(_LINGER_SECONDS, config.grace_seconds))
         await server.stop(_REFUSAL_SECONDS)
+    if http is not None:
+        await http.stopped(config.grace_seconds)
     plane.close()
     _log.info("stopped")
+
+
+def _check_http(config: ServerConfig) -> None:
+    """Refuse --http-port beside TLS or tokens, before anything listens."""
+    if config.http_port is not None and (
+        config.tls_cert is not None or config.auth_token_file is not None
+    ):
+        # Until the HTTP listener has them too, it would serve the models in the clear and to
+        # anyone, behind the back of the gRPC port's protection.
+        raise ScratchnetError(
+            "--http-port cannot be combined with --tls-cert or --auth-token-file yet: the HTTP "
+            "listener has neither TLS nor tokens; serve HTTP from a server without them"
+        )
+
+
+async def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
+    """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
+    if config.http_port is None:
+        return None
+    if not all(importlib.util.find_spec(name) for name in ("starlette", "uvicorn")):
+        raise ScratchnetError(
+            "--http-port needs the http extra, which is not installed: "
+            "pip install 'scratchnet[http]'"
+        )
+    from server.transports.http_app import start_http_server
+
+    http = await start_http_server(config, plane)
+    print(f"http listening on {config.address_with(http.port)}", flush=True)
+    return http
 
 
 def _data_plane(config: ServerConfig, at_start: list[str]) -> DataPlane:

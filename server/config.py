@@ -77,12 +77,21 @@ class ServerConfig:
     tls_client_ca: Path | None
     auth_token_file: Path | None
     no_reflection: bool
+    no_malloc_tuning: bool
+    no_shared_memory: bool
     expose_versions: bool
+    http_port: int | None = None
+    """The HTTP/REST port (the Open Inference Protocol and the playground); None: no HTTP."""
 
     @property
     def max_message_bytes(self) -> int:
         """--max-message-mb in bytes: the largest request or response grpc lets through."""
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def http_address(self) -> str:
+        """HOST:HTTP_PORT to listen on for HTTP (with --http-port given)."""
+        return self.address_with(self.http_port or 0)
 
     @property
     def address(self) -> str:
@@ -158,6 +167,12 @@ def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a non-empty name")
     return text
+
+
+def _port_or_off(text: str) -> int | None:
+    if text.strip().lower() == "off":
+        return None
+    return integer(0, 65535)(text)
 
 
 def _level(text: str) -> str:
@@ -345,10 +360,28 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "health checks stay open",
     ),
     "no-reflection": (_switch, False, "do not serve gRPC reflection"),
+    "no-shared-memory": (
+        _switch,
+        False,
+        "refuse Triton's system shared-memory extension (clients on this host passing tensors "
+        "through /dev/shm)",
+    ),
+    "no-malloc-tuning": (
+        _switch,
+        False,
+        "leave glibc's allocator as it is (by default it keeps multi-MB buffers for reuse; "
+        "see docs/performance.md)",
+    ),
     "expose-versions": (
         _switch,
         False,
         "show the software versions a model was trained with (metadata versions.*) to clients",
+    ),
+    "http-port": (
+        _port_or_off,
+        "off",
+        "also serve HTTP/REST (the Open Inference Protocol and the playground at /) on this "
+        "port, on --host; 0 picks a free one; needs the http extra",
     ),
 }
 

@@ -2,7 +2,7 @@
 
 Every API decodes into an InferRequest (the Open Inference Protocol: any model, its own tensor
 names) or a ClassifyRequest (scratchnet.v1: images in, labels, scores, probabilities out) and
-encodes what comes back. Both go through `_admitted` (the memory budget, the deadline, the
+encodes what comes back. Both go through `_admit`/`_finish` (the memory budget, the
 statistics and every observer) and `_run` (the model's scheduler: inline, inference threads or
 dynamic batching), so that limits, metrics, batching and cancellation exist once. The checks
 (server.checks) come in the order a client can fix its request: model, outputs, inputs (name,
@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,12 +124,47 @@ class Observer(Protocol):
         ...
 
 
-@dataclass
 class _Admission:
-    """What `_admitted` learns while the request runs."""
+    """A request between `_admit` and `_finish`: what it holds and what it learns as it runs."""
 
-    items: int = 0
-    job: Job | None = None
+    __slots__ = ("call", "items", "job", "model", "size", "timing")
+
+    def __init__(self, model: Model, call: Call, timing: Timing, size: int) -> None:
+        self.model = model
+        self.call = call
+        self.timing = timing
+        self.size = size
+        """Input bytes held of the memory budget."""
+        self.items = 0
+        self.job: Job | None = None
+
+
+class _OpenCall:
+    """DataPlane.call_opened's block; a class, not a generator: every call enters one."""
+
+    __slots__ = ("_plane",)
+
+    def __init__(self, plane: DataPlane) -> None:
+        self._plane = plane
+
+    def __enter__(self) -> None:
+        plane = self._plane
+        if plane.shutting_down:
+            raise Unavailable("the server is shutting down: retry shortly, or on another server")
+        plane.open_calls += 1
+        plane._no_calls.clear()
+
+    def __exit__(self, *exc_info: object) -> None:
+        plane = self._plane
+        plane.open_calls -= 1
+        if plane.open_calls == 0:
+            plane._no_calls.set()
+
+    async def __aenter__(self) -> None:
+        self.__enter__()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.__exit__()
 
 
 class DataPlane:
@@ -201,9 +235,9 @@ class DataPlane:
 
     async def infer(self, request: InferRequest, call: Call = Call()) -> InferResponse:
         """Run a model on its own inputs and return the requested outputs."""
-        timing = Timing()
         model = self.model(request.model_name, request.model_version)
-        async with self._admitted(model, call, timing, request.inputs) as admission:
+        admission = self._admit(model, call, request.inputs)
+        try:
             outputs = checks.requested_outputs(model, request.outputs)
             arrays = {
                 spec.name: (spec, checks.input_array(model, spec, tensor))
@@ -211,22 +245,24 @@ class DataPlane:
             }
             admission.items = checks.batch_size(model, [array for _, array in arrays.values()])
             feeds = {name: checks.as_model_takes(model, *pair) for name, pair in arrays.items()}
-            job = Job(feeds, [spec.name for spec, _ in outputs], admission.items)
-            admission.job = job
-            results = await self._run(model, job, timing, call)
+            job = admission.job = Job(feeds, [spec.name for spec, _ in outputs], admission.items)
+            results = await self._run(model, job, admission.timing, call)
             started = time.perf_counter_ns()
             answer = {
                 spec.name: checks.as_client_gets(model, spec, results[spec.name], count)
                 for spec, count in outputs
             }
-            timing.compute_output += time.perf_counter_ns() - started
+            admission.timing.compute_output += time.perf_counter_ns() - started
+        except BaseException as error:
+            self._finish(admission, error)
+            raise
+        self._finish(admission, None)
         return InferResponse(model.name, model.version, request.id, answer)
 
     async def classify(
         self, request: ClassifyRequest, call: Call = Call(api="v1")
     ) -> ClassifyResponse:
         """Classify images with an image classifier."""
-        timing = Timing()
         model = self.model(request.model_name, request.model_version)
         classifier = model.classifier
         if classifier is None:
@@ -235,7 +271,8 @@ class DataPlane:
                 "call it through the Open Inference Protocol with its own inputs"
             )
         images_tensor = [request.images] if request.images is not None else []
-        async with self._admitted(model, call, timing, images_tensor) as admission:
+        admission = self._admit(model, call, images_tensor)
+        try:
             classifier.check_outputs(request.outputs, model.name)
             if request.images is None:
                 raise InvalidArgument(
@@ -250,12 +287,15 @@ class DataPlane:
             )
             admission.items = len(images)
             feeds = {classifier.input.name: classifier.feed(images)}
-            job = Job(feeds, classifier.onnx_outputs, len(images))
-            admission.job = job
-            results = await self._run(model, job, timing, call)
+            job = admission.job = Job(feeds, classifier.onnx_outputs, len(images))
+            results = await self._run(model, job, admission.timing, call)
             started = time.perf_counter_ns()
             answer = classifier.answer(results, request.outputs)
-            timing.compute_output += time.perf_counter_ns() - started
+            admission.timing.compute_output += time.perf_counter_ns() - started
+        except BaseException as error:
+            self._finish(admission, error)
+            raise
+        self._finish(admission, None)
         return ClassifyResponse(
             model.name, model.version, request.id, classifier.num_classes, answer
         )
@@ -267,15 +307,20 @@ class DataPlane:
         started = time.perf_counter_ns()
         timing.compute_input = started - timing.started
         deadline = self._deadline(call)
+        if deadline is not None and deadline <= time.monotonic():
+            raise DeadlineExceeded(_late(model, call, deadline))
         scheduler = self._scheduler(model)
-        if deadline is None:
+        # A job run inline never waits, so it needs no timer: most batch-1 calls end here.
+        results = scheduler.run_inline(job)
+        if results is not None:
+            pass
+        elif deadline is None:
             results = await scheduler.run(job)
         else:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise DeadlineExceeded(_late(model, call, deadline))
             try:
-                results = await asyncio.wait_for(scheduler.run(job), remaining)
+                # asyncio.timeout, not wait_for: no task of its own for every request.
+                async with asyncio.timeout(deadline - time.monotonic()):
+                    results = await scheduler.run(job)
             except TimeoutError:
                 raise DeadlineExceeded(_late(model, call, deadline)) from None
         ran = time.perf_counter_ns()
@@ -302,71 +347,54 @@ class DataPlane:
             self._schedulers[model] = scheduler
         return scheduler
 
-    @asynccontextmanager
-    async def _admitted(
-        self, model: Model, call: Call, timing: Timing, tensors: Sequence[InputTensor]
-    ) -> AsyncIterator[_Admission]:
-        """Hold the request's share of the memory budget while the block runs, and tell the
-        statistics and every observer how it ended."""
-        size = checks.declared_bytes(tensors, model)
-        admission = _Admission()
-        status, reason = "OK", ""
+    def _admit(self, model: Model, call: Call, tensors: Sequence[InputTensor]) -> _Admission:
+        """Take the request's share of the memory budget (ResourceExhausted when it does not
+        fit); every admission ends in one `_finish`, however the request ends."""
+        admission = _Admission(model, call, Timing(), checks.declared_bytes(tensors, model))
         self.inflight += 1
-        try:
-            if self.budget_bytes and self.inflight_bytes + size > self.budget_bytes:
-                raise ResourceExhausted(
-                    f"model '{model.name}': the request's inputs take {size:,} bytes and "
-                    f"{self.inflight_bytes:,} of the {self.budget_bytes:,} allowed "
-                    "(--max-inflight-mb) are in use; retry later or send a smaller batch"
-                )
-            self.inflight_bytes += size
-            try:
-                yield admission
-            finally:
-                self.inflight_bytes -= size
-        except RequestError as error:
-            status, reason = type(error).__name__, str(error)
-            raise
-        except asyncio.CancelledError:
-            status, reason = "Cancelled", "the client cancelled the call or its deadline passed"
-            raise
-        except Exception as error:
-            status, reason = "Internal", f"{type(error).__name__}: {error}"
-            raise
-        finally:
-            self.inflight -= 1
-            if status == "OK":
-                self.statistics.success(model.name, model.version, admission.items, timing)
-            else:
-                self.statistics.failure(model.name, model.version, timing)
-            job = admission.job
+        if self.budget_bytes and self.inflight_bytes + admission.size > self.budget_bytes:
+            error = ResourceExhausted(
+                f"model '{model.name}': the request's inputs take {admission.size:,} bytes "
+                f"and {self.inflight_bytes:,} of the {self.budget_bytes:,} allowed "
+                "(--max-inflight-mb) are in use; retry later or send a smaller batch"
+            )
+            admission.size = 0
+            self._finish(admission, error)
+            raise error
+        self.inflight_bytes += admission.size
+        return admission
+
+    def _finish(self, admission: _Admission, error: BaseException | None) -> None:
+        """Give the budget back and tell the statistics and every observer how it ended."""
+        self.inflight -= 1
+        self.inflight_bytes -= admission.size
+        model, timing, job = admission.model, admission.timing, admission.job
+        batch = job.batch_items if job is not None else 0
+        if error is None:
+            status, reason = "OK", ""
+            self.statistics.success(model.name, model.version, admission.items, timing, batch)
+        else:
+            status, reason = _status(error)
+            self.statistics.failure(model.name, model.version, timing)
+        if self.observers:
             outcome = Outcome(
-                call.api,
+                admission.call.api,
                 model.name,
                 model.version,
                 admission.items,
                 status,
                 reason,
                 timing,
-                job.batch_items if job is not None else 0,
+                batch,
             )
             for observer in self.observers:
                 observer.observe(outcome)
 
-    @asynccontextmanager
-    async def call_opened(self) -> AsyncIterator[None]:
-        """Count a transport's call as open for the block; once shutdown has begun, a new call
-        is Unavailable (calls already open go on: the drain waits for them)."""
-        if self.shutting_down:
-            raise Unavailable("the server is shutting down: retry shortly, or on another server")
-        self.open_calls += 1
-        self._no_calls.clear()
-        try:
-            yield
-        finally:
-            self.open_calls -= 1
-            if self.open_calls == 0:
-                self._no_calls.set()
+    def call_opened(self) -> _OpenCall:
+        """Count a transport's call as open for a `with` (or `async with`) block; once shutdown
+        has begun, a new call is Unavailable (calls already open go on: the drain waits for
+        them)."""
+        return _OpenCall(self)
 
     async def drained(self) -> None:
         """Return once no call is open."""
@@ -376,6 +404,15 @@ class DataPlane:
         """Stop the inference threads (once the transports have drained)."""
         if self._executor is not None:
             self._executor.shutdown()
+
+
+def _status(error: BaseException) -> tuple[str, str]:
+    """The status and reason observers see for a request that ended in `error`."""
+    if isinstance(error, RequestError):
+        return type(error).__name__, str(error)
+    if isinstance(error, asyncio.CancelledError):
+        return "Cancelled", "the client cancelled the call or its deadline passed"
+    return "Internal", f"{type(error).__name__}: {error}"
 
 
 def _late(model: Model, call: Call, deadline: float) -> str:

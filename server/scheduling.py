@@ -143,11 +143,20 @@ class Runner:
         """The expected run time of a job of `items` items, in seconds."""
         return self.fixed_seconds + self.item_seconds * max(items, 1)
 
+    def run_inline(self, job: Job) -> Arrays | None:
+        """The job's outputs if it is small enough to run right here and no thread is busy
+        (it would wait for nothing), else None: `run` it."""
+        if self.estimate(job.items) < self.executor.limits.inline_seconds and self.executor.idle:
+            job.batch_items = job.items
+            return self.session.run(job.outputs, job.feeds)
+        return None
+
     async def run(self, job: Job, queue_limit: int = 0) -> Arrays:
         """The job's outputs; its run stops if the awaiting call is cancelled."""
+        results = self.run_inline(job)
+        if results is not None:
+            return results
         job.batch_items = job.items
-        if self.estimate(job.items) < self.executor.limits.inline_seconds and self.executor.idle:
-            return self.session.run(job.outputs, job.feeds)
         self.executor.admit(queue_limit)
         stop = _Stop()
         queued = time.perf_counter_ns()
@@ -205,7 +214,6 @@ class Batcher:
         self.config = config
         self.max_batch = max_batch
         self._waiting: list[_Waiting] = []
-        self._running = False
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -213,6 +221,13 @@ class Batcher:
     def depth(self) -> int:
         """Jobs waiting to be batched."""
         return len(self._waiting)
+
+    def run_inline(self, job: Job) -> Arrays | None:
+        """The job's outputs when nothing could join it (no delay, nothing waiting or running)
+        and it is small enough to run right here, else None: `run` it."""
+        if self.config.max_delay_seconds or self._waiting or not self._idle():
+            return None
+        return self.runner.run_inline(job)
 
     async def run(self, job: Job) -> Arrays:
         """The job's outputs, once the batch it joins has run."""
@@ -237,11 +252,14 @@ class Batcher:
                 self._waiting.remove(waiting)  # never runs
             raise
 
+    def _idle(self) -> bool:
+        return self._task is None or self._task.done()
+
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._wake is None:
             self._wake = asyncio.Event()
         self._wake.set()
-        if self._task is None or self._task.done():
+        if self._idle():
             self._task = loop.create_task(self._dispatch(), name="batcher")
 
     async def _dispatch(self) -> None:

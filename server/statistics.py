@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 __all__ = ["BatchStatistics", "Duration", "ModelStatistics", "Statistics", "Timing"]
 
@@ -75,48 +75,87 @@ class Timing:
         return time.perf_counter_ns() - self.started
 
 
+class _Counters:
+    """One model version's figures as they grow: [count, ns] pairs, mutated under the lock."""
+
+    def __init__(self) -> None:
+        self.last_inference_ms = 0
+        self.inference_count = 0
+        self.executions = 0.0
+        self.stages = {stage: [0, 0] for stage in _STAGES}
+        self.batches: dict[int, list[list[int]]] = {}
+
+    def snapshot(self, name: str, version: str) -> ModelStatistics:
+        stages = {stage: Duration(*pair) for stage, pair in self.stages.items()}
+        return ModelStatistics(
+            name,
+            version,
+            self.last_inference_ms,
+            self.inference_count,
+            round(self.executions),
+            **stages,
+            batches=tuple(
+                BatchStatistics(size, *(Duration(*pair) for pair in self.batches[size]))
+                for size in sorted(self.batches)
+            ),
+        )
+
+
+_STAGES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
+
+
+def _add(pair: list[int], ns: int) -> None:
+    pair[0] += 1
+    pair[1] += ns
+
+
 class Statistics:
     """Thread-safe statistics of every model version that has served or failed a request."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, str], ModelStatistics] = {}
+        self._models: dict[tuple[str, str], _Counters] = {}
 
-    def success(self, name: str, version: str, items: int, timing: Timing) -> None:
-        """Record a successful request of `items` items (its model ran once for it)."""
+    def success(
+        self, name: str, version: str, items: int, timing: Timing, batch_items: int = 0
+    ) -> None:
+        """Record a successful request of `items` items, run in a batch of `batch_items` (its own
+        size if 0): a batch of several requests counts as one execution among them."""
+        total = timing.total
+        ran_with = batch_items or items
         with self._lock:
-            stats = self._get(name, version)
-            batches = {batch.batch_size: batch for batch in stats.batches}
-            batch = batches.get(items, BatchStatistics(items))
-            batches[items] = replace(
-                batch,
-                compute_input=batch.compute_input.plus(timing.compute_input),
-                compute_infer=batch.compute_infer.plus(timing.compute_infer),
-                compute_output=batch.compute_output.plus(timing.compute_output),
-            )
-            self._models[name, version] = replace(
-                stats,
-                last_inference_ms=time.time_ns() // 1_000_000,
-                inference_count=stats.inference_count + items,
-                execution_count=stats.execution_count + 1,
-                success=stats.success.plus(timing.total),
-                queue=stats.queue.plus(timing.queue),
-                compute_input=stats.compute_input.plus(timing.compute_input),
-                compute_infer=stats.compute_infer.plus(timing.compute_infer),
-                compute_output=stats.compute_output.plus(timing.compute_output),
-                batches=tuple(batches[size] for size in sorted(batches)),
-            )
+            counters = self._models.get((name, version))
+            if counters is None:
+                counters = self._models[name, version] = _Counters()
+            counters.last_inference_ms = time.time_ns() // 1_000_000
+            counters.inference_count += items
+            counters.executions += items / ran_with if ran_with else 1.0
+            stages = counters.stages
+            _add(stages["success"], total)
+            _add(stages["queue"], timing.queue)
+            _add(stages["compute_input"], timing.compute_input)
+            _add(stages["compute_infer"], timing.compute_infer)
+            _add(stages["compute_output"], timing.compute_output)
+            batch = counters.batches.setdefault(ran_with, [[0, 0], [0, 0], [0, 0]])
+            _add(batch[0], timing.compute_input)
+            _add(batch[1], timing.compute_infer)
+            _add(batch[2], timing.compute_output)
 
     def failure(self, name: str, version: str, timing: Timing) -> None:
         """Record a request to this model version that failed."""
+        total = timing.total
         with self._lock:
-            stats = self._get(name, version)
-            self._models[name, version] = replace(stats, fail=stats.fail.plus(timing.total))
+            counters = self._models.get((name, version))
+            if counters is None:
+                counters = self._models[name, version] = _Counters()
+            _add(counters.stages["fail"], total)
 
     def of(self, models: Iterable[tuple[str, str]]) -> list[ModelStatistics]:
         """The statistics of each (name, version), zero for those without any request yet."""
         with self._lock:
-            return [self._models.get(key, ModelStatistics(*key)) for key in models]
-
-    def _get(self, name: str, version: str) -> ModelStatistics:
-        return self._models.get((name, version), ModelStatistics(name, version))
+            return [
+                counters.snapshot(*key)
+                if (counters := self._models.get(key))
+                else ModelStatistics(*key)
+                for key in models
+            ]

@@ -228,6 +228,16 @@ def server(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.fixture(scope="session")
+def http_server(
+    model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server for the session, serving the float32 article model over gRPC and HTTP."""
+    running = start_server(model_onnx, tmp_dir=tmp_path_factory.mktemp("http-server"), http=True)
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.fixture(scope="session")
 def uint8_server(
     model_onnx_uint8: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:

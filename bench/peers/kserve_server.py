@@ -5,7 +5,8 @@ KServe's docs write one. Runs in build/peers-venv (`make bench-peers`), not scra
     build/peers-venv/bin/python bench/peers/kserve_server.py --model artifacts/model.onnx --port 0
 
 KServe's defaults otherwise (one process, 4 gRPC threads, a log line per request), except that
-its gRPC and REST servers listen on --host, not on every interface.
+its gRPC and REST servers listen on --host, not on every interface. Prints `listening on` for
+the gRPC port and `http listening on` for the REST port.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.argv = sys.argv[:1]
 
 import kserve  # type: ignore[import-not-found]  # noqa: E402
 import kserve.protocol.grpc.server as kserve_grpc  # type: ignore[import-not-found]  # noqa: E402
-import uvicorn  # type: ignore[import-not-found]  # noqa: E402
+import uvicorn  # noqa: E402
 from kserve import InferOutput, InferRequest, InferResponse  # noqa: E402
 
 DATATYPES = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8"}
@@ -77,12 +78,12 @@ def listen_on(host: str) -> None:
             server.add_insecure_port = lambda address: add_port(address.replace("[::]", host))
             return server
 
-    class Config(uvicorn.Config):  # type: ignore[misc]
+    class Config(uvicorn.Config):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **{**kwargs, "host": host})
 
     kserve_grpc.aio = Aio
-    uvicorn.Config = Config
+    uvicorn.Config = Config  # type: ignore[misc]
 
 
 def free_port(host: str) -> int:
@@ -99,9 +100,13 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--model-name", default="scratchnet")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--http-port", type=int, default=0, help="the REST port (0: a free one)")
     args = parser.parse_args(_ARGS)
     listen_on(args.host)
     port = args.port or free_port(args.host)
+    http_port = args.http_port or free_port(args.host)
     model = OnnxModel(args.model_name, args.model, args.threads)
+    # The lines scratchnet.launcher reads, as `python -m server --http-port` prints them.
     print(f"listening on {args.host}:{port}", flush=True)
-    kserve.ModelServer(grpc_port=port, http_port=free_port(args.host)).start([model])
+    print(f"http listening on {args.host}:{http_port}", flush=True)
+    kserve.ModelServer(grpc_port=port, http_port=http_port).start([model])

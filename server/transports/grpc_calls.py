@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from google.protobuf import message_factory
@@ -33,13 +32,13 @@ from server.dataplane import Call, DataPlane
 __all__ = ["Context", "Timeouts", "add_service", "call_of", "status_on_error"]
 
 _log = logging.getLogger(__name__)
-_Request = TypeVar("_Request", bound=Message)
 if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
     Context = grpc.aio.ServicerContext[Any, Any]
     Handler = grpc.RpcMethodHandler[Any, Any]
 else:
     Context = grpc.aio.ServicerContext
     Handler = grpc.RpcMethodHandler
+Parser = Callable[[bytes], Any]
 Unary = Callable[[Any, Context], Awaitable[Message]]
 Streaming = Callable[[AsyncIterator[Any], Context], AsyncIterator[Message]]
 
@@ -54,19 +53,32 @@ class Timeouts:
     """Between two requests of a stream (an idle stream)."""
 
 
-@asynccontextmanager
-async def status_on_error(context: Context) -> AsyncIterator[None]:
-    """Report a RequestError raised in the block as its status code, anything else as INTERNAL;
-    works in unary handlers and inside streaming handlers alike."""
-    try:
-        yield
-    except RequestError as error:
-        await context.abort(status_of(error).grpc, str(error))
-    except (asyncio.CancelledError, grpc.aio.AbortError):
-        raise  # the client is gone, or the status is chosen already
-    except Exception:
-        _log.exception("unexpected error while handling a call")
-        await context.abort(INTERNAL.grpc, "internal server error (see the server log)")
+def status_on_error(context: Context) -> _StatusOnError:
+    """Report a RequestError raised in the `async with` block as its status code, anything else
+    as INTERNAL; works in unary handlers and inside streaming handlers alike."""
+    return _StatusOnError(context)
+
+
+class _StatusOnError:
+    """status_on_error's block; a class, not a generator: every call enters one."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: Context) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: Any, _: Any) -> bool:
+        if error is None or isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
+            return False  # no error; or the client is gone, or the status is chosen already
+        if isinstance(error, RequestError):
+            await self._context.abort(status_of(error).grpc, str(error))
+        elif isinstance(error, Exception):
+            _log.error("unexpected error while handling a call", exc_info=error)
+            await self._context.abort(INTERNAL.grpc, "internal server error (see the server log)")
+        return False
 
 
 def call_of(context: Context, api: str) -> Call:
@@ -76,12 +88,16 @@ def call_of(context: Context, api: str) -> Call:
     return Call(api, deadline)
 
 
-def _parse(message_class: type[_Request], data: bytes, method: str) -> _Request:
+def _parse(parse: Parser, data: bytes, method: str, type_name: str) -> Any:
     try:
-        return message_class.FromString(data)
+        return parse(data)
     except DecodeError as error:
+        # protobuf's own message names the type; a parser of ours says what it found.
+        detail = str(error)
+        if type_name not in detail:
+            detail = f"Error parsing message with type '{type_name}': {detail}"
         raise InvalidArgument(
-            f"the request to {method} is not a valid protobuf message ({error}), expected one "
+            f"the request to {method} is not a valid protobuf message ({detail}), expected one "
             "encoded with the server's .proto (reflection describes it)"
         ) from None
 
@@ -89,30 +105,33 @@ def _parse(message_class: type[_Request], data: bytes, method: str) -> _Request:
 async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> bytes | None:
     """The next message of the call, None at its end; DeadlineExceeded after `seconds`."""
     try:
-        return await asyncio.wait_for(anext(requests), seconds)
+        # asyncio.timeout, not wait_for: no task of its own for every message.
+        async with asyncio.timeout(seconds):
+            return await anext(requests)
     except StopAsyncIteration:
         return None
     except TimeoutError:
         raise DeadlineExceeded(what) from None
 
 
-def _unary_handler(method: Any, behavior: Unary, timeouts: Timeouts, plane: DataPlane) -> Handler:
+def _unary_handler(
+    method: Any, behavior: Unary, timeouts: Timeouts, plane: DataPlane, parse: Parser
+) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
-    request_class = message_factory.GetMessageClass(method.input_type)
+    stalled = (
+        f"the request to {path} did not arrive within {timeouts.upload_seconds:g} s "
+        "(--upload-seconds): the call is closed"
+    )
 
     async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
-        async with status_on_error(context), plane.call_opened():
-            data = await _next(
-                requests,
-                timeouts.upload_seconds,
-                f"the request to {path} did not arrive within {timeouts.upload_seconds:g} s "
-                "(--upload-seconds): the call is closed",
-            )
-            if data is None:
-                raise InvalidArgument(f"the call to {path} ended without a request message")
-            request = _parse(request_class, data, path)
-            del data  # the message holds a copy of its own: one less per call in flight
-            return await behavior(request, context)
+        async with status_on_error(context):
+            with plane.call_opened():
+                data = await _next(requests, timeouts.upload_seconds, stalled)
+                if data is None:
+                    raise InvalidArgument(f"the call to {path} ended without a request message")
+                request = _parse(parse, data, path, method.input_type.full_name)
+                del data  # the message holds a copy of its own: one less per call in flight
+                return await behavior(request, context)
 
     return grpc.stream_unary_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
@@ -120,27 +139,26 @@ def _unary_handler(method: Any, behavior: Unary, timeouts: Timeouts, plane: Data
 
 
 def _streaming_handler(
-    method: Any, behavior: Streaming, timeouts: Timeouts, plane: DataPlane
+    method: Any, behavior: Streaming, timeouts: Timeouts, plane: DataPlane, parse: Parser
 ) -> Handler:
     path = f"/{method.containing_service.full_name}/{method.name}"
-    request_class = message_factory.GetMessageClass(method.input_type)
+    idle = (
+        f"no request on this stream of {path} for {timeouts.idle_seconds:g} s "
+        "(--stream-idle-seconds): the stream is closed"
+    )
 
     async def requests_of(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
         while True:
-            data = await _next(
-                raw,
-                timeouts.idle_seconds,
-                f"no request on this stream of {path} for {timeouts.idle_seconds:g} s "
-                "(--stream-idle-seconds): the stream is closed",
-            )
+            data = await _next(raw, timeouts.idle_seconds, idle)
             if data is None:
                 return
-            yield _parse(request_class, data, path)
+            yield _parse(parse, data, path, method.input_type.full_name)
 
     async def handle(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
-        async with status_on_error(context), plane.call_opened():
-            async for response in behavior(requests_of(raw, context), context):
-                yield response
+        async with status_on_error(context):
+            with plane.call_opened():
+                async for response in behavior(requests_of(raw, context), context):
+                    yield response
 
     return grpc.stream_stream_rpc_method_handler(
         handle, response_serializer=lambda message: message.SerializeToString()
@@ -148,9 +166,16 @@ def _streaming_handler(
 
 
 def add_service(
-    server: grpc.aio.Server, service: Any, servicer: object, timeouts: Timeouts, plane: DataPlane
+    server: grpc.aio.Server,
+    service: Any,
+    servicer: object,
+    timeouts: Timeouts,
+    plane: DataPlane,
+    parsers: Mapping[str, Parser] | None = None,
 ) -> None:
-    """Register every method of `service` (a ServiceDescriptor) that `servicer` implements.
+    """Register every method of `service` (a ServiceDescriptor) that `servicer` implements, its
+    requests parsed by protobuf or, for the methods in `parsers`, by their own parser (which
+    raises DecodeError on bad bytes).
 
     Methods the servicer lacks are not registered: gRPC answers them itself, as any unknown
     method (UNIMPLEMENTED, "Method not found!"), and logs nothing.
@@ -160,10 +185,13 @@ def add_service(
         behavior = getattr(servicer, method.name, None)
         if behavior is None:
             continue
+        parse = (parsers or {}).get(method.name) or message_factory.GetMessageClass(
+            method.input_type
+        ).FromString
         if method.client_streaming and method.server_streaming:
-            handlers[method.name] = _streaming_handler(method, behavior, timeouts, plane)
+            handlers[method.name] = _streaming_handler(method, behavior, timeouts, plane, parse)
         elif not method.client_streaming and not method.server_streaming:
-            handlers[method.name] = _unary_handler(method, behavior, timeouts, plane)
+            handlers[method.name] = _unary_handler(method, behavior, timeouts, plane, parse)
         else:
             raise NotImplementedError(f"{method.full_name}: only unary and bidi methods here")
     generic = grpc.method_handlers_generic_handler(service.full_name, handlers)

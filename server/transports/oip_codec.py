@@ -9,6 +9,7 @@ reported in the words Triton uses for them.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,51 +21,88 @@ from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
 from server.model_config import ModelConfig
 from server.repository import IndexEntry
+from server.shared_memory import BYTE_SIZE, REGION, Region, SharedMemory, requested_region
 from server.statistics import Duration, ModelStatistics
 from server.tensors import InputTensor, pack_strings
+from server.transports import wire
 
 __all__ = [
     "PLATFORM",
+    "Received",
     "infer_request",
     "infer_response",
     "model_config",
     "model_metadata",
     "model_statistics",
+    "receive",
     "repository_index",
+    "shared_memory_status",
 ]
 
 PLATFORM = "onnxruntime_onnx"
 """The platform Triton reports for ONNX models run by onnxruntime."""
 
-# Tensor parameters that ask for a Triton extension this server lacks. Ignoring them would answer
-# something else than was asked (data in the message instead of a shared-memory region), so they
-# are refused.
-_EXTENSION_PARAMETERS = {"shared_memory_region": "shared-memory"}
+
+@dataclass(frozen=True)
+class Received:
+    """A ModelInferRequest as received: the message without its raw input contents, and those
+    as views of the received bytes (see server.transports.wire)."""
+
+    message: pb.ModelInferRequest
+    raw: Sequence[bytes | memoryview]
 
 
-def infer_request(message: pb.ModelInferRequest) -> InferRequest:
-    """The data plane's request for a ModelInferRequest."""
+_RAW_INPUT_CONTENTS = pb.ModelInferRequest.DESCRIPTOR.fields_by_name["raw_input_contents"].number
+
+
+def receive(data: bytes) -> Received:
+    """Parse a serialized ModelInferRequest, keeping its tensors' bytes uncopied; DecodeError
+    when `data` is not one."""
+    if len(data) < wire.SPLIT_ABOVE:
+        message = pb.ModelInferRequest.FromString(data)
+        return Received(message, message.raw_input_contents)
+    raw, rest = wire.split(data, _RAW_INPUT_CONTENTS)
+    return Received(pb.ModelInferRequest.FromString(rest), raw)
+
+
+def infer_request(received: Received, shared: SharedMemory | None = None) -> InferRequest:
+    """The data plane's request for a received ModelInferRequest; inputs that name a region
+    of `shared` memory are read from it in place."""
+    message = received.message
     model = clip(message.model_name)
-    raw = message.raw_input_contents
+    raw = list(received.raw)
     names = [tensor.name for tensor in message.inputs]
+    in_memory = [
+        requested_region(_parameters(tensor.parameters), _what(tensor, model))
+        if tensor.parameters
+        else None
+        for tensor in message.inputs
+    ]
+    sent = len(names) - sum(region is not None for region in in_memory)
     # With no inputs or a repeated one, the data plane's words for that mistake say more.
-    if raw and len(raw) != len(names) and names and len(set(names)) == len(names):
+    if raw and len(raw) != sent and names and len(set(names)) == len(names):
         raise InvalidArgument(
-            f"expected {len(names)} raw_input_contents {'entry' if len(names) == 1 else 'entries'}"
-            f" (one per input) for model '{model}', got {len(raw)}"
+            f"expected {sent} raw_input_contents {'entry' if sent == 1 else 'entries'}"
+            f" (one per input not in shared memory) for model '{model}', got {len(raw)}"
         )
     inputs = []
-    for index, tensor in enumerate(message.inputs):
+    for tensor, region in zip(message.inputs, in_memory, strict=True):
+        what = _what(tensor, model)
         has_contents = tensor.HasField("contents")
         if raw and has_contents:
             raise InvalidArgument(
                 f"contents field must not be specified when using raw_input_contents for "
                 f"'{clip(tensor.name)}' for model '{model}'"
             )
-        what = f"input '{clip(tensor.name)}' of model '{model}'"
-        _refuse_extension_parameters(tensor.parameters, what)
+        data: bytes | memoryview | None = None
+        if region is not None:
+            if shared is None:
+                raise InvalidArgument(f"{what}: this transport does not take shared memory")
+            data = shared.view(*region, what)
+        elif raw:
+            data = raw.pop(0)
         typed, field = _typed_values(tensor, what) if has_contents else (None, "")
-        if not raw and not has_contents:
+        if data is None and not has_contents and not received.raw:
             raise InvalidArgument(
                 f"unable to find data for input tensor '{clip(tensor.name)}' for model "
                 f"'{model}' in request: expected raw_input_contents or contents"
@@ -74,17 +112,15 @@ def infer_request(message: pb.ModelInferRequest) -> InferRequest:
                 name=tensor.name,
                 datatype=tensor.datatype,
                 shape=tuple(tensor.shape),
-                raw=raw[index] if index < len(raw) else None,
+                raw=data,
                 typed=typed,
                 typed_field=field,
             )
         )
-    outputs = []
-    for output in message.outputs:
-        _refuse_extension_parameters(
-            output.parameters, f"output '{clip(output.name)}' of model '{model}'"
-        )
-        outputs.append(RequestedOutput(output.name, _parameters(output.parameters)))
+    outputs = [
+        RequestedOutput(output.name, _parameters(output.parameters) if output.parameters else {})
+        for output in message.outputs
+    ]
     return InferRequest(
         model_name=message.model_name,
         model_version=message.model_version,
@@ -94,20 +130,51 @@ def infer_request(message: pb.ModelInferRequest) -> InferRequest:
     )
 
 
-def infer_response(response: InferResponse) -> pb.ModelInferResponse:
-    """A ModelInferResponse with every output as a raw little-endian tensor, in order."""
+def _what(tensor: Any, model: str) -> str:
+    return f"input '{clip(tensor.name)}' of model '{model}'"
+
+
+def infer_response(
+    response: InferResponse,
+    requested: Sequence[RequestedOutput] = (),
+    shared: SharedMemory | None = None,
+) -> pb.ModelInferResponse:
+    """A ModelInferResponse with every output as a raw little-endian tensor, in order; outputs
+    `requested` into a region of `shared` memory are written there instead (their raw entry
+    left empty, so that the others keep their places)."""
     message = pb.ModelInferResponse(
         model_name=response.model_name, model_version=response.model_version, id=response.id
     )
+    regions = {output.name: output.parameters for output in requested}
     for name, value in response.outputs.items():
         datatype = datatypes.by_numpy(value.dtype)
-        message.outputs.add(name=name, datatype=datatype.name, shape=value.shape)
-        if datatype.itemsize == 0:
-            message.raw_output_contents.append(pack_strings(value))
-        else:
-            message.raw_output_contents.append(
-                np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
+        tensor = message.outputs.add(name=name, datatype=datatype.name, shape=value.shape)
+        data = (
+            pack_strings(value)
+            if datatype.itemsize == 0
+            else np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
+        )
+        wanted = regions.get(name)
+        if not wanted:
+            message.raw_output_contents.append(data)
+            continue
+        what = f"output '{name}' of model '{response.model_name}'"
+        region = requested_region(wanted, what)
+        if region is None:
+            message.raw_output_contents.append(data)
+            continue
+        if shared is None:
+            raise InvalidArgument(f"{what}: this transport does not take shared memory")
+        name_of, offset, size = region
+        if len(data) > size:
+            raise InvalidArgument(
+                f"{what}: {len(data)} bytes do not fit in the {size} bytes given in shared memory "
+                f"region '{clip(name_of)}'"
             )
+        shared.view(name_of, offset, len(data), what)[:] = data
+        tensor.parameters[REGION].string_param = name_of
+        tensor.parameters[BYTE_SIZE].int64_param = len(data)
+        message.raw_output_contents.append(b"")
     return message
 
 
@@ -202,6 +269,22 @@ def model_statistics(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse
     return message
 
 
+def shared_memory_status(regions: Sequence[Region]) -> pb.SystemSharedMemoryStatusResponse:
+    """The registered regions, by name."""
+    status = pb.SystemSharedMemoryStatusResponse.RegionStatus
+    return pb.SystemSharedMemoryStatusResponse(
+        regions={
+            region.name: status(
+                name=region.name,
+                key=region.key,
+                offset=region.offset,
+                byte_size=region.byte_size,
+            )
+            for region in regions
+        }
+    )
+
+
 def _duration(message: pb.StatisticDuration, duration: Duration) -> None:
     message.count, message.ns = duration.count, duration.ns
 
@@ -221,12 +304,3 @@ def _typed_values(
     # Empty contents: the data plane reports the count against the shape, in the right field.
     datatype = datatypes.by_name(tensor.datatype)
     return [], (datatype.contents_field if datatype and datatype.contents_field else "contents")
-
-
-def _refuse_extension_parameters(parameters: Mapping[str, Any], what: str) -> None:
-    for key in parameters:
-        if key in _EXTENSION_PARAMETERS:
-            raise InvalidArgument(
-                f"{what}: parameter '{key}' needs Triton's {_EXTENSION_PARAMETERS[key]} "
-                "extension, which this server does not support; send the tensor without it"
-            )

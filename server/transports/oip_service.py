@@ -18,6 +18,7 @@ from scratchnet.versions import scratchnet_version
 from server.dataplane import DataPlane
 from server.model_control import ModelControl
 from server.repository import READY
+from server.shared_memory import SharedMemory
 from server.transports import oip_codec
 from server.transports.grpc_calls import Context, Timeouts, add_service, call_of
 
@@ -38,6 +39,7 @@ EXTENSIONS: tuple[str, ...] = (
     "classification",
     "model_repository",
     "model_configuration",
+    "system_shared_memory",
     "statistics",
 )
 """Triton's named extensions this server implements (the streaming RPC is not one of them: it
@@ -47,9 +49,10 @@ is part of Triton's service definition)."""
 class InferenceServicer:
     """The Open Inference Protocol over the data plane."""
 
-    def __init__(self, plane: DataPlane, control: ModelControl) -> None:
+    def __init__(self, plane: DataPlane, control: ModelControl, shared: SharedMemory) -> None:
         self._plane = plane
         self._control = control
+        self._shared = shared
         self._version = scratchnet_version()
 
     async def ServerLive(
@@ -151,13 +154,13 @@ class InferenceServicer:
         return oip_codec.model_statistics(self._plane.statistics.of(keys))
 
     async def ModelInfer(
-        self, request: pb.ModelInferRequest, context: Context
+        self, request: oip_codec.Received, context: Context
     ) -> pb.ModelInferResponse:
         """Run a model on one request."""
         return await self._infer(request, context)
 
     async def ModelStreamInfer(
-        self, requests: AsyncIterator[pb.ModelInferRequest], context: Context
+        self, requests: AsyncIterator[oip_codec.Received], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """One response per request, in order; a failed request is reported in its response's
         `error_message` (with its id, as Triton does) and the stream goes on."""
@@ -168,7 +171,7 @@ class InferenceServicer:
             except RequestError as error:
                 yield pb.ModelStreamInferResponse(
                     error_message=str(error),
-                    infer_response=pb.ModelInferResponse(id=request.id),
+                    infer_response=pb.ModelInferResponse(id=request.message.id),
                 )
 
     def _versions(self, name: str) -> list[str]:
@@ -181,17 +184,43 @@ class InferenceServicer:
                 f"{self._control.mode}: start the server with --model-control-mode explicit"
             )
 
-    async def _infer(
-        self, request: pb.ModelInferRequest, context: Context
-    ) -> pb.ModelInferResponse:
-        answer = await self._plane.infer(oip_codec.infer_request(request), call_of(context, API))
-        return oip_codec.infer_response(answer)
+    async def SystemSharedMemoryRegister(
+        self, request: pb.SystemSharedMemoryRegisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryRegisterResponse:
+        """Map a region of a /dev/shm object for the inputs and outputs of later calls."""
+        self._shared.register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def SystemSharedMemoryStatus(
+        self, request: pb.SystemSharedMemoryStatusRequest, context: Context
+    ) -> pb.SystemSharedMemoryStatusResponse:
+        """The registered regions (or the one named)."""
+        return oip_codec.shared_memory_status(self._shared.status(request.name))
+
+    async def SystemSharedMemoryUnregister(
+        self, request: pb.SystemSharedMemoryUnregisterRequest, context: Context
+    ) -> pb.SystemSharedMemoryUnregisterResponse:
+        """Forget a region (every region if no name is given)."""
+        self._shared.unregister(request.name)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def _infer(self, request: oip_codec.Received, context: Context) -> pb.ModelInferResponse:
+        infer = oip_codec.infer_request(request, self._shared)
+        answer = await self._plane.infer(infer, call_of(context, API))
+        return oip_codec.infer_response(answer, infer.outputs, self._shared)
 
 
 def add_to_server(
-    server: grpc.aio.Server, plane: DataPlane, control: ModelControl, timeouts: Timeouts
+    server: grpc.aio.Server,
+    plane: DataPlane,
+    control: ModelControl,
+    timeouts: Timeouts,
+    shared: SharedMemory,
 ) -> None:
     """Register inference.GRPCInferenceService on `server`, serving `plane` and `control`: the
     RPCs InferenceServicer implements (gRPC answers Triton's others, e.g. CUDA shared memory,
     with UNIMPLEMENTED and "Method not found!")."""
-    add_service(server, SERVICE, InferenceServicer(plane, control), timeouts, plane)
+    # ModelInfer's tensors are read in place, not copied by protobuf (server.transports.wire).
+    parsers = {"ModelInfer": oip_codec.receive, "ModelStreamInfer": oip_codec.receive}
+    servicer = InferenceServicer(plane, control, shared)
+    add_service(server, SERVICE, servicer, timeouts, plane, parsers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2 as pb
@@ -10,25 +11,57 @@ from scratchnet.contract import LABEL, PROBABILITIES, SCORES
 from server.dataplane import ClassifyRequest, ClassifyResponse
 from server.model import Model
 from server.tensors import InputTensor
+from server.transports import wire
 
-__all__ = ["classify_request", "model_info", "predict_response"]
+__all__ = ["Received", "classify_request", "model_info", "predict_response", "receive"]
+
+_IMAGES = pb.PredictRequest.DESCRIPTOR.fields_by_name["images"].number
+_DATA = pb.Tensor.DESCRIPTOR.fields_by_name["data"].number
 
 
-def classify_request(message: pb.PredictRequest, default_model: str) -> ClassifyRequest:
+@dataclass(frozen=True)
+class Received:
+    """A PredictRequest as received: the message without its pixels, and those as a view of the
+    received bytes (see server.transports.wire); None when it has no images tensor."""
+
+    message: pb.PredictRequest
+    pixels: bytes | memoryview | None
+
+
+def receive(data: bytes) -> Received:
+    """Parse a serialized PredictRequest, keeping its pixels uncopied; DecodeError when `data`
+    is not one."""
+    if len(data) < wire.SPLIT_ABOVE:
+        message = pb.PredictRequest.FromString(data)
+        return Received(message, message.images.data if message.HasField("images") else None)
+    tensors, rest = wire.split(data, _IMAGES)
+    message = pb.PredictRequest.FromString(rest)
+    pixels = None
+    for tensor in tensors:  # several occurrences of a message field merge, as protobuf's do
+        data_fields, tensor_rest = wire.split(tensor, _DATA)
+        message.images.MergeFromString(tensor_rest)
+        pixels = data_fields[-1] if data_fields else pixels
+    if tensors and pixels is None:
+        pixels = memoryview(b"")
+    return Received(message, pixels)
+
+
+def classify_request(received: Received, default_model: str) -> ClassifyRequest:
     """The data plane's request for a PredictRequest (to `default_model` if it names none)."""
+    message = received.message
     outputs = [LABEL]
     if message.return_scores:
         outputs.append(SCORES)
     if message.return_probabilities:
         outputs.append(PROBABILITIES)
     images = None
-    if message.HasField("images"):
+    if received.pixels is not None:
         tensor = message.images
         images = InputTensor(
             name="images",
             datatype=_datatype_name(tensor.dtype),
             shape=tuple(tensor.shape),
-            raw=tensor.data,
+            raw=received.pixels,
         )
     return ClassifyRequest(
         message.model_name or default_model,

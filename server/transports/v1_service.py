@@ -29,14 +29,14 @@ class ClassifierServicer:
         self._max_message_bytes = max_message_bytes
 
     async def Predict(
-        self, request: classifier_pb2.PredictRequest, context: Context
+        self, request: v1_codec.Received, context: Context
     ) -> classifier_pb2.PredictResponse:
         """Classify one batch."""
         return await self._predict(request, context)
 
     async def PredictStream(
         self,
-        requests: AsyncIterator[classifier_pb2.PredictRequest],
+        requests: AsyncIterator[v1_codec.Received],
         context: Context,
     ) -> AsyncIterator[classifier_pb2.PredictResponse]:
         """Classify a stream of batches, one response per request, in order."""
@@ -60,9 +60,9 @@ class ClassifierServicer:
         return self._plane.repository.default(self._model_name).name
 
     async def _predict(
-        self, request: classifier_pb2.PredictRequest, context: Context
+        self, request: v1_codec.Received, context: Context
     ) -> classifier_pb2.PredictResponse:
-        default = "" if request.model_name else self._default_model()
+        default = "" if request.message.model_name else self._default_model()
         classify = v1_codec.classify_request(request, default)
         return v1_codec.predict_response(
             await self._plane.classify(classify, call_of(context, API))
@@ -78,4 +78,6 @@ def add_to_server(
 ) -> None:
     """Register the v1 Classifier service on `server`, serving `plane`."""
     servicer = ClassifierServicer(plane, model_name, max_message_bytes)
-    add_service(server, SERVICE, servicer, timeouts, plane)
+    # Predict's pixels are read in place, not copied by protobuf (server.transports.wire).
+    parsers = {"Predict": v1_codec.receive, "PredictStream": v1_codec.receive}
+    add_service(server, SERVICE, servicer, timeouts, plane, parsers)

@@ -1,27 +1,37 @@
 """End to end: the C++ client (clients/cpp, built by `make cpp-client`) against the real server.
 
 Its labels must equal the Python client's and the numpy forward pass's on the same images; bad
-input must end in one line on stderr and a non-zero exit.
+input must end in one line on stderr and a non-zero exit. Also: the model and version it asks
+for (a model repository), TLS, mutual TLS and bearer tokens (a secured server), and replicas
+behind one --target (two servers, one killed mid-run).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 
 from clients import Client
-from scratchnet.artifact import Artifact
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.artifact import Artifact, load_artifact, save_artifact
 from scratchnet.datasets import BUNDLED_MNIST, Dataset
 from scratchnet.forward import predict
 from scratchnet.idx import write_idx
-from tests.conftest import RunningServer, assert_one_line_error, start_server
+from tests.certificates import Authority, Pem
+from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.onnx_models import build_classifier
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,14 +48,17 @@ def binary() -> Path:
     return BINARY
 
 
-def run_client(binary: Path, *args: str | os.PathLike[str]) -> subprocess.CompletedProcess[str]:
-    """Run the C++ client with `args`, capturing text output."""
+def run_client(
+    binary: Path, *args: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the C++ client with `args` (and `env` added to the environment), capturing text."""
     return subprocess.run(
         [binary, *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
         check=False,
     )
 
@@ -62,9 +75,9 @@ def write_images_and_labels(
     return images_path, labels_path
 
 
-def assert_cpp_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
-    """The run failed with `code` and one stderr line naming each of `words`."""
-    assert_one_line_error(result, "scratchnet_predict", *words, code=code)
+def assert_cpp_error(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:
+    """The run failed with `code` and one stderr line naming each of `words`; that line."""
+    return assert_one_line_error(result, "scratchnet_predict", *words, code=code)
 
 
 def test_test_set_labels_equal_python_client_and_numpy(
@@ -236,3 +249,316 @@ def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path:
         target = f"127.0.0.1:{silent.getsockname()[1]}"
         result = run_client(binary, "--target", target, "--images", images_path, "--timeout", "0.5")
     assert_cpp_error(result, EXIT_SERVER_ERROR, "GetModelInfo", "0.5 s deadline")
+
+
+# --- choosing the model and its version --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def variant_artifact(artifact: Artifact, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The article's parameters with shifted biases: a second model, made without training, that
+    labels some test images unlike the article's."""
+    path = tmp_path_factory.mktemp("variant") / "variant.npz"
+    shift = np.random.default_rng(3).normal(scale=0.5, size=artifact.biases.shape)
+    save_artifact(path, replace(artifact, biases=artifact.biases + shift))
+    return path
+
+
+@pytest.fixture(scope="module")
+def repository_server(
+    article_artifact: Path, variant_artifact: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A repository of `digits` version 1 (the article's model, the server's default) and
+    `digits2` versions 2 (the article's) and 3 (the variant), both served."""
+    root = tmp_path_factory.mktemp("repository")
+    for artifact, name, version in [
+        (article_artifact, "digits", "1"),
+        (article_artifact, "digits2", "2"),
+        (variant_artifact, "digits2", "3"),
+    ]:
+        run_module(
+            "export", artifact, "--triton-repo", root, "--model-name", name,
+            "--model-version", version,
+        )  # fmt: skip
+    with (root / "digits2" / "config.pbtxt").open("a") as config:
+        config.write("version_policy: { all { } }\n")
+    running = start_server(
+        root, "--model-name", "digits", tmp_dir=root, model_flag="--model-repository"
+    )
+    yield running
+    assert running.stop() == 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "name", "version", "parameters"),
+    [
+        ((), "digits", "1", "article"),
+        (("--model", "digits2"), "digits2", "3", "variant"),
+        (("--model", "digits2", "--model-version", "2"), "digits2", "2", "article"),
+    ],
+    ids=["the server's default", "a model, its newest version", "a model and a version"],
+)
+def test_model_and_version_are_chosen(
+    binary: Path,
+    repository_server: RunningServer,
+    mnist: Dataset,
+    artifact: Artifact,
+    variant_artifact: Path,
+    tmp_path: Path,
+    flags: tuple[str, ...],
+    name: str,
+    version: str,
+    parameters: str,
+) -> None:
+    images_path, labels_path = write_images_and_labels(
+        tmp_path, mnist.test_images[:2000], mnist.test_labels[:2000], compress=False
+    )
+    result = run_client(
+        binary, "--target", repository_server.target, "--images", images_path,
+        "--labels", labels_path, "--json", *flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["model_name"], summary["model_version"]) == (name, version)
+    variant = load_artifact(variant_artifact)
+    chosen, other = (artifact, variant) if parameters == "article" else (variant, artifact)
+    images = mnist.test_images[:2000]
+    assert summary["labels"] == predict(chosen.weights, chosen.biases, images).tolist()
+    assert summary["labels"] != predict(other.weights, other.biases, images).tolist()
+
+
+def test_an_unknown_version_is_one_line(
+    binary: Path, repository_server: RunningServer, mnist: Dataset, tmp_path: Path
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    result = run_client(
+        binary, "--target", repository_server.target, "--images", images_path,
+        "--model", "digits2", "--model-version", "7",
+    )  # fmt: skip
+    assert_cpp_error(result, EXIT_SERVER_ERROR, "NOT_FOUND", "'digits2' version 7")
+
+
+# --- TLS, mutual TLS and bearer tokens ---------------------------------------------------------
+
+TOKENS = ("first-token", "second-token")
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
+    folder = tmp_path_factory.mktemp("pki")
+    ca, other, clients = (Authority(folder, n) for n in ("ca", "other-ca", "client-ca"))
+    return {
+        "ca": ca.pem,
+        "other": other.pem,
+        "server": ca.issue("server", server=True),
+        "client_ca": clients.pem,
+        "client": clients.issue("client", server=False),
+        "stranger": other.issue("stranger", server=False),
+    }
+
+
+@pytest.fixture(scope="module")
+def secured(
+    model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """Mutual TLS and bearer tokens together."""
+    folder = tmp_path_factory.mktemp("secured")
+    tokens = folder / "tokens"
+    tokens.write_text("\n".join(TOKENS) + "\n")
+    running = start_server(
+        model_onnx,
+        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
+        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
+        tmp_dir=folder,
+        health_credentials=grpc.ssl_channel_credentials(
+            root_certificates=pki["ca"].cert.read_bytes(),
+            private_key=pki["client"].key.read_bytes(),
+            certificate_chain=pki["client"].cert.read_bytes(),
+        ),
+    )  # fmt: skip
+    yield running
+    assert running.stop() == 0
+
+
+def _tls(pki: dict[str, Pem], trust: str = "ca", client: str | None = "client") -> list[str]:
+    flags = ["--tls-ca", str(pki[trust].cert)]
+    if client:
+        flags += ["--tls-cert", str(pki[client].cert), "--tls-key", str(pki[client].key)]
+    return flags
+
+
+def test_the_right_client_is_served(
+    binary: Path,
+    secured: RunningServer,
+    pki: dict[str, Pem],
+    mnist: Dataset,
+    artifact: Artifact,
+    tmp_path: Path,
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:2000], mnist.test_labels[:2000], compress=False
+    )
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKENS[0] + "\n")
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images[:2000])
+    runs: list[tuple[list[str], dict[str, str]]] = [
+        (["--token-file", str(token_file)], {}),
+        ([], {"SCRATCHNET_TOKEN": TOKENS[1]}),
+    ]
+    for flags, env in runs:
+        args = ["--target", secured.target, "--images", str(images_path), *_tls(pki), *flags]
+        result = run_client(binary, *args, env=env)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr  # the summary, no gRPC log
+        np.testing.assert_array_equal(np.array(result.stdout.split(), dtype=np.int64), expected)
+
+
+@pytest.mark.parametrize(
+    ("trust", "client", "token", "fragments"),
+    [
+        (None, None, TOKENS[0], ["UNAVAILABLE", "If it requires TLS, pass --tls-ca FILE"]),
+        ("other", "client", TOKENS[0], ["certificate verify failed", "signed by the CA trusted"]),
+        ("ca", None, TOKENS[0], ["UNAVAILABLE", "clients without a certificate (else pass"]),
+        ("ca", "stranger", TOKENS[0], ["UNAVAILABLE", "accept this client certificate"]),
+        ("ca", "client", "", ["UNAUTHENTICATED", "no bearer token was sent: pass --token-file"]),
+        ("ca", "client", "guess", ["UNAUTHENTICATED", "the bearer token sent", "was refused"]),
+    ],
+    ids=[
+        "plaintext", "another CA", "no client certificate", "a stranger's certificate",
+        "no token", "a wrong token",
+    ],
+)  # fmt: skip
+def test_refusals_are_one_line_saying_what_to_change(
+    binary: Path,
+    secured: RunningServer,
+    pki: dict[str, Pem],
+    mnist: Dataset,
+    tmp_path: Path,
+    trust: str | None,
+    client: str | None,
+    token: str,
+    fragments: list[str],
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    flags = _tls(pki, trust, client) if trust else []
+    result = run_client(
+        binary, "--target", secured.target, "--images", images_path, "--timeout", "10", *flags,
+        env={"SCRATCHNET_TOKEN": token},
+    )  # fmt: skip
+    line = assert_cpp_error(result, EXIT_SERVER_ERROR, *fragments)
+    assert TOKENS[0] not in line and "guess" not in line
+
+
+def test_bad_tls_and_token_files_are_named(
+    binary: Path, pki: dict[str, Pem], mnist: Dataset, tmp_path: Path
+) -> None:
+    empty, two = tmp_path / "empty", tmp_path / "two"
+    empty.write_text("\n")
+    two.write_text("secret-one\nsecret-two\n")
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    base = ("--target", "127.0.0.1:1", "--images", images_path)
+    readme = str(REPO / "README.md")
+    cases = [
+        (("--tls-cert", str(pki["client"].cert)), ["--tls-cert and --tls-key go together"]),
+        (("--tls-ca", str(tmp_path / "no.pem")), ["--tls-ca", "no.pem", "cannot read it"]),
+        (("--tls-ca", readme), ["--tls-ca", "README.md: not a PEM certificate"]),
+        (
+            ("--tls-cert", str(pki["client"].cert), "--tls-key", str(pki["client"].cert)),
+            ["--tls-key", "not a PEM private key"],
+        ),
+        (("--token-file", str(empty)), ["--token-file", "holds no token"]),
+        (("--token-file", str(two)), ["expected one token on one line"]),
+        (("--model", ""), ["--model expects a non-empty value"]),
+        (("--target", "127.0.0.1:1,nohost"), ["expected HOST:PORT, several separated by commas"]),
+    ]
+    for flags, fragments in cases:
+        line = assert_cpp_error(run_client(binary, *base, *flags), EXIT_INPUT_ERROR, *fragments)
+        assert "secret" not in line
+
+
+# --- replicas: several targets, round robin, retries -------------------------------------------
+
+
+def served(target: str) -> tuple[int, int]:
+    """(successful calls, images) the server at `target` has answered (Triton's statistics)."""
+    with grpc.insecure_channel(target) as channel:
+        reply = GRPCInferenceServiceStub(channel).ModelStatistics(
+            oip.ModelStatisticsRequest(), timeout=10
+        )
+    return (
+        sum(stats.inference_stats.success.count for stats in reply.model_stats),
+        sum(stats.inference_count for stats in reply.model_stats),
+    )
+
+
+@pytest.fixture
+def replicas(model_onnx: Path, tmp_path: Path) -> Iterator[list[RunningServer]]:
+    """Two servers of the article model on free ports."""
+    servers = [start_server(model_onnx, tmp_dir=tmp_path) for _ in range(2)]
+    yield servers
+    for server in servers:
+        if server.process.poll() is None:  # not the one a test killed
+            assert server.stop() == 0
+
+
+def test_both_replicas_get_traffic_and_the_labels_of_one_server(
+    binary: Path, replicas: list[RunningServer], mnist: Dataset, artifact: Artifact
+) -> None:
+    labels_path = BUNDLED_MNIST / "t10k-labels-idx1-ubyte.gz"
+    images_path = BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz"
+    before = [served(server.target) for server in replicas]
+    targets = ",".join(server.target for server in replicas)
+    result = run_client(
+        binary, "--target", targets, "--images", images_path, "--labels", labels_path,
+        "--batch-size", "500",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    after = [served(server.target) for server in replicas]
+    calls = [now[0] - then[0] for now, then in zip(after, before, strict=True)]
+    images = [now[1] - then[1] for now, then in zip(after, before, strict=True)]
+    assert all(count > 0 for count in calls), calls
+    assert sum(images) == 10000, "each image scored once, on one replica"
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images)
+    np.testing.assert_array_equal(np.array(result.stdout.split(), dtype=np.int64), expected)
+
+
+def test_a_replica_killed_mid_run_costs_no_image(
+    binary: Path, replicas: list[RunningServer], mnist: Dataset, artifact: Artifact
+) -> None:
+    victim, survivor = replicas
+    images_path = BUNDLED_MNIST / "t10k-images-idx3-ubyte.gz"
+    labels_path = BUNDLED_MNIST / "t10k-labels-idx1-ubyte.gz"
+    # Small batches: a thousand calls, so that the run is under way for a while.
+    command = [str(binary), "--target", f"{victim.target},{survivor.target}"]
+    command += ["--images", str(images_path), "--labels", str(labels_path), "--batch-size", "10"]
+    start = served(victim.target)[0]
+    run = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    )
+    try:
+        # Kill the victim once it has answered this run: the run is under way and uses both.
+        while served(victim.target)[0] == start:
+            assert run.poll() is None, run.communicate()
+            time.sleep(0.005)
+        victim.process.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        assert run.poll() is None, "the run ended before the replica was killed"
+        stdout, stderr = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, stderr
+    assert victim.process.wait(10) == -signal.SIGKILL
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images)
+    labels = np.array(stdout.split(), dtype=np.int64)
+    np.testing.assert_array_equal(labels, expected)  # every image once, in order
+    correct = int((expected == mnist.test_labels).sum())
+    assert f"accuracy {correct / 10000:.4f} ({correct}/10000 correct)" in stderr
+    assert time.monotonic() - killed_at < 60  # the survivor took over, no long timeout

@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from concurrent import futures
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -159,3 +160,21 @@ def test_random_pixels_are_the_same_every_run() -> None:
     assert first.requests == second.requests and len(set(first.requests)) == 3
     assert first.datatype == "FP32" and first.images[0].dtype == np.float32
     assert float(first.images[0].max()) <= 1.0
+
+
+def test_images_through_shared_memory(server: RunningServer) -> None:
+    before = set(Path("/dev/shm").iterdir())
+    result = run_module(
+        "clients.perf", "--target", server.target, "--api", "v2", "--batch", "16",
+        "--duration", "1", "--warmup", "0.2", "--shared-memory", "system", "--json",
+    )  # fmt: skip
+    report = json.loads(result.stdout)
+    assert report["shared_memory"] == "system"
+    assert report["requests"] > 0 and report["errors"] == 0
+    left = {path for path in set(Path("/dev/shm").iterdir()) - before if "scratchnet-" in path.name}
+    assert left == set()  # the regions are removed afterwards
+    refused = run_module(
+        "clients.perf", "--target", server.target, "--api", "v1", "--shared-memory", "system",
+        check=False,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "use --api v2" in refused.stderr

@@ -49,6 +49,7 @@ def test_npy_idx_png_and_jpg_files_match_numpy(
         jpeg_pixels = np.asarray(decoded.convert("L"), dtype=np.uint8)
     found = predictions(
         server,
+        "--no-preprocess",  # the photos are MNIST digits already
         tmp_path / "batch.npy",
         tmp_path / "one.npy",
         tmp_path / "images-idx3-ubyte.gz",
@@ -67,18 +68,20 @@ def test_npy_idx_png_and_jpg_files_match_numpy(
     np.testing.assert_allclose([p["probabilities"] for p in found], probs, atol=1e-5)
 
 
-def test_photos_are_resized_and_dark_on_light_ones_inverted(
+def test_without_preprocessing_photos_are_resized_and_dark_on_light_ones_inverted(
     server: RunningServer, mnist: Dataset, artifact: Artifact, tmp_path: Path
 ) -> None:
     digit = mnist.test_images[0]
     Image.fromarray(255 - digit).save(tmp_path / "paper.png")
     # Twice the model's size, every pixel doubled: resizing brings back (nearly) the original.
     Image.fromarray(np.kron(digit, np.ones((2, 2), dtype=np.uint8))).save(tmp_path / "big.png")
-    paper, big = predictions(server, tmp_path / "paper.png", tmp_path / "big.png")
+    paper, big = predictions(
+        server, "--no-preprocess", tmp_path / "paper.png", tmp_path / "big.png"
+    )
     labels, probs = expected(artifact, digit[np.newaxis])
     assert paper["label"] == big["label"] == labels[0]
     np.testing.assert_allclose(paper["probabilities"], probs[0], atol=1e-5)
-    (kept,) = predictions(server, "--invert", "no", tmp_path / "paper.png")
+    (kept,) = predictions(server, "--no-preprocess", "--invert", "no", tmp_path / "paper.png")
     _, kept_probs = expected(artifact, (255 - digit)[np.newaxis])
     np.testing.assert_allclose(kept["probabilities"], kept_probs[0], atol=1e-5)
 

@@ -83,7 +83,9 @@ def test_a_folder_of_photos_is_read_in_the_pipeline(
         Image.fromarray(image).save(folder / f"digit-{index}.png")
     np.save(folder / "eight.npy", images[0])
     output = tmp_path / "photos.parquet"
-    run = score_on_ray(open_source(folder, None), model_onnx, output=output, batch_size=3)
+    # MNIST digits already: taken as they are (no MNIST-style preprocessing).
+    source = open_source(folder, None, preprocess=False)
+    run = score_on_ray(source, model_onnx, output=output, batch_size=3)
     table = pq.read_table(output).to_pydict()
     files = [f"digit-{index}.png" for index in range(7)]
     assert [Path(name).name for name in table["file"]] == [*files, "eight.npy"]

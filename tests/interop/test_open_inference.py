@@ -159,13 +159,14 @@ def test_contents_and_raw_together_are_refused(
         ("two-inputs", "input 'images' already exists in request for model '{model}'"),
         (
             "extra-raw",
-            "expected 1 raw_input_contents entry (one per input) for model '{model}', got 2",
+            "expected 1 raw_input_contents entry (one per input not in shared memory) for model "
+            "'{model}', got 2",
         ),
         ("nan", "{input}: pixels must be finite"),
         ("empty-batch", "{input}: the batch is empty"),
         ("classification", "output 'label' of model '{model}': parameter 'classification' must"),
         ("long-name", "unexpected inference input '{long}…' for model '{model}'"),
-        ("shared-memory", "{input}: parameter 'shared_memory_region' needs"),
+        ("shared-memory", "{input}: shared memory region 'region' is not registered"),
     ],
 )
 def test_malformed_requests_get_invalid_argument(
@@ -206,6 +207,8 @@ def test_malformed_requests_get_invalid_argument(
         tensor.name = "x" * 100_000
     elif change == "shared-memory":
         tensor.parameters["shared_memory_region"].string_param = "region"
+        tensor.parameters["shared_memory_byte_size"].int64_param = 100
+        request.ClearField("raw_input_contents")
     error = error_of(lambda: oip.ModelInfer(request, timeout=10))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     text = expected.format(
@@ -308,7 +311,13 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
     assert (metadata.name, metadata.version, list(metadata.extensions)) == (
         "scratchnet",
         version("scratchnet"),
-        ["classification", "model_repository", "model_configuration", "statistics"],
+        [
+            "classification",
+            "model_repository",
+            "model_configuration",
+            "system_shared_memory",
+            "statistics",
+        ],
     )
     assert oip.ServerLive(pb.ServerLiveRequest(), timeout=10).live is True
     assert oip.ServerReady(pb.ServerReadyRequest(), timeout=10).ready is True
@@ -318,9 +327,6 @@ def test_server_metadata_and_readiness(oip: GRPCInferenceServiceStub) -> None:
 @pytest.mark.parametrize(
     "rpc",
     [
-        "SystemSharedMemoryStatus",
-        "SystemSharedMemoryRegister",
-        "SystemSharedMemoryUnregister",
         "CudaSharedMemoryStatus",
         "CudaSharedMemoryRegister",
         "CudaSharedMemoryUnregister",

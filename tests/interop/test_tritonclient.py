@@ -114,6 +114,7 @@ def test_server_metadata(session: Session) -> None:
         "classification",
         "model_repository",
         "model_configuration",
+        "system_shared_memory",
         "statistics",
     ]
 
@@ -276,3 +277,23 @@ def test_statistics_count_the_session_calls(session: Session, mnist: Dataset) ->
     assert int(stats["inference_stats"]["success"]["count"]) >= 2 * batches
     assert int(stats["inference_stats"]["fail"]["count"]) >= 1
     assert int(stats["inference_count"]) >= 2 * len(mnist.test_images)
+
+
+def test_tensors_in_system_shared_memory(
+    server: RunningServer, mnist: Dataset, reference: Reference, tmp_path: Path
+) -> None:
+    images = (mnist.test_images[:64] / 255.0).astype(np.float32)
+    np.save(tmp_path / "images.npy", images)
+    result = subprocess.run(
+        [sys.executable, str(SESSION.with_name("tritonclient_shm.py")), "--target",
+         server.target, "--model", "scratchnet", "--images", str(tmp_path / "images.npy")],
+        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert set(report["status"]["regions"]) == {"in", "out"}
+    np.testing.assert_allclose(report["scores"], reference.scores[:64], rtol=1e-5, atol=1e-4)
+    assert report["label"] == reference.labels[:64].tolist()
+    assert report["unknown_region"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    assert "shared memory region 'nope' is not registered" in report["unknown_region"]["message"]
+    assert report["status_after"].get("regions", {}) == {}

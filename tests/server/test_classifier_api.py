@@ -253,7 +253,7 @@ def test_bytes_that_are_not_a_request_message_are_invalid_argument(
 ) -> None:
     garbage = b"\xff\xff\xff"  # a field number 0 and a truncated varint: no protobuf message
     identity = {"request_serializer": bytes, "response_deserializer": bytes}
-    expected = "is not a valid protobuf message (Error parsing message with type '{}')"
+    expected = "is not a valid protobuf message (Error parsing message with type '{}'"
     with grpc.insecure_channel(server.target) as channel:
         for method, message in [
             ("/scratchnet.v1.Classifier/Predict", "scratchnet.v1.PredictRequest"),

@@ -43,3 +43,22 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
         "prog: error: environment variable SCRATCHNET_WORKERS: expected an integer >= 1, got 0 "
         "(see prog --help)\n"
     )
+
+
+def test_http_is_off_unless_a_port_is_given() -> None:
+    assert parse_config([], {}, "prog").http_port is None
+    assert parse_config([], {"SCRATCHNET_HTTP_PORT": "8000"}, "prog").http_port == 8000
+    config = parse_config(["--http-port", "0", "--host", "::1"], {}, "prog")
+    assert (config.http_port, config.http_address) == (0, "[::1]:0")
+    assert (
+        parse_config(["--http-port", "off"], {"SCRATCHNET_HTTP_PORT": "1"}, "prog").http_port
+        is None
+    )
+
+
+def test_a_bad_http_port_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        parse_config(["--http-port", "70000"], {}, "prog")
+    assert "argument --http-port: expected an integer between 0 and 65535, got 70000" in (
+        capsys.readouterr().err
+    )

@@ -33,38 +33,96 @@ std::string format_seconds(std::chrono::milliseconds duration) {
   return text;
 }
 
+std::shared_ptr<grpc::ChannelCredentials> credentials(const Security& security) {
+  if (!security.tls) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions tls;
+  tls.pem_root_certs = security.root_certificates;
+  tls.pem_private_key = security.client_key;
+  tls.pem_cert_chain = security.client_certificate;
+  return grpc::SslCredentials(tls);
+}
+
+std::shared_ptr<grpc::Channel> make_channel(const Targets& targets, const Security& security) {
+  grpc::ChannelArguments arguments;
+  if (targets.balanced()) {
+    arguments.SetServiceConfigJSON(kReplicaServiceConfig);
+    arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
+    arguments.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, kRetryBufferBytes);
+  }
+  if (targets.tls_name && security.tls) arguments.SetSslTargetNameOverride(*targets.tls_name);
+  return grpc::CreateCustomChannel(targets.channel_target, credentials(security), arguments);
+}
+
 }  // namespace
 
-ClassifierClient::ClassifierClient(std::string target, std::chrono::milliseconds timeout)
-    : target_(std::move(target)),
+ClassifierClient::ClassifierClient(Targets targets, const Security& security,
+                                   std::chrono::milliseconds timeout, std::string model_name,
+                                   std::string model_version)
+    : targets_(std::move(targets)),
       timeout_(timeout),
-      stub_(v1::Classifier::NewStub(
-          grpc::CreateChannel(target_, grpc::InsecureChannelCredentials()))) {}
+      model_name_(std::move(model_name)),
+      model_version_(std::move(model_version)),
+      tls_(security.tls),
+      client_certificate_(!security.client_certificate.empty()),
+      token_(security.token),
+      stub_(v1::Classifier::NewStub(make_channel(targets_, security))) {}
 
-void ClassifierClient::set_deadline(grpc::ClientContext& context) const {
+void ClassifierClient::pin_model(std::string name, std::string version) {
+  model_name_ = std::move(name);
+  model_version_ = std::move(version);
+}
+
+void ClassifierClient::prepare(grpc::ClientContext& context) const {
   context.set_deadline(std::chrono::system_clock::now() + timeout_);
+  if (token_) context.AddMetadata("authorization", "Bearer " + *token_);
+}
+
+std::string ClassifierClient::hint(grpc::StatusCode code) const {
+  if (code == grpc::StatusCode::UNAUTHENTICATED) {
+    return token_ ? std::string("the bearer token sent (--token-file or ") + kTokenVariable +
+                        ") was refused"
+                  : std::string("no bearer token was sent: pass --token-file FILE or set ") +
+                        kTokenVariable;
+  }
+  if (!tls_) {
+    return "is the server up? If it requires TLS, pass --tls-ca FILE (and --tls-cert FILE "
+           "--tls-key FILE if it requires a client certificate)";
+  }
+  return std::string(
+             "over TLS: is the server up, does it serve TLS, is its certificate signed by the CA "
+             "trusted (--tls-ca), and does it accept ") +
+         (client_certificate_ ? "this client certificate (--tls-cert)?"
+                              : "clients without a certificate (else pass --tls-cert FILE "
+                                "--tls-key FILE)?");
 }
 
 void ClassifierClient::fail(const std::string& method, const grpc::Status& status) const {
-  const std::string where = method + " on " + target_;
+  const std::string& target = targets_.text;
+  const std::string where = method + " on " + target;
+  const std::string message = one_line(status.error_message());
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
-      throw ServerError("cannot reach the server at " + target_ + " (" + where +
-                        ": UNAVAILABLE: " + one_line(status.error_message()) + ")");
+      throw ServerError("cannot reach the server at " + target + " (" + where +
+                        ": UNAVAILABLE: " + message + "); " + hint(status.error_code()));
+    case grpc::StatusCode::UNAUTHENTICATED:
+      throw ServerError(where + " failed: UNAUTHENTICATED: " + message + " (" +
+                        hint(status.error_code()) + ")");
     case grpc::StatusCode::DEADLINE_EXCEEDED:
       throw ServerError(where + ": no answer within the " + format_seconds(timeout_) +
                         " s deadline (raise it with --timeout)");
     default:
-      throw ServerError(where + " failed: " + status_name(status.error_code()) + ": " +
-                        one_line(status.error_message()));
+      throw ServerError(where + " failed: " + status_name(status.error_code()) + ": " + message);
   }
 }
 
 v1::GetModelInfoResponse ClassifierClient::model_info() const {
   grpc::ClientContext context;
-  set_deadline(context);
+  prepare(context);
+  v1::GetModelInfoRequest request;
+  request.set_model_name(model_name_);
+  request.set_model_version(model_version_);
   v1::GetModelInfoResponse response;
-  const grpc::Status status = stub_->GetModelInfo(&context, v1::GetModelInfoRequest(), &response);
+  const grpc::Status status = stub_->GetModelInfo(&context, request, &response);
   if (!status.ok()) fail("GetModelInfo", status);
   return response;
 }
@@ -78,16 +136,18 @@ std::vector<std::int64_t> ClassifierClient::predict(const std::uint8_t* pixels,
   images.set_dtype(v1::DATA_TYPE_UINT8);
   for (const std::int64_t dim : shape) images.add_shape(dim);
   images.set_data(pixels, size);
+  request.set_model_name(model_name_);
+  request.set_model_version(model_version_);
 
   grpc::ClientContext context;
-  set_deadline(context);
+  prepare(context);
   v1::PredictResponse response;
   const grpc::Status status = stub_->Predict(&context, request, &response);
   if (!status.ok()) fail("Predict", status);
 
   // A server that miscounts would silently shift every later label against its image.
   if (response.labels_size() != shape.front()) {
-    throw ServerError("Predict on " + target_ + " answered " +
+    throw ServerError("Predict on " + targets_.text + " answered " +
                       std::to_string(response.labels_size()) + " labels for a batch of shape " +
                       format_shape(shape));
   }

@@ -3,8 +3,11 @@
 // Flow: read and check the files first (no server needed to report a bad path), ask the model
 // for its input shape and max batch, send the images in batches as raw uint8 tensors, print the
 // labels and, given the true labels, the accuracy.
+#include <grpc/support/log.h>
+
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <deque>
 #include <future>
@@ -19,6 +22,8 @@
 #include "idx_file.h"
 #include "options.h"
 #include "report.h"
+#include "security.h"
+#include "targets.h"
 
 namespace scratchnet {
 namespace {
@@ -28,9 +33,15 @@ constexpr int kExitInputError = 2;
 // Without --batch-size, a batch holds about this many bytes of pixels (as the Python client's):
 // far below gRPC's default 4 MB message limit, large enough that per-call overhead is small.
 constexpr std::int64_t kDefaultBatchBytes = std::int64_t{1} << 20;
-// Predict calls under way at once: the server classifies one batch while the next is on the
-// wire (the Python client keeps the same number of batches in flight on its stream).
-constexpr std::size_t kCallsInFlight = 2;
+// Predict calls under way at once per server: it classifies one batch while the next is on the
+// wire (the Python client keeps the same number of batches in flight on its stream). Replicas
+// get as many each, and at least two replicas' worth when a resolver decides how many there are.
+constexpr int kCallsPerServer = 2;
+
+std::size_t calls_in_flight(const Targets& targets) {
+  if (!targets.balanced()) return kCallsPerServer;
+  return static_cast<std::size_t>(kCallsPerServer * std::max(2, targets.replicas));
+}
 
 IdxArray read_images(const std::string& path) {
   IdxArray images = read_idx(path, kIdxImagesMagic);
@@ -90,6 +101,7 @@ std::vector<std::int64_t> predict_all(const ClassifierClient& client, const IdxA
   const auto image_bytes = static_cast<std::size_t>(images.values.size() / count);
   std::vector<std::int64_t> labels;
   labels.reserve(static_cast<std::size_t>(count));
+  const std::size_t window = calls_in_flight(client.targets());
   std::deque<std::future<std::vector<std::int64_t>>> in_flight;
   const auto collect_oldest = [&] {
     const auto batch = in_flight.front().get();  // rethrows the call's error, if any
@@ -103,7 +115,7 @@ std::vector<std::int64_t> predict_all(const ClassifierClient& client, const IdxA
     in_flight.push_back(std::async(std::launch::async, [&client, pixels, shape] {
       return client.predict(pixels, shape);
     }));
-    if (in_flight.size() == kCallsInFlight) collect_oldest();
+    if (in_flight.size() == window) collect_oldest();
   }
   while (!in_flight.empty()) collect_oldest();
   return labels;
@@ -130,8 +142,13 @@ int run(const Options& options) {
     report.expected = read_true_labels(*options.labels_path, images.shape.front(),
                                        options.images_path);
   }
-  const ClassifierClient client(options.target, options.timeout);
+  const Targets targets = parse_targets(options.target);
+  ClassifierClient client(targets, load_security(options), options.timeout, options.model_name,
+                          options.model_version);
   const v1::GetModelInfoResponse info = client.model_info();
+  // Replicas are asked for the model and version the first one described, so that a replica
+  // serving another version fails the call (NOT_FOUND) instead of answering.
+  if (targets.balanced()) client.pin_model(info.model_name(), info.model_version());
   check_fits_model(info, images, options.images_path);
   const std::int64_t batch_size = choose_batch_size(options.batch_size, info, images);
 
@@ -145,6 +162,12 @@ int run(const Options& options) {
   return 0;
 }
 
+// gRPC's C core logs a failed TLS handshake on stderr, next to our one-line error that already
+// carries its words. Quiet unless GRPC_VERBOSITY asks for its logs, as the server does.
+void quiet_grpc_logs() {
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) gpr_set_log_function([](gpr_log_func_args*) {});
+}
+
 std::string program_name(const char* argv0) {
   const std::string path = argv0 ? argv0 : "scratchnet_predict";
   return path.substr(path.find_last_of('/') + 1);
@@ -156,6 +179,7 @@ std::string program_name(const char* argv0) {
 int main(int argc, char** argv) {
   using namespace scratchnet;
   const std::string program = program_name(argc > 0 ? argv[0] : nullptr);
+  quiet_grpc_logs();
   try {
     const Options options = parse_options(argc, argv);
     if (options.help) {

@@ -55,6 +55,17 @@ void set_value(Options& options, const std::string& flag, const std::string& val
     options.batch_size = parse_positive_integer(flag, value);
   } else if (flag == "--timeout") {
     options.timeout = parse_seconds(flag, value);
+  } else if (flag == "--model" || flag == "--model-version") {
+    if (value.empty()) fail(flag + " expects a non-empty value (omit it for the default)");
+    (flag == "--model" ? options.model_name : options.model_version) = value;
+  } else if (flag == "--tls-ca") {
+    options.tls_ca_path = value;
+  } else if (flag == "--tls-cert") {
+    options.tls_cert_path = value;
+  } else if (flag == "--tls-key") {
+    options.tls_key_path = value;
+  } else if (flag == "--token-file") {
+    options.token_file_path = value;
   } else {
     fail("unknown flag " + flag);
   }
@@ -86,22 +97,36 @@ Options parse_options(int argc, const char* const* argv) {
   if (options.help) return options;
   if (options.target.empty()) fail("--target HOST:PORT is required");
   if (options.images_path.empty()) fail("--images FILE is required");
+  if (options.tls_cert_path.has_value() != options.tls_key_path.has_value()) {
+    fail("--tls-cert and --tls-key go together: give both or neither");
+  }
   return options;
 }
 
 std::string usage(const std::string& program) {
   return "usage: " + program +
-         " --target HOST:PORT --images FILE [--labels FILE] [--batch-size N]\n"
+         " --target TARGET --images FILE [--labels FILE] [--batch-size N]\n"
+         "       [--model NAME] [--model-version V] [--tls-ca FILE]\n"
+         "       [--tls-cert FILE --tls-key FILE] [--token-file FILE]\n"
          "       [--timeout SECONDS] [--labels-out FILE] [--json]\n"
          "\n"
          "Classifies the images of an IDX file (gzip or raw) with a scratchnet server's\n"
          "scratchnet.v1.Classifier/Predict and prints one predicted label per line.\n"
          "\n"
-         "  --target HOST:PORT   the server, e.g. 127.0.0.1:50051\n"
+         "  --target TARGET      the server, e.g. 127.0.0.1:50051; replicas, balanced round\n"
+         "                       robin with retries: HOST:PORT,HOST:PORT,... or\n"
+         "                       dns:///NAME:PORT (every address of NAME)\n"
          "  --images FILE        IDX image file [N, H, W] of unsigned bytes\n"
          "  --labels FILE        IDX label file [N]: also report the accuracy (on stderr)\n"
          "  --batch-size N       images per Predict call (default: about 1 MB of pixels,\n"
          "                       at most the model's max batch size)\n"
+         "  --model NAME         the model to ask (default: the server's default model)\n"
+         "  --model-version V    its version (default: the newest the server has)\n"
+         "  --tls-ca FILE        use TLS, trusting the CA certificate(s) in FILE (PEM)\n"
+         "  --tls-cert FILE      client certificate (PEM) for mutual TLS, with\n"
+         "  --tls-key FILE       its private key (PEM); implies TLS\n"
+         "  --token-file FILE    send 'authorization: Bearer <token>' with the token in FILE\n"
+         "                       (default: the SCRATCHNET_TOKEN environment variable, if set)\n"
          "  --timeout SECONDS    deadline of each call (default: 30)\n"
          "  --labels-out FILE    write the labels to FILE (atomically) instead of stdout\n"
          "  --json               print one JSON object (labels, accuracy, throughput) instead\n"

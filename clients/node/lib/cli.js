@@ -6,6 +6,7 @@
 const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { Client } = require('./client');
+const { TOKEN_VARIABLE, loadCredentials } = require('./credentials');
 const { ScratchnetError } = require('./errors');
 const { readImages } = require('./images');
 const { loadMnistSplit } = require('./mnist');
@@ -15,17 +16,28 @@ const PROGRAM = 'scratchnet';
 const DEFAULT_DATA = path.resolve(__dirname, '..', '..', '..', 'data', 'mnist');
 
 const USAGE = `usage:
-  ${PROGRAM} predict --target HOST:PORT [--api v1|v2] [--json] FILE...
-  ${PROGRAM} score   --target HOST:PORT [--api v1|v2] [--data DIR] [--split test|train]
+  ${PROGRAM} predict --target TARGET [--api v1|v2] [--json] [--no-preprocess]
+                     [--invert auto|yes|no] FILE...
+  ${PROGRAM} score   --target TARGET [--api v1|v2] [--data DIR] [--split test|train]
                      [--batch-size N] [--json]
-  ${PROGRAM} info    --target HOST:PORT [--api v1|v2]
-  ${PROGRAM} onnx    --model MODEL.onnx [--json] FILE...
+  ${PROGRAM} info    --target TARGET [--api v1|v2]
+  ${PROGRAM} onnx    --model MODEL.onnx [--json] [--no-preprocess] FILE...
   ${PROGRAM} onnx    --model MODEL.onnx --data DIR [--split test|train] [--json]
 
-FILE: IDX images [N,H,W] or [H,W] (raw or .gz), or a .npy of uint8 or float32.
+TARGET: HOST:PORT; replicas, balanced round robin with retries: HOST:PORT,HOST:PORT,... or
+dns:///NAME:PORT (every address of NAME).
+FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of uint8 or float32, or a PNG or JPEG
+photo, put in MNIST's form (inverted if on light paper, cropped to the ink, fitted into 20x20 of
+28x28, centred by mass; docs/preprocessing.md) unless --no-preprocess (then it must be HxW).
 DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
-Common options: --timeout SECONDS (per call, default 30), --model-name NAME (v2, default
-scratchnet), -h/--help.
+Server options (predict, score, info):
+  --model NAME          the model to ask (default: the server's default model)
+  --model-version V     its version (default: the newest the server has)
+  --tls-ca FILE         use TLS, trusting the CA certificate(s) in FILE (PEM)
+  --tls-cert FILE       client certificate (PEM) for mutual TLS, with --tls-key FILE; implies TLS
+  --token-file FILE     send 'authorization: Bearer <token>' with the token in FILE
+                        (default: the ${TOKEN_VARIABLE} environment variable, if set)
+  --timeout SECONDS     deadline of each call (default 30)
 Exit status: 0 ok, 1 error (file, server, model), 2 bad flags.`;
 
 /** A flag error: printed like any other error, but exits 2. */
@@ -37,11 +49,17 @@ const OPTIONS = {
   data: { type: 'string' },
   split: { type: 'string', default: 'test' },
   model: { type: 'string' },
-  'model-name': { type: 'string', default: 'scratchnet' },
+  'model-version': { type: 'string' },
+  'tls-ca': { type: 'string' },
+  'tls-cert': { type: 'string' },
+  'tls-key': { type: 'string' },
+  'token-file': { type: 'string' },
   'batch-size': { type: 'string' },
   timeout: { type: 'string', default: '30' },
   threads: { type: 'string' },
   json: { type: 'boolean', default: false },
+  'no-preprocess': { type: 'boolean', default: false },
+  invert: { type: 'string', default: 'auto' },
   help: { type: 'boolean', short: 'h', default: false },
 };
 
@@ -70,18 +88,41 @@ function expectFlags(command, values, required, forbidden = []) {
   }
 }
 
+/** The flags that only the commands talking to a server take. */
+const SERVER_FLAGS = ['model-version', 'tls-ca', 'tls-cert', 'tls-key', 'token-file'];
+
+/** TLS material and token from the flags (and SCRATCHNET_TOKEN). */
+function credentials(values) {
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
+    throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
+  }
+  return loadCredentials({
+    tlsCa: values['tls-ca'],
+    tlsCert: values['tls-cert'],
+    tlsKey: values['tls-key'],
+    tokenFile: values['token-file'],
+  });
+}
+
 /** A Client for --target, and its predict and describe functions for --api. */
 function connect(values) {
   if (!['v1', 'v2'].includes(values.api)) {
     throw new UsageError(`--api ${values.api}: expected v1 or v2`);
   }
+  if (values.model === '' || values['model-version'] === '') {
+    throw new UsageError(
+      '--model and --model-version take a non-empty value (omit them for the defaults)',
+    );
+  }
   const options = {
     timeoutMs: positive('timeout', values.timeout, false) * 1000,
-    modelName: values['model-name'],
+    modelName: values.model,
+    modelVersion: values['model-version'],
     batchSize:
       values['batch-size'] === undefined
         ? undefined
         : positive('batch-size', values['batch-size'], true),
+    ...credentials(values),
   };
   let client;
   try {
@@ -94,6 +135,9 @@ function connect(values) {
     client,
     predict: v1 ? (images) => client.predict(images) : (images) => client.infer(images),
     describe: v1 ? () => client.modelInfo() : () => client.modelMetadata(),
+    imageShape: v1
+      ? async () => lastTwo((await client.modelInfo()).input_shape)
+      : async () => lastTwo((await client.modelMetadata()).inputs[0].shape),
   };
 }
 
@@ -103,18 +147,35 @@ async function loadOnnx(values) {
   const threads =
     values.threads === undefined ? undefined : positive('threads', values.threads, true);
   const model = await OnnxModel.load(values.model, { threads });
-  return { model, predict: (images) => model.predict(images) };
+  return {
+    model,
+    predict: (images) => model.predict(images),
+    imageShape: async () => lastTwo(model.inputShape),
+  };
+}
+
+/** [H, W]: the last two sizes of an input shape [N, H, W] (or [N, 1, H, W]). */
+function lastTwo(shape) {
+  return shape.slice(-2).map(Number);
+}
+
+/** What readImages needs for photos, from the flags. */
+function photoOptions(values, imageShape) {
+  if (!['auto', 'yes', 'no'].includes(values.invert)) {
+    throw new UsageError(`--invert ${values.invert}: expected auto, yes or no`);
+  }
+  return { imageShape, preprocess: !values['no-preprocess'], invert: values.invert };
 }
 
 /** Print the labels of each file. */
-async function predictFiles(predict, files, json, out) {
+async function predictFiles(predict, files, json, out, photos) {
   if (files.length === 0) {
     throw new UsageError('no FILE given: expected one or more image files');
   }
   const results = [];
   for (const file of files) {
-    const { labels } = await predict(readImages(file));
-    results.push({ file, labels });
+    const { labels, modelName, modelVersion } = await predict(await readImages(file, photos));
+    results.push({ file, labels, ...answeredBy(modelName, modelVersion) });
   }
   if (json) {
     out.write(`${JSON.stringify({ files: results })}\n`);
@@ -126,6 +187,11 @@ async function predictFiles(predict, files, json, out) {
   out.write(lines.join(''));
 }
 
+/** {model_name, model_version} of the model that answered (nothing for a local model). */
+function answeredBy(modelName, modelVersion) {
+  return modelName === undefined ? {} : { model_name: modelName, model_version: modelVersion };
+}
+
 /**
  * Score a split and print accuracy and throughput. `prepare` runs before the clock starts (it
  * connects and fetches what predict needs), so images/s measures predictions only.
@@ -134,13 +200,18 @@ async function scoreData(predict, values, source, out, prepare = async () => {})
   const { images, labels } = loadMnistSplit(values.data ?? DEFAULT_DATA, values.split);
   await prepare();
   const score = await scoreSet(predict, images, labels);
+  const model = answeredBy(score.modelName, score.modelVersion);
   if (values.json) {
-    const { labels: _predicted, imagesPerSecond, ...rest } = score;
-    out.write(`${JSON.stringify({ ...rest, images_per_second: imagesPerSecond, source })}\n`);
+    const { labels: _predicted, imagesPerSecond, modelName, modelVersion, ...rest } = score;
+    out.write(
+      `${JSON.stringify({ ...rest, images_per_second: imagesPerSecond, source, ...model })}\n`,
+    );
     return;
   }
+  const answered =
+    score.modelName === undefined ? '' : `, model ${score.modelName} version ${score.modelVersion}`;
   out.write(
-    `accuracy ${score.accuracy.toFixed(4)} (${score.correct}/${score.total}) from ${source}\n`,
+    `accuracy ${score.accuracy.toFixed(4)} (${score.correct}/${score.total}) from ${source}${answered}\n`,
   );
   out.write(
     `images/s ${Math.round(score.imagesPerSecond)} ` +
@@ -163,12 +234,12 @@ async function run(argv, out) {
     return 0;
   }
   if (command === 'predict' || command === 'score' || command === 'info') {
-    expectFlags(command, values, ['target'], ['model', 'threads']);
-    const { client, predict, describe } = connect(values);
+    expectFlags(command, values, ['target'], ['threads']);
+    const { client, predict, describe, imageShape } = connect(values);
     try {
       if (command === 'predict') {
         expectFlags(command, values, [], ['data']);
-        await predictFiles(predict, files, values.json, out);
+        await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       } else if (command === 'score') {
         if (files.length) {
           throw new UsageError(`score takes no FILE (got ${files[0]}); use --data DIR`);
@@ -183,16 +254,16 @@ async function run(argv, out) {
     return 0;
   }
   if (command === 'onnx') {
-    expectFlags(command, values, ['model'], ['target']);
+    expectFlags(command, values, ['model'], ['target', ...SERVER_FLAGS]);
     if (values.data !== undefined && files.length) {
       throw new UsageError('onnx: give FILE... or --data DIR, not both');
     }
-    const { model, predict } = await loadOnnx(values);
+    const { model, predict, imageShape } = await loadOnnx(values);
     try {
       if (values.data !== undefined) {
         await scoreData(predict, values, `${values.model} (onnxruntime-node)`, out);
       } else {
-        await predictFiles(predict, files, values.json, out);
+        await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       }
     } finally {
       await model.release();

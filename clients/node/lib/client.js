@@ -6,8 +6,10 @@
 
 const { once } = require('node:events');
 const grpc = require('@grpc/grpc-js');
+const { TOKEN_VARIABLE, parseToken } = require('./credentials');
 const { RpcError, ScratchnetError, fromGrpcError } = require('./errors');
 const { loadServices } = require('./protos');
+const { channelFor, parseTargets } = require('./targets');
 const {
   DTYPES,
   argmaxRows,
@@ -30,6 +32,9 @@ const V2_MAX_BATCH = 256;
 // ModelInfer calls in flight at once when a batch is split: keeps the server's workers busy
 // without queueing the whole set.
 const V2_CONCURRENCY = 4;
+// Predict calls in flight per replica when batches go to several (at least two replicas' worth
+// when a resolver decides): each replica works on one batch while the next one travels.
+const CALLS_PER_REPLICA = 2;
 const READY_POLL_MS = 50;
 
 /**
@@ -63,54 +68,107 @@ function concatFloats(parts) {
 async function mapConcurrent(count, limit, task) {
   const results = new Array(count);
   let next = 0;
+  let failed = false;
   async function worker() {
-    while (next < count) {
+    while (next < count && !failed) {
       const i = next;
       next += 1;
-      results[i] = await task(i);
+      try {
+        results[i] = await task(i);
+      } catch (error) {
+        failed = true; // start no more tasks: the first error is the answer
+        throw error;
+      }
     }
   }
   await Promise.all(Array.from({ length: Math.min(limit, count) }, worker));
   return results;
 }
 
-/** A scratchnet server at one target, over one insecure channel. */
+/**
+ * A scratchnet server, or replicas of one (see targets.js), over one channel: plaintext, or TLS
+ * when `tls` is given; every call carries the bearer token when `token` is given.
+ */
 class Client {
+  #token;
+  #connection;
+  #closed = false;
+
   /**
-   * @param {string} target HOST:PORT
+   * @param {string} target HOST:PORT; replicas: HOST:PORT,HOST:PORT,... or dns:///NAME:PORT
    * @param {object} [options]
    * @param {number} [options.timeoutMs] deadline of each call (a stream gets it once per batch)
-   * @param {string} [options.modelName] model name for the Open Inference Protocol
-   * @param {string} [options.modelVersion] model version for it; "" lets the server choose
+   * @param {string} [options.modelName] the model to ask (both APIs); default: the server's
+   *   default model (for the Open Inference Protocol, the one GetModelInfo names)
+   * @param {string} [options.modelVersion] its version; default "": the newest the server has
    * @param {number} [options.batchSize] images per request when a batch is split
+   * @param {true | {ca?: Buffer, cert?: Buffer, key?: Buffer}} [options.tls] TLS: the PEM CA(s)
+   *   to trust (default: the system's), and a client certificate and key for mutual TLS
+   * @param {string} [options.token] bearer token, sent as `authorization: Bearer <token>`
    * @param {string} [options.protoDir] folder of the .proto files (default: the repository's)
    * @param {object} [options.channelOptions] grpc-js channel options
    */
   constructor(target, options = {}) {
-    if (typeof target !== 'string' || !/^.+:\d+$/.test(target)) {
-      throw new ScratchnetError(`target '${target}': expected HOST:PORT`);
-    }
-    const { Classifier, GRPCInferenceService } = loadServices(options.protoDir);
+    this.targets = parseTargets(target);
     this.target = target;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-    this.modelName = options.modelName ?? 'scratchnet';
+    this.modelName = options.modelName || undefined;
     this.modelVersion = options.modelVersion ?? '';
     this.batchSize = options.batchSize;
     if (this.batchSize !== undefined && !(Number.isInteger(this.batchSize) && this.batchSize > 0)) {
       throw new ScratchnetError(`batch size ${this.batchSize}: expected a positive integer`);
     }
-    this.v1 = new Classifier(target, grpc.credentials.createInsecure(), options.channelOptions);
-    // Both stubs share the first one's channel: one connection for both APIs.
-    this.v2 = new GRPCInferenceService(target, grpc.credentials.createInsecure(), {
-      channelOverride: this.v1.getChannel(),
-    });
+    const tls = options.tls === true ? {} : options.tls;
+    if (tls && Boolean(tls.cert) !== Boolean(tls.key)) {
+      throw new ScratchnetError('tls.cert and tls.key go together: give both or neither');
+    }
+    this.tls = tls;
+    this.#token = options.token === undefined ? undefined : parseToken('token', options.token);
+    this.protoDir = options.protoDir;
+    this.channelOptions = options.channelOptions;
     this.cachedInfo = undefined;
     this.cachedMetadata = undefined;
   }
 
+  /**
+   * The two stubs, sharing one channel (made on first use: a list of replicas' names is looked
+   * up then).
+   * @returns {Promise<{v1: grpc.Client, v2: grpc.Client}>}
+   */
+  connection() {
+    this.#connection ??= (async () => {
+      const { Classifier, GRPCInferenceService } = loadServices(this.protoDir);
+      const { channelTarget, channelOptions } = await channelFor(this.targets);
+      if (this.#closed) {
+        throw new ScratchnetError(`the client of ${this.target} is closed`);
+      }
+      const credentials = this.tls
+        ? grpc.credentials.createSsl(
+            this.tls.ca ?? null,
+            this.tls.key ?? null,
+            this.tls.cert ?? null,
+          )
+        : grpc.credentials.createInsecure();
+      const v1 = new Classifier(channelTarget, credentials, {
+        ...channelOptions,
+        ...this.channelOptions,
+      });
+      // Both stubs share the first one's channel: one connection for both APIs.
+      const v2 = new GRPCInferenceService(channelTarget, credentials, {
+        channelOverride: v1.getChannel(),
+      });
+      return { v1, v2 };
+    })();
+    return this.#connection;
+  }
+
   /** Close the channel. */
   close() {
-    this.v1.close();
+    this.#closed = true;
+    this.#connection?.then(
+      ({ v1 }) => v1.close(),
+      () => {},
+    );
   }
 
   /** @param {number} [ms] @returns {Date} */
@@ -118,18 +176,52 @@ class Client {
     return new Date(Date.now() + ms);
   }
 
+  /** Metadata of every call: the bearer token, if any. @returns {grpc.Metadata} */
+  metadata() {
+    const metadata = new grpc.Metadata();
+    if (this.#token !== undefined) {
+      metadata.set('authorization', `Bearer ${this.#token}`);
+    }
+    return metadata;
+  }
+
+  /**
+   * A failed call as an RpcError, with a hint when the cause is likely in how we connect.
+   * @param {string} method
+   * @param {Error} error what grpc-js reported
+   * @returns {Error}
+   */
+  failure(method, error) {
+    const hints = {
+      [grpc.status.UNAUTHENTICATED]:
+        this.#token === undefined
+          ? `no bearer token was sent: pass --token-file FILE or set ${TOKEN_VARIABLE}`
+          : `the bearer token sent (--token-file or ${TOKEN_VARIABLE}) was refused`,
+      [grpc.status.UNAVAILABLE]: this.tls
+        ? `over TLS to ${this.target}: is the server up, does it serve TLS, is its certificate ` +
+          'signed by the CA trusted (--tls-ca), and does it accept ' +
+          (this.tls.cert
+            ? 'this client certificate (--tls-cert)?'
+            : 'clients without a ' + 'certificate (else pass --tls-cert FILE --tls-key FILE)?')
+        : `is the server at ${this.target} up? If it requires TLS, pass --tls-ca FILE (and ` +
+          '--tls-cert FILE --tls-key FILE if it requires a client certificate)',
+    };
+    return fromGrpcError(method, error, hints[error.code]);
+  }
+
   /**
    * One unary call, its error turned into an RpcError.
-   * @param {grpc.Client} stub
+   * @param {'v1' | 'v2'} api which stub
    * @param {string} method
    * @param {object} request
    * @returns {Promise<any>}
    */
-  unary(stub, method, request) {
+  async unary(api, method, request) {
+    const stub = (await this.connection())[api];
     return new Promise((resolve, reject) => {
-      stub[method](request, { deadline: this.deadline() }, (error, response) => {
+      stub[method](request, this.metadata(), { deadline: this.deadline() }, (error, response) => {
         if (error) {
-          reject(fromGrpcError(method, error));
+          reject(this.failure(method, error));
         } else {
           resolve(response);
         }
@@ -139,17 +231,20 @@ class Client {
 
   /**
    * A bidirectional stream: send every request (respecting back-pressure), collect the responses.
-   * @param {grpc.Client} stub
+   * @param {'v1' | 'v2'} api which stub
    * @param {string} method
    * @param {object[]} requests
    * @returns {Promise<any[]>}
    */
-  async stream(stub, method, requests) {
-    const call = stub[method]({ deadline: this.deadline(this.timeoutMs * requests.length) });
+  async stream(api, method, requests) {
+    const stub = (await this.connection())[api];
+    const call = stub[method](this.metadata(), {
+      deadline: this.deadline(this.timeoutMs * requests.length),
+    });
     const responses = [];
     const finished = new Promise((resolve, reject) => {
       call.on('data', (response) => responses.push(response));
-      call.on('error', (error) => reject(fromGrpcError(method, error)));
+      call.on('error', (error) => reject(this.failure(method, error)));
       call.on('end', resolve);
     });
     // The writer stops at the first error; `finished` reports it.
@@ -173,13 +268,38 @@ class Client {
   }
 
   /**
-   * The model's description from scratchnet.v1 GetModelInfo: input dtypes and shape, classes,
-   * class labels, max batch size, ONNX metadata.
+   * The model's description from scratchnet.v1 GetModelInfo: name and version, input dtypes and
+   * shape, classes, class labels, max batch size, ONNX metadata.
    * @returns {Promise<object>}
    */
   async modelInfo() {
-    this.cachedInfo = await this.unary(this.v1, 'GetModelInfo', {});
+    this.cachedInfo = await this.unary('v1', 'GetModelInfo', {
+      model_name: this.modelName ?? '',
+      model_version: this.modelVersion,
+    });
     return this.cachedInfo;
+  }
+
+  /**
+   * The name of the model to ask over the Open Inference Protocol, which has no default model:
+   * the one given, else the one scratchnet.v1 GetModelInfo names.
+   * @returns {Promise<string>}
+   */
+  async v2ModelName() {
+    if (this.modelName !== undefined) {
+      return this.modelName;
+    }
+    try {
+      return (this.cachedInfo ?? (await this.modelInfo())).model_name;
+    } catch (error) {
+      if (error.code === grpc.status.UNIMPLEMENTED) {
+        throw new ScratchnetError(
+          `the server at ${this.target} has no scratchnet.v1.Classifier to name its default ` +
+            'model: pass the model name (--model NAME)',
+        );
+      }
+      throw error;
+    }
   }
 
   /**
@@ -188,8 +308,8 @@ class Client {
    * @returns {Promise<object>}
    */
   async modelMetadata() {
-    this.cachedMetadata = await this.unary(this.v2, 'ModelMetadata', {
-      name: this.modelName,
+    this.cachedMetadata = await this.unary('v2', 'ModelMetadata', {
+      name: await this.v2ModelName(),
       version: this.modelVersion,
     });
     return this.cachedMetadata;
@@ -197,12 +317,12 @@ class Client {
 
   /** Whether the server is live (OIP ServerLive). @returns {Promise<boolean>} */
   async serverLive() {
-    return (await this.unary(this.v2, 'ServerLive', {})).live;
+    return (await this.unary('v2', 'ServerLive', {})).live;
   }
 
   /** Whether the server is ready (OIP ServerReady). @returns {Promise<boolean>} */
   async serverReady() {
-    return (await this.unary(this.v2, 'ServerReady', {})).ready;
+    return (await this.unary('v2', 'ServerReady', {})).ready;
   }
 
   /** ServerReady; on a server without the Open Inference Protocol, whether GetModelInfo works. */
@@ -226,11 +346,12 @@ class Client {
    */
   async waitForReady(timeoutMs = this.timeoutMs) {
     const end = Date.now() + timeoutMs;
+    const { v2 } = await this.connection();
     let last = 'no answer';
     while (Date.now() < end) {
       try {
         await new Promise((resolve, reject) => {
-          this.v2.waitForReady(new Date(end), (error) => (error ? reject(error) : resolve()));
+          v2.waitForReady(new Date(end), (error) => (error ? reject(error) : resolve()));
         });
         if (await this.readyNow()) {
           return;
@@ -263,7 +384,8 @@ class Client {
   }
 
   /**
-   * Classify images with scratchnet.v1 Predict (PredictStream when they span several requests).
+   * Classify images with scratchnet.v1 Predict: one call per request, or, when they span several,
+   * one PredictStream to one server, or several Predict calls in flight to replicas.
    * @param {import('./tensor').ImageBatch} images [N, H, W] uint8 (0–255) or float32 ([0, 1])
    * @param {object} [options]
    * @param {boolean} [options.scores] also return scores
@@ -284,15 +406,31 @@ class Client {
       throw new ScratchnetError(`dtype '${dtype}': expected auto, uint8 or float32`);
     }
     const limit = Number(info.max_batch_size) || Infinity;
+    const { balanced, replicas } = this.targets;
+    // Replicas are asked for the model and version the first one described, so that a replica
+    // serving another version fails the call (NOT_FOUND) instead of answering.
+    const model = balanced
+      ? { model_name: info.model_name, model_version: info.model_version }
+      : { model_name: this.modelName ?? '', model_version: this.modelVersion };
     const requests = this.batches(convertImages(images, dtype), limit).map((batch) => ({
       images: { dtype: DTYPES[dtype].v1, shape: batch.shape, data: toRawBytes(batch.data) },
       return_scores: Boolean(options.scores),
       return_probabilities: Boolean(options.probabilities),
+      ...model,
     }));
-    const responses =
-      requests.length === 1
-        ? [await this.unary(this.v1, 'Predict', requests[0])]
-        : await this.stream(this.v1, 'PredictStream', requests);
+    let responses;
+    if (requests.length === 1) {
+      responses = [await this.unary('v1', 'Predict', requests[0])];
+    } else if (balanced) {
+      // A stream is one call, pinned to one replica: losing it would lose every batch still in
+      // it. One call per batch lets gRPC retry each batch on another replica.
+      const window = CALLS_PER_REPLICA * Math.max(2, replicas ?? 2);
+      responses = await mapConcurrent(requests.length, window, (i) =>
+        this.unary('v1', 'Predict', requests[i]),
+      );
+    } else {
+      responses = await this.stream('v1', 'PredictStream', requests);
+    }
     const first = responses[0];
     return {
       labels: responses.flatMap((r) => r.labels),
@@ -328,14 +466,12 @@ class Client {
           'is not supported; expected UINT8 or FP32',
       );
     }
-    const labelOutput = metadata.outputs.find(
-      (o) => o.datatype === 'INT64' && o.shape.length === 1,
-    );
+    const labelOutput = metadata.outputs.find(isLabelOutput);
     const wanted = options.outputs ?? (labelOutput ? [labelOutput.name] : []);
     const parts = this.batches(convertImages(images, dtype), V2_MAX_BATCH);
     const responses = await mapConcurrent(parts.length, V2_CONCURRENCY, (i) =>
-      this.unary(this.v2, 'ModelInfer', {
-        model_name: this.modelName,
+      this.unary('v2', 'ModelInfer', {
+        model_name: metadata.name,
         model_version: this.modelVersion,
         id: String(i),
         inputs: [{ name: input.name, datatype: DTYPES[dtype].v2, shape: parts[i].shape }],
@@ -381,12 +517,23 @@ function mergeOutputs(responses) {
 }
 
 /**
- * Labels, scores and probabilities from decoded OIP outputs: labels from the INT64 [N] output, or
+ * Whether an OIP output holds one label per image: INT64 [N], or [N, 1] as Triton's metadata
+ * declares a label whose config has `dims: [1]` and reshapes it to [] (python -m export
+ * --triton-repo writes that).
+ */
+function isLabelOutput({ datatype, shape }) {
+  return (
+    datatype === 'INT64' && (shape.length === 1 || (shape.length === 2 && Number(shape[1]) === 1))
+  );
+}
+
+/**
+ * Labels, scores and probabilities from decoded OIP outputs: labels from the label output, or
  * the argmax of the scores when only those came back.
  */
 function predictionFromOutputs(outputs, metadata) {
   const entries = Object.values(outputs);
-  const label = entries.find((o) => o.datatype === 'INT64' && o.shape.length === 1);
+  const label = entries.find(isLabelOutput);
   const scores =
     outputs.scores ?? entries.find((o) => o.datatype === 'FP32' && o.shape.length === 2);
   if (!label && !scores) {

@@ -33,15 +33,16 @@ class RpcError extends ScratchnetError {
    * @param {string} method the RPC that failed, e.g. "Predict"
    * @param {number} code gRPC status code
    * @param {string} details the status message
+   * @param {string} [hint] what the caller may need to change, appended in parentheses
    */
-  constructor(method, code, details) {
+  constructor(method, code, details, hint) {
     const codeName = STATUS_NAMES[code] ?? `STATUS_${code}`;
     // grpc-js's connection errors span lines and may end with an empty "Resolution note:".
     const oneLine = details
       .replace(/\s*\n\s*/g, ' ')
       .replace(/\s*Resolution note:\s*$/, '')
       .trim();
-    super(`${method} failed: ${codeName}: ${oneLine}`);
+    super(`${method} failed: ${codeName}: ${oneLine}${hint ? ` (${hint})` : ''}`);
     this.name = 'RpcError';
     this.method = method;
     this.code = code;
@@ -54,13 +55,14 @@ class RpcError extends ScratchnetError {
  * Wrap an error from @grpc/grpc-js into an RpcError (other errors pass through unchanged).
  * @param {string} method the RPC that failed
  * @param {Error & {code?: number, details?: string}} error what grpc-js reported
+ * @param {string} [hint] see RpcError
  * @returns {Error}
  */
-function fromGrpcError(method, error) {
+function fromGrpcError(method, error, hint) {
   if (typeof error.code !== 'number') {
     return error;
   }
-  return new RpcError(method, error.code, error.details || error.message);
+  return new RpcError(method, error.code, error.details || error.message, hint);
 }
 
 module.exports = { ScratchnetError, RpcError, fromGrpcError };

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { ScratchnetError } = require('./errors');
 const { readIdxLabels } = require('./idx');
-const { readImages } = require('./images');
+const { readImageArray } = require('./images');
 
 /**
  * The file of an MNIST-style set in `dir`: `<stem>` or `<stem>.gz`, whichever exists.
@@ -43,7 +43,7 @@ function loadMnistSplit(dir, split = 'test') {
   }
   const imagesFile = findSetFile(dir, `${prefix}-images-idx3-ubyte`);
   const labelsFile = findSetFile(dir, `${prefix}-labels-idx1-ubyte`);
-  const images = readImages(imagesFile);
+  const images = readImageArray(imagesFile);
   const labels = readIdxLabels(labelsFile);
   if (labels.length !== images.shape[0]) {
     throw new ScratchnetError(

@@ -14,6 +14,8 @@ const { ScratchnetError } = require('./errors');
  * @property {number} seconds wall time of the predictions
  * @property {number} imagesPerSecond
  * @property {number[]} labels the predicted labels
+ * @property {string | undefined} modelName the model that answered (a server's)
+ * @property {string | undefined} modelVersion its version
  */
 
 /**
@@ -25,7 +27,7 @@ const { ScratchnetError } = require('./errors');
  */
 async function scoreSet(predict, images, truth) {
   const start = performance.now();
-  const { labels } = await predict(images);
+  const { labels, modelName, modelVersion } = await predict(images);
   const seconds = (performance.now() - start) / 1000;
   if (labels.length !== truth.length) {
     throw new ScratchnetError(
@@ -40,6 +42,8 @@ async function scoreSet(predict, images, truth) {
     seconds,
     imagesPerSecond: truth.length / seconds,
     labels,
+    modelName,
+    modelVersion,
   };
 }
 

@@ -4,10 +4,12 @@
 // exit 2 for flags and 1 for files, never a stack trace.
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const { Writable } = require('node:stream');
 const { test } = require('node:test');
 const { main } = require('../lib/cli');
+const { tempDir } = require('./support/files');
 
 /** Run the CLI in-process, capturing its output. */
 async function run(...args) {
@@ -35,7 +37,11 @@ async function assertFails(args, status, pattern) {
 test('--help prints the usage and exits 0', async () => {
   const result = await run('--help');
   assert.equal(result.status, 0);
-  assert.match(result.stdout, /scratchnet predict --target HOST:PORT/);
+  assert.match(result.stdout, /scratchnet predict --target TARGET/);
+  for (const flag of ['--model NAME', '--model-version V', '--tls-ca FILE', '--tls-cert FILE']) {
+    assert.ok(result.stdout.includes(flag), flag);
+  }
+  assert.match(result.stdout, /--token-file FILE .*\n.*SCRATCHNET_TOKEN/);
   assert.match(result.stdout, /scratchnet onnx/);
 });
 
@@ -73,10 +79,66 @@ test('bad flags exit 2 with one line saying what was expected', async () => {
     /FILE\.\.\. or --data DIR, not both/,
   );
   await assertFails(
-    ['predict', '--target', 'h:1', '--model', 'm.onnx', 'x'],
+    ['onnx', '--model', 'm.onnx', '--tls-ca', 'ca.pem', 'x'],
     2,
-    /--model does not apply here/,
+    /--tls-ca does not apply/,
   );
+  await assertFails(
+    ['predict', '--target', 'h:1', '--threads', '2', 'x'],
+    2,
+    /--threads does not apply/,
+  );
+  await assertFails(
+    ['info', '--target', 'h:1', '--model', ''],
+    2,
+    /--model and --model-version take a non-empty value/,
+  );
+});
+
+test('a malformed list of targets exits 2 saying what is expected', async () => {
+  for (const target of ['h:1,', 'h:1,nohost', 'h:1,h:0', 'dns:///']) {
+    await assertFails(
+      ['info', '--target', target],
+      2,
+      /expected HOST:PORT, several separated by commas \(HOST:PORT,HOST:PORT\)/,
+    );
+  }
+});
+
+test('TLS and token files: pairs, unreadable or wrong files, never the token', async () => {
+  const dir = tempDir();
+  const notPem = path.join(__dirname, 'cli.test.js');
+  const empty = path.join(dir, 'empty');
+  const twoLines = path.join(dir, 'two-lines');
+  fs.writeFileSync(empty, '\n');
+  fs.writeFileSync(twoLines, 'secret-one\nsecret-two\n');
+  const info = ['info', '--target', '127.0.0.1:9'];
+  await assertFails([...info, '--tls-cert', 'c.pem'], 2, /--tls-cert and --tls-key go together/);
+  await assertFails([...info, '--tls-key', 'k.pem'], 2, /--tls-cert and --tls-key go together/);
+  await assertFails(
+    [...info, '--tls-ca', path.join(dir, 'nope.pem')],
+    1,
+    /--tls-ca .*nope\.pem: cannot read it \(ENOENT\)/,
+  );
+  await assertFails(
+    [...info, '--tls-ca', notPem],
+    1,
+    /--tls-ca .*cli\.test\.js: not a PEM certificate/,
+  );
+  await assertFails(
+    [...info, '--tls-cert', notPem, '--tls-key', notPem],
+    1,
+    /--tls-cert .*cli\.test\.js: not a PEM certificate/,
+  );
+  await assertFails(
+    [...info, '--token-file', empty],
+    1,
+    /--token-file .*empty holds no token: expected one token on one line/,
+  );
+  const result = await run(...info, '--token-file', twoLines);
+  assert.equal(result.status, 1);
+  assert.match(result.stderr, /--token-file .*two-lines: expected one token on one line/);
+  assert.doesNotMatch(result.stderr, /secret/);
 });
 
 test('a missing file or model exits 1 naming it', async () => {

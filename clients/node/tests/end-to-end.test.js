@@ -4,16 +4,14 @@
 // labels on the same images; errors carry the right gRPC status; the CLI does what it says.
 
 const assert = require('node:assert/strict');
-const { execFile } = require('node:child_process');
-const net = require('node:net');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const { Client, OnnxModel, RpcError, convertImages, loadMnistSplit } = require('../lib');
+const { assertOneLineError, cli: runCli, deadTarget } = require('./support/cli');
 const { buildModels, pythonLabels, REPO, startServer } = require('./support/live');
 
 const DATA = path.join(REPO, 'data', 'mnist');
 const TEST_IMAGES = path.join(DATA, 't10k-images-idx3-ubyte.gz');
-const CLI = path.join(__dirname, '..', 'bin', 'scratchnet.js');
 const INVALID_ARGUMENT = 3;
 const UNAVAILABLE = 14;
 // Bounds for a hung server or client, far above the seconds these normally take.
@@ -22,31 +20,7 @@ const SUITE_TIMEOUT = { timeout: 180_000 };
 
 /** Run the CLI; resolves to {status, stdout, stderr}. */
 function cli(...args) {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { timeout: 60_000 }, (error, stdout, stderr) => {
-      resolve({ status: error ? error.code : 0, stdout, stderr });
-    });
-  });
-}
-
-/** A HOST:PORT on which nothing listens. */
-async function deadTarget() {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await new Promise((resolve) => server.once('listening', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return `127.0.0.1:${port}`;
-}
-
-/** Assert a CLI failure: one line on stderr, no stack trace, the given status. */
-function assertOneLineError(result, status, pattern) {
-  assert.equal(result.status, status, result.stderr);
-  assert.equal(result.stdout, '');
-  const lines = result.stderr.trimEnd().split('\n');
-  assert.equal(lines.length, 1, result.stderr);
-  assert.match(lines[0], /^scratchnet: /);
-  assert.match(lines[0], pattern);
-  assert.doesNotMatch(result.stderr, /\n\s+at /);
+  return runCli(args);
 }
 
 let model;
@@ -200,7 +174,9 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
       );
       assert.equal(result.status, 0, result.stderr);
       const { files } = JSON.parse(result.stdout);
-      assert.deepEqual(files, [{ file: TEST_IMAGES, labels: expected }]);
+      assert.deepEqual(files, [
+        { file: TEST_IMAGES, labels: expected, model_name: 'scratchnet', model_version: '1' },
+      ]);
     }
     const text = await cli('predict', '--target', server.target, TEST_IMAGES);
     const lines = text.stdout.trimEnd().split('\n');

@@ -24,9 +24,9 @@ test('raw and gzip IDX files read to the same shape and pixels', () => {
   }
 });
 
-test('a 2-D IDX image becomes a batch of one', () => {
+test('a 2-D IDX image becomes a batch of one', async () => {
   const file = writeIdx(path.join(dir, 'one-image'), [3, 4], pixels.subarray(0, 12));
-  const images = readImages(file);
+  const images = await readImages(file);
   assert.deepEqual(images.shape, [1, 3, 4]);
   assert.ok(images.data instanceof Uint8Array);
 });
@@ -59,36 +59,36 @@ test('a missing file and a corrupt gzip file are ScratchnetErrors', () => {
   assert.throws(() => readIdx(corrupt), /starts like gzip but does not decompress/);
 });
 
-test('labels must be one-dimensional and images at most three', () => {
+test('labels must be one-dimensional and images at most three', async () => {
   const images = writeIdx(path.join(dir, 'images-idx3'), [2, 3, 4], pixels);
   assert.throws(() => readIdxLabels(images), /expected IDX labels of shape \[N\], got \[2,3,4\]/);
   const four = writeIdx(path.join(dir, 'four-d'), [1, 2, 3, 4], pixels);
-  assert.throws(
+  await assert.rejects(
     () => readImages(four),
     /expected images of shape \[N,H,W\] or \[H,W\], got \[1,2,3,4\]/,
   );
 });
 
-test('.npy files of uint8 and float32 read like IDX', () => {
+test('.npy files of uint8 and float32 read like IDX', async () => {
   const u8 = path.join(dir, 'u8.npy');
   fs.writeFileSync(u8, npyBytes('|u1', [2, 3, 4], pixels));
-  assert.deepEqual(readImages(u8), { data: pixels, shape: [2, 3, 4] });
+  assert.deepEqual(await readImages(u8), { data: pixels, shape: [2, 3, 4] });
   const values = Float32Array.from(pixels, (p) => p / 255);
   const f32 = path.join(dir, 'f32.npy');
   fs.writeFileSync(f32, npyBytes('<f4', [2, 3, 4], Buffer.from(values.buffer)));
-  const read = readImages(f32);
+  const read = await readImages(f32);
   assert.ok(read.data instanceof Float32Array);
   assert.deepEqual(Array.from(read.data), Array.from(values));
 });
 
-test('.npy files of other dtypes or Fortran order are refused', () => {
+test('.npy files of other dtypes or Fortran order are refused', async () => {
   const f64 = path.join(dir, 'f64.npy');
   fs.writeFileSync(f64, npyBytes('<f8', [1], Buffer.alloc(8)));
-  assert.throws(() => readImages(f64), /dtype '<f8' is not supported; expected uint8 or float32/);
+  await assert.rejects(() => readImages(f64), /dtype '<f8' is not supported; expected uint8 or float32/);
   const fortran = path.join(dir, 'fortran.npy');
   const text = npyBytes('|u1', [2, 2], [1, 2, 3, 4]).toString('latin1').replace('False', 'True ');
   fs.writeFileSync(fortran, Buffer.from(text, 'latin1'));
-  assert.throws(() => readImages(fortran), /Fortran order/);
+  await assert.rejects(() => readImages(fortran), /Fortran order/);
 });
 
 test('the bundled MNIST test split: 10000 images with one label each', () => {

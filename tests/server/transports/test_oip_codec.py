@@ -11,6 +11,11 @@ from server.dataplane import InferResponse
 from server.transports import oip_codec
 
 
+def received(message: pb.ModelInferRequest) -> oip_codec.Received:
+    """The message as the server receives it: serialized, then read (tensors uncopied)."""
+    return oip_codec.receive(message.SerializeToString())
+
+
 def _request(**fields: object) -> pb.ModelInferRequest:
     return pb.ModelInferRequest(model_name="m", model_version="2", id="r1", **fields)  # type: ignore[arg-type]
 
@@ -25,7 +30,7 @@ def test_raw_inputs_pair_with_inputs_in_order_and_are_not_copied() -> None:
         outputs=[pb.ModelInferRequest.InferRequestedOutputTensor(name="y")],
         raw_input_contents=raw,
     )
-    request = oip_codec.infer_request(message)
+    request = oip_codec.infer_request(received(message))
     assert (request.model_name, request.model_version, request.id) == ("m", "2", "r1")
     assert [(t.name, t.datatype, t.shape, t.raw) for t in request.inputs] == [
         ("a", "FP32", (1, 4), raw[0]),
@@ -41,13 +46,14 @@ def test_typed_contents_are_passed_uncounted_with_their_field() -> None:
         shape=[3],
         contents=pb.InferTensorContents(int64_contents=[1, 2, 3]),
     )
-    request = oip_codec.infer_request(_request(inputs=[tensor]))
+    request = oip_codec.infer_request(received(_request(inputs=[tensor])))
     assert request.inputs[0].typed_field == "int64_contents"
     assert list(request.inputs[0].typed or []) == [1, 2, 3]
     empty = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
     empty.contents.SetInParent()
     assert (
-        oip_codec.infer_request(_request(inputs=[empty])).inputs[0].typed_field == "fp32_contents"
+        oip_codec.infer_request(received(_request(inputs=[empty]))).inputs[0].typed_field
+        == "fp32_contents"
     )
 
 
@@ -63,7 +69,7 @@ def test_protocol_mistakes_are_named_in_triton_words(
 ) -> None:
     tensor = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
     with pytest.raises(InvalidArgument, match=message):
-        oip_codec.infer_request(_request(inputs=[tensor], **fields))
+        oip_codec.infer_request(received(_request(inputs=[tensor], **fields)))
 
 
 def test_raw_and_contents_together_and_extension_parameters_are_refused() -> None:
@@ -71,20 +77,19 @@ def test_raw_and_contents_together_and_extension_parameters_are_refused() -> Non
         name="a", datatype="FP32", shape=[1], contents=pb.InferTensorContents(fp32_contents=[1])
     )
     with pytest.raises(InvalidArgument, match="contents field must not be specified"):
-        oip_codec.infer_request(_request(inputs=[tensor], raw_input_contents=[b"\0" * 4]))
+        oip_codec.infer_request(received(_request(inputs=[tensor], raw_input_contents=[b"\0" * 4])))
     plain = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
     plain.parameters["shared_memory_region"].string_param = "r"
-    with pytest.raises(InvalidArgument, match="needs Triton's shared-memory extension"):
-        oip_codec.infer_request(_request(inputs=[plain], raw_input_contents=[b"\0" * 4]))
+    with pytest.raises(InvalidArgument, match="needs parameters shared_memory_region"):
+        oip_codec.infer_request(received(_request(inputs=[plain])))
 
 
 def test_output_parameters_pass_as_plain_values() -> None:
     output = pb.ModelInferRequest.InferRequestedOutputTensor(name="y")
     output.parameters["classification"].int64_param = 3
     plain = pb.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1])
-    request = oip_codec.infer_request(
-        _request(inputs=[plain], outputs=[output], raw_input_contents=[b"\0" * 4])
-    )
+    message = _request(inputs=[plain], outputs=[output], raw_input_contents=[b"\0" * 4])
+    request = oip_codec.infer_request(received(message))
     assert request.outputs[0].parameters == {"classification": 3}
 
 

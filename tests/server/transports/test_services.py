@@ -16,7 +16,9 @@ from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
 from server.dataplane import DataPlane
 from server.model_control import LoadOptions, ModelControl, SingleFile
+from server.shared_memory import SharedMemory
 from server.transports.grpc_calls import status_on_error
+from server.transports.oip_codec import receive
 from server.transports.oip_service import InferenceServicer
 from server.transports.v1_service import ClassifierServicer
 from tests.server.conftest import plane_with
@@ -51,6 +53,13 @@ async def _call(method: Any, request: Any) -> tuple[Any, Context]:
         return None, context
 
 
+def v1_receive(message: v1.PredictRequest) -> Any:
+    """The message as the server receives it: serialized, then read (pixels uncopied)."""
+    from server.transports.v1_codec import receive as receive_predict
+
+    return receive_predict(message.SerializeToString())
+
+
 def call(method: Any, request: Any) -> tuple[Any, Context]:
     return asyncio.run(_call(method, request))
 
@@ -70,10 +79,10 @@ def plane(model_file: Path) -> DataPlane:
 def test_v1_predict_and_its_errors(plane: DataPlane) -> None:
     servicer = ClassifierServicer(plane, "m", 1 << 20)
     images = v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=[2, 4, 5], data=bytes(40))
-    response, context = call(servicer.Predict, v1.PredictRequest(images=images))
+    response, context = call(servicer.Predict, v1_receive(v1.PredictRequest(images=images)))
     assert context.code is None and len(response.labels) == 2
     bad = v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=[2, 4, 4], data=bytes(32))
-    _, context = call(servicer.Predict, v1.PredictRequest(images=bad))
+    _, context = call(servicer.Predict, v1_receive(v1.PredictRequest(images=bad)))
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT
     assert context.details == "input 'images' of model 'm': expected shape [-1,4,5], got [2,4,4]"
     info, _ = call(servicer.GetModelInfo, v1.GetModelInfoRequest())
@@ -82,13 +91,13 @@ def test_v1_predict_and_its_errors(plane: DataPlane) -> None:
 
 def test_oip_infer_metadata_and_not_found(plane: DataPlane, model_file: Path) -> None:
     control = ModelControl(plane.repository, SingleFile(model_file, "m"), LoadOptions(0, 8))
-    servicer = InferenceServicer(plane, control)
+    servicer = InferenceServicer(plane, control, SharedMemory())
     pixels = np.full((1, 4, 5), 0.5, np.float32)
     tensor = oip.ModelInferRequest.InferInputTensor(name="images", datatype="FP32", shape=[1, 4, 5])
     request = oip.ModelInferRequest(
         model_name="m", inputs=[tensor], raw_input_contents=[pixels.tobytes()]
     )
-    response, context = call(servicer.ModelInfer, request)
+    response, context = call(servicer.ModelInfer, receive(request.SerializeToString()))
     assert context.code is None
     assert [output.name for output in response.outputs] == ["scores", "label", "probabilities"]
     metadata, _ = call(servicer.ModelMetadata, oip.ModelMetadataRequest(name="m"))

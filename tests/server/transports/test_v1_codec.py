@@ -12,19 +12,27 @@ from server.transports import v1_codec
 def test_a_predict_request_becomes_a_classify_request() -> None:
     images = pb.Tensor(dtype=pb.DATA_TYPE_UINT8, shape=[2, 3, 4], data=bytes(24))
     message = pb.PredictRequest(images=images, return_probabilities=True, request_id="x")
-    request = v1_codec.classify_request(message, "digits")
+    request = v1_codec.classify_request(v1_codec.receive(message.SerializeToString()), "digits")
     assert (request.model_name, request.model_version, request.id) == ("digits", "", "x")
     assert list(request.outputs) == ["label", "probabilities"]
     assert request.images is not None
     assert (request.images.datatype, request.images.shape) == ("UINT8", (2, 3, 4))
-    assert v1_codec.classify_request(pb.PredictRequest(), "d").images is None
+    assert v1_codec.classify_request(v1_codec.receive(b""), "d").images is None
 
 
 def test_a_dtype_without_a_datatype_keeps_its_v1_name_for_the_message() -> None:
     unset = pb.PredictRequest(images=pb.Tensor(shape=[1]))
-    assert v1_codec.classify_request(unset, "d").images.datatype == "DATA_TYPE_UNSPECIFIED"  # type: ignore[union-attr]
+    assert (
+        v1_codec.classify_request(v1_codec.receive(unset.SerializeToString()), "d").images.datatype
+        == "DATA_TYPE_UNSPECIFIED"
+    )  # type: ignore[union-attr]
     unknown = pb.PredictRequest(images=pb.Tensor(dtype=7, shape=[1]))  # type: ignore[arg-type]
-    assert v1_codec.classify_request(unknown, "d").images.datatype == "DataType value 7"  # type: ignore[union-attr]
+    assert (
+        v1_codec.classify_request(
+            v1_codec.receive(unknown.SerializeToString()), "d"
+        ).images.datatype
+        == "DataType value 7"
+    )  # type: ignore[union-attr]
 
 
 def test_a_response_carries_labels_and_row_major_matrices() -> None:

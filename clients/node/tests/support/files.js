@@ -8,10 +8,13 @@ const os = require('node:os');
 const path = require('node:path');
 const zlib = require('node:zlib');
 
+const made = [];
+process.on('exit', () => made.forEach((dir) => fs.rmSync(dir, { recursive: true, force: true })));
+
 /** A fresh temporary folder, removed when the process exits. */
 function tempDir() {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'scratchnet-node-'));
-  process.on('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  made.push(dir);
   return dir;
 }
 

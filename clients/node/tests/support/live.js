@@ -13,11 +13,12 @@ const REPO = path.resolve(__dirname, '..', '..', '..', '..');
 const PYTHON = process.env.SCRATCHNET_PYTHON || path.join(REPO, '.venv', 'bin', 'python');
 const LISTEN_TIMEOUT_MS = 60_000;
 
-/** Run `python ARGS…` in the repository root; its stdout as text. */
-function python(args, { timeout = 300_000 } = {}) {
+/** Run `python ARGS…` in the repository root, `env` added; its stdout as text. */
+function python(args, { timeout = 300_000, env = {} } = {}) {
   try {
     return execFileSync(PYTHON, args, {
       cwd: REPO,
+      env: { ...process.env, ...env },
       encoding: 'utf8',
       timeout,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -37,10 +38,7 @@ function python(args, { timeout = 300_000 } = {}) {
  */
 function buildModels() {
   const dir = tempDir();
-  const artifact = process.env.SCRATCHNET_ARTIFACT || path.join(dir, 'model.npz');
-  if (!process.env.SCRATCHNET_ARTIFACT) {
-    python(['-m', 'trainer', '-o', artifact, '--quiet']);
-  }
+  const artifact = process.env.SCRATCHNET_ARTIFACT || trainArtifact(dir, 'model.npz');
   const model = path.join(dir, 'model.onnx');
   const modelUint8 = path.join(dir, 'model-uint8.onnx');
   python(['-m', 'export', artifact, '-o', model]);
@@ -49,18 +47,103 @@ function buildModels() {
 }
 
 /**
- * Start `python -m server --model MODEL --host 127.0.0.1 --port 0` and read its
- * `listening on HOST:PORT` line. Resolves to {target, process, stderr(), stop()}.
+ * An artifact of the article's recipe, trained by `python -m trainer`. With one OpenBLAS thread:
+ * the same bytes, and on a busy machine seconds instead of tens of seconds (OpenBLAS's threads
+ * wait for each other's turns on cores other processes are using).
+ */
+function trainArtifact(dir, name) {
+  const artifact = path.join(dir, name);
+  python(['-m', 'trainer', '-o', artifact, '--quiet'], { env: { OPENBLAS_NUM_THREADS: '1' } });
+  return artifact;
+}
+
+// The article's parameters with shifted biases: a second model, made without training, that
+// labels some test images unlike the article's.
+const VARIANT = `
+import sys
+from dataclasses import replace
+
+import numpy as np
+
+from scratchnet.artifact import load_artifact, save_artifact
+
+article = load_artifact(sys.argv[1])
+shift = np.random.default_rng(3).normal(scale=0.5, size=article.biases.shape)
+save_artifact(sys.argv[2], replace(article, biases=article.biases + shift))
+`;
+
+/**
+ * A Triton-layout model repository of two models, made with `python -m export --triton-repo`:
+ * `digits` version 1 (the article's model) and `digits2` versions 2 (the article's) and 3 (a
+ * variant of it), both versions served (version_policy all).
+ * @returns {string} the repository folder
+ */
+function buildRepository() {
+  const dir = tempDir();
+  const article = process.env.SCRATCHNET_ARTIFACT || trainArtifact(dir, 'article.npz');
+  const variant = path.join(dir, 'variant.npz');
+  python(['-c', VARIANT, article, variant]);
+  const repository = path.join(dir, 'repository');
+  for (const [artifact, name, version] of [
+    [article, 'digits', '1'],
+    [article, 'digits2', '2'],
+    [variant, 'digits2', '3'],
+  ]) {
+    const naming = ['--model-name', name, '--model-version', version];
+    python(['-m', 'export', artifact, '--triton-repo', repository, ...naming]);
+  }
+  fs.appendFileSync(
+    path.join(repository, 'digits2', 'config.pbtxt'),
+    'version_policy: { all { } }\n',
+  );
+  return repository;
+}
+
+// Throwaway certificate authorities and certificates, made by the Python tests' own helper.
+const PKI = `
+import sys
+from pathlib import Path
+from tests.certificates import Authority
+
+folder = Path(sys.argv[1])
+ca, other, client_ca = (Authority(folder, name) for name in ("ca", "other-ca", "client-ca"))
+ca.issue("server", server=True)
+client_ca.issue("client", server=False)
+other.issue("stranger", server=False)
+`;
+
+/**
+ * PEM files in a temporary folder: \`ca\` (signs \`server\`, for 127.0.0.1 and localhost),
+ * \`client-ca\` (signs \`client\`), \`other-ca\` (signs \`stranger\`). Each entry is {cert, key}.
+ * @returns {Record<string, {cert: string, key: string}>}
+ */
+function makeCertificates() {
+  const dir = tempDir();
+  python(['-c', PKI, dir]);
+  const names = ['ca', 'other-ca', 'client-ca', 'server', 'client', 'stranger'];
+  return Object.fromEntries(
+    names.map((name) => [
+      name,
+      { cert: path.join(dir, `${name}.crt`), key: path.join(dir, `${name}.key`) },
+    ]),
+  );
+}
+
+/**
+ * Start `python -m server --model MODEL --host 127.0.0.1 --port 0 ARGS…` (or another flag than
+ * --model: --model-repository) and read its `listening on HOST:PORT` line. Resolves to
+ * {target, process, stderr(), stop()}.
  * @param {string} model
+ * @param {{args?: string[], modelFlag?: string}} [options]
  * @returns {Promise<{target: string, process: import('node:child_process').ChildProcess,
  *   stderr: () => string, stop: () => Promise<number | null>}>}
  */
-function startServer(model) {
+function startServer(model, { args = [], modelFlag = '--model' } = {}) {
   const stderrFile = path.join(tempDir(), 'server.stderr');
   const stderrFd = fs.openSync(stderrFile, 'w');
   const child = spawn(
     PYTHON,
-    ['-m', 'server', '--model', model, '--host', '127.0.0.1', '--port', '0'],
+    ['-m', 'server', modelFlag, model, '--host', '127.0.0.1', '--port', '0', ...args],
     {
       cwd: REPO,
       stdio: ['ignore', 'pipe', stderrFd],
@@ -128,4 +211,12 @@ function pythonLabels(target, file) {
   return JSON.parse(python(['-c', PYTHON_LABELS, target, path.resolve(file)]));
 }
 
-module.exports = { REPO, buildModels, pythonLabels, startServer };
+module.exports = {
+  REPO,
+  python,
+  buildModels,
+  buildRepository,
+  makeCertificates,
+  pythonLabels,
+  startServer,
+};

@@ -1,0 +1,373 @@
+'use strict';
+
+// How the client reaches a server, against live servers: which model and version it asks for
+// (a model repository), TLS, mutual TLS and bearer tokens (a secured server), and replicas behind
+// one --target (two servers, one of them killed mid-run). The expected labels are always those of
+// onnxruntime-node on the very model file the server answered with.
+
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+const { setTimeout: sleep } = require('node:timers/promises');
+const { after, before, describe, test } = require('node:test');
+const { Client, OnnxModel, RpcError, loadMnistSplit } = require('../lib');
+const { assertOneLineError, cli } = require('./support/cli');
+const { tempDir, writeIdx } = require('./support/files');
+const { REPO, buildRepository, makeCertificates, startServer } = require('./support/live');
+
+const DATA = path.join(REPO, 'data', 'mnist');
+// Enough images for the two versions of digits2 to disagree on some, few enough to be quick.
+const COUNT = 2000;
+const NOT_FOUND = 5;
+const UNAVAILABLE = 14;
+const UNAUTHENTICATED = 16;
+const TOKENS = ['first-token', 'second-token'];
+const TIMEOUT = { timeout: 180_000 };
+// The (model, version) pairs the repository serves, and what a client asks to reach each.
+const CHOICES = [
+  { asked: {}, name: 'digits', version: '1' },
+  { asked: { modelName: 'digits2' }, name: 'digits2', version: '3' },
+  { asked: { modelName: 'digits2', modelVersion: '2' }, name: 'digits2', version: '2' },
+];
+
+let repositoryServer;
+let secured;
+let replicas;
+let pki;
+let tokenFile;
+let testSet; // the whole MNIST test set: {images, labels}
+let images; // its first COUNT images
+let imagesFile; // the same as an IDX file
+// `${name}/${version}` -> labels of onnxruntime-node on that version's model.onnx (COUNT images),
+// and 'article' -> on the whole test set.
+const expected = {};
+
+/** Labels of a model file on `batch`, run here. */
+async function localLabels(file, batch) {
+  const model = await OnnxModel.load(file);
+  try {
+    return (await model.predict(batch)).labels;
+  } finally {
+    await model.release();
+  }
+}
+
+/** Fraction of `labels` equal to the test set's true labels. */
+function accuracy(labels) {
+  return labels.filter((label, i) => label === testSet.labels[i]).length / labels.length;
+}
+
+/** Client options for the secured server: the CA, a client certificate and a token. */
+function securedOptions({ ca = 'ca', client = 'client', token = TOKENS[1] } = {}) {
+  const tls = { ca: fs.readFileSync(pki[ca].cert) };
+  if (client) {
+    Object.assign(tls, {
+      cert: fs.readFileSync(pki[client].cert),
+      key: fs.readFileSync(pki[client].key),
+    });
+  }
+  return { tls, token, timeoutMs: 10_000 };
+}
+
+/** Successful calls and images the server at `target` has answered (Triton's statistics). */
+async function served(target) {
+  const client = new Client(target);
+  try {
+    const reply = await client.unary('v2', 'ModelStatistics', {});
+    return reply.model_stats.reduce(
+      (sum, stats) => ({
+        calls: sum.calls + Number(stats.inference_stats.success.count),
+        images: sum.images + Number(stats.inference_count),
+      }),
+      { calls: 0, images: 0 },
+    );
+  } finally {
+    client.close();
+  }
+}
+
+/** Wait until a client with `options` gets ServerReady from `target`. */
+async function ready(target, options = {}) {
+  const client = new Client(target, options);
+  try {
+    await client.waitForReady(60_000);
+  } finally {
+    client.close();
+  }
+}
+
+before(async () => {
+  const repository = buildRepository();
+  const article = path.join(repository, 'digits', '1', 'model.onnx');
+  pki = makeCertificates();
+  tokenFile = path.join(tempDir(), 'tokens');
+  fs.writeFileSync(tokenFile, `# one per line\n${TOKENS.join('\n')}\n`);
+  const security = [
+    ...['--tls-cert', pki.server.cert, '--tls-key', pki.server.key],
+    ...['--tls-client-ca', pki['client-ca'].cert, '--auth-token-file', tokenFile],
+  ];
+  [repositoryServer, secured, ...replicas] = await Promise.all([
+    startServer(repository, { modelFlag: '--model-repository', args: ['--model-name', 'digits'] }),
+    startServer(article, { args: security }),
+    startServer(article),
+    startServer(article),
+  ]);
+
+  testSet = loadMnistSplit(DATA, 'test');
+  const [, height, width] = testSet.images.shape;
+  images = {
+    data: testSet.images.data.subarray(0, COUNT * height * width),
+    shape: [COUNT, height, width],
+  };
+  imagesFile = writeIdx(path.join(tempDir(), 'images.idx'), images.shape, images.data);
+  for (const { name, version } of CHOICES) {
+    const file = path.join(repository, name, version, 'model.onnx');
+    expected[`${name}/${version}`] = await localLabels(file, images);
+  }
+  expected.article = await localLabels(article, testSet.images);
+  // Otherwise a client ignoring the version could pass.
+  assert.notDeepEqual(expected['digits2/3'], expected['digits2/2']);
+
+  await Promise.all([
+    ready(repositoryServer.target),
+    ready(secured.target, securedOptions()),
+    ...replicas.map((replica) => ready(replica.target)),
+  ]);
+}, TIMEOUT);
+
+after(async () => {
+  for (const running of [repositoryServer, secured, ...(replicas ?? [])]) {
+    if (running && running.process.signalCode !== 'SIGKILL') {
+      assert.equal(await running.stop(), 0, `server did not exit cleanly:\n${running.stderr()}`);
+    }
+  }
+}, TIMEOUT);
+
+describe('choosing the model and its version', TIMEOUT, () => {
+  test('the library reaches each model and version on both APIs', async () => {
+    for (const { asked, name, version } of CHOICES) {
+      const client = new Client(repositoryServer.target, asked);
+      try {
+        const info = await client.modelInfo();
+        assert.deepEqual([info.model_name, info.model_version], [name, version]);
+        assert.equal((await client.modelMetadata()).name, name);
+        for (const api of ['predict', 'infer']) {
+          const result = await client[api](images);
+          const label = `${api} with ${JSON.stringify(asked)}`;
+          assert.deepEqual([result.modelName, result.modelVersion], [name, version], label);
+          assert.deepEqual(result.labels, expected[`${name}/${version}`], label);
+        }
+        // Only the label was asked for, though Triton-style metadata declares it [-1, 1].
+        assert.deepEqual(Object.keys((await client.infer(images)).outputs), ['label']);
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test('an unknown model or version is NOT_FOUND on both APIs', async () => {
+    for (const asked of [{ modelName: 'nope' }, { modelName: 'digits2', modelVersion: '1' }]) {
+      const client = new Client(repositoryServer.target, asked);
+      try {
+        for (const call of [() => client.predict(images), () => client.infer(images)]) {
+          await assert.rejects(call, (error) => {
+            assert.ok(error instanceof RpcError, String(error));
+            assert.equal(error.code, NOT_FOUND);
+            assert.match(error.message, /unknown model: '(nope|digits2)'/);
+            return true;
+          });
+        }
+      } finally {
+        client.close();
+      }
+    }
+  });
+
+  test('CLI --model and --model-version: the answering model and its labels', async () => {
+    // The library covers every choice on both APIs; here, that the flags reach it.
+    const runs = [
+      [['--model', 'digits2', '--model-version', '2'], 'v1', CHOICES[2]],
+      [['--model', 'digits2'], 'v2', CHOICES[1]],
+    ];
+    for (const [flags, api, { name, version }] of runs) {
+      const args = ['predict', '--target', repositoryServer.target, '--api', api, ...flags];
+      const result = await cli([...args, '--json', imagesFile]);
+      assert.equal(result.status, 0, result.stderr);
+      const [answer] = JSON.parse(result.stdout).files;
+      assert.deepEqual([answer.model_name, answer.model_version], [name, version], args.join(' '));
+      assert.deepEqual(answer.labels, expected[`${name}/${version}`], args.join(' '));
+    }
+    const info = await cli(['info', '--target', repositoryServer.target]);
+    assert.equal(info.status, 0, info.stderr);
+    const { model_name: name, model_version: version } = JSON.parse(info.stdout);
+    assert.deepEqual([name, version], ['digits', '1']);
+    assertOneLineError(
+      await cli([
+        'info',
+        '--target',
+        repositoryServer.target,
+        '--model',
+        'digits2',
+        '--model-version',
+        '7',
+      ]),
+      1,
+      /GetModelInfo failed: NOT_FOUND: .*'digits2' version 7/,
+    );
+  });
+});
+
+describe('TLS, mutual TLS and bearer tokens', TIMEOUT, () => {
+  test('the right client is served on both APIs', async () => {
+    const client = new Client(secured.target, securedOptions());
+    try {
+      assert.deepEqual((await client.predict(images)).labels, expected['digits/1']);
+      assert.deepEqual((await client.infer(images)).labels, expected['digits/1']);
+    } finally {
+      client.close();
+    }
+  });
+
+  test('CLI: --tls-ca, --tls-cert/--tls-key, and --token-file or SCRATCHNET_TOKEN', async () => {
+    const tls = [
+      '--tls-ca',
+      pki.ca.cert,
+      '--tls-cert',
+      pki.client.cert,
+      '--tls-key',
+      pki.client.key,
+    ];
+    const token = path.join(tempDir(), 'token');
+    fs.writeFileSync(token, `${TOKENS[0]}\n`);
+    for (const [api, extra, env] of [
+      ['v1', ['--token-file', token], {}],
+      ['v2', [], { SCRATCHNET_TOKEN: TOKENS[1] }],
+    ]) {
+      const args = ['predict', '--target', secured.target, '--api', api, ...tls, ...extra];
+      const result = await cli([...args, '--json', imagesFile], { env });
+      assert.equal(result.status, 0, result.stderr);
+      assert.equal(result.stderr, ''); // not even grpc-js's IP-address warning
+      assert.deepEqual(JSON.parse(result.stdout).files[0].labels, expected['digits/1'], api);
+    }
+  });
+
+  test('refusals: one line saying what to change, and the right status', async () => {
+    const base = ['info', '--target', secured.target];
+    const ca = (name) => ['--tls-ca', pki[name].cert];
+    const client = (name) => ['--tls-cert', pki[name].cert, '--tls-key', pki[name].key];
+    const withToken = { env: { SCRATCHNET_TOKEN: TOKENS[0] } };
+    // prettier-ignore
+    const cases = [
+      ['plaintext', [], withToken, /UNAVAILABLE: .*If it requires TLS, pass --tls-ca FILE/],
+      ['another CA', [...ca('other-ca'), ...client('client')], withToken,
+        /UNAVAILABLE: .*over TLS.*is its certificate signed by the CA trusted \(--tls-ca\)/],
+      ['no client certificate', ca('ca'), withToken,
+        /UNAVAILABLE: .*accept clients without a certificate \(else pass --tls-cert FILE/],
+      ['a stranger certificate', [...ca('ca'), ...client('stranger')], withToken,
+        /UNAVAILABLE: .*accept this client certificate \(--tls-cert\)/],
+      ['no token', [...ca('ca'), ...client('client')], { env: { SCRATCHNET_TOKEN: '' } },
+        /UNAUTHENTICATED: missing or wrong bearer token.*no bearer token was sent: pass --token-file/],
+      ['a wrong token', [...ca('ca'), ...client('client')], { env: { SCRATCHNET_TOKEN: 'guess' } },
+        /UNAUTHENTICATED: .*the bearer token sent \(--token-file or SCRATCHNET_TOKEN\) was refused/],
+    ];
+    for (const [what, flags, options, pattern] of cases) {
+      const result = await cli([...base, ...flags], options);
+      assertOneLineError(result, 1, pattern);
+      assert.doesNotMatch(result.stderr, /guess|first-token/, `${what}: the token is printed`);
+    }
+    const codes = [
+      [securedOptions({ client: null }), UNAVAILABLE],
+      [securedOptions({ token: 'guess' }), UNAUTHENTICATED],
+    ];
+    for (const [options, code] of codes) {
+      const refused = new Client(secured.target, options);
+      try {
+        await assert.rejects(
+          () => refused.modelInfo(),
+          (error) => error.code === code,
+        );
+      } finally {
+        refused.close();
+      }
+    }
+  });
+
+  test('a key that is not the certificate’s is named before connecting', async () => {
+    const flags = [
+      '--tls-ca',
+      pki.ca.cert,
+      '--tls-cert',
+      pki.client.cert,
+      '--tls-key',
+      pki.stranger.key,
+    ];
+    assertOneLineError(
+      await cli(['info', '--target', secured.target, ...flags]),
+      1,
+      /--tls-key .*stranger\.key is not the key of --tls-cert .*client\.crt/,
+    );
+  });
+});
+
+describe('replicas: several targets, round robin, retries', TIMEOUT, () => {
+  test("both replicas get traffic; labels equal one server's, on both APIs", async () => {
+    const targets = replicas.map((replica) => replica.target).join(',');
+    const before = await Promise.all(replicas.map((replica) => served(replica.target)));
+    const client = new Client(targets, { batchSize: 500 });
+    try {
+      assert.deepEqual((await client.predict(testSet.images)).labels, expected.article);
+      assert.deepEqual((await client.infer(testSet.images)).labels, expected.article);
+    } finally {
+      client.close();
+    }
+    const after = await Promise.all(replicas.map((replica) => served(replica.target)));
+    const calls = after.map((stats, i) => stats.calls - before[i].calls);
+    const scored = after.reduce((sum, stats, i) => sum + stats.images - before[i].images, 0);
+    assert.ok(
+      calls.every((count) => count > 0),
+      `calls per replica: ${calls}`,
+    );
+    assert.equal(scored, 2 * testSet.labels.length, 'each image scored once per API');
+  });
+
+  test('CLI score --target A,B: the accuracy of one server', async () => {
+    const targets = replicas.map((replica) => replica.target).join(',');
+    const result = await cli(['score', '--target', targets, '--json']);
+    assert.equal(result.status, 0, result.stderr);
+    const score = JSON.parse(result.stdout);
+    assert.equal(score.accuracy, accuracy(expected.article));
+    assert.equal(score.total, testSet.labels.length);
+  });
+
+  test('a replica killed with SIGKILL mid-run costs no image and no accuracy', async () => {
+    const [victim, survivor] = replicas;
+    const rounds = 5;
+    const results = [];
+    const client = new Client(`${victim.target},${survivor.target}`, { batchSize: 100 });
+    let roundsBeforeKill;
+    try {
+      const start = await served(victim.target);
+      const run = (async () => {
+        for (let round = 0; round < rounds; round += 1) {
+          results.push(await client.predict(testSet.images));
+        }
+      })();
+      // Kill the victim once it has answered this run: the run is under way and uses both.
+      while ((await served(victim.target)).calls === start.calls) {
+        await sleep(5);
+      }
+      victim.process.kill('SIGKILL');
+      roundsBeforeKill = results.length;
+      await run;
+    } finally {
+      client.close();
+    }
+    assert.equal(await victim.stop(), null);
+    assert.ok(roundsBeforeKill < rounds, 'the run ended before the replica was killed');
+    assert.equal(results.length, rounds);
+    for (const { labels } of results) {
+      assert.deepEqual(labels, expected.article); // every image once, in order, as before
+      assert.equal(accuracy(labels), accuracy(expected.article));
+    }
+  });
+});

@@ -1,0 +1,350 @@
+"""The HTTP/REST listener: the Open Inference Protocol's REST binding and the playground, served
+by Starlette on uvicorn, on the server's own asyncio event loop beside grpc.aio.
+
+Each route decodes the request (http_codec), awaits the data plane and encodes the answer; every
+request counts as an open call of the data plane (`DataPlane.call_opened`), so its limits,
+statistics and drain cover HTTP as they cover gRPC. A RequestError becomes `{"error": message}`
+with the HTTP status of scratchnet.status, anything else a 500 with the traceback in the log only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Route
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from scratchnet.errors import DeadlineExceeded, RequestError, ResourceExhausted, ScratchnetError
+from scratchnet.status import INTERNAL, status_of
+from scratchnet.versions import scratchnet_version
+from server import playground
+from server.config import ServerConfig
+from server.dataplane import Call, DataPlane, InferRequest
+from server.transports import http_codec, oip_service
+from server.transports.http_codec import Reply
+
+__all__ = ["API", "EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
+
+API = "http"
+"""How the data plane's statistics and observers name calls that came over HTTP."""
+EXTENSIONS: tuple[str, ...] = ("classification", "binary_tensor_data")
+"""The protocol extensions GET /v2 reports: those the HTTP binding serves (classification comes
+from the data plane; binary tensor data is HTTP's own). The model repository, configuration and
+statistics extensions join once their routes are wired here (see build_app)."""
+OFF_LOOP_BYTES = 64 * 1024
+"""Bodies (and answers) larger than this are decoded (encoded) in a thread, not on the loop
+that also serves gRPC: 784,000 JSON numbers take about 0.3 s to parse."""
+
+_INTERNAL_MESSAGE = "internal server error (see the server log)"
+_log = logging.getLogger(__name__)
+_Handler = Callable[["Request"], Awaitable[Reply]]
+_T = TypeVar("_T")
+
+
+class _Service:
+    """The routes' shared state: the data plane and the limits that are HTTP's own."""
+
+    def __init__(self, plane: DataPlane, config: ServerConfig) -> None:
+        self.plane = plane
+        self.max_body = config.max_message_bytes
+        self.upload_seconds = config.upload_seconds
+        self.version = scratchnet_version()
+
+    async def body(self, request: Request) -> bytes:
+        """The request body, refused past --max-message-mb before it is all read, and closed if
+        it does not arrive within --upload-seconds (a stalled upload), as gRPC does."""
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_body:
+            raise ResourceExhausted(self._too_big(int(declared)))
+        try:
+            return await asyncio.wait_for(self._read(request), self.upload_seconds)
+        except TimeoutError:
+            raise DeadlineExceeded(
+                f"the body of {request.method} {request.url.path} did not arrive within "
+                f"{self.upload_seconds:g} s (--upload-seconds)"
+            ) from None
+
+    async def _read(self, request: Request) -> bytes:
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise ResourceExhausted(self._too_big(size))
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_big(self, size: int) -> str:
+        return (
+            f"the request body has {size} bytes or more, over the server's limit of "
+            f"{self.max_body} (--max-message-mb)"
+        )
+
+
+async def _maybe_off_loop(size: int, work: Callable[[], _T]) -> _T:
+    """`work()` in a thread when `size` bytes make it long, else right here on the loop."""
+    if size > OFF_LOOP_BYTES:
+        return await asyncio.to_thread(work)
+    return work()
+
+
+def _endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
+    """A Starlette endpoint that answers errors the protocol's way: `{"error": ...}`."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            reply = await handler(request)
+        except RequestError as error:
+            reply = _error_reply(error)
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it
+        except Exception:
+            _log.exception("unexpected error while handling %s %s", request.method, request.url)
+            reply = http_codec.error_reply(INTERNAL.http, _INTERNAL_MESSAGE)
+        return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+    return endpoint
+
+
+def _error_reply(error: RequestError) -> Reply:
+    return http_codec.error_reply(status_of(error).http, str(error))
+
+
+def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
+    """The Starlette application: the protocol's routes, then the playground's."""
+    service = _Service(plane, config)
+
+    async def live(request: Request) -> Reply:
+        return Reply(200, b"", {})
+
+    async def ready(request: Request) -> Reply:
+        return Reply(200 if plane.ready else 400, b"", {})
+
+    async def server_metadata(request: Request) -> Reply:
+        return http_codec.server_metadata(oip_service.SERVER_NAME, service.version, EXTENSIONS)
+
+    async def model_metadata(request: Request) -> Reply:
+        name, version = _model_of(request)
+        model = plane.model(name, version)
+        # As gRPC's ModelMetadata answers: the version asked for, or every version served.
+        versions = [version] if version else _versions(plane, model.name)
+        return http_codec.model_metadata(model, versions, plane.metadata(model))
+
+    async def model_ready(request: Request) -> Reply:
+        name, version = _model_of(request)
+        try:
+            plane.model(name, version)
+        except RequestError:  # still loading, or not this model or version: not ready
+            return Reply(400, b"", {})
+        return Reply(400 if plane.shutting_down else 200, b"", {})
+
+    async def infer(request: Request) -> Reply:
+        name, version = _model_of(request)
+        async with plane.call_opened():
+            body = await service.body(request)
+            plane.model(name, version)  # an unknown model is a 404 whatever the body says
+            encoding = request.headers.get("content-encoding")
+            header_length = request.headers.get(http_codec.HEADER_LENGTH)
+
+            def decode() -> tuple[InferRequest, bool]:
+                data = http_codec.decompress(body, encoding, service.max_body)
+                return http_codec.infer_request(data, header_length, name, version)
+
+            decoded, binary = await _maybe_off_loop(len(body), decode)
+            answer = await plane.infer(decoded, Call(API))
+            size = sum(value.nbytes for value in answer.outputs.values())
+            return await _maybe_off_loop(
+                size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
+            )
+
+    model = "/v2/models/{name}"
+    versioned = "/v2/models/{name}/versions/{version}"
+    routes = [
+        Route("/v2/health/live", _endpoint(live)),
+        Route("/v2/health/ready", _endpoint(ready)),
+        Route("/v2", _endpoint(server_metadata)),
+        Route(model, _endpoint(model_metadata)),
+        Route(versioned, _endpoint(model_metadata)),
+        Route(f"{model}/ready", _endpoint(model_ready)),
+        Route(f"{versioned}/ready", _endpoint(model_ready)),
+        Route(f"{model}/infer", _endpoint(infer), methods=["POST"]),
+        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"]),
+        # --- Model repository (POST /v2/repository/index, /v2/repository/models/{name}/load,
+        # …/unload), model configuration (GET /v2/models/{name}/config) and statistics
+        # (GET /v2/models/{name}[/versions/{v}]/stats, GET /v2/models/stats): to be wired here
+        # over oip_codec's repository_index, model_config and model_statistics and the model
+        # control of server/app.py, then added to EXTENSIONS. Until then they answer 404 like
+        # any unknown path. ---
+        *_playground_routes(plane, service),
+    ]
+
+    async def not_found(request: Request, error: Exception) -> Response:
+        status = error.status_code if isinstance(error, HTTPException) else 404
+        if status == 405:
+            message = f"method {request.method} is not allowed on {request.url.path}"
+        else:
+            message = f"no endpoint {request.method} {request.url.path} on this server"
+        reply = http_codec.error_reply(status, message)
+        return Response(reply.body, reply.status, headers=dict(reply.headers))
+
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+
+
+def _versions(plane: DataPlane, name: str) -> list[str]:
+    return [model.version for model in plane.repository.models() if model.name == name]
+
+
+def _model_of(request: Request) -> tuple[str, str]:
+    params = request.path_params
+    return str(params["name"]), str(params.get("version", ""))
+
+
+def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
+    """GET / and /playground/…: the page, its files and the models it can draw for."""
+
+    async def page(request: Request) -> Response:
+        return _file_response(playground.INDEX)
+
+    async def asset(request: Request) -> Response:
+        found = playground.asset(str(request.path_params["path"]))
+        if found is None:
+            raise HTTPException(404)
+        return _file_response(found)
+
+    async def models(request: Request) -> Reply:
+        return http_codec.json_reply(playground.models(plane))
+
+    async def model(request: Request) -> Reply:
+        name, version = _model_of(request)
+        found = plane.model(name, version)
+        # Reading the templates opens the ONNX file: not on the loop.
+        described = await asyncio.to_thread(playground.describe, found)
+        return http_codec.json_reply(described)
+
+    async def model_file(request: Request) -> Response:
+        name, version = _model_of(request)
+        try:
+            path = plane.model(name, version).path
+        except RequestError as error:
+            reply = _error_reply(error)
+            return Response(reply.body, reply.status, headers=dict(reply.headers))
+        return FileResponse(path, media_type="application/octet-stream")
+
+    api = "/playground/api/models"
+    return [
+        Route("/", page),
+        Route(api, _endpoint(models)),
+        Route(f"{api}/{{name}}", _endpoint(model)),
+        Route(f"{api}/{{name}}/versions/{{version}}", _endpoint(model)),
+        Route(f"{api}/{{name}}/model.onnx", model_file),
+        Route(f"{api}/{{name}}/versions/{{version}}/model.onnx", model_file),
+        Route("/playground/{path:path}", asset),
+    ]
+
+
+def _file_response(found: playground.Asset) -> Response:
+    return FileResponse(
+        found.path, media_type=found.media_type, headers={"cache-control": "no-cache"}
+    )
+
+
+class _Protocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools), answering bytes it cannot parse as a request
+    with the protocol's JSON error rather than plain text; it still closes the connection."""
+
+    def send_400_response(self, msg: str) -> None:
+        """A 400 `{"error": ...}` naming what was wrong, then close (as uvicorn does)."""
+        reply = http_codec.error_reply(
+            400,
+            f"the server cannot parse the HTTP request ({msg.rstrip('.')}), expected HTTP/1.1 "
+            "with a Content-Length equal to the body's length",
+        )
+        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+        length = f"content-length: {len(reply.body)}\r\nconnection: close\r\n\r\n".encode()
+        self.transport.write(head + length + reply.body)
+        self.transport.close()
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, leaving signals to the server process (server/app.py handles them on
+    the same loop) instead of installing its own handlers."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """Nothing to capture: see the class."""
+        yield
+
+
+class HttpServer:
+    """uvicorn serving the app on a socket bound beforehand, as a task of the running loop."""
+
+    def __init__(self, sock: socket.socket, server: _Server, task: asyncio.Task[None]) -> None:
+        self._socket = sock
+        self._server = server
+        self._task = task
+
+    @property
+    def port(self) -> int:
+        """The port bound (the one --http-port 0 picked)."""
+        return int(self._socket.getsockname()[1])
+
+    def stop(self) -> None:
+        """Stop accepting connections and close idle ones; requests in flight go on (the data
+        plane's drain waits for them)."""
+        self._server.should_exit = True
+
+    async def stopped(self, timeout: float) -> None:
+        """Wait for the listener to finish, at most `timeout` s, then cut what is left."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout)
+        except TimeoutError:
+            self._server.force_exit = True
+            await self._task
+
+
+async def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
+    """Bind --host:--http-port and serve the app there, on the running loop."""
+    sock = _bind(config)
+    if not _log.isEnabledFor(logging.DEBUG):
+        # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
+        logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    settings = uvicorn.Config(
+        build_app(plane, config),
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        http=_Protocol,
+        timeout_graceful_shutdown=config.grace_seconds,  # type: ignore[arg-type]
+        server_header=False,
+    )
+    server = _Server(settings)
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    return HttpServer(sock, server, task)
+
+
+def _bind(config: ServerConfig) -> socket.socket:
+    address = config.http_address
+    try:
+        family = socket.getaddrinfo(config.host, config.http_port, type=socket.SOCK_STREAM)[0][0]
+        # SO_REUSEADDR (set by create_server) lets a restarted server bind a port whose old
+        # connections linger in TIME_WAIT; unlike SO_REUSEPORT it never shares a busy port.
+        sock = socket.create_server(
+            (config.host, config.http_port or 0), family=family, backlog=2048
+        )
+    except OSError:
+        raise ScratchnetError(
+            f"cannot listen on {address} for HTTP: address in use or not available"
+        ) from None
+    # Accepted connections inherit it: an answer written in two parts (head, then body) would
+    # otherwise wait for the client's delayed ACK, 40 ms on Linux (bench/http_serving.py).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock

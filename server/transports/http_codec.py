@@ -1,0 +1,396 @@
+"""The Open Inference Protocol's HTTP/REST binding to and from the data plane, as plain functions.
+
+A request body is a JSON object, optionally followed by binary tensor data (Triton's binary
+tensor data extension): the header `Inference-Header-Content-Length` then gives the JSON's length,
+and each input with parameter `binary_data_size` takes that many bytes of the rest, in input
+order. Outputs go back as JSON `data`, or as binary data after the JSON when an output's
+parameter `binary_data` (or the request's `binary_data_output`) asks for it. Outputs in JSON are
+exact: a float32 is written as the shortest decimal of its float64 value, which reads back as the
+same float32.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+from numpy.typing import NDArray
+
+from scratchnet import datatypes
+from scratchnet.errors import InvalidArgument, ResourceExhausted, clip
+from server.dataplane import InferRequest, InferResponse, RequestedOutput
+from server.model import Model
+from server.tensors import JSON_DATA, InputTensor, pack_strings
+from server.transports import oip_codec
+
+__all__ = [
+    "BINARY_CONTENT_TYPE",
+    "HEADER_LENGTH",
+    "JSON_CONTENT_TYPE",
+    "Reply",
+    "decompress",
+    "error_reply",
+    "infer_request",
+    "infer_response",
+    "json_reply",
+    "model_metadata",
+    "server_metadata",
+]
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+"""The header that gives the JSON's length when binary tensor data follows it."""
+JSON_CONTENT_TYPE = "application/json"
+BINARY_CONTENT_TYPE = "application/octet-stream"
+"""What Triton answers with when binary output data follows the JSON."""
+BINARY_DATA = "binary_data"
+BINARY_DATA_SIZE = "binary_data_size"
+BINARY_DATA_OUTPUT = "binary_data_output"
+
+# Tensor parameters that ask for a Triton extension this server lacks: refused, as oip_codec
+# refuses them on gRPC, since ignoring them would answer something else than was asked.
+_EXTENSION_PARAMETERS = {"shared_memory_region": "shared-memory"}
+_INTEGER_KINDS = "iub"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An HTTP answer: status, body and the headers that describe it."""
+
+    status: int
+    body: bytes
+    headers: Mapping[str, str]
+
+
+def error_reply(status: int, message: str) -> Reply:
+    """`{"error": message}` with `status`, as the protocol answers every failure."""
+    return json_reply({"error": message}, status)
+
+
+def server_metadata(name: str, version: str, extensions: Sequence[str]) -> Reply:
+    """GET /v2: the server's name, version and protocol extensions."""
+    return json_reply({"name": name, "version": version, "extensions": list(extensions)})
+
+
+def model_metadata(model: Model, versions: Sequence[str], properties: Mapping[str, str]) -> Reply:
+    """GET /v2/models/{name}[/versions/{v}]: what gRPC's ModelMetadata says, as JSON."""
+    message = oip_codec.model_metadata(model, versions, properties)
+
+    def tensors(specs: Any) -> list[dict[str, Any]]:
+        return [
+            {"name": spec.name, "datatype": spec.datatype, "shape": list(spec.shape)}
+            for spec in specs
+        ]
+
+    return json_reply(
+        {
+            "name": message.name,
+            "versions": list(message.versions),
+            "platform": message.platform,
+            "inputs": tensors(message.inputs),
+            "outputs": tensors(message.outputs),
+            "properties": dict(message.properties),
+        }
+    )
+
+
+def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """The body as sent before `Content-Encoding` (gzip or deflate) was applied, at most `limit`
+    bytes; InvalidArgument for an unknown encoding or bad data, ResourceExhausted beyond it."""
+    if encoding is None or encoding.strip().lower() in ("", "identity"):
+        return body
+    name = encoding.strip().lower()
+    if name not in ("gzip", "deflate"):
+        raise InvalidArgument(
+            f"unsupported Content-Encoding '{clip(encoding)}', expected gzip, deflate or none"
+        )
+    # deflate means the zlib format (RFC 9110), which tritonclient sends; gzip has its own header.
+    inflater = zlib.decompressobj(wbits=31 if name == "gzip" else 15)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as error:
+        raise InvalidArgument(f"the request body is not valid {name} data ({error})") from None
+    if len(data) > limit:
+        raise ResourceExhausted(
+            f"the request body is over {limit} bytes once decompressed (the server's "
+            "--max-message-mb)"
+        )
+    if not inflater.eof:
+        raise InvalidArgument(f"the request body is truncated {name} data")
+    return data
+
+
+def infer_request(
+    body: bytes, header_length: str | None, model_name: str, model_version: str = ""
+) -> tuple[InferRequest, bool]:
+    """The data plane's request for a POST …/infer body, and whether outputs that do not say
+    otherwise go back binary (the request's `binary_data_output`)."""
+    model = clip(model_name)
+    json_part, binary = _split(body, header_length, model)
+    try:
+        document = json.loads(json_part)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidArgument(
+            f"the request body for model '{model}' is not valid JSON ({error}), expected an "
+            'inference request object {"inputs": [...]}'
+        ) from None
+    if not isinstance(document, dict):
+        raise InvalidArgument(
+            f"the request body for model '{model}' is a JSON {_kind(document)}, expected an "
+            'object {"inputs": [...]}'
+        )
+    parameters = _object(document.get("parameters", {}), f"request parameters of model '{model}'")
+    binary_default = parameters.get(BINARY_DATA_OUTPUT, False)
+    if not isinstance(binary_default, bool):
+        raise InvalidArgument(
+            f"request parameter '{BINARY_DATA_OUTPUT}' for model '{model}' is "
+            f"{json.dumps(binary_default)}, expected true or false"
+        )
+    inputs = _inputs(document.get("inputs"), binary, model)
+    outputs = _outputs(document.get("outputs", []), model)
+    request_id = document.get("id", "")
+    if not isinstance(request_id, str):
+        raise InvalidArgument(f"request 'id' for model '{model}' must be a string")
+    request = InferRequest(
+        model_name=model_name,
+        model_version=model_version,
+        inputs=inputs,
+        outputs=outputs,
+        id=request_id,
+    )
+    return request, binary_default
+
+
+def infer_response(
+    response: InferResponse, requested: Sequence[RequestedOutput], binary_default: bool
+) -> Reply:
+    """The answer to an inference: outputs in JSON `data`, or binary after the JSON."""
+    binary_names = {
+        output.name
+        for output in requested
+        if output.parameters.get(BINARY_DATA, binary_default) is True
+    }
+    if not requested and binary_default:
+        binary_names = set(response.outputs)
+    document: dict[str, Any] = {
+        "model_name": response.model_name,
+        "model_version": response.model_version,
+    }
+    if response.id:
+        document["id"] = response.id
+    outputs: list[dict[str, Any]] = []
+    chunks: list[bytes] = []
+    for name, value in response.outputs.items():
+        datatype = datatypes.by_numpy(value.dtype)
+        entry: dict[str, Any] = {"name": name, "datatype": datatype.name, "shape": value.shape}
+        if name in binary_names:
+            if datatype.itemsize == 0:  # BYTES, e.g. the classification extension's strings
+                chunk = pack_strings(value)
+            else:
+                chunk = np.ascontiguousarray(value, dtype=datatype.numpy).tobytes()
+            entry["parameters"] = {BINARY_DATA_SIZE: len(chunk)}
+            chunks.append(chunk)
+        else:
+            entry["data"] = _json_values(value)
+        outputs.append(entry)
+    document["outputs"] = outputs
+    head = _dumps(document)
+    if not chunks:
+        return Reply(200, head, {"content-type": JSON_CONTENT_TYPE})
+    headers = {"content-type": BINARY_CONTENT_TYPE, HEADER_LENGTH.lower(): str(len(head))}
+    return Reply(200, b"".join([head, *chunks]), headers)
+
+
+def _split(body: bytes, header_length: str | None, model: str) -> tuple[bytes, memoryview]:
+    """The JSON part of the body and the binary data after it (none without the header)."""
+    if header_length is None:
+        return body, memoryview(b"")
+    text = header_length.strip()
+    if not text.isdigit():
+        raise InvalidArgument(
+            f"header {HEADER_LENGTH} of a request for model '{model}' is '{clip(header_length)}',"
+            f" expected the JSON's length in bytes (0 to {len(body)})"
+        )
+    length = int(text)
+    if length > len(body):
+        raise InvalidArgument(
+            f"header {HEADER_LENGTH} of a request for model '{model}' says {length} bytes of "
+            f"JSON, but the body has only {len(body)} bytes"
+        )
+    view = memoryview(body)
+    return bytes(view[:length]), view[length:]
+
+
+def _inputs(value: Any, binary: memoryview, model: str) -> list[InputTensor]:
+    if not isinstance(value, list):
+        raise InvalidArgument(
+            f"the request for model '{model}' has no 'inputs' array, expected "
+            '"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]'
+        )
+    tensors = []
+    offset = 0
+    for index, item in enumerate(value):
+        what = f"input {index} of the request for model '{model}'"
+        tensor = _object(item, what)
+        name = tensor.get("name")
+        if not isinstance(name, str):
+            raise InvalidArgument(f"{what} has no 'name' string")
+        what = f"input '{clip(name)}' of model '{model}'"
+        datatype = tensor.get("datatype")
+        if not isinstance(datatype, str):
+            raise InvalidArgument(f'{what}: no "datatype" string, expected e.g. "FP32"')
+        shape = _shape(tensor.get("shape"), what)
+        parameters = _object(tensor.get("parameters", {}), f"parameters of {what}")
+        _refuse_extension_parameters(parameters, what)
+        size = parameters.get(BINARY_DATA_SIZE)
+        has_data = "data" in tensor
+        if size is None:
+            if not has_data:
+                raise InvalidArgument(
+                    f"{what}: no 'data' and no '{BINARY_DATA_SIZE}' parameter, expected one of them"
+                )
+            # An array serves as the flat values: the data plane only counts and converts them.
+            values = cast(Sequence[Any], _typed_values(tensor["data"], datatype, what))
+            tensors.append(InputTensor(name, datatype, shape, typed=values, typed_field=JSON_DATA))
+            continue
+        if has_data:
+            raise InvalidArgument(
+                f"{what}: both 'data' and parameter '{BINARY_DATA_SIZE}', expected one of them"
+            )
+        if not _is_int(size) or size < 0:
+            raise InvalidArgument(
+                f"{what}: parameter '{BINARY_DATA_SIZE}' is {json.dumps(size)}, expected a "
+                "number of bytes >= 0"
+            )
+        if not binary and offset + size > 0:
+            raise InvalidArgument(
+                f"{what}: parameter '{BINARY_DATA_SIZE}' needs binary data after the JSON, "
+                f"with its length in the {HEADER_LENGTH} header"
+            )
+        if offset + size > len(binary):
+            raise InvalidArgument(
+                f"{what}: parameter '{BINARY_DATA_SIZE}' asks for bytes {offset} to "
+                f"{offset + size} of the binary data, which has {len(binary)}"
+            )
+        tensors.append(InputTensor(name, datatype, shape, raw=binary[offset : offset + size]))
+        offset += size
+    if offset != len(binary):
+        raise InvalidArgument(
+            f"the request for model '{model}' has {len(binary)} bytes of binary data after "
+            f"the JSON, but its inputs' '{BINARY_DATA_SIZE}' add up to {offset}"
+        )
+    return tensors
+
+
+def _outputs(value: Any, model: str) -> list[RequestedOutput]:
+    if not isinstance(value, list):
+        raise InvalidArgument(
+            f"'outputs' of the request for model '{model}' is a JSON {_kind(value)}, expected "
+            'an array [{"name": ...}]'
+        )
+    outputs = []
+    for index, item in enumerate(value):
+        output = _object(item, f"output {index} of the request for model '{model}'")
+        name = output.get("name")
+        if not isinstance(name, str):
+            raise InvalidArgument(
+                f"output {index} of the request for model '{model}' has no 'name' string"
+            )
+        what = f"output '{clip(name)}' of model '{model}'"
+        parameters = _object(output.get("parameters", {}), f"parameters of {what}")
+        _refuse_extension_parameters(parameters, what)
+        binary = parameters.get(BINARY_DATA)
+        if binary is not None and not isinstance(binary, bool):
+            raise InvalidArgument(
+                f"{what}: parameter '{BINARY_DATA}' is {json.dumps(binary)}, expected true or false"
+            )
+        # The data plane reads the parameters it knows (classification); binary_data is ours.
+        outputs.append(RequestedOutput(name, dict(parameters)))
+    return outputs
+
+
+def _typed_values(data: Any, datatype: str, what: str) -> NDArray[Any]:
+    """JSON `data` (flat, or nested row-major) as a flat array, before the data plane converts
+    and counts it. Integer types take JSON integers only: numpy would truncate 1.5 to 1."""
+    if not isinstance(data, list):
+        raise InvalidArgument(f"{what}: 'data' is a JSON {_kind(data)}, expected an array")
+    try:
+        values = np.asarray(data)
+    except ValueError:
+        raise InvalidArgument(
+            f"{what}: 'data' is a ragged nested array, expected a flat array or a nested one "
+            "with rows of equal length"
+        ) from None
+    known = datatypes.by_name(datatype)
+    if known is None or known.numpy is None:
+        return values.reshape(-1)  # the data plane names what is wrong with the datatype
+    if known.numpy.kind == "O":
+        # BYTES elements come as JSON strings and travel on as their UTF-8 bytes.
+        if values.size and values.dtype.kind != "U":
+            raise InvalidArgument(f"{what}: 'data' holds non-string values, expected strings")
+        encoded = np.empty(values.size, dtype=object)
+        encoded[:] = [str(value).encode() for value in values.reshape(-1)]
+        return encoded
+    if known.numpy.kind in "iu" and values.size and values.dtype.kind not in _INTEGER_KINDS:
+        raise InvalidArgument(
+            f"{what}: 'data' holds non-integer values, expected integers for {datatype}"
+        )
+    if known.numpy.kind == "b" and values.size and values.dtype.kind != "b":
+        raise InvalidArgument(f"{what}: 'data' holds non-boolean values, expected true or false")
+    if known.numpy.kind == "f" and values.size and values.dtype.kind not in "iuf":
+        raise InvalidArgument(f"{what}: 'data' holds values that are not numbers")
+    return values.reshape(-1)
+
+
+def _json_values(value: NDArray[Any]) -> list[Any]:
+    if value.dtype.kind == "O":
+        return [item.decode() if isinstance(item, bytes) else item for item in value.ravel()]
+    flat: list[Any] = value.ravel().tolist()
+    return flat
+
+
+def _shape(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(_is_int(size) for size in value):
+        raise InvalidArgument(
+            f"{what}: 'shape' is {clip(json.dumps(value))}, expected an array of integers"
+        )
+    return tuple(value)
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} is a JSON {_kind(value)}, expected an object")
+    return value
+
+
+def _refuse_extension_parameters(parameters: Mapping[str, Any], what: str) -> None:
+    for key in parameters:
+        if key in _EXTENSION_PARAMETERS:
+            raise InvalidArgument(
+                f"{what}: parameter '{key}' needs Triton's {_EXTENSION_PARAMETERS[key]} "
+                "extension, which this server does not support; send the tensor without it"
+            )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number"
+    )
+
+
+def _dumps(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), allow_nan=False).encode()
+
+
+def json_reply(document: Any, status: int = 200) -> Reply:
+    """`document` as a JSON answer."""
+    return Reply(status, _dumps(document), {"content-type": JSON_CONTENT_TYPE})

@@ -1,0 +1,60 @@
+"""server.transports.wire: tensor bytes found in place in serialized messages, the rest parsed by
+protobuf to the same message, and malformed bytes refused as protobuf would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from google.protobuf.message import DecodeError
+
+from scratchnet.api.inference import open_inference_grpc_pb2 as pb
+from scratchnet.api.v1 import classifier_pb2 as v1
+from server.transports import oip_codec, v1_codec, wire
+
+
+def test_raw_contents_are_views_of_the_message_and_the_rest_parses_the_same() -> None:
+    pixels = np.arange(wire.SPLIT_ABOVE, dtype=np.float32).tobytes()
+    message = pb.ModelInferRequest(model_name="m", id="x", raw_input_contents=[pixels, b"second"])
+    message.inputs.add(name="images", datatype="FP32", shape=[1, wire.SPLIT_ABOVE])
+    message.parameters["p"].int64_param = 7
+    data = message.SerializeToString()
+    received = oip_codec.receive(data)
+    assert [bytes(view) for view in received.raw] == [pixels, b"second"]
+    assert all(isinstance(view, memoryview) and view.obj is data for view in received.raw)
+    expected = pb.ModelInferRequest()
+    expected.CopyFrom(message)
+    expected.ClearField("raw_input_contents")
+    assert received.message == expected
+
+
+def test_a_small_request_is_parsed_whole_with_the_same_contents() -> None:
+    pixels = np.arange(784, dtype=np.float32).tobytes()
+    message = pb.ModelInferRequest(model_name="m", id="x", raw_input_contents=[pixels, b"second"])
+    message.inputs.add(name="images", datatype="FP32", shape=[1, 28, 28])
+    received = oip_codec.receive(message.SerializeToString())
+    assert [bytes(view) for view in received.raw] == [pixels, b"second"]
+    assert received.message.id == "x" and list(received.message.inputs[0].shape) == [1, 28, 28]
+
+
+def test_a_predict_request_keeps_its_pixels_in_place() -> None:
+    pixels = bytes(range(256)) * 3
+    message = v1.PredictRequest(
+        images=v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=[3, 16, 16], data=pixels),
+        return_scores=True,
+        model_name="digits",
+    )
+    received = v1_codec.receive(message.SerializeToString())
+    assert received.pixels is not None and bytes(received.pixels) == pixels
+    assert received.message.model_name == "digits" and received.message.return_scores
+    assert list(received.message.images.shape) == [3, 16, 16]
+    assert v1_codec.receive(v1.PredictRequest().SerializeToString()).pixels is None
+    empty = v1_codec.receive(v1.PredictRequest(images=v1.Tensor()).SerializeToString())
+    assert empty.pixels is not None and len(empty.pixels) == 0
+
+
+@pytest.mark.parametrize(
+    "data", [b"\xff\xff\xff", b"\x3a\x05ab", b"\x08", b"\x00\x01", b"\x0f\x00"], ids=repr
+)
+def test_malformed_bytes_are_a_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        wire.split(data, 7)
