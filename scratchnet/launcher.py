@@ -1,6 +1,9 @@
 """Run `python -m server` as a subprocess: start it on a free port, learn the port from its
-`listening on HOST:PORT` line (and the HTTP port from `http listening on HOST:PORT` when it
-serves HTTP too), wait for health SERVING, stop it with a signal.
+`listening on HOST:PORT` line, wait for health SERVING, stop it with a signal.
+
+The server announces each of its other listeners with a line `NAME listening on HOST:PORT`
+(`metrics listening on 127.0.0.1:41234`, `http listening on …`); `ServerProcess.listeners` holds
+them by NAME.
 
 What the demo, the benchmarks and the end-to-end tests use to run a real server. The server's
 output goes to files the caller names, read as they grow: nothing waits on a pipe, so a silent
@@ -17,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -82,8 +85,8 @@ class ServerProcess:
     stderr_path: Path | None = None
     health_credentials: grpc.ChannelCredentials | None = None
     """How to reach a TLS server's health service; None: plaintext."""
-    http_port: int | None = None
-    """The HTTP port, when started with `http=True` (the server's --http-port)."""
+    listeners: dict[str, str] = field(default_factory=dict)
+    """HOST:PORT of the server's other listeners by name, e.g. "metrics" (with --metrics-port)."""
 
     @classmethod
     def start(
@@ -101,10 +104,12 @@ class ServerProcess:
         python_args: Sequence[str] = ("-m", "server"),
         model_flag: str = "--model",
         http: bool = False,
+        wait_for: Sequence[str] = (),
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
         `stderr` (default: the same file), `env` added to this process's environment. With
-        `http`, `--http-port 0` is added and the HTTP port read too.
+        `http`, `--http-port 0` is added and the HTTP port read too. `wait_for`: names of other
+        listeners whose `NAME listening on` lines to wait for as well.
 
         Returns once the server listens and, if `serving`, once its health says SERVING, each
         within `timeout` s; else stops it and raises LaunchError. `guard` wraps starting the
@@ -131,8 +136,8 @@ class ServerProcess:
                         cwd=cwd,
                         env={**os.environ, **env} if env is not None else None,
                     )
-            found = _wait_listening(process, stdout, stderr, timeout, http)
-            host, port = found[_GRPC]
+            names = (*wait_for, *(("http",) if http else ()))
+            host, port, listeners = _wait_listening(process, stdout, stderr, timeout, names)
             server = cls(
                 process=process,
                 host=host,
@@ -140,7 +145,7 @@ class ServerProcess:
                 stdout_path=stdout,
                 stderr_path=stderr,
                 health_credentials=health_credentials,
-                http_port=found[_HTTP][1] if http else None,
+                listeners=listeners,
             )
             if serving:
                 server.wait_serving(timeout)
@@ -160,6 +165,12 @@ class ServerProcess:
     def target(self) -> str:
         """HOST:PORT, for grpc.insecure_channel and the clients' --target."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def http_port(self) -> int | None:
+        """The HTTP port, when started with `http=True` (the server's --http-port)."""
+        address = self.listeners.get("http")
+        return None if address is None else int(address.rsplit(":", 1)[1])
 
     @property
     def http_url(self) -> str:
@@ -229,30 +240,37 @@ def wait_for_health(
     raise LaunchError(f"the server at {target} was not {name} after {timeout:g} s")
 
 
-_GRPC = "listening on "
-_HTTP = "http listening on "
-
-
 def _wait_listening(
-    process: subprocess.Popen[bytes], stdout: Path, stderr: Path, timeout: float, http: bool
-) -> dict[str, tuple[str, int]]:
-    """HOST and PORT of each `listening on` line expected (gRPC's, and HTTP's with `http`)."""
-    wanted = (_GRPC, _HTTP) if http else (_GRPC,)
+    process: subprocess.Popen[bytes],
+    stdout: Path,
+    stderr: Path,
+    timeout: float,
+    names: Sequence[str] = (),
+) -> tuple[str, int, dict[str, str]]:
+    """The gRPC host and port once announced, with the HOST:PORT of every other listener
+    announced by then (`NAME listening on HOST:PORT`), and of each of `names` at least."""
     deadline = time.monotonic() + timeout
-    found: dict[str, tuple[str, int]] = {}
+    grpc_address: tuple[str, int] | None = None
+    listeners: dict[str, str] = {}
     while time.monotonic() < deadline:
         # Only whole lines: the server may be halfway through writing one.
         for line in stdout.read_text(errors="replace").splitlines(keepends=True):
-            for prefix in wanted:
-                if line.startswith(prefix) and line.endswith("\n") and prefix not in found:
-                    host, port = line[len(prefix) :].split()[0].rsplit(":", 1)
-                    found[prefix] = host, int(port)
-        if len(found) == len(wanted):
-            return found
+            words = line.split()
+            if not line.endswith("\n"):
+                break
+            if line.startswith("listening on "):
+                host, port = words[2].rsplit(":", 1)
+                grpc_address = host, int(port)
+            elif len(words) == 4 and words[1:3] == ["listening", "on"]:
+                listeners[words[0]] = words[3]
+        if grpc_address is not None and all(name in listeners for name in names):
+            return *grpc_address, listeners
         _check_alive(process, stderr)
         time.sleep(_POLL_SECONDS)
-    missing = " and ".join(f"`{prefix.strip()}`" for prefix in wanted if prefix not in found)
-    raise LaunchError(f"the server printed no {missing} line in {timeout:g} s")
+    missing = [f"`{name} listening on`" for name in names if name not in listeners]
+    if grpc_address is None:
+        missing.insert(0, "`listening on`")
+    raise LaunchError(f"the server printed no {' or '.join(missing)} line in {timeout:g} s")
 
 
 def _check_alive(process: subprocess.Popen[bytes], stderr: Path | None) -> None:

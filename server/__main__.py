@@ -21,7 +21,7 @@ def _main() -> int:
     from server.app import configure_logging, serve
     from server.memory import tune_allocator
 
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     if not config.no_malloc_tuning:
         tune_allocator()  # first: before the large allocations it is for
     return serve(config)

@@ -15,7 +15,6 @@ import asyncio
 import importlib.util
 import logging
 import signal
-import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +26,9 @@ from scratchnet.errors import ModelError, ScratchnetError
 from server.config import ServerConfig
 from server.dataplane import DataPlane
 from server.health import Health
+from server.logs import AccessLog
+from server.logs import configure as configure_log_format
+from server.metrics import serve_metrics
 from server.model_control import (
     LoadOptions,
     ModelControl,
@@ -141,6 +143,7 @@ async def _serve(config: ServerConfig) -> int:
     control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
     server, port = build_server(config, plane, control, health_status)
+    metrics = serve_metrics(config, plane, control)  # prints `metrics listening on …` first
     signals = _Signals(asyncio.get_running_loop())
     await health_status.loading()
     await server.start()
@@ -156,6 +159,8 @@ async def _serve(config: ServerConfig) -> int:
         if http is not None:
             http.stop()
             await http.stopped(config.grace_seconds)
+        if metrics is not None:
+            await asyncio.to_thread(metrics.close)
         raise
     if not signals.stopping:
         await health_status.serving()
@@ -190,6 +195,8 @@ async def _serve(config: ServerConfig) -> int:
             )
     poll_stop.set()
     await _drain(config, server, plane, health_status, signals, http)
+    if metrics is not None:
+        await asyncio.to_thread(metrics.close)
     return 0
 
 
@@ -278,6 +285,7 @@ def _data_plane(config: ServerConfig, at_start: list[str]) -> DataPlane:
         batching=batching,
     )
     plane.expose_versions = config.expose_versions
+    plane.observers.append(AccessLog())
     return plane
 
 
@@ -328,10 +336,6 @@ def _models_at_start(config: ServerConfig, source: ModelSource) -> list[str]:
     return list(config.load_model)
 
 
-def configure_logging(level: str) -> None:
-    """Log to stderr at `level`, one line per record."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Log to stderr at `level`, one line per record (text, or JSON objects: server.logs)."""
+    configure_log_format(level, log_format)

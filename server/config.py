@@ -26,6 +26,7 @@ from scratchnet.contract import (
 __all__ = ["ServerConfig", "parse_config"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 CONTROL_MODES = ("none", "poll", "explicit")
 _CORES = max(1, len(os.sched_getaffinity(0)))
 # grpc measures message sizes in an int32 of bytes.
@@ -72,6 +73,8 @@ class ServerConfig:
     max_message_mb: int
     grace_seconds: float
     log_level: str
+    log_format: str
+    metrics_port: int | None
     tls_cert: Path | None
     tls_key: Path | None
     tls_client_ca: Path | None
@@ -167,6 +170,12 @@ def _name(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError("expected a non-empty name")
     return text
+
+
+def _log_format(text: str) -> str:
+    if text.lower() not in LOG_FORMATS:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {text!r}")
+    return text.lower()
 
 
 def _port_or_off(text: str) -> int | None:
@@ -346,6 +355,17 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "on SIGTERM/SIGINT, how long calls in flight may take to finish before they are cancelled",
     ),
     "log-level": (_level, "info", f"log verbosity on stderr: {', '.join(LOG_LEVELS)}"),
+    "log-format": (
+        _log_format,
+        "text",
+        "log lines on stderr: text, or json (one object per line); access lines included",
+    ),
+    "metrics-port": (
+        _port_or_off,
+        "off",
+        "serve Prometheus metrics over HTTP on this port of --host (Triton uses 8002; TLS and "
+        "tokens as the gRPC port); 0 picks a free one",
+    ),
     "tls-cert": (Path, None, "serve TLS with this PEM certificate chain (with --tls-key)"),
     "tls-key": (Path, None, "the PEM private key of --tls-cert"),
     "tls-client-ca": (

@@ -60,6 +60,8 @@ class Model:
     """The config's dynamic batching; None when it asks for none."""
     seconds: tuple[float, float] = (0.0, 0.0)
     """The measured run time: fixed seconds per run, and seconds per batch item."""
+    load_seconds: float = 0.0
+    """How long loading took: reading and checking the file, building the session, first runs."""
 
     def describe(self, spec: TensorSpec, kind: str = "input") -> str:
         """How messages name a tensor: "input 'images' of model 'scratchnet'"."""
@@ -95,6 +97,7 @@ def load_model(
     ModelError with a one-line reason if the file is missing, unreadable, holds non-finite
     weights, disagrees with its config or fails that first run.
     """
+    started = time.perf_counter()
     where = f"model {path}"
     if not Path(path).is_file():
         raise ModelError(f"{where} not found (export one with `python -m export`)")
@@ -128,7 +131,8 @@ def load_model(
         config=config,
         batching=batching,
     )
-    return replace(model, seconds=_dry_run(model, where))
+    seconds = _dry_run(model, where)
+    return replace(model, seconds=seconds, load_seconds=time.perf_counter() - started)
 
 
 def _classifier_hints(

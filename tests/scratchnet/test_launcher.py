@@ -141,6 +141,36 @@ def test_the_address_comes_from_the_listening_line_and_env_reaches_the_server(
         assert server.stop() == -signal.SIGTERM
 
 
+def test_other_listeners_are_learnt_by_name_and_waited_for_when_asked(tmp_path: Path) -> None:
+    # The metrics line before the gRPC one (as the server prints it), another one after it.
+    script = (
+        "import time; print('metrics listening on 127.0.0.1:9002'); "
+        "print('listening on 127.0.0.1:50051', flush=True); time.sleep(0.3); "
+        "print('http listening on [::1]:8000', flush=True); time.sleep(60)"
+    )
+    server = ServerProcess.start(
+        "m.onnx",
+        stdout=tmp_path / "log",
+        serving=False,
+        python_args=fake_server(script),
+        wait_for=("http",),
+    )
+    try:
+        assert server.target == "127.0.0.1:50051"
+        assert server.listeners == {"metrics": "127.0.0.1:9002", "http": "[::1]:8000"}
+    finally:
+        assert server.stop() == -signal.SIGTERM
+    python_args = fake_server("import time; print('listening on 127.0.0.1:1', flush=True); "
+                              "time.sleep(60)")  # fmt: skip
+    with pytest.raises(LaunchError) as raised:
+        ServerProcess.start(
+            "m.onnx", stdout=tmp_path / "log2", timeout=0.5, python_args=python_args,
+            wait_for=("metrics",),
+        )  # fmt: skip
+    assert str(raised.value) == "the server printed no `metrics listening on` line in 0.5 s"
+    assert processes_mentioning(python_args[-1]) == []
+
+
 def test_a_server_ignoring_the_signal_is_killed(tmp_path: Path) -> None:
     script = (
         "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "

@@ -45,6 +45,27 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
     )
 
 
+def test_metrics_port_and_log_format_are_off_and_text_by_default_and_checked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = parse_config([], {}, "prog")
+    assert (config.metrics_port, config.log_format) == (None, "text")
+    env = {"SCRATCHNET_METRICS_PORT": "8002", "SCRATCHNET_LOG_FORMAT": "JSON"}
+    config = parse_config([], env, "prog")
+    assert (config.metrics_port, config.log_format) == (8002, "json")
+    assert parse_config(["--metrics-port", "0"], env, "prog").metrics_port == 0
+    assert parse_config(["--metrics-port", "off"], env, "prog").metrics_port is None
+    for argv, expected in (
+        (["--metrics-port", "70000"], "argument --metrics-port: expected an integer between 0"),
+        (["--log-format", "xml"], "argument --log-format: expected one of text, json, got 'xml'"),
+    ):
+        with pytest.raises(SystemExit) as raised:
+            parse_config(argv, {}, "prog")
+        assert raised.value.code == 2
+        error = capsys.readouterr().err
+        assert error.startswith(f"prog: error: {expected}") and error.count("\n") == 1, error
+
+
 def test_http_is_off_unless_a_port_is_given() -> None:
     assert parse_config([], {}, "prog").http_port is None
     assert parse_config([], {"SCRATCHNET_HTTP_PORT": "8000"}, "prog").http_port == 8000
