@@ -26,9 +26,9 @@ DRAIN_TAIL_SECONDS = 0.25
 
 
 def memory_needed_mib(config: ServerConfig) -> float:
-    """The most the server's RSS reached with its memory budget full, plus a margin: 461 MiB at
-    --max-inflight-mb 64 and 1,245 MiB at 256 (docs/operations.md), under 100 + 5 x budget."""
-    return 100 + 5 * config.max_inflight_mb
+    """The most the server's RSS reached with its memory budget full, plus a margin: 292 MiB at
+    --max-inflight-mb 64 and 782 MiB at 256 (docs/operations.md), under 100 + 4 x budget."""
+    return 100 + 4 * config.max_inflight_mb
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -106,6 +106,7 @@ def test_the_systemd_unit_runs_drains_reloads_and_is_configured_by_its_env_file(
         environ[key] = value.replace("%d", "/run/credentials/scratchnet.service")
     config = parse_config([], environ, "server")
     assert config.host == "0.0.0.0" and config.model == Path("/var/lib/scratchnet/model.onnx")
+    assert config.metrics_port == 8002
     credentials = {entry.split(":", 1)[0] for entry in _repeated("LoadCredential")}
     for path in (config.tls_cert, config.tls_key, config.auth_token_file):
         assert path is not None and path.parent == Path("/run/credentials/scratchnet.service")
@@ -137,6 +138,8 @@ def test_the_secured_deployment_takes_tls_and_tokens_from_secrets_and_probes_ove
     assert secret_file(config.tls_key) == ("scratchnet-tls", "tls.key")
     assert secret_file(config.auth_token_file) == ("scratchnet-tokens", "tokens")
     assert config.no_reflection and config.host == "0.0.0.0"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports == {"grpc": config.port, "metrics": config.metrics_port}
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         command = container[probe]["exec"]["command"]
         assert Path(PROBE).name == command[0], probe
