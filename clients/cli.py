@@ -1,20 +1,28 @@
-"""What the client command lines share: the flags that say which server to call and how long to
-wait for it."""
+"""What the client command lines share: the flags that say which server to call, how long to wait
+for it, and how to reach it when it is secured (TLS, mutual TLS, a bearer token)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from typing import Any
 
 from clients.client import DEFAULT_TIMEOUT
+from clients.credentials import TOKEN_VARIABLE, read_token
 from scratchnet.cli import positive_number
 
-__all__ = ["add_server_flags"]
+__all__ = ["SECURITY_FLAGS", "add_server_flags", "security_options"]
+
+SECURITY_FLAGS = ("tls_ca", "tls_cert", "tls_key", "token_file")
+"""The flags of a secured server, as argparse names them."""
 
 
 def add_server_flags(
     parser: argparse.ArgumentParser, timeout_help: str, required: bool = True
 ) -> None:
-    """Add --target HOST:PORT (required unless told otherwise) and --timeout SECONDS."""
+    """Add --target HOST:PORT (required unless told otherwise), --timeout SECONDS and the
+    security flags --tls-ca, --tls-cert, --tls-key, --token-file."""
     parser.add_argument(
         "--target",
         required=required,
@@ -29,3 +37,37 @@ def add_server_flags(
         metavar="SECONDS",
         help=f"{timeout_help} (default: {DEFAULT_TIMEOUT:g})",
     )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="call over TLS, trusting the CA certificate(s) in FILE (PEM)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        metavar="FILE",
+        help="client certificate (PEM) for a server with mutual TLS, with --tls-key; implies TLS",
+    )
+    parser.add_argument("--tls-key", metavar="FILE", help="the private key (PEM) of --tls-cert")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="send 'authorization: Bearer <token>' with the token in FILE (default: the "
+        f"variable {TOKEN_VARIABLE}, if set)",
+    )
+
+
+def security_options(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """The Client keyword arguments of the security flags (tls_ca, tls_cert, tls_key, token);
+    --tls-cert without --tls-key (or the reverse) is a usage error."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together: give both or neither")
+    return {
+        "tls_ca": args.tls_ca,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+        "token": read_token(args.token_file, environ),
+    }

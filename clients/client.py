@@ -3,7 +3,8 @@
 Images are sent as raw bytes in batches no larger than the server's limit; more than one batch
 goes over one PredictStream call with a few batches in flight, or, to replicas (clients.targets),
 as one Predict call per batch with a few in flight, spread round robin and retried on another
-replica if one fails with UNAVAILABLE. Every call carries a deadline.
+replica if one fails with UNAVAILABLE. Every call carries a deadline, and over TLS and with a
+bearer token when given them (clients.credentials).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import numpy as np
 from google.protobuf.message import Message
 from numpy.typing import ArrayLike, NDArray
 
+from clients.credentials import Credentials, Pem
 from clients.errors import from_rpc_error
-from clients.targets import parse_targets
+from clients.targets import open_channel, parse_targets
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
 from scratchnet.errors import ClientError, InvalidArgumentError
@@ -102,10 +104,20 @@ class Client:
         timeout: float = DEFAULT_TIMEOUT,
         batch_size: int | None = None,
         options: Mapping[str, int | str] | None = None,
+        tls_ca: Pem | None = None,
+        tls_cert: Pem | None = None,
+        tls_key: Pem | None = None,
+        token: str | None = None,
     ) -> None:
         """`timeout`: seconds allowed for each call (one stream is one call); `batch_size`: images
-        per request, capped by the server's limit; `options`: extra gRPC channel arguments."""
+        per request, capped by the server's limit; `options`: extra gRPC channel arguments.
+
+        `tls_ca` (a PEM file's path or its bytes): call over TLS, trusting that CA (with only
+        `tls_cert`, the system's CAs); `tls_cert` and `tls_key`: the client certificate and key
+        a server with mutual TLS asks for; `token`: sent as `authorization: Bearer <token>`.
+        """
         targets = parse_targets(target)
+        self._credentials = Credentials.of(tls_ca, tls_cert, tls_key, token)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ClientError(f"timeout must be a positive number of seconds, got {timeout}")
         if batch_size is not None and batch_size < 1:
@@ -114,15 +126,9 @@ class Client:
         self.timeout = timeout
         self.batch_size = batch_size
         # Replies are as large as the server makes them: the server's --max-message-mb governs.
-        settings = {
-            "grpc.max_receive_message_length": -1,
-            **dict(targets.channel_options()),
-            **(options or {}),
-        }
+        settings = {"grpc.max_receive_message_length": -1, **(options or {})}
         self._targets = targets
-        self._channel = grpc.insecure_channel(
-            targets.channel_target, options=list(settings.items())
-        )
+        self._channel = open_channel(targets, self._credentials, list(settings.items()))
         self._stub = classifier_pb2_grpc.ClassifierStub(self._channel)
         self._info: ModelInfo | None = None
         self._closed = False
@@ -221,9 +227,12 @@ class Client:
     def _call(self, method: Callable[..., _Reply], request: Message) -> _Reply:
         self._check_open()
         try:
-            return method(request, timeout=self.timeout)
+            return method(request, timeout=self.timeout, metadata=self._credentials.metadata)
         except grpc.RpcError as error:
-            raise from_rpc_error(error, self.target, self.timeout) from None
+            raise self._error(error) from None
+
+    def _error(self, error: grpc.RpcError, note: str = "") -> ClientError:
+        return from_rpc_error(error, self.target, self.timeout, note, self._credentials)
 
     def _unary(self, request: classifier_pb2.PredictRequest) -> Iterator[BatchPrediction]:
         started = time.perf_counter()
@@ -242,7 +251,10 @@ class Client:
             while True:
                 while len(pending) < window and (request := next(requests, None)) is not None:
                     sent = time.perf_counter()
-                    pending.append((sent, self._stub.Predict.future(request, timeout=self.timeout)))
+                    future = self._stub.Predict.future(
+                        request, timeout=self.timeout, metadata=self._credentials.metadata
+                    )
+                    pending.append((sent, future))
                 if not pending:
                     return
                 batch = self._answer(start, *pending.popleft())
@@ -259,7 +271,7 @@ class Client:
             reply = call.result()
         except grpc.RpcError as error:
             note = f" (in the request starting at image {start})" if start else ""
-            raise from_rpc_error(error, self.target, self.timeout, note) from None
+            raise self._error(error, note) from None
         return BatchPrediction(start, _prediction(reply), time.perf_counter() - sent)
 
     def _stream(
@@ -279,7 +291,9 @@ class Client:
                 sent.append(time.perf_counter())
                 yield request
 
-        call = self._stub.PredictStream(windowed(), timeout=self.timeout)
+        call = self._stub.PredictStream(
+            windowed(), timeout=self.timeout, metadata=self._credentials.metadata
+        )
         start = 0
         try:
             for reply in call:
@@ -291,7 +305,7 @@ class Client:
         except grpc.RpcError as error:
             # The server counts images from the start of the failing request, not of the input.
             note = f" (in the request starting at image {start})" if start else ""
-            raise from_rpc_error(error, self.target, self.timeout, note) from None
+            raise self._error(error, note) from None
         finally:
             done.set()
             slots.release(STREAM_WINDOW)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 
+from clients.credentials import PLAINTEXT, Credentials
 from scratchnet.errors import ClientError
 from scratchnet.status import CLIENT_ERRORS
 
@@ -12,10 +13,15 @@ __all__ = ["from_rpc_error"]
 
 
 def from_rpc_error(
-    error: grpc.RpcError, target: str, timeout: float, note: str = ""
+    error: grpc.RpcError,
+    target: str,
+    timeout: float,
+    note: str = "",
+    credentials: Credentials | None = None,
 ) -> ClientError:
-    """The ClientError for a call to `target`, made with `timeout` seconds, that failed; `note`
-    is appended to the message."""
+    """The ClientError for a call to `target`, made with `timeout` seconds and `credentials`,
+    that failed; `note` is appended to the message, then what to try if the credentials may be
+    the cause (no token, no TLS, the wrong CA)."""
     if not isinstance(error, grpc.Call):
         return ClientError(f"call to {target} failed: {error}")
     code = error.code()
@@ -23,5 +29,6 @@ def from_rpc_error(
     details = " ".join((error.details() or "").split())
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         details = f"no answer within {timeout:g} s (the timeout: raise it for a busy server)"
-    message = f"{code.name} from {target}: {details}{note}"
+    hint = (credentials or PLAINTEXT).hint(code, details)
+    message = f"{code.name} from {target}: {details}{note}{f'; {hint}' if hint else ''}"
     return CLIENT_ERRORS.get(code, ClientError)(message, code)

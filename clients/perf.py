@@ -24,10 +24,11 @@ import grpc.aio
 import numpy as np
 from numpy.typing import NDArray
 
-from clients.cli import add_server_flags
+from clients.cli import add_server_flags, security_options
+from clients.credentials import PLAINTEXT, Credentials
 from clients.errors import from_rpc_error
 from clients.shared_memory import Region, registered
-from clients.targets import parse_targets
+from clients.targets import open_aio_channel, open_channel, parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
@@ -172,23 +173,29 @@ class Measurement:
 
 
 def describe(
-    target: str, api: str, model: str | None = None, version: str = "", timeout: float = 10.0
+    target: str,
+    api: str,
+    model: str | None = None,
+    version: str = "",
+    timeout: float = 10.0,
+    credentials: Credentials = PLAINTEXT,
 ) -> ModelSpec:
     """Ask the server at `target` about its model: v1 GetModelInfo, v2 ModelMetadata (the model's
     name from v1 GetModelInfo when `model` is None)."""
-    with grpc.insecure_channel(*_channel(target)) as channel:
+    metadata = credentials.metadata
+    with _channel(target, credentials) as channel:
         try:
             if api == "v1" or model is None:
-                spec = _describe_v1(channel, timeout)
+                spec = _describe_v1(channel, timeout, metadata)
                 _check_served(spec, model, version)
                 if api == "v1":
                     return spec
                 model = spec.name
-            return _describe_v2(channel, model, version, timeout)
+            return _describe_v2(channel, model, version, timeout, metadata)
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 raise ClientError(_unimplemented(target, api, model), error.code()) from None
-            raise from_rpc_error(error, target, timeout) from None
+            raise from_rpc_error(error, target, timeout, credentials=credentials) from None
 
 
 def _unimplemented(target: str, api: str, model: str | None) -> str:
@@ -274,34 +281,46 @@ def measure(
     duration: float = 10.0,
     warmup: float = 1.0,
     timeout: float = 30.0,
+    credentials: Credentials = PLAINTEXT,
 ) -> Measurement:
     """Keep `concurrency` calls in flight for `warmup` + `duration` seconds, the plan's requests
     in turn; figures come from the calls started after the warm-up."""
-    return asyncio.run(_measure(target, plan, concurrency, duration, warmup, timeout))
+    return asyncio.run(_measure(target, plan, concurrency, duration, warmup, timeout, credentials))
 
 
 def wait_answering(
-    target: str, plan: Plan, timeout: float, check: Callable[[], None] | None = None
+    target: str,
+    plan: Plan,
+    timeout: float,
+    check: Callable[[], None] | None = None,
+    credentials: Credentials = PLAINTEXT,
 ) -> None:
     """Send the plan's first request until the server answers it OK, calling `check` (which may
     raise) before each try; ClientError with the last failure after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(*_channel(target)) as channel:
+    with _channel(target, credentials) as channel:
         call = channel.unary_unary(plan.method, None, None)
         while True:
             if check is not None:
                 check()
             try:
-                call(plan.requests[0], timeout=max(0.1, min(5.0, deadline - time.monotonic())))
+                wait = max(0.1, min(5.0, deadline - time.monotonic()))
+                call(plan.requests[0], timeout=wait, metadata=credentials.metadata)
                 return
             except grpc.RpcError as error:
                 if time.monotonic() > deadline:
-                    raise from_rpc_error(error, target, timeout) from None
+                    raise from_rpc_error(error, target, timeout, credentials=credentials) from None
             time.sleep(0.1)
 
 
 async def _measure(
-    target: str, plan: Plan, concurrency: int, duration: float, warmup: float, timeout: float
+    target: str,
+    plan: Plan,
+    concurrency: int,
+    duration: float,
+    warmup: float,
+    timeout: float,
+    credentials: Credentials,
 ) -> Measurement:
     result = Measurement(plan.batch, concurrency, seconds=0.0)
     requests = plan.requests
@@ -320,7 +339,7 @@ async def _measure(
             key = index % len(requests)
             index += concurrency
             try:
-                reply = await call(requests[key], timeout=timeout)
+                reply = await call(requests[key], timeout=timeout, metadata=metadata)
                 first_reply = result.first_replies.setdefault(key, reply)
                 code = None if reply == first_reply else MISMATCH
             except grpc.aio.AioRpcError as error:
@@ -334,7 +353,8 @@ async def _measure(
             else:
                 result.errors[code] = result.errors.get(code, 0) + 1
 
-    async with grpc.aio.insecure_channel(*_channel(target)) as channel:
+    metadata = credentials.metadata
+    async with open_aio_channel(parse_targets(target), credentials, _CHANNEL_OPTIONS) as channel:
         call = channel.unary_unary(plan.method, None, None)
         await asyncio.gather(*(caller(first) for first in range(concurrency)))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.
@@ -343,19 +363,22 @@ async def _measure(
     return result
 
 
-def _channel(target: str) -> tuple[str, list[tuple[str, int | str]]]:
-    """grpc's target and options for `target`: replicas get round robin and retries."""
-    targets = parse_targets(target)
-    return targets.channel_target, [*_CHANNEL_OPTIONS, *targets.channel_options()]
+def _channel(target: str, credentials: Credentials) -> grpc.Channel:
+    """A channel to `target` (replicas get round robin and retries), over TLS if told."""
+    return open_channel(parse_targets(target), credentials, _CHANNEL_OPTIONS)
 
 
-def _describe_v1(channel: grpc.Channel, timeout: float) -> ModelSpec:
+def _describe_v1(
+    channel: grpc.Channel, timeout: float, metadata: tuple[tuple[str, str], ...]
+) -> ModelSpec:
     call = channel.unary_unary(
         "/scratchnet.v1.Classifier/GetModelInfo",
         v1.GetModelInfoRequest.SerializeToString,
         v1.GetModelInfoResponse.FromString,
     )
-    info: v1.GetModelInfoResponse = call(v1.GetModelInfoRequest(), timeout=timeout)
+    info: v1.GetModelInfoResponse = call(
+        v1.GetModelInfoRequest(), timeout=timeout, metadata=metadata
+    )
     return ModelSpec(
         name=info.model_name,
         version=info.model_version,
@@ -367,14 +390,20 @@ def _describe_v1(channel: grpc.Channel, timeout: float) -> ModelSpec:
     )
 
 
-def _describe_v2(channel: grpc.Channel, model: str, version: str, timeout: float) -> ModelSpec:
+def _describe_v2(
+    channel: grpc.Channel,
+    model: str,
+    version: str,
+    timeout: float,
+    metadata: tuple[tuple[str, str], ...],
+) -> ModelSpec:
     call = channel.unary_unary(
         "/inference.GRPCInferenceService/ModelMetadata",
         oip.ModelMetadataRequest.SerializeToString,
         oip.ModelMetadataResponse.FromString,
     )
     meta: oip.ModelMetadataResponse = call(
-        oip.ModelMetadataRequest(name=model, version=version), timeout=timeout
+        oip.ModelMetadataRequest(name=model, version=version), timeout=timeout, metadata=metadata
     )
     if len(meta.inputs) != 1:
         names = ", ".join(repr(tensor.name) for tensor in meta.inputs)
@@ -556,7 +585,8 @@ def _main() -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     parse_targets(args.target)  # a malformed target fails before any call
-    spec = describe(args.target, args.api, args.model, args.version, args.timeout)
+    credentials = Credentials.of(**security_options(parser, args))
+    spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
     datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
     plan = build_plan(
         spec,
@@ -569,7 +599,7 @@ def _main() -> int:
     regions: list[Region] = []
     if args.shared_memory == "system":
         plan, regions = in_shared_memory(plan, spec)
-    with registered(args.target, regions, args.timeout):
+    with registered(args.target, regions, args.timeout, credentials):
         result = measure(
             args.target,
             plan,
@@ -577,6 +607,7 @@ def _main() -> int:
             duration=args.duration,
             warmup=args.warmup,
             timeout=args.timeout,
+            credentials=credentials,
         )
     if result.requests + result.error_count == 0:
         raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from clients.cli import add_server_flags
+from clients.cli import add_server_flags, security_options
 from clients.client import Client, ModelInfo, Prediction
 from clients.images import INVERT_CHOICES, load_images
 from scratchnet.cli import ArgumentParser, run_cli
@@ -60,7 +60,7 @@ def _main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
-    with Client(args.target, timeout=args.timeout) as client:
+    with Client(args.target, timeout=args.timeout, **security_options(parser, args)) as client:
         info = client.model_info()
         # Read every file before the first call, so that a bad one fails fast.
         inputs = [

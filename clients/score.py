@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from clients.cli import add_server_flags
+from clients.cli import SECURITY_FLAGS, add_server_flags, security_options
 from clients.client import Client, ModelInfo, Prediction
 from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
@@ -115,6 +115,7 @@ def _main() -> int:
     parser = _parser()
     args = parser.parse_args()
     _check_flags(parser, args)
+    security = security_options(parser, args) if args.engine == "server" else {}
     if args.plot:
         check_plot_path(args.plot)
     if args.output:
@@ -127,7 +128,7 @@ def _main() -> int:
     if args.engine == "ray":
         result, info, where = _score_on_ray(args, source)
     else:
-        result, info, where = _score_on_servers(args, source)
+        result, info, where = _score_on_servers(args, source, security)
     c = result.classification
     if args.plot and c is not None:
         title = f"{info.name} on {source.name} {source.split}: accuracy {c.accuracy:.4f}"
@@ -226,6 +227,9 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
             parser.error("--repeat is for --engine server")
         if args.model is None:
             parser.error("--engine ray needs --model MODEL.onnx")
+        for flag in SECURITY_FLAGS:
+            if getattr(args, flag) is not None:
+                parser.error(f"--{flag.replace('_', '-')} is for --engine server")
         return
     if args.target is None:
         parser.error("the following arguments are required: --target (or use --engine ray)")
@@ -235,9 +239,10 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def _score_on_servers(
-    args: argparse.Namespace, source: Source
+    args: argparse.Namespace, source: Source, security: dict[str, Any]
 ) -> tuple[Score, ModelInfo, dict[str, Any]]:
-    with Client(args.target, timeout=args.timeout, batch_size=args.batch_size) as client:
+    client = Client(args.target, timeout=args.timeout, batch_size=args.batch_size, **security)
+    with client:
         info = client.model_info()
         images = source.load(info.image_shape)
         # Scores and probabilities travel only when they are written out.

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import grpc
 
+from clients.credentials import PLAINTEXT, Credentials
 from clients.errors import from_rpc_error
+from clients.targets import open_channel, parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference import open_inference_grpc_pb2_grpc as oip_grpc
 from scratchnet.errors import ClientError
@@ -60,10 +62,14 @@ class Region:
 
 
 @contextmanager
-def registered(target: str, regions: Sequence[Region], timeout: float) -> Iterator[None]:
-    """Register `regions` with the server at `target` for the block; then unregister them and
-    remove their objects, whatever happened."""
-    with grpc.insecure_channel(target) as channel:
+def registered(
+    target: str, regions: Sequence[Region], timeout: float, credentials: Credentials = PLAINTEXT
+) -> Iterator[None]:
+    """Register `regions` with the server at `target` (over TLS and with a token if
+    `credentials` say so) for the block; then unregister them and remove their objects,
+    whatever happened."""
+    metadata = credentials.metadata
+    with open_channel(parse_targets(target), credentials) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         done: list[Region] = []
         try:
@@ -72,17 +78,19 @@ def registered(target: str, regions: Sequence[Region], timeout: float) -> Iterat
                     name=region.name, key=region.key, offset=0, byte_size=region.size
                 )
                 try:
-                    stub.SystemSharedMemoryRegister(request, timeout=timeout)
+                    stub.SystemSharedMemoryRegister(request, timeout=timeout, metadata=metadata)
                 except grpc.RpcError as error:
                     note = f" (registering shared memory region '{region.name}')"
-                    raise from_rpc_error(error, target, timeout, note) from None
+                    raise from_rpc_error(error, target, timeout, note, credentials) from None
                 done.append(region)
             yield
         finally:
             for region in done:
                 with contextlib.suppress(grpc.RpcError):  # a server gone has nothing to forget
                     stub.SystemSharedMemoryUnregister(
-                        oip.SystemSharedMemoryUnregisterRequest(name=region.name), timeout=timeout
+                        oip.SystemSharedMemoryUnregisterRequest(name=region.name),
+                        timeout=timeout,
+                        metadata=metadata,
                     )
             for region in regions:
                 region.close()

@@ -21,6 +21,10 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+import grpc.aio
+
+from clients.credentials import PLAINTEXT, Credentials
 from scratchnet.errors import ClientError
 
 __all__ = [
@@ -28,6 +32,8 @@ __all__ = [
     "RETRY_BUFFER_BYTES",
     "SERVICE_CONFIG",
     "Targets",
+    "open_aio_channel",
+    "open_channel",
     "parse_targets",
 ]
 
@@ -100,6 +106,34 @@ class Targets:
             ("grpc.enable_retries", 1),
             ("grpc.per_rpc_retry_buffer_size", RETRY_BUFFER_BYTES),
         ]
+
+
+Options = list[tuple[str, int | str]]
+
+
+def open_channel(
+    targets: Targets, credentials: Credentials = PLAINTEXT, options: Options | None = None
+) -> grpc.Channel:
+    """A channel to `targets`, over TLS when `credentials` say so, with the replicas' service
+    config and `options` (added after it)."""
+    settings = [*targets.channel_options(), *(options or [])]
+    if credentials.tls:
+        return grpc.secure_channel(
+            targets.channel_target, credentials.channel_credentials(), options=settings
+        )
+    return grpc.insecure_channel(targets.channel_target, options=settings)
+
+
+def open_aio_channel(
+    targets: Targets, credentials: Credentials = PLAINTEXT, options: Options | None = None
+) -> grpc.aio.Channel:
+    """open_channel's grpc.aio twin."""
+    settings = [*targets.channel_options(), *(options or [])]
+    if credentials.tls:
+        return grpc.aio.secure_channel(
+            targets.channel_target, credentials.channel_credentials(), options=settings
+        )
+    return grpc.aio.insecure_channel(targets.channel_target, options=settings)
 
 
 def parse_targets(text: str) -> Targets:

@@ -58,6 +58,10 @@ SERVICE_NAMES: tuple[str, ...] = (v1_service.SERVICE_NAME, oip_service.SERVICE_N
 """The services that answer with the models (health reports each of them)."""
 
 _log = logging.getLogger(__name__)
+# After the drain: how long new calls are still refused (UNAVAILABLE) before gRPC stops, and
+# how long calls being refused then get to hear it.
+_LINGER_SECONDS = 0.25
+_REFUSAL_SECONDS = 1.0
 
 
 def build_server(
@@ -215,12 +219,19 @@ async def _drain(
     second = asyncio.create_task(signals.next())
     await asyncio.wait({drained, second}, timeout=config.grace_seconds,
                        return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-    if not drained.done():
-        why = "second signal" if second.done() else "grace period over"
-        _log.info("%s: cancelling the %d calls still open", why, plane.open_calls)
     drained.cancel()
     second.cancel()
-    await server.stop(None)
+    if plane.open_calls:
+        why = "second signal" if second.done() else "grace period over"
+        _log.info("%s: cancelling the %d calls still open", why, plane.open_calls)
+        await server.stop(None)
+    else:
+        # gRPC's stop cancels the calls that have arrived but not yet reached a handler, which
+        # would then hear CANCELLED instead of UNAVAILABLE: first let the clients whose calls
+        # just finished learn from a refusal that the server is going, then give the calls being
+        # refused a moment to hear it (stop(None) would cancel them too).
+        await asyncio.sleep(min(_LINGER_SECONDS, config.grace_seconds))
+        await server.stop(_REFUSAL_SECONDS)
     if http is not None:
         await http.stopped(config.grace_seconds)
     plane.close()

@@ -48,17 +48,22 @@ class RequestedOutput:
     parameters: Mapping[str, Any] = field(default_factory=dict)
 
 
-def declared_bytes(tensors: Sequence[InputTensor]) -> int:
+def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -> int:
     """What a request's inputs will hold once decoded, from their declared shapes and datatypes
-    (before any payload is looked at): what the memory budget counts."""
+    (before any payload is looked at): what the memory budget counts. An input the model takes in
+    a wider type (uint8 pixels for a float32 input) counts at the model's width, as the server
+    converts it."""
+    specs = {spec.name: spec for spec in model.inputs} if model is not None else {}
+    image_input = model.classifier.input if model is not None and model.classifier else None
     total = 0
     for tensor in tensors:
         datatype = datatypes.by_name(tensor.datatype)
         count = max(tensor.element_count, 0) if all(dim >= 0 for dim in tensor.shape) else 0
         if datatype is None or datatype.itemsize == 0:  # strings: their bytes as sent
             total += len(tensor.raw) if tensor.raw is not None else count
-        else:
-            total += count * datatype.itemsize
+            continue
+        spec = specs.get(tensor.name, image_input)
+        total += count * max(datatype.itemsize, spec.datatype.itemsize if spec else 0)
     return total
 
 

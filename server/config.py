@@ -299,7 +299,14 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         (),
         "with --dynamic-batching: batch sizes to run at once when reached, e.g. 16,32",
     ),
-    "grpc-max-concurrent-streams": (integer(1), 100, "calls open at once on one connection"),
+    # As many as the whole server takes: a client that opens more streams on a new connection
+    # than this, before it has learnt the limit, has the extra ones refused (REFUSED_STREAM),
+    # which grpc clients retry only for requests under 256 KB and otherwise fail UNAVAILABLE.
+    "grpc-max-concurrent-streams": (
+        integer(1),
+        4096,
+        "calls open at once on one connection (beyond it, a client's further calls wait)",
+    ),
     "grpc-keepalive-time": (integer(1), 7_200_000, "ms between keepalive pings a server sends"),
     "grpc-keepalive-timeout": (integer(1), 20_000, "ms to wait for a keepalive ping's answer"),
     "grpc-keepalive-permit-without-calls": (

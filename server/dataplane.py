@@ -385,7 +385,7 @@ class DataPlane:
     def _admit(self, model: Model, call: Call, tensors: Sequence[InputTensor]) -> _Admission:
         """Take the request's share of the memory budget (ResourceExhausted when it does not
         fit); every admission ends in one `_finish`, however the request ends."""
-        admission = _Admission(model, call, Timing(), checks.declared_bytes(tensors))
+        admission = _Admission(model, call, Timing(), checks.declared_bytes(tensors, model))
         self.inflight += 1
         if self.budget_bytes and self.inflight_bytes + admission.size > self.budget_bytes:
             error = ResourceExhausted(

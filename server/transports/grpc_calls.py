@@ -136,6 +136,7 @@ def _unary_handler(
                     if data is None:
                         raise InvalidArgument(f"the call to {path} ended without a request message")
                     request = _parse(parse, data, path, method.input_type.full_name)
+                    del data  # the message holds a copy of its own: one less per call in flight
                     return await behavior(request, context)
             except RequestError as error:
                 if observed is not None:

@@ -49,7 +49,7 @@ def port_of(container: dict[str, Any], name: str) -> int:
 
 def test_every_manifest_parses() -> None:
     files = sorted(DEPLOY.rglob("*.yaml"))
-    assert {path.parent.name for path in files} == {"kubernetes", "envoy", "kserve"}
+    assert {path.parent.name for path in files} == {"kubernetes", "envoy", "kserve", "secured"}
     for path in files:
         docs = documents(path)
         assert docs, path

@@ -1,0 +1,421 @@
+"""The server's limits on real processes, each tightened on a server of its own: stalled uploads
+and idle streams closed on time while health and other calls go on, a cancelled call that stops
+computing, the memory budget, deadlines, calls and streams at once, and the HTTP/2 connection
+limits (idle, age, ping strikes) — each seen as the client sees it, which is what the limits
+table of docs/server.md says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
+
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.api.v1 import classifier_pb2 as v1
+from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
+from scratchnet.artifact import Artifact
+from scratchnet.datasets import Dataset
+from scratchnet.forward import predict
+from tests.conftest import RunningServer, start_server
+from tests.server.http2 import Connection
+from tests.server.workers import closed, runs_at_gate, start_gated_server, uint8_request, until
+
+SERVING = HealthCheckResponse.SERVING
+PREDICT = "/scratchnet.v1.Classifier/Predict"
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+# grpc's HTTP/2 GOAWAY error codes.
+NO_ERROR, ENHANCE_YOUR_CALM = 0, 11
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (/proc/PID/stat utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100  # clock ticks: 100 per second on Linux
+
+
+def timed_health_checks(channel: grpc.Channel, count: int = 3) -> list[float]:
+    """Seconds each of `count` health checks took (each must say SERVING)."""
+    health = HealthStub(channel)
+    seconds = []
+    for _ in range(count):
+        started = time.monotonic()
+        assert health.Check(HealthCheckRequest(), timeout=10).status == SERVING
+        seconds.append(time.monotonic() - started)
+    return seconds
+
+
+def own_connection(target: str) -> grpc.Channel:
+    """A channel with a connection of its own (grpc shares one between channels to the same
+    target by default)."""
+    return grpc.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+
+
+def v2_request(images: np.ndarray) -> oip.ModelInferRequest:
+    request = oip.ModelInferRequest(model_name="scratchnet")
+    request.inputs.add(name="images", datatype="UINT8", shape=images.shape)
+    request.raw_input_contents.append(images.tobytes())
+    return request
+
+
+# --- stalled uploads and idle streams --------------------------------------------------------
+UPLOAD_SECONDS = 1.0
+IDLE_SECONDS = 1.0
+# How late a closing may come on a busy machine (the server checks on time; the process may not
+# be scheduled at once).
+LATE = 1.5
+
+
+@pytest.fixture(scope="module")
+def impatient(
+    model_onnx: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """A server that waits 1 s for an upload and 1 s for a stream's next request."""
+    running = start_server(
+        model_onnx,
+        "--upload-seconds", str(UPLOAD_SECONDS), "--stream-idle-seconds", str(IDLE_SECONDS),
+        tmp_dir=tmp_path_factory.mktemp("impatient"),
+    )  # fmt: skip
+    yield running
+    assert running.stop() == 0
+
+
+class IdleStream:
+    """A stream that sends `first` (if any), then nothing, until the server ends it."""
+
+    def __init__(self, channel: grpc.Channel, api: str, first: Any = None) -> None:
+        self.release = threading.Event()
+        self.opened = time.monotonic()
+        self.answers = 0
+        self.error: grpc.RpcError | None = None
+        self.ended_after = 0.0
+        if api == "v1":
+            call = ClassifierStub(channel).PredictStream(self._requests(first), timeout=60)
+        else:
+            call = GRPCInferenceServiceStub(channel).ModelStreamInfer(
+                self._requests(first), timeout=60
+            )
+        self._thread = threading.Thread(target=self._consume, args=(call,), daemon=True)
+        self._thread.start()
+
+    def _requests(self, first: Any) -> Iterator[Any]:
+        if first is not None:
+            yield first
+        self.release.wait(60)  # grpc's thread waits here for the next request
+
+    def _consume(self, call: Any) -> None:
+        try:
+            for _ in call:
+                self.answers += 1
+                self.opened = time.monotonic()  # idle from the last answer on
+        except grpc.RpcError as error:
+            self.error = error
+        self.ended_after = time.monotonic() - self.opened
+
+    def wait(self, seconds: float) -> None:
+        self._thread.join(seconds)
+        self.release.set()
+
+
+def test_idle_streams_and_stalled_uploads_block_nothing_and_are_closed_on_time(
+    impatient: RunningServer, mnist: Dataset
+) -> None:
+    images = mnist.test_images[:2]
+    first = {"v1": uint8_request(images), "v2": v2_request(images)}
+    with grpc.insecure_channel(impatient.target) as channel:
+        timed_health_checks(channel, 1)  # connected before anything is timed
+        # 8 idle streams: of each API, two that never send and two idle after one answer.
+        streams = [
+            IdleStream(channel, api, first[api] if answered else None)
+            for api in ("v1", "v2")
+            for answered in (False, False, True, True)
+        ]
+        # 8 unary calls whose message never arrives, each promising 1000 bytes and sending 10.
+        uploads = Connection.open(impatient.host, impatient.port)
+        stalled = [uploads.start_call(path, 1000, b"x" * 10) for path in (PREDICT, MODEL_INFER) * 4]
+        until(lambda: sum(stream.answers for stream in streams) == 4)
+        # With all 16 open, health answers at once and so does an inference call.
+        seconds = timed_health_checks(channel)
+        assert statistics.median(seconds) < 0.1, seconds
+        reply = ClassifierStub(channel).Predict(uint8_request(images), timeout=10)
+        assert len(reply.labels) == 2
+        uploads.read(UPLOAD_SECONDS + LATE + 1, until=lambda: len(uploads.ended) == len(stalled))
+        for stream in streams:
+            stream.wait(IDLE_SECONDS + LATE + 1)
+    uploads.close()
+    assert sorted(uploads.ended) == sorted(stalled)
+    for ended in uploads.ended.values():
+        assert ended.status == grpc.StatusCode.DEADLINE_EXCEEDED.value[0], ended
+        assert "did not arrive within 1 s (--upload-seconds)" in ended.message
+        assert UPLOAD_SECONDS * 0.9 < ended.after < UPLOAD_SECONDS + LATE, ended
+    for stream in streams:
+        assert stream.error is not None and stream.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert "(--stream-idle-seconds): the stream is closed" in str(stream.error.details())
+        assert IDLE_SECONDS * 0.9 < stream.ended_after < IDLE_SECONDS + LATE, stream.ended_after
+
+
+# --- cancellation --------------------------------------------------------------------------
+# `python -m server` that notes in the file named by its first argument when a model run starts
+# computing, so that a test can cancel a call while the model runs rather than while its 39 MB
+# are still being received and parsed (which happens on the event loop, all at once).
+WATCHED_RUNS = """
+import sys
+from pathlib import Path
+from server import scheduling
+started = Path(sys.argv.pop(1))
+run = scheduling.Runner._sliced
+def noted(self, job, stop):
+    with open(started, "a") as log:
+        log.write(f"{job.items}\\n")
+    return run(self, job, stop)
+scheduling.Runner._sliced = noted
+from server.__main__ import main
+main()
+"""
+HUGE = 50_000
+
+
+def test_a_cancelled_50000_image_call_stops_computing_and_the_next_call_is_not_delayed(
+    model_onnx_uint8: Path, mnist: Dataset, artifact: Artifact, tmp_path: Path
+) -> None:
+    started = tmp_path / "runs-started"
+    server = start_server(
+        model_onnx_uint8, "--max-batch", str(HUGE), tmp_dir=tmp_path,
+        python_args=("-c", WATCHED_RUNS, str(started)),
+    )  # fmt: skip
+    images = np.resize(mnist.test_images, (HUGE, *mnist.test_images.shape[1:]))
+    huge = uint8_request(images).SerializeToString()  # sent as bytes: no serialising to time
+    one = uint8_request(mnist.test_images[:1])
+    options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
+    try:
+        with grpc.insecure_channel(server.target, options=options) as channel:
+            stub = ClassifierStub(channel)
+            raw_predict = channel.unary_unary(PREDICT, None, v1.PredictResponse.FromString)
+            stub.Predict(one, timeout=10)
+            # Uncancelled, the call computes for a while: what a cancel must save.
+            before = cpu_seconds(server.pid)
+            reply = raw_predict(huge, timeout=120)
+            whole = cpu_seconds(server.pid) - before
+            assert np.array_equal(reply.labels, predict(artifact.weights, artifact.biases, images))
+            started.write_text("")
+            call = raw_predict.future(huge, timeout=120)
+            until(lambda: started.read_text() != "")
+            time.sleep(0.1)
+            assert not call.done()
+            cancelled_at = time.monotonic()
+            at_cancel = cpu_seconds(server.pid)
+            call.cancel()
+            next_started = time.monotonic()
+            assert len(stub.Predict(one, timeout=10).labels) == 1
+            next_seconds = time.monotonic() - next_started
+            time.sleep(max(0.0, cancelled_at + 0.05 - time.monotonic()))
+            after_50ms = cpu_seconds(server.pid)
+            time.sleep(0.3)
+            after_350ms = cpu_seconds(server.pid)
+            stats = GRPCInferenceServiceStub(channel).ModelStatistics(
+                oip.ModelStatisticsRequest(name="scratchnet"), timeout=10
+            )
+        # The model's run took at least a third of a second of CPU...
+        assert whole > 0.3, whole
+        # ...and past the first 50 ms after the cancel the server is idle (a clock tick or two
+        # for the 1-image call and the poller), whatever the machine.
+        assert after_350ms - after_50ms <= 0.02, (whole, after_50ms - at_cancel, after_350ms)
+        assert next_seconds < 0.1, next_seconds
+        [model] = stats.model_stats
+        assert model.inference_stats.fail.count == 1  # the cancelled call, counted as failed
+        assert model.inference_stats.success.count == 3
+    finally:
+        assert server.stop() == 0
+
+
+# --- the memory budget and deadlines ---------------------------------------------------------
+@pytest.fixture(scope="module")
+def budgeted(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A gated server (runs wait while its gate exists) with a 1 MiB budget for the inputs in
+    flight and a 2 s deadline of its own."""
+    folder = tmp_path_factory.mktemp("budgeted")
+    gate = folder / "gate"
+    running = start_gated_server(
+        model_onnx, gate, "--max-inflight-mb", "1", "--request-timeout", "2", tmp_dir=folder
+    )
+    yield running, gate
+    gate.unlink(missing_ok=True)
+    assert running.stop() == 0
+
+
+def test_the_memory_budget_is_checked_from_the_declared_shape_before_any_decoding(
+    budgeted: Any, mnist: Dataset
+) -> None:
+    server, gate = budgeted
+    with grpc.insecure_channel(server.target) as channel:
+        stub = ClassifierStub(channel)
+        # 700 float32 images declare 2.2 MB; 10 bytes of data would be INVALID_ARGUMENT once
+        # decoded, but the budget refuses the request first.
+        tensor = v1.Tensor(dtype=v1.DATA_TYPE_FLOAT32, shape=[700, 28, 28], data=b"0123456789")
+        with pytest.raises(grpc.RpcError) as raised:
+            stub.Predict(v1.PredictRequest(images=tensor), timeout=10)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "take 2,195,200 bytes" in str(raised.value.details())
+        assert "(--max-inflight-mb)" in str(raised.value.details())
+        # 200 uint8 images for this float32 model count as the float32 they become: 627,200
+        # bytes. Two of them do not fit: the second is refused while the first holds its share
+        # of the budget (the first waits at the gate), and served once the first is done.
+        part = mnist.test_images[:200]
+        with futures.ThreadPoolExecutor(1) as pool, closed(gate):
+            first = pool.submit(stub.Predict, uint8_request(part), timeout=30)
+            until(lambda: runs_at_gate(gate) >= 1)
+            with pytest.raises(grpc.RpcError) as raised:
+                stub.Predict(uint8_request(part), timeout=10)
+            assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert (
+                "take 627,200 bytes and 627,200 of the 1,048,576 allowed (--max-inflight-mb) are "
+                "in use"
+            ) in str(raised.value.details())
+        assert len(first.result(timeout=30).labels) == 200
+        assert len(stub.Predict(uint8_request(part), timeout=30).labels) == 200
+
+
+def test_the_clients_deadline_or_else_the_servers_request_timeout_ends_a_call(
+    budgeted: Any, mnist: Dataset
+) -> None:
+    server, gate = budgeted
+    with grpc.insecure_channel(server.target) as channel:
+        stub = ClassifierStub(channel)
+        with closed(gate):
+            for timeout, seconds, details in [
+                # The client's, shorter: in grpc's words, or the server's when they come first.
+                (0.3, 0.3, ("Deadline Exceeded", "the call's deadline passed")),
+                (30, 2.0, ("took longer than the server allows (--request-timeout)",)),
+            ]:
+                began = time.monotonic()
+                with pytest.raises(grpc.RpcError) as raised:
+                    stub.Predict(uint8_request(mnist.test_images[:3]), timeout=timeout)
+                took = time.monotonic() - began
+                assert raised.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                assert any(text in str(raised.value.details()) for text in details)
+                assert seconds * 0.9 < took < seconds + LATE, took
+        assert len(stub.Predict(uint8_request(mnist.test_images[:3]), timeout=30).labels) == 3
+
+
+# --- calls and streams at once, connections ----------------------------------------------------
+@pytest.fixture(scope="module")
+def narrow(model_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A server that takes 4 calls at once, 2 per connection, and closes connections idle for
+    0.3 s."""
+    running = start_server(
+        model_onnx,
+        "--max-concurrent-rpcs", "4", "--grpc-max-concurrent-streams", "2",
+        "--grpc-max-connection-idle", "300",
+        tmp_dir=tmp_path_factory.mktemp("narrow"),
+    )  # fmt: skip
+    yield running
+    assert running.stop() == 0
+
+
+def test_calls_past_max_concurrent_rpcs_are_refused_and_streams_past_a_connections_limit_wait(
+    narrow: RunningServer, mnist: Dataset
+) -> None:
+    one = uint8_request(mnist.test_images[:1])
+    with contextlib.ExitStack() as stack:
+        channels = [stack.enter_context(own_connection(narrow.target)) for _ in range(3)]
+        # Two idle streams fill the first connection: a third call on it waits for a stream...
+        streams = [IdleStream(channels[0], "v1", one) for _ in range(2)]
+        until(lambda: all(stream.answers == 1 for stream in streams))
+        waiting = ClassifierStub(channels[0]).Predict.future(one, timeout=30)
+        time.sleep(0.3)
+        assert not waiting.done()
+        # ...while another connection is served; two more streams there make 4 calls at once.
+        streams += [IdleStream(channels[1], "v1", one) for _ in range(2)]
+        until(lambda: all(stream.answers == 1 for stream in streams))
+        with pytest.raises(grpc.RpcError) as raised:
+            ClassifierStub(channels[2]).Predict(one, timeout=10)
+        assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert raised.value.details() == "Concurrent RPC limit exceeded!"
+        for stream in streams:
+            stream.release.set()  # the streams end; the waiting call goes through
+        assert len(waiting.result(timeout=30).labels) == 1
+        assert len(ClassifierStub(channels[2]).Predict(one, timeout=10).labels) == 1
+
+
+def test_an_idle_connection_and_one_that_pings_too_often_are_sent_away(
+    narrow: RunningServer,
+) -> None:
+    idle = Connection.open(narrow.host, narrow.port)
+    idle.read(3, until=lambda: idle.goaway is not None)
+    assert idle.goaway is not None and idle.goaway.additional_data == b"connection idle"
+    assert 0.25 < idle.goaway_after < 0.3 + LATE
+    # More than 2 pings (--grpc-http2-max-ping-strikes) closer than 5 minutes apart
+    # (--grpc-http2-min-recv-ping-interval-without-data) while no data flows.
+    pinging = Connection.open(narrow.host, narrow.port)
+    pinging.start_call(MODEL_INFER, 1000)
+    for _ in range(10):
+        pinging.ping()
+        pinging.read(0.05, until=lambda: pinging.goaway is not None)
+    assert pinging.goaway is not None
+    assert (pinging.goaway.error_code, pinging.goaway.additional_data) == (
+        ENHANCE_YOUR_CALM,
+        b"too_many_pings",
+    )
+    idle.close()
+    pinging.close()
+
+
+def test_a_connection_past_its_age_is_sent_away_and_closed_after_the_grace(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    server = start_server(
+        model_onnx, "--grpc-max-connection-age", "500", "--grpc-max-connection-age-grace", "500",
+        tmp_dir=tmp_path,
+    )  # fmt: skip
+    try:
+        connection = Connection.open(server.host, server.port)
+        connection.start_call(MODEL_INFER, 1000)  # a call that keeps the connection busy
+        connection.read(5, until=lambda: connection.closed_after is not None)
+        connection.close()
+    finally:
+        assert server.stop() == 0
+    assert connection.goaway is not None
+    assert (connection.goaway.error_code, connection.goaway.additional_data) == (
+        NO_ERROR,
+        b"max_age",
+    )
+    # gRPC spreads connection ages by ±10 %.
+    assert 0.45 < connection.goaway_after < 0.55 + LATE, connection.goaway_after
+    assert connection.closed_after is not None
+    assert 0.9 < connection.closed_after < 1.1 + LATE, connection.closed_after
+
+
+# --- the drain ------------------------------------------------------------------------------
+def test_a_second_signal_ends_the_drain_at_once(
+    model_onnx: Path, mnist: Dataset, tmp_path: Path
+) -> None:
+    with (
+        start_server(model_onnx, "--grace-seconds", "30", tmp_dir=tmp_path) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        stream = IdleStream(channel, "v1", uint8_request(mnist.test_images[:1]))
+        until(lambda: stream.answers == 1)
+        server.process.send_signal(signal.SIGTERM)
+        until(lambda: "shutting down" in server.stderr())
+        time.sleep(0.2)
+        assert server.process.poll() is None  # the open stream holds the drain
+        began = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(timeout=10) == 0
+        assert time.monotonic() - began < 5
+        stream.wait(10)
+    assert stream.error is not None
+    assert "second signal: cancelling the 1 calls still open" in server.stderr()
