@@ -53,7 +53,7 @@ def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -
     (before any payload is looked at): what the memory budget counts. An input the model takes in
     a wider type (uint8 pixels for a float32 input) counts at the model's width, as the server
     converts it."""
-    specs = {spec.name: spec for spec in model.inputs} if model is not None else {}
+    specs = model.input_specs if model is not None else {}
     image_input = model.classifier.input if model is not None and model.classifier else None
     total = 0
     for tensor in tensors:
@@ -77,7 +77,7 @@ def requested_outputs(
 ) -> list[tuple[TensorSpec, int]]:
     """The outputs a request asks for, once each, in its order (none: all, in the model's),
     each with the class count of Triton's classification extension (0: the tensor itself)."""
-    specs = {spec.name: spec for spec in model.outputs}
+    specs = model.output_specs
     chosen: dict[str, tuple[TensorSpec, int]] = {}
     for output in requested:
         spec = specs.get(output.name)
@@ -127,7 +127,7 @@ def matched_inputs(
     model: Model, tensors: Sequence[InputTensor]
 ) -> list[tuple[TensorSpec, InputTensor]]:
     """Each of the model's inputs with the request's tensor for it; Triton's words otherwise."""
-    specs = {spec.name: spec for spec in model.inputs}
+    specs = model.input_specs
     given: dict[str, InputTensor] = {}
     for tensor in tensors:
         if tensor.name not in specs:
@@ -264,7 +264,7 @@ def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
     # The ufuncs' own reduce: numpy's min() and max() wrappers cost more than the work here.
     lowest = float(np.minimum.reduce(images, axis=None))
     highest = float(np.maximum.reduce(images, axis=None))
-    if not (np.isfinite(lowest) and np.isfinite(highest)):
+    if not (math.isfinite(lowest) and math.isfinite(highest)):
         _check_finite(what, images, "pixels", "image")
     if lowest < 0 or highest > high:
         bad = ((images < 0) | (images > high)).reshape(len(images), -1).any(axis=1)

@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,16 @@ class Model:
     """The measured run time: fixed seconds per run, and seconds per batch item."""
     load_seconds: float = 0.0
     """How long loading took: reading and checking the file, building the session, first runs."""
+
+    @cached_property
+    def input_specs(self) -> Mapping[str, TensorSpec]:
+        """The inputs by name (made once: every request looks its tensors up here)."""
+        return {spec.name: spec for spec in self.inputs}
+
+    @cached_property
+    def output_specs(self) -> Mapping[str, TensorSpec]:
+        """The outputs by name."""
+        return {spec.name: spec for spec in self.outputs}
 
     def describe(self, spec: TensorSpec, kind: str = "input") -> str:
         """How messages name a tensor: "input 'images' of model 'scratchnet'"."""

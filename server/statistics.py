@@ -76,17 +76,21 @@ class Timing:
 
 
 class _Counters:
-    """One model version's figures as they grow: [count, ns] pairs, mutated under the lock."""
+    """One model version's figures as they grow, mutated under the lock. Durations are kept
+    flat, count then nanoseconds for each stage in `_STAGES` order (and for each batch size,
+    for its three compute stages): one list, a few index additions per request."""
 
     def __init__(self) -> None:
         self.last_inference_ms = 0
         self.inference_count = 0
         self.executions = 0.0
-        self.stages = {stage: [0, 0] for stage in _STAGES}
-        self.batches: dict[int, list[list[int]]] = {}
+        self.stages = [0] * (2 * len(_STAGES))
+        self.batches: dict[int, list[int]] = {}
 
     def snapshot(self, name: str, version: str) -> ModelStatistics:
-        stages = {stage: Duration(*pair) for stage, pair in self.stages.items()}
+        stages = {
+            stage: Duration(*self.stages[2 * i : 2 * i + 2]) for i, stage in enumerate(_STAGES)
+        }
         return ModelStatistics(
             name,
             version,
@@ -95,18 +99,15 @@ class _Counters:
             round(self.executions),
             **stages,
             batches=tuple(
-                BatchStatistics(size, *(Duration(*pair) for pair in self.batches[size]))
+                BatchStatistics(
+                    size, *(Duration(*self.batches[size][i : i + 2]) for i in range(0, 6, 2))
+                )
                 for size in sorted(self.batches)
             ),
         )
 
 
 _STAGES = ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")
-
-
-def _add(pair: list[int], ns: int) -> None:
-    pair[0] += 1
-    pair[1] += ns
 
 
 class Statistics:
@@ -116,6 +117,12 @@ class Statistics:
         self._lock = threading.Lock()
         self._models: dict[tuple[str, str], _Counters] = {}
 
+    def _counters(self, name: str, version: str) -> _Counters:
+        counters = self._models.get((name, version))
+        if counters is None:
+            counters = self._models[name, version] = _Counters()
+        return counters
+
     def success(
         self, name: str, version: str, items: int, timing: Timing, batch_items: int = 0
     ) -> None:
@@ -123,32 +130,41 @@ class Statistics:
         size if 0): a batch of several requests counts as one execution among them."""
         total = timing.total
         ran_with = batch_items or items
+        put_in, infer, put_out = timing.compute_input, timing.compute_infer, timing.compute_output
         with self._lock:
-            counters = self._models.get((name, version))
-            if counters is None:
-                counters = self._models[name, version] = _Counters()
+            counters = self._counters(name, version)
             counters.last_inference_ms = time.time_ns() // 1_000_000
             counters.inference_count += items
             counters.executions += items / ran_with if ran_with else 1.0
+            # Spelled out, in _STAGES order: this runs for every request.
             stages = counters.stages
-            _add(stages["success"], total)
-            _add(stages["queue"], timing.queue)
-            _add(stages["compute_input"], timing.compute_input)
-            _add(stages["compute_infer"], timing.compute_infer)
-            _add(stages["compute_output"], timing.compute_output)
-            batch = counters.batches.setdefault(ran_with, [[0, 0], [0, 0], [0, 0]])
-            _add(batch[0], timing.compute_input)
-            _add(batch[1], timing.compute_infer)
-            _add(batch[2], timing.compute_output)
+            stages[0] += 1
+            stages[1] += total
+            stages[4] += 1
+            stages[5] += timing.queue
+            stages[6] += 1
+            stages[7] += put_in
+            stages[8] += 1
+            stages[9] += infer
+            stages[10] += 1
+            stages[11] += put_out
+            batch = counters.batches.get(ran_with)
+            if batch is None:
+                batch = counters.batches[ran_with] = [0] * 6
+            batch[0] += 1
+            batch[1] += put_in
+            batch[2] += 1
+            batch[3] += infer
+            batch[4] += 1
+            batch[5] += put_out
 
     def failure(self, name: str, version: str, timing: Timing) -> None:
         """Record a request to this model version that failed."""
         total = timing.total
         with self._lock:
-            counters = self._models.get((name, version))
-            if counters is None:
-                counters = self._models[name, version] = _Counters()
-            _add(counters.stages["fail"], total)
+            stages = self._counters(name, version).stages
+            stages[2] += 1
+            stages[3] += total
 
     def of(self, models: Iterable[tuple[str, str]]) -> list[ModelStatistics]:
         """The statistics of each (name, version), zero for those without any request yet."""
