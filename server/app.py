@@ -132,7 +132,6 @@ def serve(config: ServerConfig) -> int:
 
 
 async def _serve(config: ServerConfig) -> int:
-    _check_http(config)
     source = _source(config)
     at_start = _models_at_start(config, source)
     plane = _data_plane(config, at_start)
@@ -150,7 +149,7 @@ async def _serve(config: ServerConfig) -> int:
     print(f"listening on {config.address_with(port)}", flush=True)
     http: HttpServer | None = None
     try:
-        http = await _start_http(config, plane)
+        http = await _start_http(config, plane, control)
         # The one model of --model must load: there is nothing to serve without it. Loading
         # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
         await asyncio.to_thread(control.start, at_start, config.model is not None)
@@ -238,20 +237,9 @@ async def _drain(
     _log.info("stopped")
 
 
-def _check_http(config: ServerConfig) -> None:
-    """Refuse --http-port beside TLS or tokens, before anything listens."""
-    if config.http_port is not None and (
-        config.tls_cert is not None or config.auth_token_file is not None
-    ):
-        # Until the HTTP listener has them too, it would serve the models in the clear and to
-        # anyone, behind the back of the gRPC port's protection.
-        raise ScratchnetError(
-            "--http-port cannot be combined with --tls-cert or --auth-token-file yet: the HTTP "
-            "listener has neither TLS nor tokens; serve HTTP from a server without them"
-        )
-
-
-async def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | None:
+async def _start_http(
+    config: ServerConfig, plane: DataPlane, control: ModelControl
+) -> HttpServer | None:
     """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
     if config.http_port is None:
         return None
@@ -262,7 +250,7 @@ async def _start_http(config: ServerConfig, plane: DataPlane) -> HttpServer | No
         )
     from server.transports.http_app import start_http_server
 
-    http = await start_http_server(config, plane)
+    http = await start_http_server(config, plane, control)
     print(f"http listening on {config.address_with(http.port)}", flush=True)
     return http
 

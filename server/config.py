@@ -225,7 +225,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         _name,
         DEFAULT_HOST,
         "address to listen on; 0.0.0.0 or :: exposes the server to the "
-        "network (no TLS, no authentication)",
+        "network (without --tls-cert and --auth-token-file: no TLS, no authentication)",
     ),
     "port": (integer(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks a free one"),
     "model-name": (
@@ -401,7 +401,8 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         _port_or_off,
         "off",
         "also serve HTTP/REST (the Open Inference Protocol and the playground at /) on this "
-        "port, on --host; 0 picks a free one; needs the http extra",
+        "port, on --host (TLS and tokens as the gRPC port); 0 picks a free one; needs the "
+        "http extra",
     ),
 }
 

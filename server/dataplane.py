@@ -33,7 +33,7 @@ from server.checks import RequestedOutput
 from server.model import Model
 from server.repository import ModelRepository
 from server.scheduling import Batcher, BatchingConfig, Executor, Job, Limits, Runner
-from server.statistics import Statistics, Timing
+from server.statistics import ModelStatistics, Statistics, Timing
 from server.tensors import InputTensor
 
 __all__ = [
@@ -235,6 +235,17 @@ class DataPlane:
     def model(self, name: str, version: str = "") -> Model:
         """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""
         return self.repository.get(name, version)
+
+    def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
+        """Triton's statistics: of every loaded model version, of `name`'s, or of one version;
+        NotFound for a model or version not served."""
+        if name and version:
+            models = [self.model(name, version)]
+        else:
+            if name:
+                self.model(name)  # NotFound for an unknown name
+            models = [m for m in self.repository.models() if not name or m.name == name]
+        return self.statistics.of([(model.name, model.version) for model in models])
 
     async def infer(self, request: InferRequest, call: Call | None = None) -> InferResponse:
         """Run a model on its own inputs and return the requested outputs (`call`: what the

@@ -32,7 +32,6 @@ import sys
 import threading
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
@@ -58,7 +57,7 @@ from server.dataplane import DataPlane, Outcome
 from server.logs import status_code
 from server.model_control import ModelControl
 from server.repository import READY, UNAVAILABLE
-from server.security import load_tokens, token_matches
+from server.security import HTTP_REFUSAL, load_tokens, tls_context, token_matches
 
 __all__ = [
     "ITEM_BUCKETS",
@@ -412,7 +411,7 @@ def _app(registry: CollectorRegistry, tokens: tuple[bytes, ...]) -> WSGIApplicat
                 "401 Unauthorized",
                 [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
             )
-            return [b"missing or wrong bearer token: send 'Authorization: Bearer <token>'\n"]
+            return [HTTP_REFUSAL.encode() + b"\n"]
         try:
             return metrics(environ, start_response)
         except Exception:
@@ -427,23 +426,6 @@ def _app(registry: CollectorRegistry, tokens: tuple[bytes, ...]) -> WSGIApplicat
     return app
 
 
-def _tls_context(cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
-    """TLS as the gRPC port has it: this certificate and key; with `client_ca`, only clients
-    with a certificate it signed."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert, key)
-        if client_ca is not None:
-            context.load_verify_locations(cafile=client_ca)
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as error:
-        raise ScratchnetError(
-            f"--metrics-port: cannot use the TLS files --tls-cert {cert}, --tls-key {key}"
-            f"{'' if client_ca is None else f', --tls-client-ca {client_ca}'} ({error})"
-        ) from None
-    return context
-
-
 def serve_metrics(
     config: ServerConfig, plane: DataPlane, control: ModelControl
 ) -> MetricsListener | None:
@@ -456,7 +438,7 @@ def serve_metrics(
     state = ServerState(plane, asyncio.get_running_loop(), control.source.names)
     tls = None
     if config.tls_cert is not None and config.tls_key is not None:
-        tls = _tls_context(config.tls_cert, config.tls_key, config.tls_client_ca)
+        tls = tls_context("--metrics-port", config.tls_cert, config.tls_key, config.tls_client_ca)
     tokens = load_tokens(config.auth_token_file) if config.auth_token_file is not None else ()
     address = config.address_with(config.metrics_port)
     try:

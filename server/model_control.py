@@ -22,7 +22,7 @@ from typing import Protocol
 
 from google.protobuf import json_format
 
-from scratchnet.errors import InvalidArgument, ModelError, NotFound, clip
+from scratchnet.errors import FailedPrecondition, InvalidArgument, ModelError, NotFound, clip
 from server.model import Model, load_model
 from server.model_config import (
     CONFIG_FILE,
@@ -312,6 +312,33 @@ class ModelControl:
                 )
             kept[slot] = _Loaded(model, stamps)
         return kept, problems
+
+    def index(self, ready_only: bool = False) -> list[IndexEntry]:
+        """Triton's repository index: every model of the source with each version's state
+        (only READY ones with `ready_only`)."""
+        entries = self.repository.index(self.source.names())
+        return [entry for entry in entries if entry.state == READY or not ready_only]
+
+    def load_requested(self, name: str, config_json: str = "") -> None:
+        """A client's load (RepositoryModelLoad, POST …/load): refused unless the mode is
+        explicit, else `load`."""
+        self._check_explicit("load")
+        self.load(name, config_json)
+
+    def unload_requested(self, name: str) -> None:
+        """A client's unload: refused unless the mode is explicit; NotFound for a model the
+        repository does not hold."""
+        self._check_explicit("unload")
+        if name not in self.source.names():
+            raise NotFound(f"failed to unload '{clip(name)}': no such model in the repository")
+        self.unload(name)
+
+    def _check_explicit(self, action: str) -> None:
+        if self.mode != "explicit":
+            raise FailedPrecondition(
+                f"explicit model {action} is not allowed with --model-control-mode "
+                f"{self.mode}: start the server with --model-control-mode explicit"
+            )
 
     def unload(self, name: str) -> None:
         """Stop serving every version of `name`."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ import grpc
 from scratchnet.errors import ScratchnetError
 
 __all__ = [
+    "HTTP_REFUSAL",
     "OPEN_SERVICES",
     "TokenAuth",
     "exposure_warning",
@@ -25,12 +27,15 @@ __all__ = [
     "load_tokens",
     "read_credentials",
     "server_credentials",
+    "tls_context",
     "token_matches",
 ]
 
 OPEN_SERVICES = ("grpc.health.v1.Health",)
 """Services callable without a token: probes must not need a secret."""
 _BEARER = "bearer "
+HTTP_REFUSAL = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
+"""What the HTTP listeners answer a request without a valid token (with 401)."""
 
 if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
     _Handler = grpc.RpcMethodHandler[Any, Any]
@@ -139,6 +144,23 @@ def server_credentials(cert: bytes, key: bytes, client_ca: bytes | None) -> grpc
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def tls_context(listener: str, cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
+    """TLS for an HTTP `listener` (its flag, for messages) as the gRPC port has it: this
+    certificate and key; with `client_ca`, only clients with a certificate it signed."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+        if client_ca is not None:
+            context.load_verify_locations(cafile=client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as error:
+        raise ScratchnetError(
+            f"{listener}: cannot use the TLS files --tls-cert {cert}, --tls-key {key}"
+            f"{'' if client_ca is None else f', --tls-client-ca {client_ca}'} ({error})"
+        ) from None
+    return context
 
 
 def exposure_warning(host: str, tls: bool) -> str | None:

@@ -17,7 +17,7 @@ import uvicorn
 
 from server.config import parse_config
 from server.dataplane import DataPlane
-from server.model import load_model
+from server.model_control import LoadOptions, ModelControl, SingleFile
 from server.repository import ModelRepository
 from server.transports.http_app import build_app
 
@@ -25,18 +25,16 @@ if __name__ == "__main__":
     config = parse_config(sys.argv[1:], os.environ, "bench/peers/http_stack.py")
     assert config.model is not None, "serves --model only"
     plane = DataPlane(ModelRepository())
-    plane.repository.add(
-        load_model(
-            config.model, config.model_name, threads=config.threads, max_batch=config.max_batch
-        )
-    )
+    source = SingleFile(config.model, config.model_name)
+    control = ModelControl(plane.repository, source, LoadOptions(config.threads, config.max_batch))
+    control.start(strict=True)
     sock = socket.create_server((config.host, config.http_port or 0))
     # As the server does (server/transports/http_app.py): no 40 ms wait for a delayed ACK.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     address = config.address_with(sock.getsockname()[1])
     print(f"listening on {address}\nhttp listening on {address}", flush=True)
     settings = uvicorn.Config(
-        build_app(plane, config),
+        build_app(plane, config, control),
         http="h11",
         loop="asyncio",
         log_level="warning",

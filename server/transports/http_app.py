@@ -13,8 +13,8 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import uvicorn
 from starlette.applications import Starlette
@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from scratchnet.errors import DeadlineExceeded, RequestError, ResourceExhausted, ScratchnetError
@@ -30,17 +31,26 @@ from scratchnet.versions import scratchnet_version
 from server import playground
 from server.config import ServerConfig
 from server.dataplane import Call, DataPlane, InferRequest
-from server.transports import http_codec, oip_service
+from server.model_control import ModelControl
+from server.security import HTTP_REFUSAL, load_tokens, tls_context, token_matches
+from server.transports import http_codec, oip_codec, oip_service
 from server.transports.http_codec import Reply
 
 __all__ = ["API", "EXTENSIONS", "HttpServer", "build_app", "start_http_server"]
 
 API = "http"
 """How the data plane's statistics and observers name calls that came over HTTP."""
-EXTENSIONS: tuple[str, ...] = ("classification", "binary_tensor_data")
-"""The protocol extensions GET /v2 reports: those the HTTP binding serves (classification comes
-from the data plane; binary tensor data is HTTP's own). The model repository, configuration and
-statistics extensions join once their routes are wired here (see build_app)."""
+EXTENSIONS: tuple[str, ...] = (
+    "classification",
+    "binary_tensor_data",
+    "model_repository",
+    "model_configuration",
+    "statistics",
+)
+"""The protocol extensions GET /v2 reports: those the HTTP binding serves (binary tensor data is
+HTTP's own; system shared memory is gRPC's only, see docs/http.md)."""
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+"""Paths served without a token, as gRPC's health service is: probes must not need a secret."""
 OFF_LOOP_BYTES = 64 * 1024
 """Bodies (and answers) larger than this are decoded (encoded) in a thread, not on the loop
 that also serves gRPC: 784,000 JSON numbers take about 0.3 s to parse."""
@@ -119,7 +129,7 @@ def _error_reply(error: RequestError) -> Reply:
     return http_codec.error_reply(status_of(error).http, str(error))
 
 
-def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
+def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> Starlette:
     """The Starlette application: the protocol's routes, then the playground's."""
     service = _Service(plane, config)
 
@@ -171,24 +181,57 @@ def build_app(plane: DataPlane, config: ServerConfig) -> Starlette:
             plane.refused(call, error)  # once: if the data plane refused it, it has told them
             raise
 
+    async def model_config(request: Request) -> Reply:
+        model = plane.model(*_model_of(request))
+        return http_codec.json_reply(http_codec.message_json(oip_codec.model_config(model).config))
+
+    async def model_statistics(request: Request) -> Reply:
+        name = str(request.path_params.get("name", ""))
+        stats = plane.model_statistics(name, str(request.path_params.get("version", "")))
+        return http_codec.json_reply(http_codec.message_json(oip_codec.model_statistics(stats)))
+
+    async def repository_index(request: Request) -> Reply:
+        ready = http_codec.index_ready(await service.body(request))
+        index = oip_codec.repository_index(control.index(ready))
+        # Triton answers with the array itself, and leaves out empty fields (a model not loaded
+        # has no version).
+        models = http_codec.message_json(index, defaults=False).get("models", [])
+        return http_codec.json_reply(models)
+
+    async def load(request: Request) -> Reply:
+        name = str(request.path_params["name"])
+        config_json = http_codec.load_config(await service.body(request), name)
+        # In a thread, as over gRPC: loading reads and checks the file.
+        await asyncio.to_thread(control.load_requested, name, config_json)
+        return Reply(200, b"", {})
+
+    async def unload(request: Request) -> Reply:
+        name = str(request.path_params["name"])
+        http_codec.unload_request(await service.body(request), name)
+        await asyncio.to_thread(control.unload_requested, name)
+        return Reply(200, b"", {})
+
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
+    repository = "/v2/repository"
     routes = [
         Route("/v2/health/live", _endpoint(live)),
         Route("/v2/health/ready", _endpoint(ready)),
         Route("/v2", _endpoint(server_metadata)),
+        Route("/v2/models/stats", _endpoint(model_statistics)),
         Route(model, _endpoint(model_metadata)),
         Route(versioned, _endpoint(model_metadata)),
         Route(f"{model}/ready", _endpoint(model_ready)),
         Route(f"{versioned}/ready", _endpoint(model_ready)),
         Route(f"{model}/infer", _endpoint(infer), methods=["POST"]),
         Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"]),
-        # --- Model repository (POST /v2/repository/index, /v2/repository/models/{name}/load,
-        # …/unload), model configuration (GET /v2/models/{name}/config) and statistics
-        # (GET /v2/models/{name}[/versions/{v}]/stats, GET /v2/models/stats): to be wired here
-        # over oip_codec's repository_index, model_config and model_statistics and the model
-        # control of server/app.py, then added to EXTENSIONS. Until then they answer 404 like
-        # any unknown path. ---
+        Route(f"{model}/stats", _endpoint(model_statistics)),
+        Route(f"{versioned}/stats", _endpoint(model_statistics)),
+        Route(f"{model}/config", _endpoint(model_config)),
+        Route(f"{versioned}/config", _endpoint(model_config)),
+        Route(f"{repository}/index", _endpoint(repository_index), methods=["POST"]),
+        Route(f"{repository}/models/{{name}}/load", _endpoint(load), methods=["POST"]),
+        Route(f"{repository}/models/{{name}}/unload", _endpoint(unload), methods=["POST"]),
         *_playground_routes(plane, service),
     ]
 
@@ -262,6 +305,27 @@ def _file_response(found: playground.Asset) -> Response:
     )
 
 
+class _TokenCheck:
+    """ASGI middleware: a request without `Authorization: Bearer <one of tokens>` gets 401 and
+    `{"error": ...}` before any route (or its body) is looked at; health paths stay open."""
+
+    def __init__(self, app: ASGIApp, tokens: Sequence[bytes]) -> None:
+        self._app = app
+        self._tokens = tuple(tokens)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
+            headers: list[tuple[bytes, bytes]] = scope["headers"]
+            given = next((value for key, value in headers if key == b"authorization"), b"")
+            if not token_matches(given.decode("latin-1"), self._tokens):
+                reply = http_codec.error_reply(401, HTTP_REFUSAL)
+                response = Response(reply.body, reply.status, headers=dict(reply.headers))
+                response.headers["www-authenticate"] = "Bearer"
+                await response(scope, receive, send)
+                return
+        await self._app(scope, receive, send)
+
+
 class _Protocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), answering bytes it cannot parse as a request
     with the protocol's JSON error rather than plain text; it still closes the connection."""
@@ -316,14 +380,19 @@ class HttpServer:
             await self._task
 
 
-async def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServer:
+async def start_http_server(
+    config: ServerConfig, plane: DataPlane, control: ModelControl
+) -> HttpServer:
     """Bind --host:--http-port and serve the app there, on the running loop."""
     sock = _bind(config)
     if not _log.isEnabledFor(logging.DEBUG):
         # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
+    app: Any = build_app(plane, config, control)
+    if config.auth_token_file is not None:
+        app = _TokenCheck(app, load_tokens(config.auth_token_file))
     settings = uvicorn.Config(
-        build_app(plane, config),
+        app,
         log_config=None,
         access_log=False,
         lifespan="off",
@@ -331,6 +400,12 @@ async def start_http_server(config: ServerConfig, plane: DataPlane) -> HttpServe
         timeout_graceful_shutdown=config.grace_seconds,  # type: ignore[arg-type]
         server_header=False,
     )
+    settings.load()
+    if config.tls_cert is not None and config.tls_key is not None:
+        # The context made as the metrics port makes it (uvicorn's own would only take files).
+        settings.ssl = tls_context(
+            "--http-port", config.tls_cert, config.tls_key, config.tls_client_ca
+        )
     server = _Server(settings)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     return HttpServer(sock, server, task)

@@ -18,6 +18,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import numpy as np
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from numpy.typing import NDArray
 
 from scratchnet import datatypes
@@ -34,11 +37,15 @@ __all__ = [
     "Reply",
     "decompress",
     "error_reply",
+    "index_ready",
     "infer_request",
     "infer_response",
     "json_reply",
+    "load_config",
+    "message_json",
     "model_metadata",
     "server_metadata",
+    "unload_request",
 ]
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -95,6 +102,109 @@ def model_metadata(model: Model, versions: Sequence[str], properties: Mapping[st
             "properties": dict(message.properties),
         }
     )
+
+
+def message_json(message: Message, *, defaults: bool = True) -> dict[str, Any]:
+    """A protobuf answer (configuration, statistics, index) as the JSON Triton's HTTP server
+    gives: field names as in the .proto, 64-bit integers as numbers (protobuf's JSON mapping
+    writes them as strings), fields at their default values too unless `defaults` is false."""
+    document = json_format.MessageToDict(
+        message,
+        preserving_proto_field_name=True,
+        always_print_fields_with_no_presence=defaults,
+    )
+    return _numbers(message, document)
+
+
+_INT64 = {
+    FieldDescriptor.TYPE_INT64,
+    FieldDescriptor.TYPE_UINT64,
+    FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64,
+    FieldDescriptor.TYPE_SFIXED64,
+}
+
+
+def _numbers(message: Message, document: dict[str, Any]) -> dict[str, Any]:
+    """`document` (MessageToDict of `message`) with its 64-bit integers turned into numbers."""
+    for field in message.DESCRIPTOR.fields:
+        if field.name not in document:
+            continue
+        value, held = document[field.name], getattr(message, field.name)
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            of = entry.fields_by_name["value"]
+            if of.message_type is not None:
+                document[field.name] = {k: _numbers(held[k], v) for k, v in value.items()}
+            elif of.type in _INT64:
+                document[field.name] = {k: int(v) for k, v in value.items()}
+        elif entry is not None and entry.full_name.startswith("google.protobuf."):
+            continue  # well-known types have JSON forms of their own
+        elif entry is not None:
+            if field.is_repeated:
+                document[field.name] = [_numbers(m, d) for m, d in zip(held, value, strict=True)]
+            else:
+                document[field.name] = _numbers(held, value)
+        elif field.type in _INT64:
+            document[field.name] = [int(v) for v in value] if field.is_repeated else int(value)
+    return document
+
+
+def _request_object(body: bytes, what: str, expected: str) -> dict[str, Any]:
+    """A JSON object body (an empty body is `{}`); InvalidArgument naming `what` otherwise."""
+    if not body.strip():
+        return {}
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InvalidArgument(
+            f"{what}: the body is not valid JSON ({error}), expected {expected}"
+        ) from None
+    if not isinstance(document, dict):
+        raise InvalidArgument(f"{what}: the body is a JSON {_kind(document)}, expected {expected}")
+    return document
+
+
+def index_ready(body: bytes) -> bool:
+    """POST /v2/repository/index: whether the body asks for READY models only."""
+    document = _request_object(body, "repository index", '{"ready": true|false}')
+    ready = document.get("ready", False)
+    if not isinstance(ready, bool):
+        raise InvalidArgument(
+            f"repository index: 'ready' is {clip(json.dumps(ready))}, expected true or false"
+        )
+    return ready
+
+
+def load_config(body: bytes, name: str) -> str:
+    """POST …/load: the JSON model configuration in the body's parameter 'config' ("" if none);
+    InvalidArgument for any other parameter, as over gRPC."""
+    what = f"failed to load '{clip(name)}'"
+    document = _request_object(body, what, '{"parameters": {"config": "<JSON text>"}}')
+    parameters = _object(document.get("parameters", {}), f"{what}: 'parameters'")
+    config = ""
+    for key, value in parameters.items():
+        if key != "config" or not isinstance(value, str):
+            raise InvalidArgument(
+                f"{what}: parameter '{clip(key)}' is not supported, expected only 'config' "
+                "(JSON text)"
+            )
+        config = value
+    return config
+
+
+def unload_request(body: bytes, name: str) -> None:
+    """POST …/unload: check the body, which may only say `unload_dependents` (this server has
+    no ensembles, so there are no dependents to unload)."""
+    what = f"failed to unload '{clip(name)}'"
+    document = _request_object(body, what, '{"parameters": {"unload_dependents": true|false}}')
+    parameters = _object(document.get("parameters", {}), f"{what}: 'parameters'")
+    for key, value in parameters.items():
+        if key != "unload_dependents" or not isinstance(value, bool):
+            raise InvalidArgument(
+                f"{what}: parameter '{clip(key)}' is not supported, expected only "
+                "'unload_dependents' (true or false)"
+            )
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:

@@ -225,6 +225,20 @@ def repository_index(entries: Sequence[IndexEntry]) -> pb.RepositoryIndexRespons
     )
 
 
+def load_config(request: pb.RepositoryModelLoadRequest) -> str:
+    """The JSON model configuration a load request carries in its parameter 'config' ("" if
+    none); InvalidArgument for any other parameter."""
+    config = ""
+    for key, value in request.parameters.items():
+        if key != "config" or value.WhichOneof("parameter_choice") != "string_param":
+            raise InvalidArgument(
+                f"failed to load '{clip(request.model_name)}': parameter '{clip(key)}' is not "
+                "supported, expected only 'config' (JSON text)"
+            )
+        config = value.string_param
+    return config
+
+
 def _parameters(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
     """Protocol parameters as plain values."""
     return {

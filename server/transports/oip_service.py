@@ -8,16 +8,16 @@ texts follow Triton where the specification leaves them open; docs/open-inferenc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
-from scratchnet.errors import FailedPrecondition, InvalidArgument, NotFound, RequestError, clip
+from scratchnet.errors import RequestError
 from scratchnet.versions import scratchnet_version
 from server.dataplane import DataPlane
 from server.model_control import ModelControl
-from server.repository import READY
 from server.shared_memory import SharedMemory
 from server.transports import oip_codec
 from server.transports.grpc_calls import Context, Timeouts, add_service, call_of
@@ -104,54 +104,30 @@ class InferenceServicer:
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
         """Every model of the repository with each version's state (only READY ones if asked)."""
-        entries = self._plane.repository.index(self._control.source.names())
-        if request.ready:
-            entries = [entry for entry in entries if entry.state == READY]
-        return oip_codec.repository_index(entries)
+        return oip_codec.repository_index(self._control.index(request.ready))
 
     async def RepositoryModelLoad(
         self, request: pb.RepositoryModelLoadRequest, context: Context
     ) -> pb.RepositoryModelLoadResponse:
         """Load (or reload) a model; its parameter 'config' may replace its config, as JSON."""
-        self._check_explicit("load")
-        config = ""
-        for key, value in request.parameters.items():
-            if key != "config" or value.WhichOneof("parameter_choice") != "string_param":
-                raise InvalidArgument(
-                    f"failed to load '{clip(request.model_name)}': parameter "
-                    f"'{clip(key)}' is not supported, expected only 'config' (JSON text)"
-                )
-            config = value.string_param
-        self._control.load(request.model_name, config)
+        config = oip_codec.load_config(request)
+        # In a thread: loading reads and checks the file, and the loop goes on serving.
+        await asyncio.to_thread(self._control.load_requested, request.model_name, config)
         return pb.RepositoryModelLoadResponse()
 
     async def RepositoryModelUnload(
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
         """Stop serving every version of a model."""
-        self._check_explicit("unload")
-        if request.model_name not in self._control.source.names():
-            raise NotFound(
-                f"failed to unload '{clip(request.model_name)}': no such model in the repository"
-            )
-        self._control.unload(request.model_name)
+        await asyncio.to_thread(self._control.unload_requested, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
     async def ModelStatistics(
         self, request: pb.ModelStatisticsRequest, context: Context
     ) -> pb.ModelStatisticsResponse:
         """Triton's statistics: every loaded model version, or those of one model or version."""
-        if request.name:
-            if request.version:
-                models = [self._plane.model(request.name, request.version)]
-            else:
-                self._plane.model(request.name)  # NotFound for an unknown name
-                loaded = self._plane.repository.models()
-                models = [model for model in loaded if model.name == request.name]
-        else:
-            models = self._plane.repository.models()
-        keys = [(model.name, model.version) for model in models]
-        return oip_codec.model_statistics(self._plane.statistics.of(keys))
+        stats = self._plane.model_statistics(request.name, request.version)
+        return oip_codec.model_statistics(stats)
 
     async def ModelInfer(
         self, request: oip_codec.Received, context: Context
@@ -176,13 +152,6 @@ class InferenceServicer:
 
     def _versions(self, name: str) -> list[str]:
         return [model.version for model in self._plane.repository.models() if model.name == name]
-
-    def _check_explicit(self, action: str) -> None:
-        if self._control.mode != "explicit":
-            raise FailedPrecondition(
-                f"explicit model {action} is not allowed with --model-control-mode "
-                f"{self._control.mode}: start the server with --model-control-mode explicit"
-            )
 
     async def SystemSharedMemoryRegister(
         self, request: pb.SystemSharedMemoryRegisterRequest, context: Context

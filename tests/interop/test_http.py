@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.api.inference import open_inference_grpc_pb2_grpc
 from scratchnet.datasets import Dataset
-from tests.conftest import RunningServer, assert_one_line_error, run_module
+from tests.conftest import RunningServer
 from tests.interop.conftest import Reference
 
 MODEL = "scratchnet"
@@ -135,7 +135,13 @@ def test_server_and_model_metadata(server: RunningServer) -> None:
     answer = call(server, "GET", "/v2")
     assert answer.status == 200 and answer.headers["content-type"] == "application/json"
     assert answer.json()["name"] == "scratchnet"
-    assert answer.json()["extensions"] == ["classification", "binary_tensor_data"]
+    assert answer.json()["extensions"] == [
+        "classification",
+        "binary_tensor_data",
+        "model_repository",
+        "model_configuration",
+        "statistics",
+    ]
     metadata = call(server, "GET", f"/v2/models/{MODEL}").json()
     assert metadata["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]
     assert call(server, "GET", f"/v2/models/{MODEL}/versions/1").json() == metadata
@@ -300,10 +306,10 @@ def test_errors_are_json_with_the_protocol_status(
 
 
 def test_unknown_paths_and_methods_are_json_errors(server: RunningServer) -> None:
-    missing = call(server, "GET", "/v2/repository/index")
+    missing = call(server, "GET", "/v2/trace/setting")
     assert (missing.status, missing.json()) == (
         404,
-        {"error": "no endpoint GET /v2/repository/index on this server"},
+        {"error": "no endpoint GET /v2/trace/setting on this server"},
     )
     wrong = call(server, "GET", INFER)
     assert wrong.status == 405
@@ -478,16 +484,39 @@ def test_the_classification_extension_over_json_and_binary(
     assert packed.binary[4 : 4 + first].decode() == output["data"][0]
 
 
-def test_http_refuses_to_run_beside_tls_or_tokens_it_does_not_apply(
-    model_onnx: Path, tmp_path: Path
+def test_repository_configuration_and_statistics_routes(server: RunningServer) -> None:
+    index = call(server, "POST", "/v2/repository/index", b'{"ready": true}')
+    assert (index.status, index.json()) == (
+        200,
+        [{"name": MODEL, "version": "1", "state": "READY"}],
+    )
+    config = call(server, "GET", f"/v2/models/{MODEL}/config").json()
+    assert (config["name"], config["max_batch_size"]) == (MODEL, 1024)
+    assert [(t["name"], t["dims"]) for t in config["input"]] == [("images", [28, 28])]
+    everything = call(server, "GET", "/v2/models/stats").json()
+    one = call(server, "GET", f"/v2/models/{MODEL}/versions/1/stats").json()
+    assert [s["name"] for s in everything["model_stats"]] == [MODEL]
+    assert isinstance(one["model_stats"][0]["inference_stats"]["success"]["count"], int)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "message"),
+    [
+        ("POST", f"/v2/repository/models/{MODEL}/unload", b"", 400,
+         "explicit model unload is not allowed with --model-control-mode none"),
+        ("POST", f"/v2/repository/models/{MODEL}/load", b"{}", 400,
+         "explicit model load is not allowed"),
+        ("POST", f"/v2/repository/models/{MODEL}/load", b'{"parameters": {"file:1": "x"}}', 400,
+         "parameter 'file:1' is not supported, expected only 'config'"),
+        ("POST", "/v2/repository/index", b"[1]", 400, "the body is a JSON array"),
+        ("POST", "/v2/repository/index", b'{"ready": 1}', 400, "expected true or false"),
+        ("GET", "/v2/models/nope/config", None, 404, "'nope'"),
+        ("GET", f"/v2/models/{MODEL}/versions/7/stats", None, 404, "version 7"),
+    ],
+)  # fmt: skip
+def test_repository_routes_refuse_bad_requests_in_the_protocols_words(
+    server: RunningServer, method: str, path: str, body: bytes | None, status: int, message: str
 ) -> None:
-    tokens = tmp_path / "tokens"
-    tokens.write_text("secret\n")
-    result = run_module(
-        "server", "--model", model_onnx, "--port", "0", "--http-port", "0",
-        "--auth-token-file", tokens, check=False, timeout=60,
-    )  # fmt: skip
-    assert_one_line_error(
-        result, "python -m server", "--http-port cannot be combined with --tls-cert or "
-        "--auth-token-file yet", code=2,
-    )  # fmt: skip
+    answer = call(server, method, path, body)
+    assert answer.status == status, answer.body
+    assert message in answer.json()["error"]

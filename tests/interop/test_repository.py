@@ -250,8 +250,9 @@ def _rows(index: list[dict[str, str]]) -> set[tuple[str, str, str]]:
     return {(row["name"], row.get("version", ""), row.get("state", "")) for row in index}
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_tritonclient_lists_loads_infers_and_unloads(
-    repository: dict[str, Path], tmp_path: Path
+    repository: dict[str, Path], tmp_path: Path, protocol: str
 ) -> None:
     root = tmp_path / "repository"
     for name in ("cnn", "article"):
@@ -267,10 +268,13 @@ def test_tritonclient_lists_loads_infers_and_unloads(
         "article",
         tmp_dir=tmp_path,
         model_flag="--model-repository",
+        http=True,
     )
+    target = server.target if protocol == "grpc" else f"{server.host}:{server.http_port}"
     try:
         result = subprocess.run(
-            [sys.executable, str(REPOSITORY_SESSION), "--target", server.target, "--model", "cnn",
+            [sys.executable, str(REPOSITORY_SESSION), "--protocol", protocol, "--target", target,
+             "--model", "cnn",
              "--other", "broken", "--inputs", str(tmp_path / "inputs.npz")],
             capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL, check=False,
         )  # fmt: skip
@@ -301,7 +305,19 @@ def test_tritonclient_lists_loads_infers_and_unloads(
     np.testing.assert_allclose(report["outputs"]["logits"], expected["logits"], rtol=1e-6)
     for row, strings in zip(expected["logits"], report["top"], strict=True):
         assert [int(text.split(":")[1]) for text in strings] == list(np.argsort(-row)[:2])
-    assert report["other"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    config = report["config"]
+    assert config["name"] == "cnn" and config["platform"] == "onnxruntime_onnx"
+    assert [(t["name"], t["data_type"]) for t in config["input"]] == [("input", "TYPE_FP32")]
+    assert [int(d) for d in config["input"][0]["dims"]] == [1, HEIGHT, WIDTH]
+    (stats,) = report["statistics"]["model_stats"]
+    assert (stats["name"], stats["version"]) == ("cnn", "1")
+    success = stats["inference_stats"]["success"]
+    assert int(stats["inference_count"]) == 4 and int(success["count"]) == 2
+    assert int(success["ns"]) > 0
+    if protocol == "http":  # Triton's HTTP server writes 64-bit integers as JSON numbers
+        assert isinstance(stats["inference_count"], int) and isinstance(success["ns"], int)
+    status = {"grpc": "StatusCode.INVALID_ARGUMENT", "http": "400"}[protocol]
+    assert report["other"]["status"] == status
     assert "failed to load 'broken'" in report["other"]["message"]
     broken = [row for row in report["index_after"] if row["name"] == "broken"]
     assert broken and "cannot be loaded by onnxruntime" in broken[0].get("reason", "")

@@ -55,7 +55,13 @@ def test_readiness_and_metadata(report: dict[str, Any]) -> None:
     assert report["server_metadata"] == {
         "name": "scratchnet",
         "version": version("scratchnet"),
-        "extensions": ["classification", "binary_tensor_data"],
+        "extensions": [
+            "classification",
+            "binary_tensor_data",
+            "model_repository",
+            "model_configuration",
+            "statistics",
+        ],
     }
     metadata = report["model_metadata"]
     assert metadata["inputs"] == [{"name": "images", "datatype": "FP32", "shape": [-1, 28, 28]}]
@@ -105,5 +111,7 @@ def test_errors_have_the_protocol_status_codes(report: dict[str, Any]) -> None:
         "message": "Request for unknown model: 'no-such-model' is not found",
     }
     assert errors["unknown_version"]["status"] == "404"
-    # Triton's model configuration is not served: a 404 that tritonclient raises.
-    assert errors["model_config"]["status"] == "404"
+    assert errors["model_config"] == {
+        "status": "404",
+        "message": "Request for unknown model: 'no-such-model' is not found",
+    }

@@ -112,7 +112,7 @@ def main() -> int:
                 "unknown_version": error_of(
                     lambda: client.infer(model, [tensor_input(two)], model_version="999")
                 ),
-                "model_config": error_of(lambda: client.get_model_config(model)),
+                "model_config": error_of(lambda: client.get_model_config("no-such-model")),
             },
         }  # fmt: skip
     json.dump(report, sys.stdout)

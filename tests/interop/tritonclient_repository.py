@@ -1,12 +1,15 @@
-"""Drive a scratchnet server in --model-control-mode explicit with `tritonclient.grpc`'s model
-repository calls, and print what it saw as one JSON object.
+"""Drive a scratchnet server in --model-control-mode explicit with tritonclient's model
+repository calls, over gRPC (`tritonclient.grpc`) or HTTP (`tritonclient.http`), and print what
+it saw as one JSON object.
 
-    python tests/interop/tritonclient_repository.py --target HOST:PORT --model NAME --other NAME
+    python tests/interop/tritonclient_repository.py --protocol grpc|http --target HOST:PORT \
+        --model NAME --other NAME --inputs FILE.npz
 
-Lists the repository, loads MODEL, infers with its own input and output names (also with
-class_count) on random inputs saved to --inputs, unloads it, and tries OTHER (a model that fails to
-load). Like tritonclient_session.py it imports only tritonclient and numpy: tritonclient and
-scratchnet's generated code both register the protobuf package `inference`.
+Lists the repository, loads MODEL, reads its configuration, infers with its own input and output
+names (also with class_count) on random inputs saved to --inputs, reads its statistics, unloads
+it, and tries OTHER (a model that fails to load). Like tritonclient_session.py it imports only
+tritonclient and numpy: tritonclient and scratchnet's generated code both register the protobuf
+package `inference`.
 """
 
 from __future__ import annotations
@@ -18,36 +21,50 @@ from typing import Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 
-def index(client: grpcclient.InferenceServerClient) -> list[dict[str, Any]]:
+def as_json(client: Any, method: str, *args: Any) -> Any:
+    """What `client.method(*args)` answers, as JSON (the gRPC client's as_json; the HTTP client
+    answers JSON anyway)."""
+    if isinstance(client, grpcclient.InferenceServerClient):
+        return getattr(client, method)(*args, as_json=True)
+    return getattr(client, method)(*args)
+
+
+def index(client: Any) -> list[dict[str, Any]]:
     """The repository index as JSON rows."""
-    rows: list[dict[str, Any]] = client.get_model_repository_index(as_json=True).get("models", [])
-    return rows
+    rows = as_json(client, "get_model_repository_index")
+    # gRPC's answer is the message {"models": [...]}; Triton's HTTP answer is the array itself.
+    return list(rows.get("models", []) if isinstance(rows, dict) else rows)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--target", required=True)
+    parser.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    parser.add_argument("--target", required=True, help="HOST:PORT of the protocol's port")
     parser.add_argument("--model", required=True, help="a model of the repository to load")
     parser.add_argument("--other", required=True, help="a model of the repository that fails")
     parser.add_argument("--inputs", required=True, help=".npz to save the inputs sent to")
     args = parser.parse_args()
     report: dict[str, Any] = {}
-    with grpcclient.InferenceServerClient(args.target) as client:
+    kind: Any = grpcclient if args.protocol == "grpc" else httpclient
+    with kind.InferenceServerClient(args.target) as client:
         report["index_before"] = index(client)
         report["ready_before"] = client.is_model_ready(args.model)
         client.load_model(args.model)
         report["ready_loaded"] = client.is_model_ready(args.model)
-        metadata = client.get_model_metadata(args.model, as_json=True)
+        metadata = as_json(client, "get_model_metadata", args.model)
+        config = as_json(client, "get_model_config", args.model)
+        report["config"] = config.get("config", config)  # gRPC wraps it in the response
         report["metadata"] = metadata
         rng = np.random.default_rng(0)
         inputs, sent = [], {}
         for tensor in metadata["inputs"]:
             shape = [2 if int(dim) < 0 else int(dim) for dim in tensor["shape"]]
             value = rng.random(shape).astype(np.float32)
-            infer_input = grpcclient.InferInput(tensor["name"], shape, tensor["datatype"])
+            infer_input = kind.InferInput(tensor["name"], shape, tensor["datatype"])
             infer_input.set_data_from_numpy(value)
             inputs.append(infer_input)
             sent[tensor["name"]] = value
@@ -59,9 +76,10 @@ def main() -> int:
             for output in metadata["outputs"]
         }
         top = client.infer(
-            args.model, inputs, outputs=[grpcclient.InferRequestedOutput(first, class_count=2)]
+            args.model, inputs, outputs=[kind.InferRequestedOutput(first, class_count=2)]
         )
         report["top"] = [[value.decode() for value in row] for row in top.as_numpy(first)]
+        report["statistics"] = as_json(client, "get_inference_statistics", args.model)
         report["index_loaded"] = index(client)
         client.unload_model(args.model)
         report["ready_unloaded"] = client.is_model_ready(args.model)

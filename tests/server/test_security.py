@@ -3,6 +3,9 @@ training host's versions kept from clients unless asked. Certificates are made i
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +47,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
 def secured(
     model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """mutual TLS and bearer tokens together."""
+    """mutual TLS and bearer tokens together, on the gRPC and HTTP ports."""
     folder = tmp_path_factory.mktemp("secured")
     tokens = folder / "tokens"
     tokens.write_text("# one per line\n" + "\n".join(TOKENS) + "\n")
@@ -53,6 +56,7 @@ def secured(
         "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
         "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
         tmp_dir=folder,
+        http=True,
         health_credentials=_credentials(pki, "ca", "client"),
     )  # fmt: skip
     yield running
@@ -125,6 +129,65 @@ def test_a_missing_or_wrong_token_is_unauthenticated_and_health_stays_open(
             health_pb2.HealthCheckResponse.SERVING
         )
     assert "wrong-token" not in secured.stderr() and TOKENS[0] not in secured.stderr()
+
+
+def _https(
+    server: RunningServer,
+    pki: dict[str, Pem],
+    path: str,
+    *,
+    trust: str | None = "ca",
+    client: str | None = "client",
+    token: str | None = TOKENS[0],
+) -> tuple[int, dict[str, str], bytes] | None:
+    """GET `path` from the HTTP port over TLS trusting `trust` (None: plaintext) with `client`'s
+    certificate; the status, headers and body, or None if the connection is refused."""
+    assert server.http_port is not None
+    if trust is None:
+        connection: http.client.HTTPConnection = http.client.HTTPConnection(
+            server.host, server.http_port, timeout=10
+        )
+    else:
+        context = ssl.create_default_context(cafile=pki[trust].cert)
+        if client is not None:
+            context.load_cert_chain(pki[client].cert, pki[client].key)
+        connection = http.client.HTTPSConnection(
+            server.host, server.http_port, timeout=10, context=context
+        )
+    try:
+        connection.request("GET", path, headers=dict(_metadata(token)))
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read()
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+def test_http_serves_only_the_right_client_over_mutual_tls(
+    secured: RunningServer, pki: dict[str, Pem]
+) -> None:
+    answer = _https(secured, pki, "/v2/models/scratchnet")
+    assert answer is not None and answer[0] == 200
+    assert json.loads(answer[2])["name"] == "scratchnet"
+    for trust, client in (("ca", None), ("other", "client"), ("ca", "stranger"), (None, None)):
+        assert _https(secured, pki, "/v2/health/live", trust=trust, client=client) is None
+
+
+def test_http_refuses_a_missing_or_wrong_token_with_401_and_leaves_health_open(
+    secured: RunningServer, pki: dict[str, Pem]
+) -> None:
+    for path in ("/v2/models/scratchnet", "/v2", "/", "/v2/no/such/path"):
+        for token in (None, "wrong-token", TOKENS[1] + "x"):
+            answer = _https(secured, pki, path, token=token)
+            assert answer is not None, path
+            status, headers, body = answer
+            assert status == 401 and headers["www-authenticate"] == "Bearer", (path, token)
+            assert "missing or wrong bearer token" in json.loads(body)["error"]
+    for path in ("/v2/health/live", "/v2/health/ready"):
+        answer = _https(secured, pki, path, token=None)
+        assert answer is not None and answer[0] == 200
+    assert "wrong-token" not in secured.stderr() and TOKENS[1] not in secured.stderr()
 
 
 def test_tokens_are_bearer_tokens_compared_whole() -> None:
