@@ -274,9 +274,10 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "calls open at once (streams included); past it, RESOURCE_EXHAUSTED",
     ),
     "upload-seconds": (
-        _positive_seconds,
+        _seconds,
         30.0,
-        "how long a call may take to send its request message before it is closed",
+        "how long a call may take to send its request message before it is closed; 0: no "
+        "limit, and unary gRPC calls take grpc's cheaper unary path (docs/performance.md)",
     ),
     "stream-idle-seconds": (
         _positive_seconds,

@@ -67,7 +67,7 @@ class _Service:
     def __init__(self, plane: DataPlane, config: ServerConfig) -> None:
         self.plane = plane
         self.max_body = config.max_message_bytes
-        self.upload_seconds = config.upload_seconds
+        self.upload_seconds = config.upload_seconds or None  # 0: no limit
         self.version = scratchnet_version()
 
     async def body(self, request: Request) -> bytes:
@@ -81,7 +81,7 @@ class _Service:
         except TimeoutError:
             raise DeadlineExceeded(
                 f"the body of {request.method} {request.url.path} did not arrive within "
-                f"{self.upload_seconds:g} s (--upload-seconds)"
+                f"{self.upload_seconds or 0:g} s (--upload-seconds)"
             ) from None
 
     async def _read(self, request: Request) -> bytes:

@@ -167,6 +167,35 @@ def test_idle_streams_and_stalled_uploads_block_nothing_and_are_closed_on_time(
         assert IDLE_SECONDS * 0.9 < stream.ended_after < IDLE_SECONDS + LATE, stream.ended_after
 
 
+def test_without_an_upload_limit_unary_calls_take_grpcs_unary_path(
+    model_onnx: Path, tmp_path: Path, mnist: Dataset
+) -> None:
+    """--upload-seconds 0: the same answers and refusals; a stalled upload is no longer closed
+    (the trade docs/performance.md measures), and still blocks nothing."""
+    server = start_server(model_onnx, "--upload-seconds", "0", tmp_dir=tmp_path)
+    images = mnist.test_images[:2]
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            uploads = Connection.open(server.host, server.port)
+            stalled = uploads.start_call(MODEL_INFER, 1000, b"x" * 10)
+            reply = ClassifierStub(channel).Predict(uint8_request(images), timeout=10)
+            answer = GRPCInferenceServiceStub(channel).ModelInfer(v2_request(images), timeout=10)
+            names = [output.name for output in answer.outputs]
+            raw = answer.raw_output_contents[names.index("label")]
+            assert list(reply.labels) == np.frombuffer(raw, np.int64).tolist()
+            assert len(reply.labels) == 2
+            with pytest.raises(grpc.RpcError) as garbage:
+                channel.unary_unary(MODEL_INFER)(b"\xff\xff\xff", timeout=10)
+            assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "is not a valid protobuf message" in str(garbage.value.details())
+            uploads.read(UPLOAD_SECONDS + LATE, until=lambda: bool(uploads.ended))
+            assert stalled not in uploads.ended
+            assert statistics.median(timed_health_checks(channel)) < 0.1
+        uploads.close()
+    finally:
+        assert server.stop() == 0
+
+
 # --- cancellation --------------------------------------------------------------------------
 # `python -m server` that notes in the file named by its first argument when a model run starts
 # computing, so that a test can cancel a call while the model runs rather than while its 39 MB
