@@ -141,5 +141,6 @@ def by_numpy(dtype: np.dtype[Any] | type[np.generic] | str) -> Datatype:
 
 
 def names(datatypes: Iterable[Datatype]) -> str:
-    """'FP32 or UINT8': how messages list the datatypes a tensor accepts."""
-    return " or ".join(datatype.name for datatype in datatypes)
+    """'FP32 or UINT8', 'FP64, FP32 or UINT8': how messages list the datatypes a tensor takes."""
+    listed = [datatype.name for datatype in datatypes]
+    return " or ".join([", ".join(listed[:-1]), *listed[-1:]] if len(listed) > 2 else listed)

@@ -164,7 +164,7 @@ def image_classifier(signature: Signature, where: str) -> ImageClassifier | str:
         names = ", ".join(repr(spec.name) for spec in signature.inputs)
         return f"it has {len(signature.inputs)} inputs ({names}), expected one image input"
     spec = signature.inputs[0]
-    if spec.datatype.numpy is None or spec.datatype.numpy.kind not in "fu":
+    if spec.datatype != _UINT8 and (spec.datatype.numpy is None or spec.datatype.numpy.kind != "f"):
         return f"its input '{spec.name}' is {spec.datatype}, expected a float or UINT8 image"
     size = _image_size(spec, signature.metadata)
     if isinstance(size, str):
@@ -175,8 +175,10 @@ def image_classifier(signature: Signature, where: str) -> ImageClassifier | str:
     except _NotClassifier as reason:
         return str(reason)
     accepted: tuple[Datatype, ...] = (spec.datatype,)
-    if spec.datatype.numpy.kind == "f":
-        accepted = (spec.datatype, _UINT8) if spec.datatype == _FLOAT32 else (_FLOAT32, _UINT8)
+    if spec.datatype != _UINT8:
+        # Its own type first (what ModelMetadata says), then what v1's enum can carry: float32
+        # and uint8 pixels, converted to the model's float type.
+        accepted = tuple(dict.fromkeys((spec.datatype, _FLOAT32, _UINT8)))
     return ImageClassifier(
         input=spec,
         height=size[0],

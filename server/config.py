@@ -431,9 +431,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
             except argparse.ArgumentTypeError as error:
                 parser.error(f"environment variable {variable}: {error}")
         if parse is _switch:
+            # --x and --no-x, so that the command line can undo SCRATCHNET_X=1 ("no-" flags
+            # only turn things off).
             parser.add_argument(
                 f"--{flag}",
-                action="store_true",
+                action="store_true" if flag.startswith("no-") else argparse.BooleanOptionalAction,
                 default=default,
                 help=f"{help_text} (env {variable})",
             )

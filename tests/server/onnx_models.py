@@ -33,13 +33,16 @@ def build_classifier(
 ) -> Path:
     """Write a single-layer classifier scores = flatten(x) · Wᵀ + b as ONNX.
 
-    `outputs` pairs a kind (scores, label, probabilities, log_probabilities) with the ONNX
-    output's name, so a test can build models with foreign names or only some outputs. The input
-    is [batch,H,W], [batch,1,H,W] with `channel_axis`, or [batch,H·W] when `flat`; a uint8 input
-    is cast and scaled by input_scale inside the graph, as scratchnet's export does.
+        `outputs` pairs a kind (scores, label, probabilities, log_probabilities) with the ONNX
+        output's name, so a test can build models with foreign names or only some outputs. The input
+        is [batch,H,W], [batch,1,H,W] with `channel_axis`, or [batch,H·W] when `flat`; a uint8 input
+        is cast and scaled by input_scale inside the graph, as scratchnet's export does; a float64 one
+    is cast to float32.
     """
     classes, height, width = weights.shape
-    elem = TensorProto.UINT8 if input_dtype == "uint8" else TensorProto.FLOAT
+    elem = {"uint8": TensorProto.UINT8, "float64": TensorProto.DOUBLE}.get(
+        input_dtype, TensorProto.FLOAT
+    )
     dims: list[Any] = [batch, 1, height, width] if channel_axis else [batch, height, width]
     if flat:
         dims = [batch, height * width]
@@ -50,6 +53,9 @@ def build_classifier(
             helper.make_node("Cast", [input_name], ["as_float"], to=TensorProto.FLOAT),
             helper.make_node("Mul", ["as_float", "scale"], ["pixels"]),
         ]
+        pixels = "pixels"
+    elif input_dtype == "float64":
+        nodes.append(helper.make_node("Cast", [input_name], ["pixels"], to=TensorProto.FLOAT))
         pixels = "pixels"
     flat_weights = weights.reshape(classes, -1).T.astype(np.float32)
     initializers = [

@@ -11,8 +11,9 @@ import pytest
 
 from scratchnet.errors import InvalidArgument, ModelError
 from scratchnet.forward import probabilities
+from server.dataplane import InferRequest, RequestedOutput
 from server.model import load_model
-from tests.server.conftest import classify, plane_with
+from tests.server.conftest import classify, infer, plane_with, tensor
 from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
 
 
@@ -24,6 +25,21 @@ def test_uint8_pixels_on_a_float32_model_equal_the_scaled_floats(tmp_path: Path)
     from_float = classify(plane, (images / 255.0).astype(np.float32), "scores")["scores"]
     np.testing.assert_array_equal(from_uint8, from_float)
     np.testing.assert_allclose(from_uint8, numpy_scores(weights, biases, images), atol=1e-4)
+
+
+def test_a_float64_model_takes_its_own_type_and_float32_or_uint8_pixels(tmp_path: Path) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path / "m.onnx", weights, biases, input_dtype="float64")
+    plane = plane_with(path, "double")
+    pixels = np.random.default_rng(2).integers(0, 256, size=(6, 4, 5), dtype=np.uint8)
+    scaled = pixels / 255.0
+    expected = numpy_scores(weights, biases, pixels)
+    for images in (scaled, scaled.astype(np.float32), pixels):
+        request = InferRequest("double", "", [tensor(images)], [RequestedOutput("scores")])
+        scores = infer(plane, request).outputs["scores"]
+        np.testing.assert_allclose(scores, expected, atol=1e-4)
+    with pytest.raises(InvalidArgument, match="expected datatype FP64, FP32 or UINT8, got INT32"):
+        infer(plane, InferRequest("double", "", [tensor(pixels.astype(np.int32))]))
 
 
 def test_missing_outputs_are_computed_from_the_scores(tmp_path: Path) -> None:

@@ -35,6 +35,15 @@ def test_every_flag_has_an_environment_variable_and_the_flag_wins() -> None:
     assert parse_config(["--max-batch", "9"], env, "prog").max_batch == 9
 
 
+def test_a_switch_set_in_the_environment_can_be_undone_on_the_command_line() -> None:
+    env = {"SCRATCHNET_DYNAMIC_BATCHING": "on", "SCRATCHNET_NO_REFLECTION": "1"}
+    assert parse_config([], env, "prog").dynamic_batching
+    assert not parse_config(["--no-dynamic-batching"], env, "prog").dynamic_batching
+    assert parse_config(["--dynamic-batching"], {}, "prog").dynamic_batching
+    assert parse_config([], env, "prog").no_reflection
+    assert parse_config([], {"SCRATCHNET_UPLOAD_SECONDS": "0"}, "prog").upload_seconds == 0
+
+
 def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as raised:
         parse_config([], {"SCRATCHNET_WORKERS": "0"}, "prog")
