@@ -33,11 +33,11 @@ def build_classifier(
 ) -> Path:
     """Write a single-layer classifier scores = flatten(x) · Wᵀ + b as ONNX.
 
-        `outputs` pairs a kind (scores, label, probabilities, log_probabilities) with the ONNX
-        output's name, so a test can build models with foreign names or only some outputs. The input
-        is [batch,H,W], [batch,1,H,W] with `channel_axis`, or [batch,H·W] when `flat`; a uint8 input
-        is cast and scaled by input_scale inside the graph, as scratchnet's export does; a float64 one
-    is cast to float32.
+    `outputs` pairs a kind (scores, label, probabilities, log_probabilities) with the ONNX
+    output's name, so a test can build models with foreign names or only some outputs. The input
+    is [batch,H,W], [batch,1,H,W] with `channel_axis`, or [batch,H·W] when `flat`; a uint8 input
+    is cast and scaled by input_scale inside the graph, as scratchnet's export does; a float64
+    one is cast to float32.
     """
     classes, height, width = weights.shape
     elem = {"uint8": TensorProto.UINT8, "float64": TensorProto.DOUBLE}.get(
