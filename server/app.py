@@ -273,7 +273,8 @@ def _data_plane(config: ServerConfig, at_start: list[str]) -> DataPlane:
         batching=batching,
     )
     plane.expose_versions = config.expose_versions
-    plane.observers.append(AccessLog())
+    if config.access_log:
+        plane.observers.append(AccessLog())
     return plane
 
 

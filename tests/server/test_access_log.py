@@ -157,6 +157,15 @@ def test_each_call_is_one_text_line_and_a_refusal_says_why(
     assert "AAAAAAAA" not in stderr  # no payload
 
 
+def test_no_access_log_leaves_the_calls_out_and_the_rest_in(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    stderr, made = _serve_and_call(model_onnx, tmp_path, "--no-access-log")
+    assert sum(made.values()) == len(APIS) * len(CALLS)
+    assert not [line for line in stderr.splitlines() if ACCESS_LINE.match(line)]
+    assert "stopped" in stderr  # the server's own lines are still there
+
+
 def test_with_log_format_json_every_line_is_an_object(model_onnx: Path, tmp_path: Path) -> None:
     stderr, made = _serve_and_call(model_onnx, tmp_path, "--log-format", "json")
     records = [json.loads(line) for line in stderr.splitlines()]
