@@ -360,7 +360,9 @@ class DataPlane:
     def _scheduler(self, model: Model) -> Runner | Batcher:
         scheduler = self._schedulers.get(model)
         if scheduler is None:
-            runner = Runner(model.session, self.executor, model.seconds, model.max_batch > 0)
+            runner = Runner(
+                model.session, self.executor, model.seconds, model.max_batch > 0, model.slice_items
+            )
             batching = model.batching or (self.batching if model.max_batch > 0 else None)
             scheduler = runner if batching is None else Batcher(runner, batching, model.max_batch)
             self._schedulers[model] = scheduler

@@ -31,6 +31,12 @@ __all__ = ["Model", "load_model"]
 
 _log = logging.getLogger(__name__)
 _PROBE_ITEMS = 8
+_SLICE_SIZES = (16, 32, 64, 128, 256, 512, 1024)
+"""Batch sizes tried at load for the fastest run per item (powers of two up to max_batch)."""
+_SLICE_RUN_SECONDS = 0.02
+"""No larger size is tried once a run takes this long: per-item gains are small by then."""
+_SLICE_SLACK = 1.05
+"""The largest size within this factor of the best time per item wins (fewer, larger runs)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,6 +67,9 @@ class Model:
     """The config's dynamic batching; None when it asks for none."""
     seconds: tuple[float, float] = (0.0, 0.0)
     """The measured run time: fixed seconds per run, and seconds per batch item."""
+    slice_items: int = 0
+    """The batch size that ran fastest per item at load, which large batches are cut into (the
+    intermediates of a larger run spill out of the cache); 0: none measured."""
     load_seconds: float = 0.0
     """How long loading took: reading and checking the file, building the session, first runs."""
 
@@ -143,7 +152,13 @@ def load_model(
         batching=batching,
     )
     seconds = _dry_run(model, where)
-    return replace(model, seconds=seconds, load_seconds=time.perf_counter() - started)
+    slice_items = _fastest_slice(model) if seconds != (0.0, 0.0) else 0
+    return replace(
+        model,
+        seconds=seconds,
+        slice_items=slice_items,
+        load_seconds=time.perf_counter() - started,
+    )
 
 
 def _classifier_hints(
@@ -254,6 +269,29 @@ def _dry_run(model: Model, where: str) -> tuple[float, float]:
         return (one, 0.0)
     per_item = max(0.0, (several - one) / (_PROBE_ITEMS - 1))
     return (max(0.0, one - per_item), per_item)
+
+
+def _fastest_slice(model: Model) -> int:
+    """The batch size that runs fastest per item, from runs on zeros of growing sizes (0 if the
+    largest size tried was still the fastest, or the model does not batch)."""
+    outputs = [spec.name for spec in model.signature.outputs]
+    per_item: dict[int, float] = {}
+    for size in _SLICE_SIZES:
+        feeds = _zeros(model, size) if size <= model.max_batch else None
+        if feeds is None:
+            break
+        try:
+            seconds = _timed(model, outputs, feeds)
+        except Exception:  # a model that batches only some sizes: keep what was measured
+            break
+        per_item[size] = seconds / size
+        if seconds > _SLICE_RUN_SECONDS:
+            break
+    if len(per_item) < 2:
+        return 0
+    best = min(per_item.values())
+    chosen = max(size for size, seconds in per_item.items() if seconds <= best * _SLICE_SLACK)
+    return 0 if chosen == max(per_item) else chosen
 
 
 def _timed(model: Model, outputs: list[str], feeds: dict[str, NDArray[Any]]) -> float:

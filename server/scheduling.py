@@ -4,8 +4,10 @@ A small job (its estimated time under `Limits.inline_seconds`) runs right away o
 a thread hand-off would cost more than the job. Larger jobs go to the inference threads, behind a
 bounded queue (`Limits.max_queue`; past it, RESOURCE_EXHAUSTED naming the limit), and run in
 slices of about `Limits.slice_bytes` of input so that a cancelled or timed-out call stops within
-one slice (and so that the intermediates of large batches stay in the cache). A model with
-dynamic batching sends its jobs through a `Batcher`, which merges those waiting into one run.
+one slice; a model whose runs are fastest per item at a smaller batch (measured at load:
+Model.slice_items) runs in slices of that size, so that its intermediates stay in the cache. A
+model with dynamic batching sends its jobs through a `Batcher`, which merges those waiting into
+one run.
 """
 
 from __future__ import annotations
@@ -130,14 +132,21 @@ class Runner:
     """Runs one model's jobs: inline, or on the inference threads in slices, cancellably."""
 
     def __init__(
-        self, session: Session, executor: Executor, seconds: tuple[float, float], batched: bool
+        self,
+        session: Session,
+        executor: Executor,
+        seconds: tuple[float, float],
+        batched: bool,
+        slice_items: int = 0,
     ) -> None:
         """`seconds`: the model's measured (fixed, per-item) run time; `batched`: whether the
-        first dimension of its inputs is the batch."""
+        first dimension of its inputs is the batch; `slice_items`: the batch size that runs
+        fastest per item (0: unknown)."""
         self.session = session
         self.executor = executor
         self.fixed_seconds, self.item_seconds = seconds
         self.batched = batched
+        self.slice_items = slice_items
 
     def estimate(self, items: int) -> float:
         """The expected run time of a job of `items` items, in seconds."""
@@ -189,7 +198,8 @@ class Runner:
         if not self.batched or job.items <= 1:
             return max(job.items, 1)
         item_bytes = sum(value[0].nbytes for value in job.feeds.values()) or 1
-        return max(1, self.executor.limits.slice_bytes // item_bytes)
+        size = max(1, self.executor.limits.slice_bytes // item_bytes)
+        return min(size, self.slice_items) if self.slice_items else size
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""server.scheduling and the load-time measurements it uses, in process: large batches cut into
+slices of the size that runs fastest per item, with the same answers as one run."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from server import model as model_module
+from server.model import load_model
+from server.scheduling import Executor, Job, Limits, Runner
+from server.session import Session
+from tests.server.onnx_models import build_classifier, random_classifier
+
+
+class CountingSession(Session):
+    """A real session that remembers the batch size of every run."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, threads=1)
+        self.sizes: list[int] = []
+
+    def run(
+        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[Any]], options: Any = None
+    ) -> dict[str, NDArray[Any]]:
+        self.sizes.append(len(next(iter(feeds.values()))))
+        return super().run(outputs, feeds, options)
+
+
+@pytest.fixture
+def classifier(tmp_path: Path) -> Path:
+    weights, biases = random_classifier(10, 6, 7)
+    return build_classifier(tmp_path / "m.onnx", weights, biases)
+
+
+@pytest.mark.parametrize(("slice_items", "sizes"), [(0, [1000]), (300, [300, 300, 300, 100])])
+def test_a_large_batch_runs_in_slices_with_the_answers_of_one_run(
+    classifier: Path, slice_items: int, sizes: list[int]
+) -> None:
+    session = CountingSession(classifier)
+    executor = Executor(Limits(threads=1, inline_seconds=0))
+    runner = Runner(session, executor, (1e-3, 1e-5), batched=True, slice_items=slice_items)
+    images = np.random.default_rng(0).random((1000, 6, 7), dtype=np.float32)
+    outputs = ["scores", "label"]
+    whole = session.run(outputs, {"images": images})
+    session.sizes.clear()
+    job = Job({"images": images}, outputs, len(images))
+    sliced = asyncio.run(runner.run(job))
+    executor.shutdown()
+    assert session.sizes == sizes
+    np.testing.assert_array_equal(sliced["label"], whole["label"])
+    np.testing.assert_allclose(sliced["scores"], whole["scores"], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("seconds_per_item", "chosen"),
+    [
+        # Faster per item up to 128, then the intermediates spill: 128 (or the largest size
+        # within 5 % of it).
+        ({16: 10, 32: 8, 64: 6, 128: 5, 256: 7, 512: 9, 1024: 9}, 128),
+        ({16: 10, 32: 8, 64: 5.2, 128: 5, 256: 5.1, 512: 9, 1024: 9}, 256),
+        # Still getting faster at the largest size tried: no slicing beyond the byte rule.
+        ({16: 10, 32: 8, 64: 6, 128: 5, 256: 4, 512: 3, 1024: 2}, 0),
+    ],
+)
+def test_the_slice_is_the_largest_size_within_5_percent_of_the_fastest_per_item(
+    classifier: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    seconds_per_item: dict[int, float],
+    chosen: int,
+) -> None:
+    def timed(model: Any, outputs: list[str], feeds: dict[str, NDArray[Any]]) -> float:
+        size = len(next(iter(feeds.values())))
+        return seconds_per_item.get(size, 10.0) * size * 1e-6
+
+    monkeypatch.setattr(model_module, "_timed", timed)
+    assert load_model(classifier, "m", max_batch=1024).slice_items == chosen
+
+
+def test_a_model_without_a_batch_dimension_is_not_sliced(tmp_path: Path) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path / "m.onnx", weights, biases, batch=2)
+    assert load_model(path, "fixed", max_batch=1024).slice_items == 0
