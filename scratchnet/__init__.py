@@ -12,6 +12,7 @@ files      atomic file writes
 versions   the installed scratchnet version
 launcher   running `python -m server` as a subprocess (demo, benchmarks, tests)
 api        code generated from proto/ (`make proto`)
+web        preprocess.mjs: the MNIST-style preprocessing the playground and the Node.js client share
 
 The parts meet through files (the artifact, model.onnx) and the wire, not through imports: each
 imports this core and nothing of the others. Importing it loads neither onnx nor onnxruntime.

@@ -1,4 +1,5 @@
-"""`python -m server` (console script `scratchnet-serve`): serve an ONNX classifier over gRPC."""
+"""`python -m server` (console script `scratchnet-serve`): serve any ONNX model, or the models of a
+Triton model repository, over gRPC and HTTP (docs/server.md)."""
 
 from __future__ import annotations
 
