@@ -67,9 +67,20 @@ def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -
     return total
 
 
-def batch_size(model: Model, arrays: Sequence[NDArray[Any]]) -> int:
-    """Items in a request: the first dimension of a batching model's inputs, else 1."""
-    return int(arrays[0].shape[0]) if model.max_batch > 0 and arrays and arrays[0].ndim else 1
+def batch_size(model: Model, inputs: Sequence[tuple[TensorSpec, NDArray[Any]]]) -> int:
+    """Items in a request: the first dimension of a batching model's inputs, the same in each
+    (InvalidArgument otherwise, as Triton answers), else 1."""
+    if model.max_batch <= 0 or not inputs or not inputs[0][1].ndim:
+        return 1
+    first, items = inputs[0][0], int(inputs[0][1].shape[0])
+    for spec, array in inputs[1:]:
+        if array.shape[0] != items:
+            raise InvalidArgument(
+                f"{model.describe(spec)}: batch size {array.shape[0]} does not match the "
+                f"{items} of input '{first.name}': every input of a batching model holds the same "
+                "number of items"
+            )
+    return items
 
 
 def requested_outputs(
@@ -90,7 +101,7 @@ def requested_outputs(
         if not isinstance(count, int) or isinstance(count, bool) or count < 0:
             raise InvalidArgument(
                 f"{model.describe(spec, 'output')}: parameter '{CLASSIFICATION}' must be a "
-                f"class count >= 1, got {clip(repr(count))}"
+                f"class count >= 0 (0: the tensor itself), got {clip(repr(count))}"
             )
         chosen.setdefault(output.name, (spec, count))
     return list(chosen.values()) or [(spec, 0) for spec in model.outputs]

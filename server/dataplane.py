@@ -259,7 +259,7 @@ class DataPlane:
                 spec.name: (spec, checks.input_array(model, spec, tensor))
                 for spec, tensor in checks.matched_inputs(model, request.inputs)
             }
-            admission.items = checks.batch_size(model, [array for _, array in arrays.values()])
+            admission.items = checks.batch_size(model, list(arrays.values()))
             feeds = {name: checks.as_model_takes(model, *pair) for name, pair in arrays.items()}
             job = admission.job = Job(feeds, [spec.name for spec, _ in outputs], admission.items)
             results = await self._run(model, job, admission.timing, call)

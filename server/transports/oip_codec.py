@@ -114,6 +114,15 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
         RequestedOutput(output.name, _parameters(output.parameters) if output.parameters else {})
         for output in message.outputs
     ]
+    for output in outputs:
+        # A region that is not there, or too small for its own offset, is refused before the
+        # model runs; whether the output fits is known only once it has.
+        what = f"output '{clip(output.name)}' of model '{model}'"
+        region = requested_region(output.parameters, what) if output.parameters else None
+        if region is not None:
+            if shared is None:
+                raise InvalidArgument(f"{what}: this transport does not take shared memory")
+            shared.view(*region, what)
     return InferRequest(message.model_name, message.model_version, inputs, outputs, message.id)
 
 

@@ -35,15 +35,16 @@ SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME: str = SERVICE.full_name
 API = "v2"
 SERVER_NAME = "scratchnet"
+SHARED_MEMORY = "system_shared_memory"
 EXTENSIONS: tuple[str, ...] = (
     "classification",
     "model_repository",
     "model_configuration",
-    "system_shared_memory",
+    SHARED_MEMORY,
     "statistics",
 )
 """Triton's named extensions this server implements (the streaming RPC is not one of them: it
-is part of Triton's service definition)."""
+is part of Triton's service definition); system shared memory only when it is on."""
 
 
 class InferenceServicer:
@@ -82,8 +83,11 @@ class InferenceServicer:
         self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
         """The server's name, version and protocol extensions."""
+        extensions = [
+            name for name in EXTENSIONS if name != SHARED_MEMORY or self._shared.enabled
+        ]
         return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=self._version, extensions=EXTENSIONS
+            name=SERVER_NAME, version=self._version, extensions=extensions
         )
 
     async def ModelMetadata(
@@ -183,7 +187,13 @@ class InferenceServicer:
             self._plane.refused(call, error)
             raise
         answer = await self._plane.infer(infer, call)
-        return oip_codec.infer_response(answer, infer.outputs, self._shared)
+        try:
+            return oip_codec.infer_response(answer, infer.outputs, self._shared)
+        except RequestError as error:
+            # An output too large for its shared-memory region, known only now: the data plane
+            # has counted the run, which did happen; don't count the call a second time.
+            error.observed = True
+            raise
 
 
 def add_to_server(

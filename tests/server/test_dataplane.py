@@ -11,6 +11,7 @@ import pytest
 from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
 from server.tensors import InputTensor
+from tests.server import foreign_models
 from tests.server.conftest import classify, infer, plane_with, tensor
 from tests.server.onnx_models import (
     build_classifier,
@@ -121,3 +122,13 @@ def test_infer_speaks_the_model_own_names_and_checks_each_input(
         infer(plane, InferRequest("own", "", []))
     with pytest.raises(InvalidArgument, match="input 'x' already exists in request"):
         infer(plane, InferRequest("own", "", [tensor(images, "x"), tensor(images, "x")]))
+
+
+def test_inputs_with_different_batch_sizes_are_the_clients_mistake(tmp_path: Path) -> None:
+    plane = plane_with(foreign_models.two_inputs(tmp_path / "pair.onnx"), "pair")
+    a, b = np.ones((2, 3), np.float32), np.ones((3, 3), np.float32)
+    with pytest.raises(InvalidArgument, match="input 'b' of model 'pair': batch size 3 does not "
+                       "match the 2 of input 'a'"):  # fmt: skip
+        infer(plane, InferRequest("pair", "", [tensor(a, "a"), tensor(b, "b")]))
+    answer = infer(plane, InferRequest("pair", "", [tensor(a, "a"), tensor(a + 1, "b")]))
+    np.testing.assert_array_equal(answer.outputs["product"], np.full((2, 3), 2, np.float32))

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.errors import InvalidArgument, NotFound
+from server.dataplane import DataPlane
+from server.repository import ModelRepository
 from server.shared_memory import SHM_FOLDER, SharedMemory, requested_region
+from server.transports import oip_codec
+from server.transports.oip_service import InferenceServicer
 
 
 @pytest.fixture
@@ -58,3 +65,32 @@ def test_a_missing_object_a_region_too_large_and_a_disabled_server_are_refused(
     assert requested_region({}, "x") is None
     params = {"shared_memory_region": "r", "shared_memory_byte_size": 8}
     assert requested_region(params, "x") == ("r", 0, 8)
+
+
+def test_an_output_region_that_is_not_registered_is_refused_before_the_model_runs(
+    key: str,
+) -> None:
+    message = oip.ModelInferRequest(model_name="m")
+    message.inputs.add(name="x", datatype="FP32", shape=[1]).contents.fp32_contents.append(1.0)
+    output = message.outputs.add(name="y")
+    output.parameters["shared_memory_region"].string_param = "nowhere"
+    output.parameters["shared_memory_byte_size"].int64_param = 8
+    received = oip_codec.receive(message.SerializeToString())
+    with pytest.raises(InvalidArgument, match=r"output 'y' of model 'm'.*'nowhere'"):
+        oip_codec.infer_request(received, SharedMemory())
+    shared = SharedMemory()
+    shared.register("nowhere", key, 0, 64)
+    assert oip_codec.infer_request(received, shared).outputs[0].name == "y"
+
+
+def test_server_metadata_lists_shared_memory_only_when_it_is_on() -> None:
+    request, context = oip.ServerMetadataRequest(), cast(Any, None)
+    extensions = {}
+    for enabled in (True, False):
+        servicer = InferenceServicer(
+            DataPlane(ModelRepository()), cast(Any, None), SharedMemory(enabled)
+        )
+        answer = asyncio.run(servicer.ServerMetadata(request, context))
+        extensions[enabled] = list(answer.extensions)
+    assert "system_shared_memory" in extensions[True]
+    assert extensions[False] == [e for e in extensions[True] if e != "system_shared_memory"]
