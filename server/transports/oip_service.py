@@ -83,9 +83,7 @@ class InferenceServicer:
         self, request: pb.ServerMetadataRequest, context: Context
     ) -> pb.ServerMetadataResponse:
         """The server's name, version and protocol extensions."""
-        extensions = [
-            name for name in EXTENSIONS if name != SHARED_MEMORY or self._shared.enabled
-        ]
+        extensions = [name for name in EXTENSIONS if name != SHARED_MEMORY or self._shared.enabled]
         return pb.ServerMetadataResponse(
             name=SERVER_NAME, version=self._version, extensions=extensions
         )
