@@ -1,7 +1,7 @@
 """Render the README's benchmark tables from bench/results/*.json: the serving table from
 serving.json (bench/serving.py), the scale table from scale.json (bench/scale.py), the HTTP table
-from http.json (bench/http_serving.py). Print them, or with --write README.md replace each block
-between its markers (`<!-- bench:NAME -->`).
+from http.json (bench/http_serving.py), the memory soak's from soak.json (bench/soak.py). Print
+them, or with --write README.md replace each block between its markers (`<!-- bench:NAME -->`).
 
     .venv/bin/python bench/report.py [RESULTS …] [--write README.md]
 """
@@ -22,6 +22,7 @@ END = "<!-- /bench:serving -->"
 RESULTS = Path("bench/results/serving.json")
 SCALE_RESULTS = Path("bench/results/scale.json")
 HTTP_RESULTS = Path("bench/results/http.json")
+SOAK_RESULTS = Path("bench/results/soak.json")
 PAPER_IMAGES = 100_000_000
 """The job costed on paper from the scale benchmark's per-actor rate and fixed cost."""
 PAPER_CORES = 16
@@ -330,6 +331,105 @@ def _http_latency(result: dict[str, Any] | None) -> str:
     return f"{text} ({result['vs_in_process']['p50_ms']:.0f}x)"
 
 
+def render_soak(results: dict[str, Any]) -> str:
+    """The markdown table of one soak.json: the server's RSS against the targets, with notes on
+    how it was measured."""
+    figures, verdicts, settings = results["figures"], results["verdicts"], results["settings"]
+    targets, machine, versions = settings["targets"], results["machine"], results["versions"]
+    ids = [phase["id"] for phase in results["phases"]]
+    growth, slope = "—", figures["slope_mb_per_minute"]
+    if figures["growth_mb"] is not None:
+        growth = f"{figures['growth_mb']:+.1f} MB ({figures['growth_pct']:+.1f} %)"
+    rows = [
+        (
+            "idle, after the first call",
+            _soak_mb(figures["idle_mb"]),
+            _soak_target(results, "idle", "≤"),
+        ),
+        (
+            "peak under load (VmHWM)",
+            _soak_mb(figures["peak_mb"]),
+            _soak_target(results, "peak", "≤"),
+        ),
+        (f"first minute ({' / '.join(ids)})", _soak_level(figures, "first_minute"), "—"),
+        (f"last minute ({' / '.join(ids)})", _soak_level(figures, "last_minute"), "—"),
+        ("growth, first to last minute", growth, _soak_target(results, "growth", "<")),
+        (
+            "slope after the first minute",
+            "—" if slope is None else f"{slope:+.2f} MB/min",
+            "—",
+        ),
+        ("requests served", f"{figures['requests']:,}", "—"),
+        ("errors", f"{figures['errors']:,}", "none" + _soak_met(verdicts["calls"])),
+    ]
+    lines = ["| server RSS (VmRSS) | measured | target |", "|---|---:|---|"]
+    lines += [f"| {label} | {text} | {target} |" for label, text, target in rows]
+    lines.append(f"| all targets met | {'yes' if verdicts['all'] else '**no**'} | |")
+    phases = "; ".join(f"{p['id']}: {p['title']}" for p in results["phases"])
+    checked = sum(p["check"]["replies_checked"] for p in results["phases"])
+    calls = (
+        f"{checked:,} first replies checked against onnxruntime in process (labels equal), every "
+        "later reply equal to its first."
+    )
+    if not verdicts["calls"]:
+        calls = "⚠ failed calls or replies: " + "; ".join(
+            f"{p['id']}: {p['errors']} errors {p['errors_by_code']}, replies checked ok: "
+            f"{p['check']['ok']}"
+            for p in results["phases"]
+            if p["errors"] or not p["check"]["ok"]
+        )
+    notes = [
+        f"{settings['minutes']:g} minutes of load on `python -m server` (default flags), windows "
+        f"of {settings['window_seconds']:g} s taking turns — {phases} — and VmRSS sampled every "
+        f"{settings['sample_seconds']:g} s ({len(results['samples'])} samples) and at the end of "
+        "each window. RSS swings with the phase, so a minute's figure is the mean over the "
+        "phases of the median of their windows' end readings in that minute (each in "
+        "parentheses), and the slope is a least-squares fit to the end readings with an "
+        "intercept per phase. "
+        f"{figures['after_load_mb']:.0f} MB {settings['sample_seconds']:g} s after the load "
+        f"stopped; growth must stay under {targets['growth_pct']:g} %.",
+        "",
+        f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
+        f"({machine['cpu_model']}), load average {machine['load_average_before'][0]:.1f} before, "
+        f"Python {machine['python']}, onnxruntime {versions['onnxruntime']}, grpcio "
+        f"{versions['grpcio']}, protobuf {versions['protobuf']}.",
+        "",
+        calls,
+    ]
+    wrapped = [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
+    return "\n".join([*lines, "", *wrapped])
+
+
+_SOAK_TARGETS = {
+    "idle": ("idle_mb", " MB"),
+    "peak": ("peak_mb", " MB"),
+    "growth": ("growth_pct", " %"),
+}
+
+
+def _soak_target(results: dict[str, Any], verdict: str, relation: str) -> str:
+    name, unit = _SOAK_TARGETS[verdict]
+    limit = results["settings"]["targets"][name]
+    return f"{relation} {limit:g}{unit}{_soak_met(results['verdicts'][verdict])}"
+
+
+def _soak_met(verdict: bool | None) -> str:
+    return " (not judged)" if verdict is None else (" ✓" if verdict else " ✗ missed")
+
+
+def _soak_level(figures: dict[str, Any], minute: str) -> str:
+    level = figures[f"{minute}_mb"]
+    if level is None:
+        return "—"
+    phases = [p[f"{minute}_mb"] for p in figures["by_phase"].values()]
+    each = " / ".join("—" if mb is None else f"{mb:.0f}" for mb in phases)
+    return f"{level:.0f} MB ({each})"
+
+
+def _soak_mb(value: float | None) -> str:
+    return "—" if value is None else f"{value:.0f} MB"
+
+
 def replace_block(text: str, block: str, name: str, marker: str = "serving") -> str:
     """`text` with what lies between the markers `<!-- bench:MARKER -->` and
     `<!-- /bench:MARKER -->` replaced by `block`."""
@@ -340,7 +440,12 @@ def replace_block(text: str, block: str, name: str, marker: str = "serving") -> 
     return text[: start + len(begin)] + "\n" + block + "\n" + text[end:]
 
 
-_RENDERERS = {"serving": render, "scale": render_scale, "http": render_http}
+_RENDERERS = {
+    "serving": render,
+    "scale": render_scale,
+    "http": render_http,
+    "soak": render_soak,
+}
 
 
 def main() -> int:
@@ -350,11 +455,12 @@ def main() -> int:
         "results",
         nargs="*",
         type=Path,
-        help=f"default: {RESULTS}, {SCALE_RESULTS} and {HTTP_RESULTS}, those that exist",
+        help=f"default: {RESULTS}, {SCALE_RESULTS}, {HTTP_RESULTS} and {SOAK_RESULTS}, those "
+        "that exist",
     )
     parser.add_argument("--write", type=Path, metavar="FILE.md", help="e.g. README.md")
     args = parser.parse_args()
-    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS)
+    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS, SOAK_RESULTS)
     paths = args.results or [path for path in defaults if path.is_file()]
     if not paths:
         raise ScratchnetError(f"{RESULTS} not found: run bench/serving.py first")
