@@ -66,6 +66,7 @@ bench: $(INSTALLED)
 	$(PY) bench/server_throughput.py artifacts/model.onnx
 	$(PY) bench/serving.py --peers
 	$(PY) bench/scale.py
+	$(PY) bench/batching.py
 	$(PY) bench/soak.py
 	$(PY) bench/report.py --write README.md
 	$(PY) bench/http_serving.py

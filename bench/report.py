@@ -2,6 +2,7 @@
 serving.json (bench/serving.py), the scale table from scale.json (bench/scale.py), the HTTP table
 from http.json (bench/http_serving.py), the memory soak's from soak.json (bench/soak.py). Print
 them, or with --write README.md replace each block between its markers (`<!-- bench:NAME -->`).
+The dynamic batching table comes from batching.json (bench/batching.py).
 
     .venv/bin/python bench/report.py [RESULTS …] [--write README.md]
 """
@@ -22,6 +23,7 @@ END = "<!-- /bench:serving -->"
 RESULTS = Path("bench/results/serving.json")
 SCALE_RESULTS = Path("bench/results/scale.json")
 HTTP_RESULTS = Path("bench/results/http.json")
+BATCHING_RESULTS = Path("bench/results/batching.json")
 SOAK_RESULTS = Path("bench/results/soak.json")
 PAPER_IMAGES = 100_000_000
 """The job costed on paper from the scale benchmark's per-actor rate and fixed cost."""
@@ -143,6 +145,145 @@ def _notes(results: dict[str, Any]) -> list[str]:
     for skipped in results["skipped"]:
         notes += ["", f"Skipped {skipped['id']}: {skipped['reason']}"]
     return [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
+
+
+def render_batching(results: dict[str, Any]) -> str:
+    """The markdown table of one batching.json: each model served without and with dynamic
+    batching, with the notes that say how it was measured and whether the targets were met."""
+    cells = {(r["scenario"], r["contender"]): r for r in results["results"]}
+    commands = {c["id"]: c["command"] for c in results["contenders"]}
+    lines = [
+        "| model | server flags | S2 p50 / p99 ms | S3 requests/s | S3 p99 ms "
+        "| S3 with / without |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for model in results["models"]:
+        title = f"{model['title']} (`{model['path']}`)"
+        for contender in (model["id"], f"{model['id']}-batching"):
+            s2, s3 = cells.get(("S2", contender)), cells.get(("S3", contender))
+            # The flags after `python -m server --model PATH`.
+            flags = " ".join(commands.get(contender, [])[5:])
+            figures = [
+                _batching_latency(s2),
+                f"{s3['median']['requests_per_second']:,.0f}{_flag(s3)}" if s3 else "—",
+                f"{s3['median']['p99_ms']:.2f}" if s3 else "—",
+                f"{s3['vs_without']['requests_per_second']:.2f}x" if s3 and s3["batching"] else "—",
+            ]
+            server = f"`{flags}`" if flags else "default flags"
+            lines.append(f"| {title} | {server} | " + " | ".join(figures) + " |")
+            title = ""
+    return "\n".join([*lines, "", *_batching_notes(results, cells)])
+
+
+def _batching_latency(result: dict[str, Any] | None) -> str:
+    if result is None:
+        return "—"
+    text = f"{result['median']['p50_ms']:.3f} / {result['median']['p99_ms']:.3f}"
+    if result["batching"]:
+        text += f" ({result['vs_without']['p50_ms_difference']:+.3f})"
+    return text + _flag(result)
+
+
+def _batching_notes(
+    results: dict[str, Any], cells: dict[tuple[str, str], dict[str, Any]]
+) -> list[str]:
+    settings, machine, versions = results["settings"], results["machine"], results["versions"]
+    models = {model["id"]: model for model in results["models"]}
+    times, shares = [], []
+    for key, model in models.items():
+        ceiling, served = cells.get(("S2", f"in-process-{key}")), cells.get(("S2", key))
+        if ceiling and served:
+            p50 = ceiling["median"]["p50_ms"]
+            times.append(f"{p50:.3f} ms on the {model['title']}")
+            shares.append(f"{p50 / served['median']['p50_ms']:.0%}")
+    notes = [
+        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s each (after "
+        f"{settings['warmup_seconds']:g} s of warm-up), one server at a time, taking turns; "
+        "batch-1 ModelInfer calls with raw FP32 tensors from `clients.perf`, 1 call in flight (S2) "
+        "or 32 (S3). S3 with / without: batching's requests/s over those without it in the same "
+        "repeat, median over the repeats; in parentheses in S2, the p50 difference in ms, "
+        "likewise. The model itself, in process (onnxruntime, 1 thread, one call after another, "
+        f"p50), takes {_listed(times)} per batch-1 call: {_listed(shares)} of the "
+        "server's S2 p50 without batching.",
+    ]
+    if any("hidden" in model for model in models.values()):
+        notes += [
+            "",
+            "The MLPs are Gemm+ReLU, Gemm+ReLU, Gemm with random weights (seed 0), built by the "
+            "script with onnx.helper; their input size and classes are the article model's.",
+        ]
+    targets = _batching_targets(models, cells)
+    if targets:
+        notes += ["", "Targets: " + "; ".join(targets) + "."]
+    notes += [
+        "",
+        f"`{results['command']}`, {results['date'][:10]}: {machine['cpus']} cores "
+        f"({machine['cpu_model']}), load average {machine['load_average_before'][0]:.1f} before, "
+        f"Python {machine['python']}, onnxruntime {versions['onnxruntime']}, grpcio "
+        f"{versions['grpcio']}, onnx {versions['onnx']}.",
+        "",
+    ]
+    servers = [r for r in results["results"] if "vs_in_process" in r]
+    bad = [r for r in servers if r["errors"] or not r["check"]["ok"]]
+    if bad:
+        notes.append(
+            "⚠ "
+            + "; ".join(
+                f"{r['contender']} {r['scenario']}: {r['errors']} errors {r['errors_by_code']}, "
+                f"replies checked ok: {r['check']['ok']}"
+                for r in bad
+            )
+        )
+    else:
+        worst = max((r["check"]["max_output_difference"] or 0.0 for r in servers), default=0.0)
+        values = f"outputs within {worst:.1e}" if worst else "outputs bit for bit"
+        notes.append(
+            "No errors. Every server's first reply to each distinct request had the labels of "
+            f"onnxruntime in process ({values}), and every later reply equalled it."
+        )
+    memory = results.get("memory", {})
+    peaks = [
+        f"{model['title']} {memory[key]['peak_mb']:.0f} / "
+        f"{memory[f'{key}-batching']['peak_mb']:.0f} MB"
+        for key, model in models.items()
+        if key in memory and f"{key}-batching" in memory
+    ]
+    if peaks:
+        notes += ["", f"Server peak RSS without / with batching: {', '.join(peaks)}."]
+    return [textwrap.fill(note, WIDTH, break_on_hyphens=False) for note in notes]
+
+
+def _batching_targets(
+    models: dict[str, dict[str, Any]], cells: dict[tuple[str, str], dict[str, Any]]
+) -> list[str]:
+    """The targets: batching costs nothing on the article model, and at least doubles S3 on a
+    compute-heavier model."""
+    found = []
+    for key, model in models.items():
+        s2, s3 = cells.get(("S2", f"{key}-batching")), cells.get(("S3", f"{key}-batching"))
+        if not (s2 and s3):
+            continue
+        ratio = s3["vs_without"]["requests_per_second"]
+        if "hidden" in model:
+            found.append(
+                f"on the {model['title']}, S3 at least 2x ({ratio:.2f}x {_met(ratio >= 2)})"
+            )
+            continue
+        cost = s2["vs_without"]["p50_ms_difference"]
+        found.append(
+            f"on the {model['title']}, S2 p50 at most 0.05 ms above without ({cost:+.3f} ms "
+            f"{_met(cost <= 0.05)}) and S3 not lower ({ratio:.2f}x {_met(ratio >= 1)})"
+        )
+    return found
+
+
+def _listed(items: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
+
+
+def _met(met: bool) -> str:
+    return "✓" if met else "✗ missed"
 
 
 _SCALE_ROWS = {
@@ -444,6 +585,7 @@ _RENDERERS = {
     "serving": render,
     "scale": render_scale,
     "http": render_http,
+    "batching": render_batching,
     "soak": render_soak,
 }
 
@@ -455,12 +597,12 @@ def main() -> int:
         "results",
         nargs="*",
         type=Path,
-        help=f"default: {RESULTS}, {SCALE_RESULTS}, {HTTP_RESULTS} and {SOAK_RESULTS}, those "
-        "that exist",
+        help=f"default: {RESULTS}, {SCALE_RESULTS}, {HTTP_RESULTS}, {SOAK_RESULTS} and "
+        f"{BATCHING_RESULTS}, those that exist",
     )
     parser.add_argument("--write", type=Path, metavar="FILE.md", help="e.g. README.md")
     args = parser.parse_args()
-    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS, SOAK_RESULTS)
+    defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS, SOAK_RESULTS, BATCHING_RESULTS)
     paths = args.results or [path for path in defaults if path.is_file()]
     if not paths:
         raise ScratchnetError(f"{RESULTS} not found: run bench/serving.py first")
