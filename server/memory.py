@@ -16,7 +16,7 @@ import logging
 import os
 from collections.abc import Mapping
 
-__all__ = ["SETTINGS", "tune_allocator"]
+__all__ = ["SETTINGS", "release_free_memory", "tune_allocator"]
 
 # mallopt parameters (malloc.h) and the values set, in bytes (or arenas).
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
@@ -47,3 +47,14 @@ def tune_allocator(environ: Mapping[str, str] = os.environ) -> list[str]:
             applied.append(variable)
     _log.debug("allocator tuned: %s", ", ".join(applied) or "nothing")
     return applied
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc's malloc_trim), e.g. after loading a
+    model, whose probes allocate far more than an idle server needs; False where not glibc."""
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name is not None else None
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim(ctypes.c_size_t(0))
+    return True

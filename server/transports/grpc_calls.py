@@ -139,7 +139,11 @@ def _unary_handler(
         async with status_on_error(context):
             try:
                 with plane.call_opened():
-                    data = await _next(requests, timeouts.upload_seconds, stalled)
+                    messages = aiter(requests)
+                    data = await _next(messages, timeouts.upload_seconds, stalled)
+                    # grpc's receiver keeps the message it handed out in its frame until it is
+                    # closed or the garbage collector finds it: megabytes per finished call.
+                    await messages.aclose()  # type: ignore[attr-defined]
                     if data is None:
                         raise InvalidArgument(f"the call to {path} ended without a request message")
                     request = _parse(parse, data, path, method.input_type.full_name)

@@ -13,6 +13,7 @@ import pytest
 from numpy.typing import NDArray
 
 from server import model as model_module
+from server.memory import release_free_memory
 from server.model import load_model
 from server.scheduling import Executor, Job, Limits, Runner
 from server.session import Session
@@ -62,14 +63,14 @@ def test_a_large_batch_runs_in_slices_with_the_answers_of_one_run(
     ("seconds_per_item", "chosen"),
     [
         # Faster per item up to 128, then the intermediates spill: 128 (or the largest size
-        # within 5 % of it).
-        ({16: 10, 32: 8, 64: 6, 128: 5, 256: 7, 512: 9, 1024: 9}, 128),
-        ({16: 10, 32: 8, 64: 5.2, 128: 5, 256: 5.1, 512: 9, 1024: 9}, 256),
+        # within 10 % of it).
+        ({32: 8, 64: 6, 128: 5, 256: 7, 512: 9}, 128),
+        ({32: 8, 64: 5.2, 128: 5, 256: 5.4, 512: 9}, 256),
         # Still getting faster at the largest size tried: no slicing beyond the byte rule.
-        ({16: 10, 32: 8, 64: 6, 128: 5, 256: 4, 512: 3, 1024: 2}, 0),
+        ({32: 8, 64: 6, 128: 5, 256: 4, 512: 3}, 0),
     ],
 )
-def test_the_slice_is_the_largest_size_within_5_percent_of_the_fastest_per_item(
+def test_the_slice_is_the_largest_size_within_10_percent_of_the_fastest_per_item(
     classifier: Path,
     monkeypatch: pytest.MonkeyPatch,
     seconds_per_item: dict[int, float],
@@ -87,3 +88,18 @@ def test_a_model_without_a_batch_dimension_is_not_sliced(tmp_path: Path) -> None
     weights, biases = random_classifier(3, 4, 5)
     path = build_classifier(tmp_path / "m.onnx", weights, biases, batch=2)
     assert load_model(path, "fixed", max_batch=1024).slice_items == 0
+
+
+def test_loading_gives_back_the_memory_of_the_probes(model_onnx: Path) -> None:
+    """The article's model computes 16 MB of intermediates for a probe of 512 images; an idle
+    server keeps none of it (about 75 MB without giving it back, here)."""
+
+    def rss_mb() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+    release_free_memory()
+    before = rss_mb()
+    model = load_model(model_onnx, "article", max_batch=1024, threads=1)
+    assert model.seconds[1] > 0  # the probes ran
+    assert rss_mb() - before < 40
