@@ -52,6 +52,7 @@ from serving import (
     _serving,
     _session,
     _versions,
+    note_memory,
 )
 
 from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure
@@ -379,10 +380,7 @@ def _measure_all(
                     step = f"{repeat + 1}/{args.repeats} {scenario.id} {contender.id}"
                     print(f"{step}: {_brief(result)}", flush=True)
                 if pid:
-                    peak = _rss_mb(pid)[1]
-                    seen = memory.setdefault(contender.id, {"idle_mb": idle, "peak_mb": 0.0})
-                    seen["idle_mb"] = min(seen["idle_mb"], idle)
-                    seen["peak_mb"] = max(seen["peak_mb"], peak)
+                    note_memory(memory, contender.id, idle, pid)
     return runs, checks
 
 

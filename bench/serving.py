@@ -304,6 +304,14 @@ def _plan(session: Any, scenario: Scenario, api: str) -> Plan:
     return build_plan(spec, api, scenario.batch, outputs=OUTPUTS, count=scenario.distinct)
 
 
+def note_memory(memory: dict[str, dict[str, float]], key: str, idle_mb: float, pid: int) -> None:
+    """Keep, under `key`, the lowest idle RSS and the highest peak of a server over the repeats
+    (its peak read now, from process `pid`)."""
+    seen = memory.setdefault(key, {"idle_mb": idle_mb, "peak_mb": 0.0})
+    seen["idle_mb"] = min(seen["idle_mb"], idle_mb)
+    seen["peak_mb"] = max(seen["peak_mb"], _rss_mb(pid)[1])
+
+
 def _rss_mb(pid: int) -> tuple[float, float]:
     """A process's resident memory now and at its peak (VmRSS, VmHWM), in MB."""
     status = Path(f"/proc/{pid}/status").read_text()
@@ -387,10 +395,7 @@ def _measure_all(
                         step = f"{repeat + 1}/{args.repeats} {scenario.id} {contender.id}"
                         print(f"{step}: {_brief(result)}", flush=True)
                     if pid:
-                        peak = _rss_mb(pid)[1]
-                        seen = memory.setdefault(contender.id, {"idle_mb": idle, "peak_mb": 0.0})
-                        seen["idle_mb"] = min(seen["idle_mb"], idle)
-                        seen["peak_mb"] = max(seen["peak_mb"], peak)
+                        note_memory(memory, contender.id, idle, pid)
             except (LaunchError, ClientError) as error:
                 if contender.peer is None:
                     raise
