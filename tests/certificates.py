@@ -82,3 +82,18 @@ class Authority:
                 critical=False,
             )
         return _write(self.folder, name, builder.sign(self.key, hashes.SHA256()), key)
+
+
+def make_pki(folder: Path) -> dict[str, Pem]:
+    """What the TLS tests need, in `folder`: the server's CA and a server certificate it signed
+    ("ca", "server"), a CA for clients and a client it signed ("client_ca", "client"), and
+    another CA with a client of its own ("other", "stranger")."""
+    ca, clients, other = (Authority(folder, n) for n in ("ca", "client-ca", "other-ca"))
+    return {
+        "ca": ca.pem,
+        "server": ca.issue("server", server=True),
+        "client_ca": clients.pem,
+        "client": clients.issue("client", server=False),
+        "other": other.pem,
+        "stranger": other.issue("stranger", server=False),
+    }

@@ -24,6 +24,7 @@ from scratchnet.artifact import Artifact, load_artifact
 from scratchnet.datasets import Dataset, load_dataset
 from scratchnet.idx import write_idx
 from scratchnet.launcher import STOP_SECONDS, ServerProcess
+from tests.certificates import Pem, make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -217,6 +218,12 @@ def start_server(
         serving=wait_serving,
         **options,
     )
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
+    """Throwaway CAs and certificates for the TLS tests (tests.certificates.make_pki)."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from scratchnet.artifact import Artifact, load_artifact, save_artifact
 from scratchnet.datasets import BUNDLED_MNIST, Dataset
 from scratchnet.forward import predict
 from scratchnet.idx import write_idx
-from tests.certificates import Authority, Pem
+from tests.certificates import Pem
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.onnx_models import build_classifier
 
@@ -343,20 +343,6 @@ def test_an_unknown_version_is_one_line(
 # --- TLS, mutual TLS and bearer tokens ---------------------------------------------------------
 
 TOKENS = ("first-token", "second-token")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, other, clients = (Authority(folder, n) for n in ("ca", "other-ca", "client-ca"))
-    return {
-        "ca": ca.pem,
-        "other": other.pem,
-        "server": ca.issue("server", server=True),
-        "client_ca": clients.pem,
-        "client": clients.issue("client", server=False),
-        "stranger": other.issue("stranger", server=False),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -16,27 +16,10 @@ from clients import Client, ClientError, ServerUnavailableError
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
-from tests.certificates import Authority, Pem
+from tests.certificates import Pem
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 
 TOKEN = "a-secret-token"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
-    folder = tmp_path_factory.mktemp("client-pki")
-    ca, clients, other = (
-        Authority(folder, "ca"),
-        Authority(folder, "client-ca"),
-        Authority(folder, "other-ca"),
-    )
-    return {
-        "ca": ca.pem,
-        "server": ca.issue("server", server=True),
-        "client_ca": clients.pem,
-        "client": clients.issue("client", server=False),
-        "other": other.pem,
-    }
 
 
 @pytest.fixture(scope="module")

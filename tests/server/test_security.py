@@ -19,28 +19,10 @@ from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceS
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
 from server.security import exposure_warning, is_loopback, token_matches
-from tests.certificates import Authority, Pem
+from tests.certificates import Pem
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 
 TOKENS = ("first-token", "second-token")
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
-    folder = tmp_path_factory.mktemp("pki")
-    ca, other, clients = (
-        Authority(folder, "ca"),
-        Authority(folder, "other-ca"),
-        Authority(folder, "client-ca"),
-    )
-    return {
-        "ca": ca.pem,
-        "other": other.pem,
-        "server": ca.issue("server", server=True),
-        "client_ca": clients.pem,
-        "client": clients.issue("client", server=False),
-        "stranger": other.issue("stranger", server=False),
-    }
 
 
 @pytest.fixture(scope="module")
