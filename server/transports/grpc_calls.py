@@ -117,6 +117,16 @@ async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> by
         raise DeadlineExceeded(what) from None
 
 
+async def _first(requests: AsyncIterator[bytes], seconds: float, what: str) -> bytes | None:
+    """The call's one message (None if there is none); DeadlineExceeded after `seconds`."""
+    messages = aiter(requests)
+    data = await _next(messages, seconds, what)
+    # grpc's receiver keeps the message it handed out in its frame until it is closed or the
+    # garbage collector finds it: megabytes per finished call.
+    await messages.aclose()  # type: ignore[attr-defined]
+    return data
+
+
 def _unary_handler(
     method: Any,
     behavior: Unary,
@@ -131,37 +141,31 @@ def _unary_handler(
         "(--upload-seconds): the call is closed"
     )
 
-    def refused(error: RequestError) -> None:
-        if observed is not None:
-            plane.refused(observed, error)  # once: the data plane may have already
-
-    async def handle_upload(requests: AsyncIterator[bytes], context: Context) -> Any:
+    async def respond(
+        context: Context, requests: AsyncIterator[bytes] | None, data: bytes | None
+    ) -> Any:
+        """Answer one call: its message is `data`, or is read from `requests` within the
+        upload limit."""
         async with status_on_error(context):
             try:
                 with plane.call_opened():
-                    messages = aiter(requests)
-                    data = await _next(messages, timeouts.upload_seconds, stalled)
-                    # grpc's receiver keeps the message it handed out in its frame until it is
-                    # closed or the garbage collector finds it: megabytes per finished call.
-                    await messages.aclose()  # type: ignore[attr-defined]
+                    if requests is not None:
+                        data = await _first(requests, timeouts.upload_seconds, stalled)
                     if data is None:
                         raise InvalidArgument(f"the call to {path} ended without a request message")
                     request = _parse(parse, data, path, method.input_type.full_name)
                     del data  # the message holds a copy of its own: one less per call in flight
                     return await behavior(request, context)
             except RequestError as error:
-                refused(error)
+                if observed is not None:
+                    plane.refused(observed, error)  # once: the data plane may have already
                 raise
 
+    async def handle_upload(requests: AsyncIterator[bytes], context: Context) -> Any:
+        return await respond(context, requests, None)
+
     async def handle_message(data: bytes, context: Context) -> Any:
-        async with status_on_error(context):
-            try:
-                with plane.call_opened():
-                    request = _parse(parse, data, path, method.input_type.full_name)
-                    return await behavior(request, context)
-            except RequestError as error:
-                refused(error)
-                raise
+        return await respond(context, None, data)
 
     def serialize(message: Message) -> bytes:
         return message.SerializeToString()
