@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,3 +47,21 @@ def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> Non
         run_cli("prog", interrupted)
     assert exited.value.code == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "prog: error: interrupted\n"
+
+
+def test_a_reader_that_goes_away_is_a_quiet_success() -> None:
+    """`python -m clients.predict … | head -3` under `set -o pipefail` must exit 0."""
+    script = (
+        "from scratchnet.cli import run_cli\n"
+        "def main():\n"
+        "    for i in range(200_000):\n"
+        "        print(f'line {i}')\n"
+        "run_cli('prog', main)\n"
+    )
+    result = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {sys.executable} -c \"$0\" | head -3", script],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[2],
+    )  # fmt: skip
+    assert result.stdout.splitlines() == ["line 0", "line 1", "line 2"]
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
