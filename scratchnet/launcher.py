@@ -58,10 +58,13 @@ def server_command(
     *args: str,
     python_args: Sequence[str] = ("-m", "server"),
     model_flag: str = "--model",
+    wrapper: Sequence[str] = (),
 ) -> list[str]:
     """The command that serves `model` (a file, or a repository with `model_flag`
-    "--model-repository") on a free 127.0.0.1 port, `args` appended."""
+    "--model-repository") on a free 127.0.0.1 port, `args` appended, run under `wrapper` (a
+    command prefix such as valgrind's) if given."""
     return [
+        *wrapper,
         sys.executable,
         *python_args,
         model_flag,
@@ -105,11 +108,13 @@ class ServerProcess:
         model_flag: str = "--model",
         http: bool = False,
         wait_for: Sequence[str] = (),
+        wrapper: Sequence[str] = (),
     ) -> Self:
         """Run server_command(model, *args) with its stdout in file `stdout` and its stderr in
         `stderr` (default: the same file), `env` added to this process's environment. With
         `http`, `--http-port 0` is added and the HTTP port read too. `wait_for`: names of other
-        listeners whose `NAME listening on` lines to wait for as well.
+        listeners whose `NAME listening on` lines to wait for as well. `wrapper`: a command
+        prefix to run the server under (see server_command).
 
         Returns once the server listens and, if `serving`, once its health says SERVING, each
         within `timeout` s; else stops it and raises LaunchError. `guard` wraps starting the
@@ -128,7 +133,12 @@ class ServerProcess:
                     extra = ("--http-port", "0") if http else ()
                     process = subprocess.Popen(
                         server_command(
-                            model, *args, *extra, python_args=python_args, model_flag=model_flag
+                            model,
+                            *args,
+                            *extra,
+                            python_args=python_args,
+                            model_flag=model_flag,
+                            wrapper=wrapper,
                         ),
                         stdout=out,
                         stderr=err,

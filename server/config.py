@@ -277,8 +277,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "upload-seconds": (
         _seconds,
         30.0,
-        "how long a call may take to send its request message before it is closed; 0: no "
-        "limit, and unary gRPC calls take grpc's cheaper unary path (docs/performance.md)",
+        "how long a call may take to send its request message before it is closed; 0: no limit",
     ),
     "stream-idle-seconds": (
         _positive_seconds,

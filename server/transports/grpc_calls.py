@@ -4,9 +4,10 @@ gRPC's side of the error table.
 Methods are registered by hand from the .proto descriptors, each taking the raw request bytes:
 a request that does not parse is INVALID_ARGUMENT (grpc's own answer would be INTERNAL). Unary
 methods are registered as client-streaming, so that the handler runs as soon as the call starts
-and can close an upload that stalls (`Timeouts.upload_seconds`), unless that limit is off: then
-they are grpc's plain unary methods, whose handler runs once the message is in (about 150 µs of
-CPU less per call, docs/performance.md). A stream whose client sends nothing for
+and can close an upload that stalls (`Timeouts.upload_seconds`); the handler reads the one message
+with `context.read()` (no async generator, as the request iterator has). That costs 2.5 % of a
+batch-1 call's instructions over grpc's plain unary path (docs/performance.md), too little for a
+second way to register methods. A stream whose client sends nothing for
 `Timeouts.idle_seconds` is closed too. A RequestError becomes
 `context.abort(code, message)` with the code scratchnet.status gives it; anything else is
 INTERNAL with the traceback in the log only. Every call counts as open in the data plane while it
@@ -50,8 +51,7 @@ class Timeouts:
     """How long a call may keep the server waiting for its client."""
 
     upload_seconds: float = 30.0
-    """For a request message to arrive once the call started (a stalled upload); 0: no limit,
-    and unary methods take grpc's own unary path, which costs less per call."""
+    """For a request message to arrive once the call started (a stalled upload); 0: no limit."""
     idle_seconds: float = 60.0
     """Between two requests of a stream (an idle stream)."""
 
@@ -117,14 +117,17 @@ async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> by
         raise DeadlineExceeded(what) from None
 
 
-async def _first(requests: AsyncIterator[bytes], seconds: float, what: str) -> bytes | None:
-    """The call's one message (None if there is none); DeadlineExceeded after `seconds`."""
-    messages = aiter(requests)
-    data = await _next(messages, seconds, what)
-    # grpc's receiver keeps the message it handed out in its frame until it is closed or the
-    # garbage collector finds it: megabytes per finished call.
-    await messages.aclose()  # type: ignore[attr-defined]
-    return data
+async def _first(context: Context, seconds: float, what: str) -> bytes | None:
+    """The call's one message (None if there is none); DeadlineExceeded after `seconds` (0: no
+    limit)."""
+    try:
+        # context.read(), not the request iterator: no async generator to run, and none whose
+        # frame keeps the message after the call.
+        async with asyncio.timeout(seconds or None):
+            data = await context.read()
+    except TimeoutError:
+        raise DeadlineExceeded(what) from None
+    return data if isinstance(data, bytes) else None  # else grpc.aio.EOF: the call ended
 
 
 def _unary_handler(
@@ -141,16 +144,13 @@ def _unary_handler(
         "(--upload-seconds): the call is closed"
     )
 
-    async def respond(
-        context: Context, requests: AsyncIterator[bytes] | None, data: bytes | None
-    ) -> Any:
-        """Answer one call: its message is `data`, or is read from `requests` within the
-        upload limit."""
+    async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
+        """Answer one call, its message read within the upload limit."""
+        del requests  # read through the context instead (see _first)
         async with status_on_error(context):
             try:
                 with plane.call_opened():
-                    if requests is not None:
-                        data = await _first(requests, timeouts.upload_seconds, stalled)
+                    data = await _first(context, timeouts.upload_seconds, stalled)
                     if data is None:
                         raise InvalidArgument(f"the call to {path} ended without a request message")
                     request = _parse(parse, data, path, method.input_type.full_name)
@@ -161,18 +161,9 @@ def _unary_handler(
                     plane.refused(observed, error)  # once: the data plane may have already
                 raise
 
-    async def handle_upload(requests: AsyncIterator[bytes], context: Context) -> Any:
-        return await respond(context, requests, None)
-
-    async def handle_message(data: bytes, context: Context) -> Any:
-        return await respond(context, None, data)
-
-    def serialize(message: Message) -> bytes:
-        return message.SerializeToString()
-
-    if timeouts.upload_seconds:
-        return grpc.stream_unary_rpc_method_handler(handle_upload, response_serializer=serialize)
-    return grpc.unary_unary_rpc_method_handler(handle_message, response_serializer=serialize)
+    return grpc.stream_unary_rpc_method_handler(
+        handle, response_serializer=lambda message: message.SerializeToString()
+    )
 
 
 def _streaming_handler(

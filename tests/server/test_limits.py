@@ -167,11 +167,11 @@ def test_idle_streams_and_stalled_uploads_block_nothing_and_are_closed_on_time(
         assert IDLE_SECONDS * 0.9 < stream.ended_after < IDLE_SECONDS + LATE, stream.ended_after
 
 
-def test_without_an_upload_limit_unary_calls_take_grpcs_unary_path(
+def test_without_an_upload_limit_a_stalled_upload_stays_open_and_blocks_nothing(
     model_onnx: Path, tmp_path: Path, mnist: Dataset
 ) -> None:
-    """--upload-seconds 0: the same answers and refusals; a stalled upload is no longer closed
-    (the trade docs/performance.md measures), and still blocks nothing."""
+    """--upload-seconds 0: the same answers and refusals; a stalled upload is no longer closed,
+    and still blocks nothing."""
     server = start_server(model_onnx, "--upload-seconds", "0", tmp_dir=tmp_path)
     images = mnist.test_images[:2]
     try:
