@@ -5,7 +5,9 @@ through the server.
     .venv/bin/python bench/observability.py --in-process   # the first table only, in seconds
 
 In process: the time the data plane's observers take for one request (RequestMetrics.observe;
-AccessLog.observe as text, as JSON and with INFO off), best of 5 rounds of 20,000; and, for
+AccessLog.observe as text, as JSON and with INFO off, then as text and JSON once the logging module
+collects what the server's does: server.logs.collect_only_what_is_printed), best of 5 rounds of
+20,000; and, for
 comparison, the same six records (a counter, five histograms) with prometheus_client's own
 Counter and Histogram, their labelled children looked up once beforehand.
 Through the server, batch 1 ModelInfer (label and scores) from clients.perf: S2 (one call in
@@ -33,7 +35,7 @@ from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
 from scratchnet.errors import ScratchnetError
 from scratchnet.launcher import ServerProcess
 from server.dataplane import Outcome
-from server.logs import AccessLog, JsonFormatter
+from server.logs import AccessLog, JsonFormatter, collect_only_what_is_printed
 from server.metrics import ITEM_BUCKETS, SECONDS_BUCKETS, RequestMetrics
 from server.statistics import Timing
 
@@ -63,12 +65,21 @@ def in_process() -> dict[str, float]:
     figures = {"RequestMetrics.observe": per_call(lambda: metrics.observe(outcome))}
     figures["prometheus_client Counter + 5 Histograms"] = per_call(_prometheus_client_records())
     logger.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    text = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler.setFormatter(text)
     figures["AccessLog.observe, text"] = per_call(lambda: access.observe(outcome))
     handler.setFormatter(JsonFormatter())
     figures["AccessLog.observe, JSON"] = per_call(lambda: access.observe(outcome))
     logger.setLevel(logging.WARNING)
     figures["AccessLog.observe, INFO off"] = per_call(lambda: access.observe(outcome))
+    # Last: process-wide, as in the server, which collects no caller, thread or process.
+    logger.setLevel(logging.INFO)
+    collect_only_what_is_printed()
+    for name, formatter in (("text", text), ("JSON", JsonFormatter())):
+        handler.setFormatter(formatter)
+        figures[f"AccessLog.observe, {name}, as the server collects records"] = per_call(
+            lambda: access.observe(outcome)
+        )
     return figures
 
 

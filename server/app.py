@@ -26,7 +26,7 @@ from scratchnet.errors import ModelError, ScratchnetError
 from server.config import ServerConfig
 from server.dataplane import DataPlane
 from server.health import Health
-from server.logs import AccessLog
+from server.logs import AccessLog, collect_only_what_is_printed
 from server.logs import configure as configure_log_format
 from server.metrics import serve_metrics
 from server.model_control import (
@@ -328,3 +328,4 @@ def _models_at_start(config: ServerConfig, source: ModelSource) -> list[str]:
 def configure_logging(level: str, log_format: str = "text") -> None:
     """Log to stderr at `level`, one line per record (text, or JSON objects: server.logs)."""
     configure_log_format(level, log_format)
+    collect_only_what_is_printed()

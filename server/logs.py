@@ -30,6 +30,7 @@ __all__ = [
     "AccessEntry",
     "AccessLog",
     "JsonFormatter",
+    "collect_only_what_is_printed",
     "configure",
     "status_code",
 ]
@@ -170,3 +171,14 @@ def configure(level: str, log_format: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # Python's warnings go to stderr on their own; in JSON they must be records like the rest.
     logging.captureWarnings(json_lines)
+
+
+def collect_only_what_is_printed() -> None:
+    """Keep the logging module from collecting what no line of the server prints: where each
+    record was made (a walk up the stack), its thread and its process (the "Optimization" of
+    Python's logging HOWTO). An access line then costs about a quarter less
+    (bench/observability.py). Process-wide: for the server's own process."""
+    logging._srcfile = None  # the HOWTO's own advice; the attribute is the documented switch
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
