@@ -254,7 +254,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     ),
     "inline-us": (
         integer(0),
-        200,
+        1000,
         "model runs expected to take less (from the model's measured speed) run on the event "
         "loop itself, without a thread hand-off; 0: every run goes to the inference threads",
     ),

@@ -41,8 +41,9 @@ class Limits:
     """Inference threads: jobs running at the same time outside the event loop."""
     max_queue: int = 512
     """Jobs waiting for an inference thread before new ones get RESOURCE_EXHAUSTED."""
-    inline_seconds: float = 0.0002
-    """Jobs expected to take less run on the event loop, without a thread hand-off."""
+    inline_seconds: float = 0.001
+    """Jobs expected to take less run on the event loop, without a thread hand-off (which,
+    under load, costs about a millisecond: docs/performance.md)."""
     slice_bytes: int = 1 << 20
     """Input bytes per run of a large batch: the batch runs in slices of about this size."""
 

@@ -1,0 +1,118 @@
+"""Where a small model's runs should happen: on the event loop, or handed to an inference thread.
+Our server at several `--inline-us` values, side by side in one run, on the article model and on
+an MLP whose batch-1 run takes about 0.2 ms (docs/performance.md).
+
+    .venv/bin/python bench/inline.py [--values 0,200,1000] [--hidden 1024] [--repeats 3]
+
+A run expected (from the model's speed measured at load) to take less than `--inline-us` runs on
+the event loop; a longer one goes to an inference thread. Each server is started alone in its
+turn, taking turns in every repeat, and measured with batch-1 ModelInfer calls from clients.perf:
+S2 (1 call in flight: p50 latency) and S3 (32 in flight: requests/s). Medians of --repeats.
+The MLP is bench/batching.py's (built into build/bench/mlp-W.onnx if missing). Writes nothing
+but the servers' logs (build/inline-logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+
+from batching import BATCH_SCENARIOS, Model, _plan, mlp
+from serving import ROOT, _session
+
+from clients.perf import Measurement, Plan, measure
+from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.errors import LaunchError
+from scratchnet.launcher import ServerProcess
+
+PROGRAM = "bench/inline.py"
+
+
+def _values(text: str) -> list[int]:
+    """--values: comma-separated --inline-us values, each 0 or more."""
+    try:
+        values = [int(value) for value in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected microseconds such as 0,200,1000, got {text!r}")
+    return values
+
+
+def _serve_and_measure(
+    model: Model, inline_us: int, plans: dict[str, Plan], seconds: float, logs: Path
+) -> dict[str, Measurement]:
+    """S2 and S3 against one server started with `--inline-us inline_us`."""
+    log = logs / f"inline-{model.id}-{inline_us}.log"
+    with ServerProcess.start(model.path, "--inline-us", str(inline_us), stdout=log) as server:
+        figures = {}
+        for scenario in BATCH_SCENARIOS:
+            result = measure(
+                server.target,
+                plans[scenario.id],
+                concurrency=scenario.concurrency,
+                duration=seconds,
+                warmup=1.0,
+            )
+            if result.error_count:
+                raise LaunchError(f"calls failed: {result.errors} (see {log})")
+            figures[scenario.id] = result
+        return figures
+
+
+def main() -> int:
+    """Measure every model at every --inline-us value, taking turns, and print the medians."""
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "model.onnx")
+    parser.add_argument(
+        "--values", type=_values, default=[0, 200, 1000], help="--inline-us values (0,200,1000)"
+    )
+    parser.add_argument("--hidden", type=integer(1), default=1024, help="the MLP's width (1024)")
+    parser.add_argument("--repeats", type=integer(1), default=3)
+    parser.add_argument("--seconds", type=positive_number, default=3.0, help="per scenario (3)")
+    parser.add_argument("--logs", type=Path, default=ROOT / "build" / "inline-logs")
+    args = parser.parse_args()
+    values: list[int] = args.values
+    if not args.model.is_file():
+        raise LaunchError(f"{args.model} not found: run `make demo` first")
+    pixels = 1
+    for size in _session(args.model).get_inputs()[0].shape[1:]:
+        pixels *= int(size)
+    path = ROOT / "build" / "bench" / f"mlp-{args.hidden}.onnx"
+    models = (
+        Model("article", "article model", args.model, ("label", "scores"), "scores"),
+        Model(
+            f"mlp-{args.hidden}",
+            f"MLP {pixels}→{args.hidden}→{args.hidden}→10",
+            path if path.is_file() else mlp(path, pixels, args.hidden),
+            ("logits",),
+            "logits",
+            args.hidden,
+        ),
+    )
+    plans = {
+        model.id: {s.id: _plan(_session(model.path), model, s) for s in BATCH_SCENARIOS}
+        for model in models
+    }
+    runs: dict[tuple[str, int], list[dict[str, Measurement]]] = {}
+    for repeat in range(args.repeats):
+        for model in models:
+            for value in values:
+                print(f"repeat {repeat + 1}: {model.id}, --inline-us {value}", flush=True)
+                measured = _serve_and_measure(
+                    model, value, plans[model.id], args.seconds, args.logs
+                )
+                runs.setdefault((model.id, value), []).append(measured)
+    print("\n| model | --inline-us | S2 p50 ms | S3 requests/s |\n|---|---:|---:|---:|")
+    for model in models:
+        for value in values:
+            repeats = runs[(model.id, value)]
+            p50 = statistics.median(r["S2"].summary()["latency_ms"]["p50"] for r in repeats)
+            rate = statistics.median(r["S3"].summary()["requests_per_second"] for r in repeats)
+            print(f"| {model.title} | {value} | {p50:.3f} | {rate:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(PROGRAM, main)
