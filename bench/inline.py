@@ -8,13 +8,14 @@ A run expected (from the model's speed measured at load) to take less than `--in
 the event loop; a longer one goes to an inference thread. Each server is started alone in its
 turn, taking turns in every repeat, and measured with batch-1 ModelInfer calls from clients.perf:
 S2 (1 call in flight: p50 latency) and S3 (32 in flight: requests/s). Medians of --repeats.
-The MLP is bench/batching.py's (built into build/bench/mlp-W.onnx if missing). Writes nothing
-but the servers' logs (build/inline-logs).
+The MLP is bench/batching.py's, written to build/bench/mlp-W.onnx; the servers' logs go to
+build/inline-logs. Writes nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 from pathlib import Path
 
@@ -76,23 +77,25 @@ def main() -> int:
     values: list[int] = args.values
     if not args.model.is_file():
         raise LaunchError(f"{args.model} not found: run `make demo` first")
-    pixels = 1
-    for size in _session(args.model).get_inputs()[0].shape[1:]:
-        pixels *= int(size)
-    path = ROOT / "build" / "bench" / f"mlp-{args.hidden}.onnx"
+    article = _session(args.model)
+    pixels = math.prod(int(size) for size in article.get_inputs()[0].shape[1:])
+    scores = {output.name: output for output in article.get_outputs()}["scores"]
+    classes = int(scores.shape[1])
+    path = mlp(ROOT / "build" / "bench" / f"mlp-{args.hidden}.onnx", pixels, args.hidden, classes)
     models = (
         Model("article", "article model", args.model, ("label", "scores"), "scores"),
         Model(
             f"mlp-{args.hidden}",
-            f"MLP {pixels}→{args.hidden}→{args.hidden}→10",
-            path if path.is_file() else mlp(path, pixels, args.hidden),
+            f"MLP {pixels}→{args.hidden}→{args.hidden}→{classes}",
+            path,
             ("logits",),
             "logits",
             args.hidden,
         ),
     )
+    sessions = {"article": article, f"mlp-{args.hidden}": _session(path)}
     plans = {
-        model.id: {s.id: _plan(_session(model.path), model, s) for s in BATCH_SCENARIOS}
+        model.id: {s.id: _plan(sessions[model.id], model, s) for s in BATCH_SCENARIOS}
         for model in models
     }
     runs: dict[tuple[str, int], list[dict[str, Measurement]]] = {}

@@ -100,6 +100,8 @@ def main() -> int:
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise LaunchError("valgrind is not installed: `apt-get install valgrind`, then run again")
+    if not args.model.is_file():
+        raise LaunchError(f"{args.model} not found: run `make demo` first")
     plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=("label", "scores"))
     with (
         tempfile.TemporaryDirectory(prefix="instructions-") as folder,
