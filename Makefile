@@ -56,9 +56,9 @@ proto: $(INSTALLED)
 	$(PY) scripts/generate_proto.py
 
 # Speed figures quoted in the README; each script measures its contenders side by side. The
-# serving benchmark includes KServe and PyTriton when `make bench-peers` has installed them; the
-# serving and scale tables in README.md are rewritten from bench/results/{serving,scale}.json.
-bench: $(INSTALLED)
+# serving and HTTP benchmarks include KServe and PyTriton, installed first into their own venv
+# (bench-peers); README.md's tables are rewritten from bench/results/*.json.
+bench: $(INSTALLED) $(PEERS_INSTALLED)
 	test -f artifacts/model.onnx || { $(PY) -m trainer && $(PY) -m export; }
 	test -f artifacts/model_uint8.onnx || $(PY) -m export --input-dtype uint8 -o artifacts/model_uint8.onnx
 	$(PY) bench/train_speed.py
