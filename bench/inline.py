@@ -14,7 +14,6 @@ build/inline-logs. Writes nothing else.
 
 from __future__ import annotations
 
-import argparse
 import math
 import statistics
 from pathlib import Path
@@ -23,22 +22,11 @@ from batching import BATCH_SCENARIOS, Model, _plan, mlp
 from serving import ROOT, _session
 
 from clients.perf import Measurement, Plan, measure
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, integers, positive_number, run_cli
 from scratchnet.errors import LaunchError
 from scratchnet.launcher import ServerProcess
 
 PROGRAM = "bench/inline.py"
-
-
-def _values(text: str) -> list[int]:
-    """--values: comma-separated --inline-us values, each 0 or more."""
-    try:
-        values = [int(value) for value in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or min(values) < 0:
-        raise argparse.ArgumentTypeError(f"expected microseconds such as 0,200,1000, got {text!r}")
-    return values
 
 
 def _serve_and_measure(
@@ -67,7 +55,7 @@ def main() -> int:
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "model.onnx")
     parser.add_argument(
-        "--values", type=_values, default=[0, 200, 1000], help="--inline-us values (0,200,1000)"
+        "--values", type=integers(0), default=[0, 200, 1000], help="--inline-us values (0,200,1000)"
     )
     parser.add_argument("--hidden", type=integer(1), default=1024, help="the MLP's width (1024)")
     parser.add_argument("--repeats", type=integer(1), default=3)

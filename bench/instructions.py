@@ -18,14 +18,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
 from serving import PEERS, ROOT, _session, _spec
 
-from clients.perf import Plan, build_plan
+from clients.perf import Plan, build_plan, wait_answering
 from scratchnet.cli import ArgumentParser, integer, run_cli
 from scratchnet.errors import LaunchError
 from scratchnet.launcher import ServerProcess
@@ -56,9 +55,9 @@ def _count(label: str, plan: Plan, model: Path, calls: int, folder: Path) -> int
         python_args=python_args,
         wrapper=wrapper,
     ) as server:
+        wait_answering(server.target, plan, 600, check=lambda: _still_running(server))
         with grpc.insecure_channel(server.target) as channel:
             call = channel.unary_unary(plan.method, None, None)
-            _first_answer(call, plan, server)
             for number in range(WARMUP_CALLS):
                 call(plan.requests[number % len(plan.requests)], timeout=60)
             _control("-z", server.pid)
@@ -73,19 +72,11 @@ def _count(label: str, plan: Plan, model: Path, calls: int, folder: Path) -> int
     return round(int(total.group(1)) / calls)
 
 
-def _first_answer(
-    call: grpc.UnaryUnaryMultiCallable[bytes, bytes], plan: Plan, server: ServerProcess
-) -> None:
-    """Wait until the server answers (the one readiness signal every contender has)."""
-    deadline = time.monotonic() + 600
-    while True:
-        try:
-            call(plan.requests[0], timeout=60)
-            return
-        except grpc.RpcError:
-            if server.process.poll() is not None or time.monotonic() > deadline:
-                raise LaunchError(f"the server never answered (see {server.stdout_path})") from None
-            time.sleep(1)
+def _still_running(server: ServerProcess) -> None:
+    """LaunchError once the contender has exited (while waiting for its first answer, the one
+    readiness signal every contender has)."""
+    if server.process.poll() is not None:
+        raise LaunchError(f"the server exited before answering (see {server.stdout_path})")
 
 
 def _control(flag: str, pid: int) -> None:

@@ -25,7 +25,7 @@ from typing import TypeVar
 import numpy as np
 from article_reference import train_article_plain
 
-from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.cli import ArgumentParser, integer, integers, run_cli
 from scratchnet.datasets import Dataset, load_dataset
 from trainer.recipes import RECIPES
 from trainer.sgd import SAMPLE_BLOCK, train_parameters
@@ -139,11 +139,6 @@ def _describe(hyperparameters: dict[str, object]) -> str:
     return ", ".join(f"{key} {value}" for key, value in hyperparameters.items())
 
 
-def _sizes(text: str) -> list[int]:
-    """An argparse `type`: comma-separated block sizes, each an integer >= 1."""
-    return [integer(1)(size) for size in text.split(",")]
-
-
 def main() -> None:
     """Run every measurement and print the figures."""
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
@@ -153,7 +148,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--block-sizes",
-        type=_sizes,
+        type=integers(1),
         default=[],
         help="also time these block sizes, e.g. 16,32,64,128",
     )

@@ -16,6 +16,7 @@ __all__ = [
     "EXIT_USAGE",
     "ArgumentParser",
     "integer",
+    "integers",
     "positive_number",
     "run_cli",
 ]
@@ -50,6 +51,12 @@ def integer(low: int, high: int | None = None) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def integers(low: int) -> Callable[[str], list[int]]:
+    """An argparse `type`: integers >= `low` separated by commas ("0,200,1000")."""
+    one = integer(low)
+    return lambda text: [one(part) for part in text.split(",")]
 
 
 def positive_number(text: str) -> float:

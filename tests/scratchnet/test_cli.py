@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from scratchnet.cli import EXIT_INTERRUPTED, EXIT_USAGE, integer, positive_number, run_cli
+from scratchnet.cli import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    integer,
+    integers,
+    positive_number,
+    run_cli,
+)
 from scratchnet.errors import DataError
 
 
@@ -20,6 +27,14 @@ def test_integer_bounds() -> None:
         integer(0, 3)("4")
     with pytest.raises(argparse.ArgumentTypeError, match=r"expected an integer, got '1\.5'"):
         integer(0)("1.5")
+
+
+def test_integers_are_each_checked() -> None:
+    assert integers(0)("0,200,1000") == [0, 200, 1000]
+    with pytest.raises(argparse.ArgumentTypeError, match="expected an integer >= 1, got 0"):
+        integers(1)("4,0")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected an integer, got ''"):
+        integers(0)("1,,2")
 
 
 @pytest.mark.parametrize("text", ["0", "-1", "nan", "inf", "x"])
