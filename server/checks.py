@@ -19,8 +19,9 @@ from scratchnet.datatypes import Datatype
 from scratchnet.errors import InvalidArgument, clip
 from server.classification import top_classes
 from server.model import Model
+from server.shared_memory import requested_region
 from server.signature import TensorSpec, format_dims
-from server.tensors import JSON_DATA, InputTensor, decode
+from server.tensors import JSON_DATA, InputTensor, decode, raw_size
 
 __all__ = [
     "CLASSIFICATION",
@@ -30,6 +31,7 @@ __all__ = [
     "batch_size",
     "check_batch_results",
     "check_finite_results",
+    "check_output_room",
     "declared_bytes",
     "input_array",
     "matched_inputs",
@@ -315,3 +317,24 @@ def check_finite_results(model: Model, results: Mapping[str, NDArray[Any]]) -> N
             f"model '{model.name}' computed NaN or infinity in output '{name}' for item {first}: "
             "its inputs are outside the range the model handles"
         )
+
+
+def check_output_room(
+    model: Model, requested: Sequence[RequestedOutput], answer: Mapping[str, NDArray[Any]]
+) -> None:
+    """An output asked for in shared memory must fit the bytes its request gives it: checked
+    before the call counts as a success, so that statistics, metrics and the log say refused."""
+    for output in requested:
+        if not output.parameters:
+            continue
+        what = f"output '{clip(output.name)}' of model '{model.name}'"
+        region = requested_region(output.parameters, what)
+        if region is None:
+            continue
+        name, _, room = region
+        size = raw_size(answer[output.name])
+        if size > room:
+            raise InvalidArgument(
+                f"{what}: {size} bytes do not fit in the {room} bytes given in shared memory "
+                f"region '{clip(name)}'"
+            )

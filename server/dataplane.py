@@ -268,6 +268,7 @@ class DataPlane:
                 spec.name: checks.as_client_gets(model, spec, results[spec.name], count)
                 for spec, count in outputs
             }
+            checks.check_output_room(model, request.outputs, answer)
             admission.timing.compute_output += time.perf_counter_ns() - started
         except BaseException as error:
             self._finish(admission, error)

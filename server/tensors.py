@@ -13,11 +13,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scratchnet import datatypes
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import InvalidArgument
 from server.signature import format_dims
 
-__all__ = ["JSON_DATA", "InputTensor", "decode", "pack_strings"]
+__all__ = ["JSON_DATA", "InputTensor", "decode", "pack_strings", "raw_size"]
 
 JSON_DATA = "data"
 """InputTensor.typed_field of values that came as JSON rather than in a protobuf field."""
@@ -112,6 +113,12 @@ def pack_strings(array: NDArray[Any]) -> bytes:
         data = value if isinstance(value, bytes) else str(value).encode()
         parts += [len(data).to_bytes(4, "little"), data]
     return b"".join(parts)
+
+
+def raw_size(array: NDArray[Any]) -> int:
+    """The bytes `array` takes as a raw tensor of its datatype (BYTES: packed, as above)."""
+    itemsize = datatypes.by_numpy(array.dtype).itemsize
+    return len(pack_strings(array)) if itemsize == 0 else array.size * itemsize
 
 
 def _from_typed(

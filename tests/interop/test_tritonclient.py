@@ -296,4 +296,10 @@ def test_tensors_in_system_shared_memory(
     assert report["label"] == reference.labels[:64].tolist()
     assert report["unknown_region"]["status"] == "StatusCode.INVALID_ARGUMENT"
     assert "shared memory region 'nope' is not registered" in report["unknown_region"]["message"]
+    assert report["short_region"]["status"] == "StatusCode.INVALID_ARGUMENT"
+    scores_bytes = reference.scores[:64].size * 4
+    assert (
+        f"output 'scores' of model 'scratchnet': {scores_bytes} bytes do not fit in the "
+        f"{scores_bytes - 4} bytes given in shared memory region 'out'"
+    ) in report["short_region"]["message"]
     assert report["status_after"].get("regions", {}) == {}

@@ -3,7 +3,8 @@
 
     python tests/interop/tritonclient_shm.py --target HOST:PORT --model NAME --images X.npy
 
-The images go into one region, the scores come back in another. Like the other sessions, it
+The images go into one region, the scores come back in another; a region too small for them
+is refused. Like the other sessions, it
 imports only tritonclient and numpy (see tritonclient_session.py).
 """
 
@@ -31,7 +32,9 @@ def main() -> int:
     report: dict[str, object] = {}
     with grpcclient.InferenceServerClient(args.target) as client:
         inputs_region = shm.create_shared_memory_region("in", f"/sn_in_{suffix}", images.nbytes)
-        classes = 10
+        metadata = client.get_model_metadata(args.model)
+        scores_dims = next(o.shape for o in metadata.outputs if o.name == "scores")
+        classes = int(scores_dims[-1])
         out_size = len(images) * classes * 4
         outputs_region = shm.create_shared_memory_region("out", f"/sn_out_{suffix}", out_size)
         try:
@@ -56,6 +59,13 @@ def main() -> int:
                 report["unknown_region"] = None
             except InferenceServerException as error:
                 report["unknown_region"] = {"status": error.status(), "message": error.message()}
+            try:
+                short = grpcclient.InferRequestedOutput("scores")
+                short.set_shared_memory("out", out_size - 4)
+                client.infer(args.model, [infer_input], outputs=[short])
+                report["short_region"] = None
+            except InferenceServerException as error:
+                report["short_region"] = {"status": error.status(), "message": error.message()}
             client.unregister_system_shared_memory()
             report["status_after"] = client.get_system_shared_memory_status(as_json=True)
         finally:

@@ -132,3 +132,25 @@ def test_inputs_with_different_batch_sizes_are_the_clients_mistake(tmp_path: Pat
         infer(plane, InferRequest("pair", "", [tensor(a, "a"), tensor(b, "b")]))
     answer = infer(plane, InferRequest("pair", "", [tensor(a, "a"), tensor(a + 1, "b")]))
     np.testing.assert_array_equal(answer.outputs["product"], np.full((2, 3), 2, np.float32))
+
+
+def test_an_output_too_large_for_its_shared_memory_is_refused_and_counted_a_failure(
+    tmp_path: Path,
+) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    plane = plane_with(build_classifier(tmp_path / "m.onnx", weights, biases), "small")
+    images = np.random.default_rng(1).random((2, 4, 5), dtype=np.float32)
+
+    def scores_into(byte_size: int) -> InferRequest:
+        room = {"shared_memory_region": "out", "shared_memory_byte_size": byte_size}
+        return InferRequest("small", "", [tensor(images)], [RequestedOutput("scores", room)])
+
+    # 2 images x 3 classes x 4 bytes = 24 bytes.
+    with pytest.raises(InvalidArgument, match="output 'scores' of model 'small': 24 bytes do "
+                       "not fit in the 23 bytes given in shared memory region 'out'"):  # fmt: skip
+        infer(plane, scores_into(23))
+    figures = plane.model_statistics("small")[0]
+    assert (figures.success.count, figures.fail.count, figures.inference_count) == (0, 1, 0)
+    assert infer(plane, scores_into(24)).outputs["scores"].shape == (2, 3)
+    figures = plane.model_statistics("small")[0]
+    assert (figures.success.count, figures.fail.count, figures.inference_count) == (1, 1, 2)
