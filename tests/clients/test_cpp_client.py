@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -31,6 +30,7 @@ from scratchnet.datasets import BUNDLED_MNIST, Dataset
 from scratchnet.forward import predict
 from scratchnet.idx import write_idx
 from tests.certificates import Pem
+from tests.clients.failover import kill_mid_run
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.onnx_models import build_classifier
 
@@ -524,24 +524,9 @@ def test_a_replica_killed_mid_run_costs_no_image(
     command = [str(binary), "--target", f"{victim.target},{survivor.target}"]
     command += ["--images", str(images_path), "--labels", str(labels_path), "--batch-size", "10"]
     start = served(victim.target)[0]
-    run = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL
+    stdout, stderr, killed_at = kill_mid_run(
+        command, victim, lambda: served(victim.target)[0] != start, REPO
     )
-    try:
-        # Kill the victim once it has answered this run: the run is under way and uses both.
-        while served(victim.target)[0] == start:
-            assert run.poll() is None, run.communicate()
-            time.sleep(0.005)
-        victim.process.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        assert run.poll() is None, "the run ended before the replica was killed"
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 0, stderr
-    assert victim.process.wait(10) == -signal.SIGKILL
     expected = predict(artifact.weights, artifact.biases, mnist.test_images)
     labels = np.array(stdout.split(), dtype=np.int64)
     np.testing.assert_array_equal(labels, expected)  # every image once, in order

@@ -4,8 +4,6 @@ result as one server; a replica killed with SIGKILL mid-run costs no image and n
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +19,7 @@ from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceS
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
+from tests.clients.failover import kill_mid_run
 from tests.conftest import PYTHON, REPO, RunningServer, run_module, start_server
 
 ARTICLE_CORRECT = 9104
@@ -126,24 +125,9 @@ def test_a_replica_killed_mid_run_costs_no_image(
     command = [PYTHON, "-m", "clients.score", "--target", f"{victim.target},{survivor.target}"]
     command += ["--repeat", str(repeat), "--json", "-q", "--output", str(output)]
     started = time.monotonic()
-    run = subprocess.Popen(
-        command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    stdout, _, killed_at = kill_mid_run(
+        command, victim, lambda: images_inferred(victim.target) > 0, REPO
     )
-    try:
-        # Kill the victim once it has answered: the run is under way and spreads over both.
-        while images_inferred(victim.target) == 0:
-            assert run.poll() is None, run.communicate()
-            time.sleep(0.005)
-        victim.process.send_signal(signal.SIGKILL)
-        killed_at = time.monotonic()
-        assert run.poll() is None, "the run ended before the replica was killed"
-        stdout, stderr = run.communicate(timeout=120)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.wait()
-    assert run.returncode == 0, stderr
-    assert victim.process.wait(10) == -signal.SIGKILL
     report = json.loads(stdout)
     assert report["images"] == repeat * 10000
     assert report["correct"] == repeat * ARTICLE_CORRECT and report["accuracy"] == 0.9104
