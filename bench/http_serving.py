@@ -38,7 +38,16 @@ from urllib.parse import urlsplit
 import numpy as np
 from numpy.typing import NDArray
 from report import render_http
-from serving import _machine, _session
+from serving import (
+    _EXEC,
+    MODEL_NAME,
+    OUTPUTS,
+    PEERS,
+    SCORE_TOLERANCE,
+    START_SECONDS,
+    _machine,
+    _session,
+)
 
 from clients.perf import MISMATCH, Measurement, ModelSpec, build_plan, measure
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
@@ -47,14 +56,7 @@ from scratchnet.errors import LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
 
 PROGRAM = "bench/http_serving.py"
-ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT / "bench" / "peers"
-MODEL_NAME = "scratchnet"
-OUTPUTS = ("label", "scores")
-START_SECONDS = 120.0
 CALL_TIMEOUT = 30.0
-SCORE_TOLERANCE = 1e-5
-_EXEC = "import os, sys; os.execv(sys.argv[1], sys.argv[1:])"
 
 
 @dataclass(frozen=True)
