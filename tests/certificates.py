@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -97,3 +98,15 @@ def make_pki(folder: Path) -> dict[str, Pem]:
         "other": other.pem,
         "stranger": other.issue("stranger", server=False),
     }
+
+
+def client_credentials(
+    pki: dict[str, Pem], trust: str = "ca", client: str | None = "client"
+) -> grpc.ChannelCredentials:
+    """A gRPC client's TLS: the CA `pki[trust]` trusted, with the certificate `pki[client]`
+    (none: a client without one)."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=pki[trust].cert.read_bytes(),
+        private_key=pki[client].key.read_bytes() if client else None,
+        certificate_chain=pki[client].cert.read_bytes() if client else None,
+    )

@@ -24,7 +24,7 @@ from scratchnet.artifact import Artifact, load_artifact
 from scratchnet.datasets import Dataset, load_dataset
 from scratchnet.idx import write_idx
 from scratchnet.launcher import STOP_SECONDS, ServerProcess
-from tests.certificates import Pem, make_pki
+from tests.certificates import Pem, client_credentials, make_pki
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -224,6 +224,31 @@ def start_server(
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pem]:
     """Throwaway CAs and certificates for the TLS tests (tests.certificates.make_pki)."""
     return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+TOKENS = ("first-token", "second-token")
+"""The bearer tokens the `secured` server takes."""
+
+
+@pytest.fixture(scope="session")
+def secured(
+    model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One server for the session with mutual TLS (pki's "server", clients of "client_ca") and
+    bearer tokens (TOKENS) together, on the gRPC and HTTP ports."""
+    folder = tmp_path_factory.mktemp("secured")
+    tokens = folder / "tokens"
+    tokens.write_text("# one per line\n" + "\n".join(TOKENS) + "\n")
+    running = start_server(
+        model_onnx,
+        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
+        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
+        tmp_dir=folder,
+        http=True,
+        health_credentials=client_credentials(pki),
+    )  # fmt: skip
+    yield running
+    assert running.stop() == 0
 
 
 @pytest.fixture(scope="session")

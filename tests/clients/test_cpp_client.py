@@ -31,7 +31,7 @@ from scratchnet.forward import predict
 from scratchnet.idx import write_idx
 from tests.certificates import Pem
 from tests.clients.failover import kill_mid_run
-from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
+from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.onnx_models import build_classifier
 
 REPO = Path(__file__).resolve().parents[2]
@@ -341,31 +341,6 @@ def test_an_unknown_version_is_one_line(
 
 
 # --- TLS, mutual TLS and bearer tokens ---------------------------------------------------------
-
-TOKENS = ("first-token", "second-token")
-
-
-@pytest.fixture(scope="module")
-def secured(
-    model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """Mutual TLS and bearer tokens together."""
-    folder = tmp_path_factory.mktemp("secured")
-    tokens = folder / "tokens"
-    tokens.write_text("\n".join(TOKENS) + "\n")
-    running = start_server(
-        model_onnx,
-        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
-        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
-        tmp_dir=folder,
-        health_credentials=grpc.ssl_channel_credentials(
-            root_certificates=pki["ca"].cert.read_bytes(),
-            private_key=pki["client"].key.read_bytes(),
-            certificate_chain=pki["client"].cert.read_bytes(),
-        ),
-    )  # fmt: skip
-    yield running
-    assert running.stop() == 0
 
 
 def _tls(pki: dict[str, Pem], trust: str = "ca", client: str | None = "client") -> list[str]:

@@ -5,10 +5,8 @@ says which option to give when one is missing or wrong, and the token never show
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pytest
 
@@ -17,9 +15,9 @@ from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
 from tests.certificates import Pem
-from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
+from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module
 
-TOKEN = "a-secret-token"
+TOKEN = TOKENS[0]
 
 
 @pytest.fixture(scope="module")
@@ -27,30 +25,6 @@ def token_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("client-token") / "token"
     path.write_text(TOKEN + "\n")
     return path
-
-
-@pytest.fixture(scope="module")
-def secured(
-    model_onnx: Path,
-    pki: dict[str, Pem],
-    token_file: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[RunningServer]:
-    """mutual TLS and a bearer token, as a client must meet them all."""
-    credentials = grpc.ssl_channel_credentials(
-        pki["ca"].cert.read_bytes(),
-        pki["client"].key.read_bytes(),
-        pki["client"].cert.read_bytes(),
-    )
-    running = start_server(
-        model_onnx,
-        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
-        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(token_file),
-        tmp_dir=tmp_path_factory.mktemp("client-secured"),
-        health_credentials=credentials,
-    )  # fmt: skip
-    yield running
-    assert running.stop() == 0
 
 
 def options(pki: dict[str, Pem], **changes: object) -> dict[str, object]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -19,38 +18,8 @@ from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceS
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
 from server.security import exposure_warning, is_loopback, token_matches
-from tests.certificates import Pem
-from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
-
-TOKENS = ("first-token", "second-token")
-
-
-@pytest.fixture(scope="module")
-def secured(
-    model_onnx: Path, pki: dict[str, Pem], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    """mutual TLS and bearer tokens together, on the gRPC and HTTP ports."""
-    folder = tmp_path_factory.mktemp("secured")
-    tokens = folder / "tokens"
-    tokens.write_text("# one per line\n" + "\n".join(TOKENS) + "\n")
-    running = start_server(
-        model_onnx,
-        "--tls-cert", str(pki["server"].cert), "--tls-key", str(pki["server"].key),
-        "--tls-client-ca", str(pki["client_ca"].cert), "--auth-token-file", str(tokens),
-        tmp_dir=folder,
-        http=True,
-        health_credentials=_credentials(pki, "ca", "client"),
-    )  # fmt: skip
-    yield running
-    assert running.stop() == 0
-
-
-def _credentials(pki: dict[str, Pem], trust: str, client: str | None) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=pki[trust].cert.read_bytes(),
-        private_key=pki[client].key.read_bytes() if client else None,
-        certificate_chain=pki[client].cert.read_bytes() if client else None,
-    )
+from tests.certificates import Pem, client_credentials
+from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
 
 
 def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -75,7 +44,7 @@ def _code(call: object) -> grpc.StatusCode:
 def test_the_right_client_is_served_on_both_apis(
     secured: RunningServer, pki: dict[str, Pem]
 ) -> None:
-    with grpc.secure_channel(secured.target, _credentials(pki, "ca", "client")) as channel:
+    with grpc.secure_channel(secured.target, client_credentials(pki, "ca", "client")) as channel:
         assert _info(channel).model_name == "scratchnet"
         ready = GRPCInferenceServiceStub(channel).ServerReady(
             oip.ServerReadyRequest(), timeout=10, metadata=_metadata(TOKENS[0])
@@ -91,7 +60,7 @@ def test_the_right_client_is_served_on_both_apis(
 def test_clients_tls_refuses_are_unavailable(
     secured: RunningServer, pki: dict[str, Pem], trust: str, client: str | None
 ) -> None:
-    with grpc.secure_channel(secured.target, _credentials(pki, trust, client)) as channel:
+    with grpc.secure_channel(secured.target, client_credentials(pki, trust, client)) as channel:
         assert _code(lambda: _info(channel)) == grpc.StatusCode.UNAVAILABLE
 
 
@@ -103,7 +72,7 @@ def test_a_plaintext_client_is_refused(secured: RunningServer) -> None:
 def test_a_missing_or_wrong_token_is_unauthenticated_and_health_stays_open(
     secured: RunningServer, pki: dict[str, Pem]
 ) -> None:
-    with grpc.secure_channel(secured.target, _credentials(pki, "ca", "client")) as channel:
+    with grpc.secure_channel(secured.target, client_credentials(pki, "ca", "client")) as channel:
         for token in (None, "wrong-token", TOKENS[0] + "x"):
             assert _code(lambda t=token: _info(channel, t)) == grpc.StatusCode.UNAUTHENTICATED
         health = health_pb2_grpc.HealthStub(channel)
