@@ -219,8 +219,8 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "image-shape": (
         _image_shape,
         None,
-        "HxW of the images of models whose input is flat [N,H·W] (else from their metadata or "
-        "config), for the v1 API",
+        "for the v1 API, HxW of the images of models whose input is flat [N,H·W], used only "
+        "when the model's metadata or config does not give it",
     ),
     "host": (
         _name,

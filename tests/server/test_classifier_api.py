@@ -341,6 +341,15 @@ def test_message_over_max_message_mb_is_resource_exhausted(
             stub.Predict(request(images), timeout=30)
         assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert len(stub.Predict(request(mnist.test_images[:2]), timeout=30).labels) == 2
+        # A call that ends without its message is the client's mistake, counted and logged; the
+        # message gRPC refused above is one of gRPC's own limits, neither counted nor logged.
+        empty = channel.stream_unary("/scratchnet.v1.Classifier/Predict")
+        details = invalid_argument(empty, iter(()))
+        assert (
+            details
+            == "the call to /scratchnet.v1.Classifier/Predict ended without a request message"
+        )
+    assert limited.stderr().count("ended without a request message") == 1, limited.stderr()
 
 
 def test_runs_beyond_the_threads_wait_in_the_queue_and_past_it_are_resource_exhausted(
