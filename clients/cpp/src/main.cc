@@ -30,7 +30,7 @@ namespace {
 
 constexpr int kExitServerError = 1;
 constexpr int kExitInputError = 2;
-// Without --batch-size, a batch holds about this many bytes of pixels (as the Python client's):
+// Without --batch-size, a batch holds about this many bytes of pixels (as the Node.js client's):
 // far below gRPC's default 4 MB message limit, large enough that per-call overhead is small.
 constexpr std::int64_t kDefaultBatchBytes = std::int64_t{1} << 20;
 // Predict calls under way at once per server: it classifies one batch while the next is on the

@@ -98,8 +98,8 @@ class OnnxModel {
       scores: options.scores ? scores.data : undefined,
       probabilities: undefined,
       numClasses,
-      modelName: this.file,
-      modelVersion: '',
+      modelName: undefined, // no server answered: the CLI names none
+      modelVersion: undefined,
     };
   }
 

@@ -208,6 +208,8 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
       assert.equal(score.accuracy, accuracy, args.join(' '));
       assert.equal(score.total, expected.length);
       assert.ok(score.images_per_second > 0);
+      // The model that answered: a server's, none for the local onnx run.
+      assert.equal(score.model_name, args[0] === 'onnx' ? undefined : 'scratchnet');
     }
     const text = await cli('score', '--target', server.target);
     assert.match(
