@@ -60,6 +60,8 @@ class Desired:
     """Identities of the files every version shares (config, label files)."""
     folder: Path | None = None
     """The model's folder, where its label files are."""
+    empty: str = ""
+    """Why no version is served at all, when none is (no version file, a policy choosing none)."""
 
 
 class ModelSource(Protocol):
@@ -102,17 +104,20 @@ class RepositoryFolder:
         """The config and the version files of `name` its version policy selects."""
         folder = self.root / name
         config_path = folder / CONFIG_FILE
+        override = config
         if config is None and config_path.is_file():
             config = read_config(config_path)
         if config is not None and config.name and config.name != name:
+            origin = "the config given with the load" if override is not None else config_path
             raise ModelError(
-                f"{config_path}: name '{config.name}' differs from its folder '{name}', "
-                "expected them equal"
+                f"{origin}: name '{clip(config.name)}' differs from the model's folder "
+                f"'{name}', expected them equal"
             )
         file_name = (config.default_model_filename if config else "") or DEFAULT_MODEL_FILENAME
+        # A version is the folder's number, as Triton reads it: folder 007 is version 7.
         found = {
-            entry.name: Path(entry.path) / file_name
-            for entry in _scandir(folder)
+            str(int(entry.name)): Path(entry.path) / file_name
+            for entry in sorted(_scandir(folder), key=lambda entry: entry.name)
             if entry.is_dir() and entry.name.isdigit() and (Path(entry.path) / file_name).is_file()
         }
         chosen, missing = _apply_policy(name, found, config)
@@ -120,7 +125,18 @@ class RepositoryFolder:
             [out.label_filename for out in config.output if out.label_filename] if config else []
         )
         stamps = (_stamp(config_path), *(_stamp(folder / label) for label in labels))
-        return Desired(config, chosen, missing, stamps, folder)
+        empty = ""
+        if not found:
+            empty = (
+                f"model '{name}' has no version folder holding its model file: expected "
+                f"{folder}/<version number>/{file_name}"
+            )
+        elif not chosen and not missing:
+            empty = (
+                f"model '{name}': its config's version_policy selects none of the versions "
+                f"{', '.join(sorted(found, key=int))}"
+            )
+        return Desired(config, chosen, missing, stamps, folder, empty)
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -181,6 +197,8 @@ class LoadOptions:
 class _Loaded:
     model: Model
     stamps: tuple[Stamp, ...]
+    overridden: bool = False
+    """Loaded with a config given by the load, not the model's own: the next sync reloads it."""
 
 
 class ModelControl:
@@ -202,6 +220,8 @@ class ModelControl:
         # Version files that failed to load, with their identities, so that a poll does not
         # retry (and log) the same broken file every few seconds.
         self._failed: dict[tuple[str, str], tuple[tuple[Stamp, ...], IndexEntry]] = {}
+        # What was last logged of each model's own problem (its config, no version): once each.
+        self._said: dict[str, str] = {}
 
     def start(self, names: Sequence[str] | None = None, strict: bool = False) -> list[str]:
         """Load `names` (default: every model of the source); return the failures' messages,
@@ -229,7 +249,7 @@ class ModelControl:
             except ModelError as error:
                 if strict:
                     raise
-                _log.error("%s", error)
+                self._say(name, str(error))
                 reason = f"{error}" + ("; serving the versions loaded before" if current else "")
                 entries = (
                     [IndexEntry(name, "", UNAVAILABLE, reason)]
@@ -253,11 +273,21 @@ class ModelControl:
             self.repository.set_versions(
                 name, {loaded.model.version: loaded.model for loaded in kept.values()}
             )
+            if desired.empty and not kept:
+                self._say(name, desired.empty)
+                problems.append(IndexEntry(name, "", UNAVAILABLE, desired.empty))
+                self.repository.set_problems(name, problems)
+                return desired.empty
+            self._said.pop(name, None)
             self.repository.set_problems(name, problems + desired.missing)
-            if not desired.versions and not desired.missing:
-                return f"model '{name}' has no version folder holding a model file"
             failed = [entry.reason for entry in problems]
             return "; ".join(failed)
+
+    def _say(self, name: str, problem: str) -> None:
+        """Log a model's own problem once, not at every poll that finds it again."""
+        if self._said.get(name) != problem:
+            _log.error("%s", problem)
+            self._said[name] = problem
 
     def _load_versions(
         self, name: str, desired: Desired, current: dict[str, _Loaded], forced: bool, strict: bool
@@ -267,7 +297,7 @@ class ModelControl:
         for slot, path in desired.versions.items():
             stamps = (_stamp(path), *desired.stamps)
             old = current.get(slot)
-            if old is not None and old.stamps == stamps and not forced:
+            if old is not None and old.stamps == stamps and not forced and not old.overridden:
                 kept[slot] = old
                 continue
             failed = self._failed.get((name, slot))
@@ -298,7 +328,8 @@ class ModelControl:
                     entry = IndexEntry(name, old.model.version, READY, reason)
                 else:
                     entry = IndexEntry(name, slot, UNAVAILABLE, str(error))
-                self._failed[name, slot] = (stamps, entry)
+                if not forced:  # a config given with one load says nothing of the files
+                    self._failed[name, slot] = (stamps, entry)
                 problems.append(entry)
                 continue
             self._failed.pop((name, slot), None)
@@ -310,7 +341,7 @@ class ModelControl:
                     name,
                     model.not_classifier,
                 )
-            kept[slot] = _Loaded(model, stamps)
+            kept[slot] = _Loaded(model, stamps, overridden=forced)
         return kept, problems
 
     def index(self, ready_only: bool = False) -> list[IndexEntry]:
@@ -347,6 +378,7 @@ class ModelControl:
                 _log.info("unloaded model '%s' version %s", name, loaded.model.version)
             self.repository.set_versions(name, {})
             self.repository.set_problems(name, [])
+            self._said.pop(name, None)
 
     def load(self, name: str, config_json: str = "") -> None:
         """Load or reload `name` as RepositoryModelLoad asks; the error of a failed load."""
@@ -357,6 +389,8 @@ class ModelControl:
             if config_json:
                 config = ModelConfig()
                 try:
+                    if not config_json.lstrip().startswith("{"):
+                        raise json_format.ParseError("expected a JSON object {...}")
                     json_format.Parse(config_json, config)
                 except json_format.ParseError as error:
                     raise InvalidArgument(

@@ -56,7 +56,14 @@ def test_each_model_serves_its_newest_version_by_default(tmp_path: Path) -> None
     control, plane = control_of(tmp_path)
     failures = control.start()
     assert served(plane.repository) == [("digits", "10"), ("other", "1")]
-    assert failures == ["model 'empty' has no version folder holding a model file"]
+    empty = (
+        f"model 'empty' has no version folder holding its model file: expected "
+        f"{tmp_path / 'empty'}/<version number>/model.onnx"
+    )
+    assert failures == [empty]
+    assert [(e.version, e.state, e.reason) for e in control.index() if e.name == "empty"] == [
+        ("", "UNAVAILABLE", empty)
+    ]
     labels_of(plane, "digits", seed=10)
     names = control.source.names()
     assert names == ["digits", "empty", "other"]
@@ -167,6 +174,75 @@ def test_explicit_load_and_unload(tmp_path: Path) -> None:
     assert served(plane.repository) == [("a", "1")]
     with pytest.raises(InvalidArgument, match="parameter 'config' is not a model configuration"):
         control.load("a", "{not json")
+
+
+def test_a_config_given_with_a_load_lasts_until_the_next_plain_load_or_sync(
+    tmp_path: Path,
+) -> None:
+    place(tmp_path, "a", 1)
+    control, plane = control_of(tmp_path, "explicit")
+    control.start(["a"])
+    assert plane.model("a").max_batch == 64
+    # A refused override neither changes what is served nor sticks to the model's files.
+    with pytest.raises(InvalidArgument, match=r"failed to load 'a': .*data_type TYPE_UINT8"):
+        control.load("a", '{"input": [{"name": "images", "data_type": "TYPE_UINT8"}]}')
+    control.unload("a")
+    control.load("a")
+    assert plane.model("a").max_batch == 64
+    # An accepted override serves until the model is loaded from its files again.
+    control.load("a", '{"max_batch_size": 2}')
+    assert plane.model("a").max_batch == 2
+    control.load("a")
+    assert plane.model("a").max_batch == 64
+    control.load("a", '{"max_batch_size": 2}')
+    control.sync_all()  # SIGHUP
+    assert plane.model("a").max_batch == 64
+    for bad, message in [
+        ("[]", "expected a JSON object"),
+        ('{"name": "other"}', "the config given with the load: name 'other' differs from the "
+         "model's folder 'a'"),
+        ('{"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [8]}}',
+         "preferred_batch_size 8 is outside 1 to max_batch_size 4"),
+    ]:  # fmt: skip
+        with pytest.raises(InvalidArgument, match=message):
+            control.load("a", bad)
+    assert plane.model("a").max_batch == 64
+
+
+def test_a_model_without_a_version_to_serve_is_listed_with_why_and_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    place(tmp_path, "typo", 1)
+    os.replace(tmp_path / "typo" / "1" / "model.onnx", tmp_path / "typo" / "1" / "Model.onnx")
+    place(tmp_path, "none", 1)
+    (tmp_path / "none" / "config.pbtxt").write_text("version_policy { specific { } }\n")
+    place(tmp_path, "broken", 1)
+    (tmp_path / "broken" / "config.pbtxt").write_text("bogus: 1\n")
+    control, plane = control_of(tmp_path, "poll")
+    control.start()
+    for _ in range(3):
+        control.sync_all()
+    reasons = {e.name: (e.state, e.reason) for e in plane.repository.index(control.source.names())}
+    assert reasons["typo"] == (
+        "UNAVAILABLE",
+        f"model 'typo' has no version folder holding its model file: expected "
+        f"{tmp_path / 'typo'}/<version number>/model.onnx",
+    )
+    assert reasons["none"] == (
+        "UNAVAILABLE",
+        "model 'none': its config's version_policy selects none of the versions 1",
+    )
+    assert reasons["broken"][0] == "UNAVAILABLE" and "unknown field 'bogus'" in reasons["broken"][1]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 3, errors  # one each, not one per poll
+
+
+def test_a_zero_padded_version_folder_is_its_number_as_triton_reads_it(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1)
+    os.replace(tmp_path / "m" / "1", tmp_path / "m" / "007")
+    control, plane = control_of(tmp_path)
+    control.start()
+    assert served(plane.repository) == [("m", "7")]
 
 
 def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
