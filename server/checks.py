@@ -110,10 +110,28 @@ def requested_outputs(
 
 
 def as_model_takes(model: Model, spec: TensorSpec, array: NDArray[Any]) -> NDArray[Any]:
-    """A checked input in the shape the graph takes (a config's reshape)."""
+    """A checked input in the shape the graph takes (a config's reshape), BYTES as text."""
+    if array.dtype.kind == "O":
+        array = _as_text(model, spec, array)
     if spec.model_dims is None:
         return array
     return array.reshape(_concrete(model, spec.model_dims, array.shape))
+
+
+def _as_text(model: Model, spec: TensorSpec, array: NDArray[Any]) -> NDArray[Any]:
+    """BYTES elements as the str that onnxruntime's string tensors take: it would turn bytes
+    into their repr ("b'...'"), and takes text only."""
+    texts = np.empty(array.size, dtype=object)
+    for index, value in enumerate(array.ravel()):
+        try:
+            texts[index] = value.decode() if isinstance(value, bytes) else str(value)
+        except UnicodeDecodeError as error:
+            raise InvalidArgument(
+                f"{model.describe(spec)}: BYTES element {index} is not UTF-8 text "
+                f"({error.reason} at byte {error.start}), expected UTF-8: the model's string "
+                "tensors hold text"
+            ) from None
+    return texts.reshape(array.shape)
 
 
 def as_client_gets(

@@ -116,6 +116,17 @@ def typed(path: Path) -> Path:
     return _save(path, graph)
 
 
+def strings(path: Path) -> Path:
+    """text STRING [N,1] -> echo (Identity): what a BYTES tensor reaches the model as."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["echo"])],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N", 1])],
+        [helper.make_tensor_value_info("echo", TensorProto.STRING, ["N", 1])],
+    )
+    return _save(path, graph)
+
+
 def misnamed(path: Path, op: str, name: str, height: int, width: int, classes: int) -> Path:
     """images [N,H,W] -> Flatten -> Gemm -> `op` (Softmax or LogSoftmax) -> output `name`, a
     name that suggests the other thing."""

@@ -10,7 +10,7 @@ import pytest
 
 from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
-from server.tensors import InputTensor
+from server.tensors import InputTensor, pack_strings
 from tests.server import foreign_models
 from tests.server.conftest import classify, infer, plane_with, tensor
 from tests.server.onnx_models import (
@@ -154,3 +154,20 @@ def test_an_output_too_large_for_its_shared_memory_is_refused_and_counted_a_fail
     assert infer(plane, scores_into(24)).outputs["scores"].shape == (2, 3)
     figures = plane.model_statistics("small")[0]
     assert (figures.success.count, figures.fail.count, figures.inference_count) == (1, 1, 2)
+
+
+def test_bytes_reach_the_model_as_the_text_sent_and_other_bytes_are_refused(
+    tmp_path: Path,
+) -> None:
+    plane = plane_with(foreign_models.strings(tmp_path / "s.onnx"), "echo")
+    sent = np.array([[b"hello"], ["h\u00e9".encode()]], dtype=object)
+    answer = infer(plane, InferRequest("echo", "", [_strings(sent)]))
+    assert answer.outputs["echo"].tolist() == [["hello"], ["h\u00e9"]]
+    latin1 = np.array([[b"ok"], [b"h\xe9"]], dtype=object)
+    with pytest.raises(InvalidArgument, match="input 'text' of model 'echo': BYTES element 1 is "
+                       "not UTF-8 text"):  # fmt: skip
+        infer(plane, InferRequest("echo", "", [_strings(latin1)]))
+
+
+def _strings(array: np.ndarray) -> InputTensor:
+    return InputTensor("text", "BYTES", array.shape, raw=pack_strings(array))
