@@ -136,19 +136,27 @@ def _from_typed(
             raise InvalidArgument(
                 f"{what}: {where} holds values that are not {datatype} ({error})"
             ) from None
-    # Narrow integers travel in 32-bit fields: a value that does not fit is refused, not wrapped.
-    try:
-        wide = np.asarray(values, dtype=np.int64 if datatype.numpy.kind == "i" else np.uint64)
-    except (TypeError, ValueError, OverflowError) as error:
-        raise InvalidArgument(
-            f"{what}: {where} holds values that are not {datatype} ({error})"
-        ) from None
+    # Narrow integers travel in 32-bit fields, JSON integers in any size: a value that does not
+    # fit is refused, not wrapped. The values are compared as they came (numpy compares Python
+    # ints exactly), so that -1 is not read as a UINT64 of 2**64 - 1.
+    wide = np.asarray(values)
+    if wide.dtype.kind not in "iuO":
+        raise InvalidArgument(f"{what}: {where} holds values that are not {datatype}")
     limits = np.iinfo(datatype.numpy)
-    outside = (wide < limits.min) | (wide > limits.max)
+    flat = wide.reshape(-1)
+    if flat.dtype.kind == "O":  # Python ints past 64 bits (JSON)
+        try:
+            outside = np.array([not limits.min <= int(v) <= limits.max for v in flat], bool)
+        except (TypeError, ValueError) as error:
+            raise InvalidArgument(
+                f"{what}: {where} holds values that are not {datatype} ({error})"
+            ) from None
+    else:
+        outside = (flat < limits.min) | (flat > limits.max)
     if outside.any():
         first = int(np.flatnonzero(outside)[0])
         raise InvalidArgument(
-            f"{what}: {where}[{first}] is {int(wide[first])}, outside the {datatype} range "
+            f"{what}: {where}[{first}] is {int(flat[first])}, outside the {datatype} range "
             f"[{limits.min}, {limits.max}]"
         )
-    return wide.astype(datatype.numpy).reshape(shape)
+    return flat.astype(datatype.numpy).reshape(shape)

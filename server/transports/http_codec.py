@@ -60,7 +60,6 @@ BINARY_DATA_OUTPUT = "binary_data_output"
 # Tensor parameters that ask for a Triton extension this server lacks: refused, as oip_codec
 # refuses them on gRPC, since ignoring them would answer something else than was asked.
 _EXTENSION_PARAMETERS = {"shared_memory_region": "shared-memory"}
-_INTEGER_KINDS = "iub"
 
 
 @dataclass(frozen=True)
@@ -444,10 +443,15 @@ def _typed_values(data: Any, datatype: str, what: str) -> NDArray[Any]:
         encoded = np.empty(values.size, dtype=object)
         encoded[:] = [str(value).encode() for value in values.reshape(-1)]
         return encoded
-    if known.numpy.kind in "iu" and values.size and values.dtype.kind not in _INTEGER_KINDS:
-        raise InvalidArgument(
-            f"{what}: 'data' holds non-integer values, expected integers for {datatype}"
-        )
+    if known.numpy.kind in "iu" and values.size and values.dtype.kind not in "iu":
+        # Integers past int64 beside negative ones make numpy choose float64, which rounds them:
+        # kept as Python ints, they are range-checked exactly. JSON true is not an integer.
+        exact = np.asarray(data, dtype=object).reshape(-1)
+        if not all(type(value) is int for value in exact):
+            raise InvalidArgument(
+                f"{what}: 'data' holds non-integer values, expected integers for {datatype}"
+            )
+        return exact
     if known.numpy.kind == "b" and values.size and values.dtype.kind != "b":
         raise InvalidArgument(f"{what}: 'data' holds non-boolean values, expected true or false")
     if known.numpy.kind == "f" and values.size and values.dtype.kind not in "iuf":

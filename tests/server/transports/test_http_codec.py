@@ -223,3 +223,27 @@ def test_errors_are_one_json_object() -> None:
     reply = http_codec.error_reply(404, "Request for unknown model: 'x' is not found")
     assert reply.status == 404
     assert json.loads(reply.body) == {"error": "Request for unknown model: 'x' is not found"}
+
+
+def test_json_integers_of_any_size_are_range_checked_exactly() -> None:
+    uint64 = datatypes.by_name("UINT64")
+    assert uint64 is not None
+
+    def decoded(datatype: str, values: list[Any]) -> list[int]:
+        document = {"inputs": [{"name": "x", "shape": [len(values)], "datatype": datatype,
+                                "data": values}]}  # fmt: skip
+        request, _ = http_codec.infer_request(*body(document), "m", "")
+        known = datatypes.by_name(datatype)
+        assert known is not None
+        return decode(request.inputs[0], known, "x").tolist()  # type: ignore[no-any-return]
+
+    # numpy alone would read these as float64 and round the second to 2**64.
+    assert decoded("UINT64", [1, 2**64 - 1]) == [1, 2**64 - 1]
+    for datatype, values, message in [
+        ("UINT64", [-1, 5], r"data\[0\] is -1, outside the UINT64 range"),
+        ("UINT16", [3, -5], r"data\[1\] is -5, outside the UINT16 range"),
+        ("INT64", [1, 2**70], rf"data\[1\] is {2**70}, outside the INT64 range"),
+        ("INT32", [True, False], "'data' holds non-integer values, expected integers for INT32"),
+    ]:
+        with pytest.raises(InvalidArgument, match=message):
+            decoded(datatype, values)
