@@ -318,7 +318,7 @@ def _split(body: bytes, header_length: str | None, model: str) -> tuple[bytes, m
     if header_length is None:
         return body, memoryview(b"")
     text = header_length.strip()
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):  # int() would take '٣', isdigit() '²'
         raise InvalidArgument(
             f"header {HEADER_LENGTH} of a request for model '{model}' is '{clip(header_length)}',"
             f" expected the JSON's length in bytes (0 to {len(body)})"

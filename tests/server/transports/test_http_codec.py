@@ -129,6 +129,8 @@ def sized(size: int) -> dict[str, Any]:
          "but its inputs' 'binary_data_size' add up to 2"),
         ({"inputs": []}, (b"12",), "999", "says 999 bytes of JSON, but the body has only"),
         ({"inputs": []}, (b"12",), "-1", "is '-1', expected the JSON's length in bytes"),
+        ({"inputs": []}, (b"12",), "\u00b2", "is '\u00b2', expected the JSON's length in bytes"),
+        ({"inputs": []}, (b"12",), "\u0663", "is '\u0663', expected the JSON's length in bytes"),
         ({"inputs": [], "parameters": {"binary_data_output": "yes"}}, (), None,
          "'binary_data_output' for model 'm' is \"yes\", expected true or false"),
         ({"inputs": [], "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r"}}]},
