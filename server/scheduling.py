@@ -314,14 +314,27 @@ class Batcher:
         }
         total = sum(waiting.job.items for waiting in batch)
         merged = Job(feeds, first.outputs, total)
+        run = asyncio.ensure_future(self.runner.run(merged, self.config.max_queue))
+        abandoned = False
+
+        def abandon(_: object) -> None:
+            # Once every call of the batch is cancelled or out of time, nobody waits for the
+            # run: cancelling it stops it within one slice, as a call without batching would.
+            nonlocal abandoned
+            if not run.done() and all(waiting.future.done() for waiting in batch):
+                abandoned = True
+                run.cancel()
+
+        for waiting in batch:
+            waiting.future.add_done_callback(abandon)
         try:
-            results = await self.runner.run(merged, self.config.max_queue)
+            results = await run
         except BaseException as error:
             for waiting in batch:
                 if not waiting.future.done():
                     waiting.future.set_exception(error)
-            if isinstance(error, asyncio.CancelledError):
-                raise
+            if isinstance(error, asyncio.CancelledError) and not abandoned:
+                raise  # the batcher itself is cancelled (the server stops)
             return
         offset = 0
         for waiting in batch:

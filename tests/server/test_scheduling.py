@@ -4,6 +4,7 @@ slices of the size that runs fastest per item, with the same answers as one run.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from numpy.typing import NDArray
 from server import model as model_module
 from server.memory import release_free_memory
 from server.model import load_model
-from server.scheduling import Executor, Job, Limits, Runner
+from server.scheduling import Batcher, BatchingConfig, Executor, Job, Limits, Runner
 from server.session import Session
 from tests.server.onnx_models import build_classifier, random_classifier
 
@@ -57,6 +58,48 @@ def test_a_large_batch_runs_in_slices_with_the_answers_of_one_run(
     assert session.sizes == sizes
     np.testing.assert_array_equal(sliced["label"], whole["label"])
     np.testing.assert_allclose(sliced["scores"], whole["scores"], rtol=1e-6, atol=1e-6)
+
+
+class GatedSession(CountingSession):
+    """A counting session whose runs each wait for a permit of `gate`."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.gate = threading.Semaphore(0)
+
+    def run(
+        self, outputs: Sequence[str], feeds: Mapping[str, NDArray[Any]], options: Any = None
+    ) -> dict[str, NDArray[Any]]:
+        self.gate.acquire()
+        return super().run(outputs, feeds, options)
+
+
+@pytest.mark.parametrize("batching", [False, True])
+def test_a_run_nobody_waits_for_stops_at_the_next_slice(classifier: Path, batching: bool) -> None:
+    session = GatedSession(classifier)
+    executor = Executor(Limits(threads=1, inline_seconds=0, slice_bytes=100 * 6 * 7 * 4))
+    runner = Runner(session, executor, (1e-3, 1e-5), batched=True)
+    scheduler = Batcher(runner, BatchingConfig(), 1000) if batching else runner
+    images = np.random.default_rng(0).random((1000, 6, 7), dtype=np.float32)
+
+    async def scenario() -> tuple[int, Any]:
+        call = asyncio.ensure_future(scheduler.run(Job({"images": images}, ["label"], 1000)))
+        session.gate.release(2)
+        while len(session.sizes) < 2:  # two of the ten 100-image slices have run
+            await asyncio.sleep(0.005)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        session.gate.release(20)
+        await executor.call(lambda: None)  # the one thread is done with the cancelled run
+        ran = len(session.sizes)
+        after = await scheduler.run(Job({"images": images[:1]}, ["label"], 1))
+        return ran, after
+
+    ran, after = asyncio.run(scenario())
+    executor.shutdown()
+    assert ran == 3  # the two, and the one that was waiting to start when the call went
+    assert after["label"].shape == (1,)
 
 
 @pytest.mark.parametrize(
