@@ -107,6 +107,32 @@ async def _maybe_off_loop(size: int, work: Callable[[], _T]) -> _T:
     return work()
 
 
+async def _unless_client_leaves(request: Request, work: Awaitable[_T], size: int) -> _T:
+    """`work`, cancelled if the client disconnects meanwhile (ClientDisconnect), as gRPC cancels
+    a call whose client has gone; watched only for requests over OFF_LOOP_BYTES: smaller ones
+    are answered before a watch would pay for itself."""
+    if size <= OFF_LOOP_BYTES:
+        return await work
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((task, gone), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not task.done():
+        task.cancel()  # the data plane counts and logs the call as cancelled
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise ClientDisconnect()
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    """Return when the client disconnects (the body has been read: nothing else can come)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def _endpoint(handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
     """A Starlette endpoint that answers errors the protocol's way: `{"error": ...}`."""
 
@@ -172,7 +198,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
                     return http_codec.infer_request(data, header_length, name, version)
 
                 decoded, binary = await _maybe_off_loop(len(body), decode)
-                answer = await plane.infer(decoded, call)
+                answer = await _unless_client_leaves(request, plane.infer(decoded, call), len(body))
                 size = sum(value.nbytes for value in answer.outputs.values())
                 return await _maybe_off_loop(
                     size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)

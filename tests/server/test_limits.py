@@ -8,7 +8,9 @@ table of docs/server.md says.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
+import socket
 import statistics
 import threading
 import time
@@ -267,6 +269,32 @@ def test_a_cancelled_150000_image_call_stops_computing_and_the_next_call_is_not_
         [model] = stats.model_stats
         assert model.inference_stats.fail.count == 1  # the cancelled call, counted as failed
         assert model.inference_stats.success.count == 3
+    finally:
+        assert server.stop() == 0
+
+
+def test_an_http_client_that_leaves_mid_run_cancels_it(
+    model_onnx_uint8: Path, mnist: Dataset, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    server = start_gated_server(model_onnx_uint8, gate, tmp_dir=tmp_path, http=True)
+    images = mnist.test_images[:200]  # 157 KB: above what is answered before a watch pays
+    tensor = {"name": "images", "shape": list(images.shape), "datatype": "UINT8"}
+    tensor["parameters"] = {"binary_data_size": images.nbytes}
+    header = json.dumps({"inputs": [tensor]}).encode()
+    body = header + images.tobytes()
+    try:
+        with closed(gate):
+            with socket.create_connection(("127.0.0.1", server.http_port)) as client:
+                client.sendall(
+                    b"POST /v2/models/scratchnet/infer HTTP/1.1\r\nHost: t\r\n"
+                    b"Inference-Header-Content-Length: %d\r\nContent-Length: %d\r\n\r\n"
+                    % (len(header), len(body))
+                    + body
+                )
+                until(lambda: runs_at_gate(gate) == 1)
+            # Gone while its run waits: the call ends cancelled, the gate still closed.
+            until(lambda: "api=http" in server.stderr() and "status=CANCELLED" in server.stderr())
     finally:
         assert server.stop() == 0
 

@@ -48,11 +48,15 @@ def uint8_request(images: NDArray[Any]) -> pb.PredictRequest:
     return pb.PredictRequest(images=tensor)
 
 
-def start_gated_server(model: Path, gate: Path, *args: str, tmp_dir: Path) -> RunningServer:
-    """`python -m server --model MODEL --inline-us 0 ARGS` whose runs wait while `gate` exists."""
+def start_gated_server(
+    model: Path, gate: Path, *args: str, tmp_dir: Path, **options: Any
+) -> RunningServer:
+    """`python -m server --model MODEL --inline-us 0 ARGS` whose runs wait while `gate` exists
+    (`options`, such as http=True, go to start_server)."""
     return start_server(
-        model, "--inline-us", "0", *args, tmp_dir=tmp_dir, python_args=("-c", GATED_RUNS, str(gate))
-    )
+        model, "--inline-us", "0", *args, tmp_dir=tmp_dir,
+        python_args=("-c", GATED_RUNS, str(gate)), **options,
+    )  # fmt: skip
 
 
 def runs_at_gate(gate: Path) -> int:
