@@ -421,7 +421,13 @@ class DataPlane:
         batch = job.batch_items if job is not None else 0
         if error is None:
             status, reason = "OK", ""
-            self.statistics.success(model.name, model.version, admission.items, timing, batch)
+            run = job.run if job is not None else None
+            new_run = run is None or not run.counted  # a merged run counts once, as Triton's
+            if run is not None:
+                run.counted = True
+            self.statistics.success(
+                model.name, model.version, admission.items, timing, batch, new_run
+            )
         else:
             status, reason = _status(error)
             self.statistics.failure(model.name, model.version, timing)

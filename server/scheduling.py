@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 from scratchnet.errors import ResourceExhausted
 from server.session import Session
 
-__all__ = ["Batcher", "BatchingConfig", "Executor", "Job", "Limits", "Runner"]
+__all__ = ["Batcher", "BatchingConfig", "Executor", "Job", "Limits", "Runner", "SharedRun"]
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -61,7 +61,7 @@ class BatchingConfig:
     server's --max-queue."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # by identity: comparing feeds would compare numpy arrays
 class Job:
     """One run of a model: its inputs, the outputs wanted and how many items its batch holds
     (0 for a model without a batch dimension)."""
@@ -73,6 +73,18 @@ class Job:
     """Set by the scheduler: how long the job waited before it ran."""
     batch_items: int = 0
     """Set by the scheduler: the size of the batch the job ran in."""
+    run: SharedRun | None = None
+    """Set by the scheduler when the job ran merged with others: that one run."""
+
+
+class SharedRun:
+    """One model run that several jobs took part in (dynamic batching), so that it is counted
+    once among them."""
+
+    __slots__ = ("counted",)
+
+    def __init__(self) -> None:
+        self.counted = False
 
 
 class _Stop:
@@ -166,8 +178,8 @@ class Runner:
         results = self.run_inline(job)
         if results is not None:
             return results
-        job.batch_items = job.items
         self.executor.admit(queue_limit)
+        job.batch_items = job.items
         stop = _Stop()
         queued = time.perf_counter_ns()
 
@@ -203,7 +215,7 @@ class Runner:
         return min(size, self.slice_items) if self.slice_items else size
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: list.remove must not compare jobs' numpy arrays
 class _Waiting:
     job: Job
     future: asyncio.Future[Arrays]
@@ -337,10 +349,12 @@ class Batcher:
                 raise  # the batcher itself is cancelled (the server stops)
             return
         offset = 0
+        shared = SharedRun() if len(batch) > 1 else None
         for waiting in batch:
             count = waiting.job.items
             waiting.job.queue_ns = started - waiting.enqueued + merged.queue_ns
             waiting.job.batch_items = total
+            waiting.job.run = shared
             if not waiting.future.done():
                 waiting.future.set_result(
                     {name: value[offset : offset + count] for name, value in results.items()}

@@ -83,7 +83,7 @@ class _Counters:
     def __init__(self) -> None:
         self.last_inference_ms = 0
         self.inference_count = 0
-        self.executions = 0.0
+        self.executions = 0
         self.stages = [0] * (2 * len(_STAGES))
         self.batches: dict[int, list[int]] = {}
 
@@ -96,7 +96,7 @@ class _Counters:
             version,
             self.last_inference_ms,
             self.inference_count,
-            round(self.executions),
+            self.executions,
             **stages,
             batches=tuple(
                 BatchStatistics(
@@ -124,10 +124,17 @@ class Statistics:
         return counters
 
     def success(
-        self, name: str, version: str, items: int, timing: Timing, batch_items: int = 0
+        self,
+        name: str,
+        version: str,
+        items: int,
+        timing: Timing,
+        batch_items: int = 0,
+        new_run: bool = True,
     ) -> None:
         """Record a successful request of `items` items, run in a batch of `batch_items` (its own
-        size if 0): a batch of several requests counts as one execution among them."""
+        size if 0); `new_run`: the first request of its run to be recorded. As Triton's, each
+        request adds its own durations, and each run once to the executions and batch sizes."""
         total = timing.total
         ran_with = batch_items or items
         put_in, infer, put_out = timing.compute_input, timing.compute_infer, timing.compute_output
@@ -135,7 +142,6 @@ class Statistics:
             counters = self._counters(name, version)
             counters.last_inference_ms = time.time_ns() // 1_000_000
             counters.inference_count += items
-            counters.executions += items / ran_with if ran_with else 1.0
             # Spelled out, in _STAGES order: this runs for every request.
             stages = counters.stages
             stages[0] += 1
@@ -148,6 +154,9 @@ class Statistics:
             stages[9] += infer
             stages[10] += 1
             stages[11] += put_out
+            if not new_run:
+                return
+            counters.executions += 1
             batch = counters.batches.get(ran_with)
             if batch is None:
                 batch = counters.batches[ran_with] = [0] * 6

@@ -10,6 +10,9 @@ import pytest
 
 from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
+from server.model import load_model
+from server.repository import ModelRepository
+from server.scheduling import BatchingConfig, Limits
 from server.tensors import InputTensor, pack_strings
 from tests.server import foreign_models
 from tests.server.conftest import classify, infer, plane_with, tensor
@@ -171,3 +174,26 @@ def test_bytes_reach_the_model_as_the_text_sent_and_other_bytes_are_refused(
 
 def _strings(array: np.ndarray) -> InputTensor:
     return InputTensor("text", "BYTES", array.shape, raw=pack_strings(array))
+
+
+def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_do(
+    tmp_path: Path,
+) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    repository = ModelRepository()
+    repository.add(load_model(build_classifier(tmp_path / "m.onnx", weights, biases), "m",
+                              max_batch=64))  # fmt: skip
+    # Every run on an inference thread, and 0.2 s for the three requests to meet in a batch.
+    plane = DataPlane(repository, limits=Limits(inline_seconds=0),
+                      batching=BatchingConfig(max_delay_seconds=0.2))  # fmt: skip
+    images = np.random.default_rng(2).random((6, 4, 5), dtype=np.float32)
+
+    async def three() -> None:
+        requests = [InferRequest("m", "", [tensor(images[i : i + 2])]) for i in (0, 2, 4)]
+        await asyncio.gather(*(plane.infer(request) for request in requests))
+        plane.close()
+
+    asyncio.run(three())
+    (figures,) = plane.model_statistics("m")
+    assert (figures.success.count, figures.inference_count, figures.execution_count) == (3, 6, 1)
+    assert [(b.batch_size, b.compute_infer.count) for b in figures.batches] == [(6, 1)]

@@ -102,6 +102,31 @@ def test_a_run_nobody_waits_for_stops_at_the_next_slice(classifier: Path, batchi
     assert after["label"].shape == (1,)
 
 
+def test_jobs_waiting_with_different_outputs_each_get_their_batch(classifier: Path) -> None:
+    session = GatedSession(classifier)
+    executor = Executor(Limits(threads=1, inline_seconds=0))
+    batcher = Batcher(Runner(session, executor, (1e-3, 1e-5), batched=True), BatchingConfig(), 64)
+    images = np.random.default_rng(0).random((4, 6, 7), dtype=np.float32)
+
+    async def scenario() -> list[Any]:
+        first = asyncio.ensure_future(batcher.run(Job({"images": images}, ["label"], 4)))
+        while executor.idle or batcher.depth:  # until the first run waits at the gate
+            await asyncio.sleep(0.005)
+        # Queued behind it: two jobs that can merge, and one between them that cannot.
+        later = [
+            asyncio.ensure_future(batcher.run(Job({"images": images[:n]}, [output], n)))
+            for n, output in ((1, "label"), (2, "scores"), (3, "label"))
+        ]
+        await asyncio.sleep(0.01)
+        session.gate.release(10)
+        return list(await asyncio.wait_for(asyncio.gather(first, *later), 10))
+
+    answers = asyncio.run(scenario())
+    executor.shutdown()
+    assert [list(answer) for answer in answers] == [["label"], ["label"], ["scores"], ["label"]]
+    assert session.sizes == [4, 4, 2]  # the two label jobs ran as one batch of 4
+
+
 @pytest.mark.parametrize(
     ("seconds_per_item", "chosen"),
     [
