@@ -44,6 +44,7 @@ from server.security import (
     load_tokens,
     read_credentials,
     server_credentials,
+    tls_context,
 )
 from server.shared_memory import SharedMemory
 from server.transports import oip_service, v1_service
@@ -87,6 +88,9 @@ def build_server(
         )
     try:
         if config.tls_cert is not None and config.tls_key is not None:
+            # gRPC says only that the port failed: a key of another certificate, or a file that
+            # is not PEM, is named here first, as the HTTP and metrics listeners name it.
+            tls_context("the gRPC port", config.tls_cert, config.tls_key, config.tls_client_ca)
             pem = read_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
             port = server.add_secure_port(config.address, server_credentials(*pem))
         else:

@@ -186,3 +186,14 @@ def test_exposure_is_warned_about_and_bad_tls_flags_are_one_line(tmp_path: Path)
         "0", check=False, timeout=60,
     )  # fmt: skip
     assert "not a PEM file" in result.stderr and result.returncode == 2
+
+
+def test_a_key_of_another_certificate_is_named_not_taken_for_a_busy_port(
+    model_onnx: Path, pki: dict[str, Pem]
+) -> None:
+    result = run_module(
+        "server", "--model", model_onnx, "--port", "0", "--tls-cert", pki["server"].cert,
+        "--tls-key", pki["client"].key, check=False, timeout=60,
+    )  # fmt: skip
+    assert_one_line_error(result, "python -m server", "the gRPC port: cannot use the TLS files")
+    assert "address in use" not in result.stderr
