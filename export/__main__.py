@@ -37,6 +37,7 @@ from scratchnet.contract import (
 )
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import ExportError
+from scratchnet.files import check_writable
 
 # Export options that mean nothing to --check, with their flags for the error message.
 _EXPORT_ONLY = {
@@ -148,14 +149,17 @@ def _run(parser: ArgumentParser, args: argparse.Namespace) -> int:
     }
     options = ExportOptions(**{key: value for key, value in chosen.items() if value is not None})
     model = export_artifact(args.artifact or DEFAULT_ARTIFACT, options)
+    writes_file = args.output is not None or args.triton_repo is None
+    output = (args.output or DEFAULT_MODEL) if writes_file else None
+    if output is not None:
+        check_writable(output)  # before the repository: a refused output leaves no repository
     # The repository first: it checks its inputs before writing, so a refused repository leaves
     # no model file behind either.
     if args.triton_repo is not None:
         max_batch = DEFAULT_MAX_BATCH if args.max_batch is None else args.max_batch
         folder = write_repository(args.triton_repo, model, max_batch)
         print(f"wrote Triton model repository {folder} (version {model.model_version})")
-    if args.output is not None or args.triton_repo is None:
-        output = args.output or DEFAULT_MODEL
+    if output is not None:
         data = model_bytes(model)
         write_file(output, data)
         print(f"wrote {output} ({_describe(model)}, {len(data):,} bytes)")

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_INT64_MAX = 2**63 - 1
+"""The largest ModelProto.model_version."""
 
 
 @dataclass(frozen=True)
@@ -60,8 +62,11 @@ def build_model(artifact: Artifact, artifact_sha256: str, options: ExportOptions
             f"model name {options.name!r}: expected letters, digits, '_', '-' and '.', not "
             "starting with '-' or '.' (it names the Triton model folder)"
         )
-    if options.model_version < 1:
-        raise ExportError(f"model version {options.model_version}: expected an integer >= 1")
+    if not 1 <= options.model_version <= _INT64_MAX:
+        raise ExportError(
+            f"model version {options.model_version}: expected an integer from 1 to {_INT64_MAX} "
+            "(ONNX's model_version is an int64)"
+        )
     graph = build_graph(artifact.weights, artifact.biases, options.input_dtype, options.name)
     model = helper.make_model(
         graph,

@@ -18,6 +18,7 @@ from export.model import model_bytes, write_file
 from scratchnet import datatypes
 from scratchnet.contract import CLASS_LABELS, PROBABILITIES, SCORES
 from scratchnet.errors import ExportError
+from scratchnet.files import check_writable
 
 __all__ = ["LABELS_FILE", "config_pbtxt", "write_repository"]
 
@@ -62,10 +63,13 @@ def write_repository(
                 f"class label {label!r} holds a line break: expected one line per label, as "
                 f"Triton's {LABELS_FILE} has one label a line"
             )
-    write_file(folder / LABELS_FILE, "".join(f"{label}\n" for label in labels).encode())
-    write_file(folder / str(model.model_version) / "model.onnx", model_bytes(model))
-    # Last, so that Triton never sees a config whose model file is not there yet.
-    write_file(folder / "config.pbtxt", config.encode())
+    files = [folder / LABELS_FILE, folder / str(model.model_version) / "model.onnx"]
+    files.append(folder / "config.pbtxt")  # last: Triton never sees a config without its model
+    for path in files:
+        check_writable(path)
+    contents = ["".join(f"{label}\n" for label in labels).encode(), model_bytes(model)]
+    for path, data in zip(files, [*contents, config.encode()], strict=True):
+        write_file(path, data)
     return folder
 
 

@@ -77,8 +77,16 @@ def save_artifact(path: str | os.PathLike[str], artifact: Artifact) -> None:
 def load_artifact(path: str | os.PathLike[str]) -> Artifact:
     """Read and validate an artifact; any problem is an ArtifactError naming the file."""
     name = str(path)
+    if Path(path).is_dir():
+        raise ArtifactError(
+            f"artifact {name} is a folder: expected the .npz file that `python -m trainer` writes"
+        )
     if not Path(path).is_file():
         raise ArtifactError(f"artifact {name} not found (train one with `python -m trainer`)")
+    try:
+        open(path, "rb").close()  # is_zipfile says False for a file it may not read
+    except OSError as error:
+        raise ArtifactError(f"cannot read artifact {name}: {error.strerror}") from None
     if not zipfile.is_zipfile(path):
         raise ArtifactError(
             f"artifact {name} is not an npz file: expected the .npz that `python -m trainer` writes"

@@ -82,14 +82,19 @@ def load_dataset(path: str | os.PathLike[str] | None) -> Dataset:
     if path is None:
         return _load_bundled()
     source = Path(path)
-    if source.is_dir():
-        files = {role: _idx_file(source, role) for role in _ROLES}
-        arrays = {role: read_idx(file, _IDX_FILES[role][2]).values for role, file in files.items()}
-        sources = {role: str(file) for role, file in files.items()}
-        return _assemble(source.resolve().name, arrays, sources)
-    if source.is_file():
-        arrays, sources = _read_npz(source)
-        return _assemble(source.stem, arrays, sources)
+    try:
+        if source.is_dir():
+            files = {role: _idx_file(source, role) for role in _ROLES}
+            arrays = {
+                role: read_idx(file, _IDX_FILES[role][2]).values for role, file in files.items()
+            }
+            sources = {role: str(file) for role, file in files.items()}
+            return _assemble(source.resolve().name, arrays, sources)
+        if source.is_file():
+            arrays, sources = _read_npz(source)
+            return _assemble(source.stem, arrays, sources)
+    except PermissionError as error:  # a folder or file this user may not read
+        raise DataError(f"cannot read {error.filename or source}: permission denied") from None
     raise DataError(f"data {source} not found: expected a directory of IDX files or an .npz file")
 
 
@@ -131,6 +136,7 @@ def _idx_file(directory: Path, role: str) -> Path:
 
 
 def _read_npz(path: Path) -> tuple[dict[str, NDArray[Any]], dict[str, str]]:
+    open(path, "rb").close()  # is_zipfile says False for a file it may not read
     if not zipfile.is_zipfile(path):
         raise DataError(
             f"{path} is not an npz file: expected a directory of IDX files or an .npz file"

@@ -19,9 +19,7 @@ _Made = TypeVar("_Made")
 
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Fail now, before any work, if atomic_write(path) could not write there; creates nothing."""
-    target = Path(path)
-    if target.is_dir():
-        raise ScratchnetError(f"cannot write {target}: it is a directory, expected a file path")
+    target = _file_target(path)
     folder = target.parent
     while not folder.exists():  # ends at "." or "/" at the latest, which exist
         folder = folder.parent
@@ -43,7 +41,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     `.NAME.*.tmp` file, never a partial `path`. An OSError, in the caller's block (a full disk)
     or in those last steps, becomes a one-line ScratchnetError.
     """
-    target = Path(path)
+    target = _file_target(path)
     fd, temp_name = _beside(target, tempfile.mkstemp)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -83,6 +81,24 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _file_target(path: str | os.PathLike[str]) -> Path:
+    """The file that writing `path` replaces: a symbolic link's target, written through rather
+    than replaced by a file; ScratchnetError for a folder or a device, FIFO or socket, which a
+    rename would replace."""
+    raw = os.fspath(path)
+    target = Path(raw)
+    if raw.endswith("/") or target.is_dir():
+        raise ScratchnetError(f"cannot write {raw}: it is a directory, expected a file path")
+    if target.is_symlink():
+        target = Path(os.path.realpath(target))
+    if target.exists() and not target.is_file():
+        raise ScratchnetError(
+            f"cannot write {raw}: it is not a regular file (a device, FIFO or socket), "
+            "expected a file path"
+        )
+    return target
 
 
 def _beside(target: Path, make: Callable[..., _Made]) -> _Made:

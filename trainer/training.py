@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 from scratchnet.artifact import Artifact
 from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE, INPUT_SCALE_KEY, VERSIONS
 from scratchnet.datasets import Dataset, Images
+from scratchnet.errors import ScratchnetError
 from scratchnet.forward import predict
 from scratchnet.versions import scratchnet_version
 from trainer.recipes import RECIPES, Hyperparameters
@@ -34,10 +35,21 @@ def train(
 ) -> TrainingResult:
     """Train on `dataset` with `hyperparameters`; the metadata records everything but timings."""
     started = time.perf_counter()
-    weights, biases = train_parameters(
-        dataset.train_images, dataset.train_labels, dataset.num_classes, hyperparameters, progress
-    )
+    # A learning rate too large overflows: said once below, not as numpy's warnings on the way.
+    with np.errstate(over="ignore", invalid="ignore"):
+        weights, biases = train_parameters(
+            dataset.train_images,
+            dataset.train_labels,
+            dataset.num_classes,
+            hyperparameters,
+            progress,
+        )
     seconds = time.perf_counter() - started
+    if not (np.isfinite(weights).all() and np.isfinite(biases).all()):
+        raise ScratchnetError(
+            f"training diverged: the weights became NaN or infinite at learning rate "
+            f"{hyperparameters.lr:g}, expected a smaller --lr"
+        )
     metadata: dict[str, Any] = {
         CLASS_LABELS: [str(label) for label in range(dataset.num_classes)],
         IMAGE_SHAPE: list(dataset.image_shape),

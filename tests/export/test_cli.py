@@ -98,7 +98,20 @@ BAD_INVOCATIONS = {
     "opset too new": (["{artifact}", "--opset", "999"], "opset 999 is newer than the installed"),
     "opset not a number": (["{artifact}", "--opset", "x"], "invalid int value: 'x'"),
     "input dtype": (["{artifact}", "--input-dtype", "float16"], "invalid choice: 'float16'"),
-    "model version": (["{artifact}", "--model-version", "0"], "expected an integer >= 1"),
+    "model version": (["{artifact}", "--model-version", "0"], "expected an integer from 1 to"),
+    "model version past int64": (
+        ["{artifact}", "--model-version", "9223372036854775808"],
+        "expected an integer from 1 to 9223372036854775807",
+    ),
+    "artifact is a folder": (["{tmp}"], "is a folder: expected the .npz file"),
+    "repository clashing with a file": (
+        ["{artifact}", "--triton-repo", "{tmp}/clash", "--model-name", "m"],
+        "clash/m/1 is not a folder",
+    ),
+    "model file beside a repository is a folder": (
+        ["{artifact}", "--triton-repo", "{tmp}/t2", "-o", "{tmp}"],
+        "it is a directory",
+    ),
     "model name": (["{artifact}", "--model-name", "../x"], "model name '../x'"),
     "empty model name": (["{artifact}", "--model-name", ""], "model name ''"),
     "max batch": (
@@ -139,6 +152,9 @@ def test_bad_invocations_fail_with_one_line_and_no_file(
     save_artifact(
         tmp_path / "multiline.npz", make_artifact(metadata={"class_labels": ["a\nb", "c", "d"]})
     )
+    # A repository whose version folder is a file: its labels.txt must not be written either.
+    (tmp_path / "clash" / "m").mkdir(parents=True)
+    (tmp_path / "clash" / "m" / "1").write_text("")
     before = sorted(tmp_path.rglob("*"))
     template, words = BAD_INVOCATIONS[case]
     args = [arg.format(tmp=tmp_path, artifact=small_artifact) for arg in template]

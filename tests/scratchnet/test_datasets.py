@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
+import subprocess
+import sys
+import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -19,6 +23,7 @@ from scratchnet import datasets
 from scratchnet.datasets import BUNDLED_MNIST, Dataset, load_dataset
 from scratchnet.errors import DataError
 from scratchnet.idx import LABELS_MAGIC, read_idx, write_idx
+from tests.conftest import REPO
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -283,3 +288,40 @@ def test_a_corrupt_bundled_file_fails_its_checksum(
         DataError, match=r"corrupt: MD5 of its content is [0-9a-f]{32}, expected 27ae"
     ):
         load_dataset(None)
+
+
+def test_files_this_user_may_not_read_are_named_in_one_line() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="scratchnet-unreadable-"))
+    try:
+        folder.chmod(0o755)  # reachable by the unprivileged user below
+        for name in ("data.npz", "model.npz"):
+            (folder / name).write_bytes(b"PK\x05\x06" + bytes(18))  # an empty zip
+            (folder / name).chmod(0)
+        (folder / "idx").mkdir(mode=0)
+        code = (
+            "import sys\n"
+            "from scratchnet.artifact import load_artifact\n"
+            "from scratchnet.datasets import load_dataset\n"
+            "from scratchnet.errors import ScratchnetError\n"
+            "for load, path in ((load_dataset, 'data.npz'), (load_dataset, 'idx'),"
+            " (load_artifact, 'model.npz')):\n"
+            "    try:\n"
+            "        load(f'{sys.argv[1]}/{path}')\n"
+            "    except ScratchnetError as error:\n"
+            "        print(error)\n"
+        )
+        # Root reads everything: the check runs as an unprivileged user.
+        user = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
+        command = [*(user if os.geteuid() == 0 else []), sys.executable, "-c", code, str(folder)]
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0 and result.stderr == "", result.stderr
+        assert result.stdout.splitlines() == [
+            f"cannot read {folder}/data.npz: permission denied",
+            f"cannot read {folder}/idx/train-images-idx3-ubyte.gz: permission denied",
+            f"cannot read artifact {folder}/model.npz: Permission denied",
+        ]
+    finally:
+        (folder / "idx").chmod(0o755)
+        shutil.rmtree(folder)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scratchnet.errors import ScratchnetError
-from scratchnet.files import atomic_directory, atomic_write
+from scratchnet.files import atomic_directory, atomic_write, check_writable
 
 
 def test_writes_and_creates_folders(tmp_path: Path) -> None:
@@ -63,12 +64,34 @@ def test_a_killed_writer_leaves_the_previous_file_intact(tmp_path: Path) -> None
 def test_an_unwritable_target_is_a_one_line_error(tmp_path: Path) -> None:
     (tmp_path / "folder").mkdir()
     with (
-        pytest.raises(ScratchnetError, match=r"cannot write .*folder: Is a directory"),
+        pytest.raises(ScratchnetError, match=r"cannot write .*folder: it is a directory"),
         atomic_write(tmp_path / "folder") as handle,
     ):
         handle.write(b"x")
     assert list((tmp_path / "folder").iterdir()) == []
     assert [path.name for path in tmp_path.iterdir()] == ["folder"]
+
+
+def test_a_link_is_written_through_and_special_files_and_folders_are_refused(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "real.bin"
+    real.write_bytes(b"old")
+    (tmp_path / "link.bin").symlink_to(real)
+    with atomic_write(tmp_path / "link.bin") as handle:
+        handle.write(b"new")
+    assert (tmp_path / "link.bin").is_symlink() and real.read_bytes() == b"new"
+    os.mkfifo(tmp_path / "fifo")
+    refused = {
+        str(tmp_path / "fifo"): "it is not a regular file (a device, FIFO or socket)",
+        f"{tmp_path / 'new'}/": "it is a directory, expected a file path",
+    }
+    for target, message in refused.items():
+        with pytest.raises(ScratchnetError, match=re.escape(f"cannot write {target}: {message}")):
+            check_writable(target)
+        with pytest.raises(ScratchnetError), atomic_write(target) as handle:
+            handle.write(b"x")
+    assert (tmp_path / "fifo").is_fifo() and not (tmp_path / "new").exists()
 
 
 def test_a_file_in_the_folder_path_is_a_one_line_error(tmp_path: Path) -> None:

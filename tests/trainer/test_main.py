@@ -314,6 +314,11 @@ BAD_FLAGS = {
     "lr": (["--lr", "-1"], "argument --lr: expected a positive number, got '-1'"),
     "loss": (["--loss", "hinge"], "argument --loss: invalid choice: 'hinge'"),
     "seed": (["--seed", "x"], "argument --seed: expected an integer, got 'x'"),
+    "diverging lr": (
+        ["--lr", "1e308"],
+        "training diverged: the weights became NaN or infinite at learning rate 1e+308, "
+        "expected a smaller --lr",
+    ),
 }
 
 
