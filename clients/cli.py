@@ -8,7 +8,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from clients.client import DEFAULT_TIMEOUT
+from clients.client import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from clients.credentials import TOKEN_VARIABLE, read_token
 from scratchnet.cli import positive_number
 
@@ -32,10 +32,10 @@ def add_server_flags(
     )
     parser.add_argument(
         "--timeout",
-        type=positive_number,
+        type=_timeout,
         default=DEFAULT_TIMEOUT,
         metavar="SECONDS",
-        help=f"{timeout_help} (default: {DEFAULT_TIMEOUT:g})",
+        help=f"{timeout_help}, at most {MAX_TIMEOUT:g} (default: {DEFAULT_TIMEOUT:g})",
     )
     parser.add_argument(
         "--tls-ca",
@@ -54,6 +54,17 @@ def add_server_flags(
         help="send 'authorization: Bearer <token>' with the token in FILE (default: the "
         f"variable {TOKEN_VARIABLE}, if set)",
     )
+
+
+def _timeout(text: str) -> float:
+    """An argparse `type`: seconds, positive and at most MAX_TIMEOUT (more overflows gRPC's
+    deadlines, failing every call at once)."""
+    value = positive_number(text)
+    if value > MAX_TIMEOUT:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_TIMEOUT:g} seconds (a day), got {text!r}"
+        )
+    return value
 
 
 def security_options(

@@ -33,6 +33,9 @@ from scratchnet.errors import ClientError, InvalidArgumentError
 __all__ = ["BatchPrediction", "Client", "ModelInfo", "Prediction"]
 
 DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 86400.0
+"""The longest timeout taken, a day: gRPC keeps deadlines as int64 nanoseconds since the epoch,
+so a much longer one overflows and every call fails at once with DEADLINE_EXCEEDED."""
 # Without a batch size from the caller, batches hold at most this many bytes of pixels (668 MNIST
 # images as uint8): well under gRPC's default 4 MB message limit. Measured on MNIST, 256 KiB to
 # 512 KiB batches scored fastest; 1 MiB and more were slower (docs/clients.md).
@@ -120,6 +123,10 @@ class Client:
         self._credentials = Credentials.of(tls_ca, tls_cert, tls_key, token)
         if not (timeout > 0 and math.isfinite(timeout)):
             raise ClientError(f"timeout must be a positive number of seconds, got {timeout}")
+        if timeout > MAX_TIMEOUT:
+            raise ClientError(
+                f"timeout must be at most {MAX_TIMEOUT:g} seconds (a day), got {timeout:g}"
+            )
         if batch_size is not None and batch_size < 1:
             raise ClientError(f"batch size must be at least 1, got {batch_size}")
         self.target = target

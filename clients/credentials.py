@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,12 +53,15 @@ class Credentials:
             raise ClientError("--tls-cert and --tls-key go together: give both or neither")
         if token is not None:
             token = _checked_token(token, "the token")
-        return cls(
-            _pem("--tls-ca", tls_ca),
-            _pem("--tls-cert", tls_cert),
+        credentials = cls(
+            _certificates("--tls-ca", tls_ca),
+            _certificates("--tls-cert", tls_cert),
             _pem("--tls-key", tls_key),
             token,
         )
+        if tls_cert is not None and tls_key is not None:
+            _check_key(tls_cert, tls_key)
+        return credentials
 
     @property
     def tls(self) -> bool:
@@ -134,13 +138,17 @@ def _checked_token(text: str, source: str) -> str:
     return token
 
 
+def _where(flag: str, value: Pem) -> str:
+    return f"{flag}: the bytes given" if isinstance(value, bytes) else f"{flag} {os.fspath(value)}"
+
+
 def _pem(flag: str, value: Pem | None) -> bytes | None:
     if value is None:
         return None
+    where = _where(flag, value)
     if isinstance(value, bytes):
-        data, where = value, f"{flag}: the bytes given"
+        data = value
     else:
-        where = f"{flag} {os.fspath(value)}"
         try:
             data = Path(value).read_bytes()
         except OSError as error:
@@ -148,3 +156,41 @@ def _pem(flag: str, value: Pem | None) -> bytes | None:
     if b"-----BEGIN" not in data:
         raise ClientError(f"{where}: not a PEM file (no -----BEGIN line)")
     return data
+
+
+def _certificates(flag: str, value: Pem | None) -> bytes | None:
+    """The PEM certificates of `value`, parsed now: gRPC parses them only when it connects, and
+    then logs OpenSSL's errors and reports a failed handshake, as if the server were at fault."""
+    data = _pem(flag, value)
+    if data is None or value is None:
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=data.decode("ascii"))
+    except (ssl.SSLError, UnicodeDecodeError):
+        raise ClientError(
+            f"{_where(flag, value)}: not a readable certificate, expected PEM "
+            "-----BEGIN CERTIFICATE----- blocks"
+        ) from None
+    return data
+
+
+def _check_key(tls_cert: Pem, tls_key: Pem) -> None:
+    """Parse the key of --tls-key and match it with --tls-cert's certificate, when both are files
+    (Python's ssl reads keys from files only: key bytes are left to gRPC)."""
+    if isinstance(tls_cert, bytes) or isinstance(tls_key, bytes):
+        return
+    try:
+        # The password callback stops OpenSSL prompting on the terminal for an encrypted key.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            tls_cert, tls_key, password=lambda: b""
+        )
+    except ssl.SSLError as error:
+        where = _where("--tls-key", tls_key)
+        if error.reason == "KEY_VALUES_MISMATCH":
+            raise ClientError(
+                f"{where}: not the private key of the certificate in "
+                f"{_where('--tls-cert', tls_cert)}, expected that certificate's key"
+            ) from None
+        raise ClientError(
+            f"{where}: not a readable private key, expected an unencrypted PEM private key"
+        ) from None

@@ -15,9 +15,11 @@ their pixels pass the data sets' check (scratchnet.datasets.as_pixels: integers 
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
+from tokenize import TokenError
 from typing import Any, Literal
 
 import numpy as np
@@ -47,7 +49,16 @@ def load_images(
     """The images in `path` as [N, H, W], (H, W) = `image_shape`: uint8, or float32 in [0, 1].
     A photo is put in MNIST's form unless `preprocess` is False."""
     file = Path(path)
-    if not file.is_file():
+    try:
+        is_folder, is_file = file.is_dir(), file.is_file()
+    except OSError as error:  # e.g. a folder on the way that may not be searched
+        raise ScratchnetError(f"{file}: cannot read it ({error.strerror or error})") from None
+    if is_folder:
+        raise ScratchnetError(
+            f"{file} is a folder, expected a file ({_KINDS}); to classify the files in it, "
+            f"name them (e.g. {file / '*'})"
+        )
+    if not is_file:
         raise ScratchnetError(f"{file}: no such file (expected {_KINDS})")
     try:
         if file.suffix.lower() == ".npy":
@@ -84,8 +95,15 @@ def _is_idx(file: Path) -> bool:
 def _npy(file: Path) -> NDArray[Any]:
     try:
         array = np.load(file, allow_pickle=False)
-    except (ValueError, EOFError) as error:
+    except (ValueError, EOFError, MemoryError) as error:  # MemoryError: a header's huge shape
         raise ScratchnetError(f"{file}: not a readable .npy array ({error})") from None
+    except (TokenError, SyntaxError, TypeError):
+        # numpy reads the header as a Python literal: a garbled one fails in that parser, with
+        # messages about Python's syntax that would not help.
+        raise ScratchnetError(
+            f"{file}: not a readable .npy array (its header is garbled: expected a dict with "
+            "'descr', 'fortran_order' and 'shape')"
+        ) from None
     if not isinstance(array, np.ndarray):
         array.close()
         raise ScratchnetError(f"{file}: an .npz archive of arrays, expected one .npy array")
@@ -105,7 +123,7 @@ def _photo(
     height, width = image_shape
     try:
         with Image.open(file) as opened:
-            image: Any = opened
+            image: Any = _eight_bit(opened, file)
             if preprocess:
                 return mnist_form(np.asarray(image.convert("RGBA")), image_shape, invert)
             if "A" in image.getbands():
@@ -120,6 +138,41 @@ def _photo(
     if invert == "yes" or (invert == "auto" and _light_border(pixels)):
         pixels = 255 - pixels
     return pixels
+
+
+# The pixel range of Pillow's modes wider than 8 bits: "I" is what Pillow reads 16-bit PGM (and,
+# in older versions, 16-bit PNG) files as; "F" floats follow the data sets' [0, 1].
+_WIDE_RANGE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+
+
+def _eight_bit(image: Any, file: Path) -> Any:
+    """`image` with 16- or 32-bit gray pixels scaled from their range to "L" 0-255 (rounded
+    as pngjs does), any other image as it is."""
+    from PIL import Image  # only called once _photo has imported Pillow
+
+    top = _WIDE_RANGE.get(image.mode)
+    if top is None:
+        return image
+    # Pillow's convert() to "L" or "RGBA" clips these pixels at 255 instead of scaling them,
+    # which leaves 16-bit paper and ink all white; "F" holds every one of them exactly.
+    floats = image.convert("F")
+    low, high = floats.getextrema()
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ScratchnetError(f"{file}: pixels must be finite (found NaN or inf)")
+    if low < 0 or high > top:
+        raise ScratchnetError(
+            f"{file}: float pixels range over [{low:g}, {high:g}], expected [0, 1]"
+            if image.mode == "F"
+            else f"{file}: 32-bit pixels range over {low:.0f}..{high:.0f}, expected 0..65535"
+        )
+    # Truncating v * 255 / top + 0.5 rounds half up, as pngjs does for 16-bit PNG files.
+    gray = floats.point(lambda value: value * (255 / top) + 0.5).convert("L")
+    transparent = image.info.get("transparency")
+    if isinstance(transparent, int):
+        # A 16-bit PNG's transparent gray level (tRNS) matches raw values, not scaled ones.
+        alpha = np.where(np.asarray(floats) == transparent, 0, 255).astype(np.uint8)
+        gray = Image.merge("LA", (gray, Image.fromarray(alpha, "L")))
+    return gray
 
 
 def _light_border(pixels: NDArray[np.uint8]) -> bool:

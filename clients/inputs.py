@@ -72,6 +72,21 @@ def open_source(
     path: str | os.PathLike[str] | None, split: str | None, preprocess: bool = True
 ) -> Source:
     """The Source `path` names; a labelled set is read now, files and folders by Source.load."""
+    try:
+        return _open_source(path, split, preprocess)
+    except OSError as error:
+        # Looking into a folder that may not be listed or searched (its permissions): pathlib
+        # raises PermissionError rather than answering "no such file".
+        where = error.filename or path
+        raise ScratchnetError(
+            f"data {path}: cannot read {where} ({error.strerror or error}), expected a readable "
+            "labelled set, image file or folder of image files"
+        ) from None
+
+
+def _open_source(
+    path: str | os.PathLike[str] | None, split: str | None, preprocess: bool
+) -> Source:
     if path is None or _is_labelled_set(Path(path)):
         dataset = load_dataset(path)
         split = split or DEFAULT_SPLIT

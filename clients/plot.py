@@ -11,14 +11,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scratchnet.errors import ScratchnetError
-from scratchnet.files import atomic_write
+from scratchnet.files import atomic_write, check_writable
 
 __all__ = ["check_plot_path", "save_confusion_matrix"]
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> str:
     """The file format for `path` (from its suffix, png if none); fails early if matplotlib is
-    missing or cannot write that format."""
+    missing, cannot write that format, or `path` cannot be written (a folder, no access)."""
+    check_writable(path)
     supported = _figure().canvas.get_supported_filetypes()
     fmt = Path(path).suffix.lstrip(".").lower() or "png"
     if fmt not in supported:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from clients.images import load_images, mnist_form
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
+from scratchnet.errors import ScratchnetError
 from scratchnet.forward import scores
 from tests.conftest import REPO
 
@@ -178,6 +180,7 @@ def test_python_and_javascript_preprocessing_agree(
     rgba[..., 3] = 255 - drawing(DRAWN[7])  # ink as opacity on a transparent page
     files.append(tmp_path / "transparent.png")
     Image.fromarray(rgba, "RGBA").save(files[-1])
+    files.append(wide_files(drawing(DRAWN[3]), tmp_path)["I;16"])
     jpeg = tmp_path / "photo.jpg"
     Image.fromarray(drawing(DRAWN[4])).convert("RGB").save(jpeg, quality=85)
     for shape in ((28, 28), (20, 24)):
@@ -196,3 +199,55 @@ def test_python_and_javascript_preprocessing_agree(
     python = np.stack([load_images(file, (28, 28))[0] for file in [*files, jpeg]])
     javascript = np.stack([both[str(file)] for file in [*files, jpeg]])
     assert np.array_equal(labels_of(artifact, python), labels_of(artifact, javascript))
+
+
+# --- pixels wider than 8 bits ---------------------------------------------------------------
+def wide_files(page: NDArray[np.uint8], folder: Path) -> dict[str, Path]:
+    """`page` saved as 16- and 32-bit gray images that hold exactly its 8-bit levels."""
+    sixteen = page.astype(np.uint16) * 257  # 255 -> 65535
+    files = {
+        "I;16": folder / "gray16.png",
+        "I;16B": folder / "gray16-big-endian.tif",
+        "I": folder / "gray16.pgm",
+        "F": folder / "float.tif",
+    }
+    Image.fromarray(sixteen).save(files["I;16"])
+    Image.frombytes("I;16B", page.shape[::-1], sixteen.astype(">u2").tobytes()).save(files["I;16B"])
+    Image.fromarray(sixteen).save(files["I"])  # Pillow reads a 16-bit PGM back as "I"
+    Image.fromarray(page.astype(np.float32) / 255).save(files["F"])
+    return files
+
+
+def test_16_and_32_bit_gray_images_are_scaled_from_their_range_not_clipped(
+    artifact: Artifact, tmp_path: Path
+) -> None:
+    page = drawing(DRAWN[7])
+    Image.fromarray(page).save(tmp_path / "gray8.png")
+    for mode, file in wide_files(page, tmp_path).items():
+        with Image.open(file) as opened:
+            assert opened.mode == mode
+        for preprocess in (True, False):
+            eight = load_images(tmp_path / "gray8.png", (28, 28), preprocess=preprocess)
+            wide = load_images(file, (28, 28), preprocess=preprocess)
+            assert np.array_equal(wide, eight), (mode, preprocess)
+    # QA's page: paper at 40000 and a stroke at 10000 of 65535, which clipping made all white.
+    levels = np.where(drawing(DRAWN[1]) == 0, 10000, 40000).astype(np.uint16)
+    Image.fromarray(levels).save(tmp_path / "qa.png")
+    pixels = load_images(tmp_path / "qa.png", (28, 28))
+    assert pixels.max() == 255
+    assert labels_of(artifact, pixels)[0] == 1
+    # A transparent gray level (tRNS) is a raw 16-bit value: here the ink's, leaving white paper.
+    Image.fromarray(levels).save(tmp_path / "clear-ink.png", transparency=10000)
+    assert not load_images(tmp_path / "clear-ink.png", (28, 28)).any()
+
+
+def test_wide_pixels_outside_their_range_are_refused(tmp_path: Path) -> None:
+    page = drawing(DRAWN[1]).astype(np.float32)
+    Image.fromarray(page).save(tmp_path / "levels.tif")  # floats 0-255, not [0, 1]
+    Image.fromarray(page.astype(np.int32) * 1000).save(tmp_path / "wide.tif")
+    for name, message in [
+        ("levels.tif", "float pixels range over [0, 255], expected [0, 1]"),
+        ("wide.tif", "32-bit pixels range over 0..255000, expected 0..65535"),
+    ]:
+        with pytest.raises(ScratchnetError, match=re.escape(f"{name}: {message}")):
+            load_images(tmp_path / name, (28, 28))

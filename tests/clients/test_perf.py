@@ -105,6 +105,7 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
         (["--target", "{server}", "--concurrency", "0"], "expected an integer >= 1, got 0"),
         (["--target", "{server}", "--api", "v3"], "invalid choice: 'v3'"),
         (["--target", "{server}", "--warmup", "-1"], "expected a number >= 0, got '-1'"),
+        (["--target", "{server}", "--timeout", "1e10"], "expected at most 86400 seconds (a day)"),
         (["--target", "{server}", "--outputs", "logits"], "has no output 'logits'"),
         (["--target", "{server}", "--api", "v2", "--model", "x"], "NOT_FOUND"),
         (["--target", "{server}", "--batch", "5000"], "more than the server takes"),

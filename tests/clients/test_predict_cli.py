@@ -109,6 +109,10 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     np.save(tmp_path / "narrow.npy", mnist.test_images[:2, :, :-1])
     np.save(tmp_path / "unscaled.npy", mnist.test_images[:2].astype(np.float64))
     np.save(tmp_path / "ok.npy", mnist.test_images[:1])
+    garbled = bytearray((tmp_path / "ok.npy").read_bytes())
+    garbled[20:30] = b"{" * 10  # inside the header's dict: numpy's parser fails on it
+    (tmp_path / "garbled.npy").write_bytes(garbled)
+    (tmp_path / "folder").mkdir()
     count, height, width = 2, *mnist.image_shape
     cases: list[tuple[list[str | Path], str]] = [
         ([tmp_path / "missing.png"], "missing.png: no such file"),
@@ -118,6 +122,9 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
             [tmp_path / "unscaled.npy"],
             "unscaled.npy: float pixels range over [0.0, 255.0], expected [0, 1]",
         ),
+        ([tmp_path / "garbled.npy"], "garbled.npy: not a readable .npy array (its header is"),
+        ([tmp_path / "folder"], "folder is a folder, expected a file (a photo"),
+        (["--timeout", "1e10", tmp_path / "ok.npy"], "expected at most 86400 seconds (a day)"),
         (["--invert", "maybe", tmp_path / "ok.npy"], "invalid choice: 'maybe'"),
         ([], "required: FILE"),
     ]

@@ -9,8 +9,10 @@ import fcntl
 import json
 import os
 import pty
+import shutil
 import struct
 import subprocess
+import tempfile
 import termios
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from scratchnet.forward import predict, probabilities, scores
 from tests.conftest import (
     PYTHON,
     REPO,
+    UNPRIVILEGED,
     GatedServer,
     RunningServer,
     assert_one_line_error,
@@ -145,6 +148,7 @@ def test_plot_without_matplotlib_says_which_extra_to_install(
         (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found"),
         (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files"),
         (["--target", "{server}", "--timeout", "0"], "expected a positive number, got '0'"),
+        (["--target", "{server}", "--timeout", "1e10"], "expected at most 86400 seconds (a day)"),
         ([], "required: --target"),
     ],
 )
@@ -226,6 +230,56 @@ def test_an_earlier_output_is_replaced_but_nothing_else(
     )
     assert_one_line_error(result, PROGRAM, "holding other things than .parquet files (notes.txt)")
     assert (output / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_plot_that_cannot_be_written_fails_before_anything_is_scored_or_written(
+    server: RunningServer, tmp_path: Path
+) -> None:
+    output = tmp_path / "scores.parquet"
+    (tmp_path / "a-file").write_text("")
+    for plot, message in [
+        (tmp_path, "it is a directory, expected a file path"),
+        (tmp_path / "a-file" / "cm.png", "is not a folder (part of that path is a file)"),
+    ]:
+        result = run_module(
+            "clients.score", "--target", server.target, "--output", output, "--plot", plot,
+            check=False,
+        )  # fmt: skip
+        assert_one_line_error(result, PROGRAM, f"cannot write {plot}", message)
+        assert not output.exists()
+
+
+def test_a_garbled_npy_header_is_one_line(server: RunningServer, tmp_path: Path) -> None:
+    np.save(tmp_path / "images.npy", np.zeros((2, 28, 28), dtype=np.uint8))
+    garbled = bytearray((tmp_path / "images.npy").read_bytes())
+    garbled[20:30] = b"{" * 10  # inside the header's dict: numpy's parser fails on it
+    (tmp_path / "images.npy").write_bytes(garbled)
+    result = run_module(
+        "clients.score", "--target", server.target, "--data", tmp_path / "images.npy", check=False
+    )
+    assert_one_line_error(result, PROGRAM, "images.npy: not a readable .npy array")
+
+
+@pytest.mark.parametrize("mode", [0o000, 0o444, 0o111], ids=["no access", "no x", "no r"])
+def test_a_data_folder_that_may_not_be_read_is_one_line(mode: int) -> None:
+    # Not in pytest's tmp_path: its parents may be closed to the unprivileged user.
+    parent = Path(tempfile.mkdtemp(prefix="scratchnet-test-"))
+    folder = parent / "photos"
+    try:
+        folder.mkdir()
+        np.save(folder / "one.npy", np.zeros((28, 28), dtype=np.uint8))
+        parent.chmod(0o755)
+        folder.chmod(mode)
+        result = subprocess.run(
+            [*UNPRIVILEGED, PYTHON, "-m", "clients.score", "--target", "127.0.0.1:1",
+             "--data", str(folder)],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    finally:
+        folder.chmod(0o755)
+        shutil.rmtree(parent)
+    assert_one_line_error(result, PROGRAM, f"data {folder}: cannot read", "Permission denied")
 
 
 def test_ray_engine_gives_the_servers_rows(

@@ -18,6 +18,8 @@ from tests.certificates import Pem
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module
 
 TOKEN = TOKENS[0]
+# PEM armour around base64 that decodes to no certificate or key ("garbage").
+GARBLED_PEM = "-----BEGIN CERTIFICATE-----\nZ2FyYmFnZQ==\n-----END CERTIFICATE-----\n"
 
 
 @pytest.fixture(scope="module")
@@ -100,14 +102,37 @@ def test_tls_to_a_plaintext_server_says_it_does_not_serve_tls(
 
 def test_bad_tls_files_are_named_before_any_connection(pki: dict[str, Pem], tmp_path: Path) -> None:
     (tmp_path / "not.pem").write_text("hello")
+    garbled = tmp_path / "garbled.pem"
+    garbled.write_text(GARBLED_PEM)
+    client = {"tls_cert": pki["client"].cert, "tls_key": pki["client"].key}
     for kwargs, message in [
         ({"tls_cert": pki["client"].cert}, "--tls-cert and --tls-key go together"),
         ({"tls_ca": tmp_path / "missing.pem"}, f"--tls-ca {tmp_path / 'missing.pem'}: cannot read"),
         ({"tls_ca": tmp_path / "not.pem"}, "not a PEM file"),
+        ({"tls_ca": garbled}, f"--tls-ca {garbled}: not a readable certificate"),
+        ({"tls_ca": GARBLED_PEM.encode()}, "--tls-ca: the bytes given: not a readable certificate"),
+        ({**client, "tls_cert": garbled}, f"--tls-cert {garbled}: not a readable certificate"),
+        ({**client, "tls_key": garbled}, f"--tls-key {garbled}: not a readable private key"),
+        ({**client, "tls_key": pki["other"].key}, "not the private key of the certificate in"),
         ({"token": "two words"}, "expected one token on one line"),
     ]:
         with pytest.raises(ClientError, match=message.replace("(", r"\(")):
             Client("127.0.0.1:1", **kwargs)
+
+
+@pytest.mark.parametrize("flag", ["--tls-ca", "--tls-cert", "--tls-key"])
+def test_a_garbled_pem_file_is_one_line_naming_the_flag_not_a_server_failure(
+    server: RunningServer, pki: dict[str, Pem], tmp_path: Path, flag: str
+) -> None:
+    garbled = tmp_path / "garbled.pem"
+    garbled.write_text(GARBLED_PEM)
+    files = {"--tls-ca": pki["ca"].cert, "--tls-cert": pki["client"].cert}
+    files["--tls-key"] = pki["client"].key
+    files[flag] = garbled
+    args = [str(part) for pair in files.items() for part in pair]
+    result = run_module("clients.score", "--target", server.target, *args, check=False)
+    # Without the check, gRPC logged OpenSSL's errors and the message blamed the server.
+    assert_one_line_error(result, "python -m clients.score", f"{flag} {garbled}: not a readable")
 
 
 def test_the_command_lines_take_the_same_options(

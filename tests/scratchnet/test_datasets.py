@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from scratchnet import datasets
 from scratchnet.datasets import BUNDLED_MNIST, Dataset, load_dataset
 from scratchnet.errors import DataError
 from scratchnet.idx import LABELS_MAGIC, read_idx, write_idx
-from tests.conftest import REPO
+from tests.conftest import REPO, UNPRIVILEGED
 
 Arrays = dict[str, NDArray[Any]]
 
@@ -310,9 +309,7 @@ def test_files_this_user_may_not_read_are_named_in_one_line() -> None:
             "    except ScratchnetError as error:\n"
             "        print(error)\n"
         )
-        # Root reads everything: the check runs as an unprivileged user.
-        user = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]
-        command = [*(user if os.geteuid() == 0 else []), sys.executable, "-c", code, str(folder)]
+        command = [*UNPRIVILEGED, sys.executable, "-c", code, str(folder)]
         result = subprocess.run(
             command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
         )
