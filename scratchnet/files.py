@@ -12,9 +12,20 @@ from typing import BinaryIO, TypeVar
 
 from scratchnet.errors import ScratchnetError
 
-__all__ = ["atomic_directory", "atomic_write", "check_writable"]
+__all__ = ["Identity", "atomic_directory", "atomic_write", "check_writable", "identity"]
 
 _Made = TypeVar("_Made")
+Identity = tuple[int, int, int]
+"""A file's identity for change detection: its inode, size and modification time."""
+
+
+def identity(path: str | os.PathLike[str]) -> Identity:
+    """`path`'s inode, size and modification time; (0, 0, 0) when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 def check_writable(path: str | os.PathLike[str]) -> None:

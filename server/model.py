@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
+from scratchnet.files import Identity, identity
 from server.classifier import ImageClassifier, image_classifier
 from server.memory import release_free_memory
 from server.model_config import ModelConfig, ignored_fields, layout
@@ -77,6 +78,13 @@ class Model:
     intermediates of a larger run spill out of the cache); 0: none measured."""
     load_seconds: float = 0.0
     """How long loading took: reading and checking the file, building the session, first runs."""
+    file_identity: Identity = (0, 0, 0)
+    """The file's identity when it was loaded: whether the file on disk is still this model."""
+
+    @property
+    def file_unchanged(self) -> bool:
+        """Whether the file at `path` is still the one this model was loaded from."""
+        return identity(self.path) == self.file_identity
 
     @cached_property
     def input_specs(self) -> Mapping[str, TensorSpec]:
@@ -124,6 +132,7 @@ def load_model(
     """
     started = time.perf_counter()
     where = f"model {path}"
+    loaded_identity = identity(path)  # before reading: a change while loading counts as one
     if not Path(path).is_file():
         raise ModelError(f"{where} not found (export one with `python -m export`)")
     session = Session(path, threads)  # first: onnxruntime's verdict on a bad file is the clearest
@@ -163,6 +172,7 @@ def load_model(
         seconds=seconds,
         slice_items=slice_items,
         load_seconds=time.perf_counter() - started,
+        file_identity=loaded_identity,
     )
 
 

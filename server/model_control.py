@@ -23,6 +23,7 @@ from typing import Protocol
 from google.protobuf import json_format
 
 from scratchnet.errors import FailedPrecondition, InvalidArgument, ModelError, NotFound, clip
+from scratchnet.files import Identity, identity
 from server.model import Model, load_model
 from server.model_config import (
     CONFIG_FILE,
@@ -44,8 +45,6 @@ __all__ = [
 
 MODES = ("none", "poll", "explicit")
 _log = logging.getLogger(__name__)
-# A file's identity for change detection: its inode, size and modification time.
-Stamp = tuple[int, int, int]
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,7 @@ class Desired:
     config: ModelConfig | None
     versions: dict[str, Path]
     missing: list[IndexEntry] = field(default_factory=list)
-    stamps: tuple[Stamp, ...] = ()
+    stamps: tuple[Identity, ...] = ()
     """Identities of the files every version shares (config, label files)."""
     folder: Path | None = None
     """The model's folder, where its label files are."""
@@ -74,14 +73,6 @@ class ModelSource(Protocol):
     def desired(self, name: str, config: ModelConfig | None = None) -> Desired:
         """What should be served of `name` (with `config` instead of its own when given)."""
         ...
-
-
-def _stamp(path: Path) -> Stamp:
-    try:
-        info = path.stat()
-    except OSError:
-        return (0, 0, 0)
-    return (info.st_ino, info.st_size, info.st_mtime_ns)
 
 
 class RepositoryFolder:
@@ -124,7 +115,7 @@ class RepositoryFolder:
         labels = (
             [out.label_filename for out in config.output if out.label_filename] if config else []
         )
-        stamps = (_stamp(config_path), *(_stamp(folder / label) for label in labels))
+        stamps = (identity(config_path), *(identity(folder / label) for label in labels))
         empty = ""
         if not found:
             empty = (
@@ -196,7 +187,7 @@ class LoadOptions:
 @dataclass(frozen=True)
 class _Loaded:
     model: Model
-    stamps: tuple[Stamp, ...]
+    stamps: tuple[Identity, ...]
     overridden: bool = False
     """Loaded with a config given by the load, not the model's own: the next sync reloads it."""
 
@@ -219,7 +210,7 @@ class ModelControl:
         self._loaded: dict[str, dict[str, _Loaded]] = {}
         # Version files that failed to load, with their identities, so that a poll does not
         # retry (and log) the same broken file every few seconds.
-        self._failed: dict[tuple[str, str], tuple[tuple[Stamp, ...], IndexEntry]] = {}
+        self._failed: dict[tuple[str, str], tuple[tuple[Identity, ...], IndexEntry]] = {}
         # What was last logged of each model's own problem (its config, no version): once each.
         self._said: dict[str, str] = {}
 
@@ -295,7 +286,7 @@ class ModelControl:
         kept: dict[str, _Loaded] = {}
         problems: list[IndexEntry] = []
         for slot, path in desired.versions.items():
-            stamps = (_stamp(path), *desired.stamps)
+            stamps = (identity(path), *desired.stamps)
             old = current.get(slot)
             if old is not None and old.stamps == stamps and not forced and not old.overridden:
                 kept[slot] = old

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import onnx
@@ -19,11 +20,11 @@ from onnx import numpy_helper
 
 import scratchnet
 from scratchnet.contract import BIASES, WEIGHTS
-from scratchnet.errors import InvalidArgument
+from scratchnet.errors import FailedPrecondition, InvalidArgument
 from server.dataplane import DataPlane
 from server.model import Model
 
-__all__ = ["INDEX", "ORT_FILES", "Asset", "asset", "describe", "models"]
+__all__ = ["INDEX", "ORT_FILES", "Asset", "asset", "describe", "model_file", "models"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 ORT = STATIC / "ort"
@@ -84,6 +85,18 @@ def models(plane: DataPlane) -> dict[str, Any]:
     }
 
 
+def model_file(model: Model) -> Path:
+    """The ONNX file of `model`, for the page to run: FailedPrecondition once the file on disk
+    is no longer the one the server loaded, so that the page never runs another model."""
+    if not model.file_unchanged:
+        raise FailedPrecondition(
+            f"model '{model.name}' version {model.version}: its file {model.path} has changed "
+            "on disk since the server loaded it, so the page cannot run the model the server "
+            "serves; reload the model (SIGHUP, or a load with --model-control-mode explicit)"
+        )
+    return model.path
+
+
 def describe(model: Model) -> dict[str, Any]:
     """What the page needs to draw for `model`, feed it and read its answer, in either place:
     sizes, labels, the input, which ONNX output holds what, and the weight templates when the
@@ -95,7 +108,8 @@ def describe(model: Model) -> dict[str, Any]:
             "image classifiers only"
         )
     weights, biases = _templates(model)
-    base = f"/playground/api/models/{model.name}/versions/{model.version}"
+    # Quoted: a model's folder name may hold '#', '?', '%' or spaces.
+    base = f"/playground/api/models/{quote(model.name, safe='')}/versions/{quote(model.version)}"
     return {
         "name": model.name,
         "version": model.version,
@@ -124,7 +138,7 @@ def _templates(model: Model) -> tuple[list[Any] | None, list[float] | None]:
     """The weights [C,H,W] and biases [C] of the article's model, as lists; None otherwise."""
     classifier = model.classifier
     assert classifier is not None
-    graph = onnx.load(os.fspath(model.path), load_external_data=False).graph
+    graph = onnx.load(os.fspath(model_file(model)), load_external_data=False).graph
     found = {tensor.name: tensor for tensor in graph.initializer}
     if WEIGHTS not in found:
         return None, None

@@ -307,7 +307,7 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
     async def model_file(request: Request) -> Response:
         name, version = _model_of(request)
         try:
-            path = plane.model(name, version).path
+            path = playground.model_file(plane.model(name, version))
         except RequestError as error:
             reply = _error_reply(error)
             return Response(reply.body, reply.status, headers=dict(reply.headers))

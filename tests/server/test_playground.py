@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scratchnet.artifact import Artifact
-from scratchnet.errors import InvalidArgument
+from scratchnet.errors import FailedPrecondition, InvalidArgument
 from server import playground
 from tests.conftest import RunningServer, start_server
 from tests.server.conftest import plane_with
@@ -121,3 +121,16 @@ def test_the_page_and_its_api_over_http(foreign_server: RunningServer, tmp_path:
         {"error": "Request for unknown model: 'nope' is not found"},
     )
     assert get(f"{base}/playground/../server/app.py")[0] == 404
+
+
+def test_the_page_never_gets_a_file_other_than_the_model_served(tmp_path: Path) -> None:
+    path = foreign(tmp_path)
+    model = plane_with(path, "d#x 1").model("d#x 1")
+    described = playground.describe(model)
+    assert described["model_url"] == "/playground/api/models/d%23x%201/versions/1/model.onnx"
+    assert playground.model_file(model) == path
+    # Replaced on disk after loading (a new export, an rm): the server still runs what it loaded.
+    path.write_bytes(path.read_bytes())
+    for call in (playground.model_file, playground.describe):
+        with pytest.raises(FailedPrecondition, match=r"its file .* has changed on disk since"):
+            call(model)

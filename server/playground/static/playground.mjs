@@ -44,7 +44,13 @@ async function loadSession(model) {
   const ort = await import(`${ORT_DIR}ort.wasm.min.mjs`);
   ort.env.wasm.wasmPaths = ORT_DIR; // no CDN: the .wasm comes from this server
   ort.env.wasm.numThreads = 1; // threads would need cross-origin isolation headers
-  const bytes = new Uint8Array(await (await fetch(model.model_url)).arrayBuffer());
+  const response = await fetch(model.model_url);
+  if (!response.ok) {
+    // The server's {"error": ...}, not a protobuf parser's complaint about a JSON body.
+    const answer = await response.json().catch(() => ({}));
+    throw new Error(answer.error ?? `${model.model_url}: HTTP ${response.status}`);
+  }
+  const bytes = new Uint8Array(await response.arrayBuffer());
   const session = await ort.InferenceSession.create(bytes, { executionProviders: ['wasm'] });
   return { ort, session };
 }
@@ -169,7 +175,8 @@ async function viaServer(pixels, count) {
     inputs: [
       {
         name: model.input.name,
-        shape: [count, model.height, model.width],
+        // The model's own input shape ([N,H,W], [N,1,H,W] or [N,H·W]), as inPage feeds it.
+        shape: model.input.dims.map((d, i) => (i === 0 ? count : d)),
         datatype: 'UINT8',
         data: Array.from(pixels),
       },
@@ -245,6 +252,7 @@ function render(result, where) {
   const label = result.labels[0];
   const name = state.model.class_labels[label];
   const node = document.getElementById('result');
+  node.className = ''; // an earlier error's warning style does not outlive it
   node.dataset.label = String(label);
   node.dataset.mode = where;
   node.innerHTML = '';
