@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -28,7 +28,8 @@ from clients.errors import from_rpc_error
 from clients.targets import open_channel, parse_targets
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
-from scratchnet.errors import ClientError, InvalidArgumentError
+from scratchnet.contract import ARTIFACT_SHA256
+from scratchnet.errors import ClientError, InvalidArgumentError, ServerUnavailableError
 
 __all__ = ["BatchPrediction", "Client", "ModelInfo", "Prediction"]
 
@@ -135,28 +136,72 @@ class Client:
         # Replies are as large as the server makes them: the server's --max-message-mb governs.
         settings = {"grpc.max_receive_message_length": -1, **(options or {})}
         self._targets = targets
-        self._channel = open_channel(targets, self._credentials, list(settings.items()))
+        self._settings = list(settings.items())
+        self._channel = open_channel(targets, self._credentials, self._settings)
         self._stub = classifier_pb2_grpc.ClassifierStub(self._channel)
         self._info: ModelInfo | None = None
         self._closed = False
 
     def model_info(self) -> ModelInfo:
-        """The served model's description, fetched once and then remembered."""
+        """The served model's description, fetched once and then remembered. Over listed
+        replicas, every one that answers must serve the same model, and the tightest of their
+        batch and message limits holds."""
         if self._info is None:
-            reply = self._call(self._stub.GetModelInfo, classifier_pb2.GetModelInfoRequest())
-            self._info = ModelInfo(
-                name=reply.model_name,
-                version=reply.model_version,
-                input_dtypes=tuple(_DTYPE_NAMES.get(d, str(d)) for d in reply.input_dtypes),
-                image_shape=(int(reply.input_shape[-2]), int(reply.input_shape[-1])),
-                num_classes=int(reply.num_classes),
-                class_labels=tuple(reply.class_labels),
-                max_batch_size=int(reply.max_batch_size),
-                max_message_bytes=int(reply.max_message_bytes),
-                outputs=tuple(reply.outputs),
-                metadata=dict(reply.metadata),
-            )
+            info = self._describe(self._stub, classifier_pb2.GetModelInfoRequest())
+            if len(self._targets.addresses) > 1:
+                info = self._agreed(info)
+            self._info = info
         return self._info
+
+    def _describe(
+        self, stub: classifier_pb2_grpc.ClassifierStub, request: classifier_pb2.GetModelInfoRequest
+    ) -> ModelInfo:
+        reply = self._call(stub.GetModelInfo, request)
+        return ModelInfo(
+            name=reply.model_name,
+            version=reply.model_version,
+            input_dtypes=tuple(_DTYPE_NAMES.get(d, str(d)) for d in reply.input_dtypes),
+            image_shape=(int(reply.input_shape[-2]), int(reply.input_shape[-1])),
+            num_classes=int(reply.num_classes),
+            class_labels=tuple(reply.class_labels),
+            max_batch_size=int(reply.max_batch_size),
+            max_message_bytes=int(reply.max_message_bytes),
+            outputs=tuple(reply.outputs),
+            metadata=dict(reply.metadata),
+        )
+
+    def _agreed(self, info: ModelInfo) -> ModelInfo:
+        """`info`, checked against each replica on its own: round robin would otherwise mix the
+        answers of different models served under one name and version (every export is
+        version 1), and size batches by the first replica's limits only."""
+        request = classifier_pb2.GetModelInfoRequest(
+            model_name=info.name, model_version=info.version
+        )
+        described = {}
+        for address in self._targets.addresses:
+            with open_channel(parse_targets(address), self._credentials, self._settings) as channel:
+                try:
+                    described[address] = self._describe(
+                        classifier_pb2_grpc.ClassifierStub(channel), request
+                    )
+                except ServerUnavailableError:
+                    continue  # down for now: the calls go to the others, and retry it later
+        identities = {address: _identity(found) for address, found in described.items()}
+        if len(set(identities.values())) > 1:
+            shown = "; ".join(f"{address}: {_shown(key)}" for address, key in identities.items())
+            raise ClientError(
+                f"the replicas of {self.target} serve different models as '{info.name}' version "
+                f"{info.version} ({shown}): expected the same model on every replica"
+            )
+
+        def tightest(limits: list[int]) -> int:
+            return min((limit for limit in limits if limit > 0), default=0)
+
+        return replace(
+            info,
+            max_batch_size=tightest([found.max_batch_size for found in described.values()]),
+            max_message_bytes=tightest([found.max_message_bytes for found in described.values()]),
+        )
 
     def predict(
         self, images: ArrayLike, *, scores: bool = False, probabilities: bool = False
@@ -360,6 +405,21 @@ def _matrix(values: Sequence[float], rows: int) -> NDArray[np.float32] | None:
     if not len(values):
         return None
     return np.fromiter(values, dtype=np.float32, count=len(values)).reshape(rows, -1)
+
+
+_Identity = tuple[str, tuple[int, int], tuple[str, ...]]
+
+
+def _identity(info: ModelInfo) -> _Identity:
+    """What tells two served models apart: the artifact they were exported from when they say
+    (its SHA-256), their image size and class labels."""
+    return (info.metadata.get(ARTIFACT_SHA256, ""), info.image_shape, info.class_labels)
+
+
+def _shown(identity: _Identity) -> str:
+    sha, (height, width), labels = identity
+    made = f"artifact {sha[:12]}, " if sha else ""
+    return f"{made}{height}x{width} images, {len(labels)} classes"
 
 
 def _concatenate(parts: list[NDArray[np.float32] | None]) -> NDArray[np.float32] | None:

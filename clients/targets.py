@@ -91,6 +91,8 @@ class Targets:
     """What grpc.insecure_channel gets."""
     replicas: int | None
     """Addresses listed: 1 for HOST:PORT; None when a resolver decides (dns:///NAME:PORT)."""
+    addresses: tuple[str, ...] = ()
+    """Each listed replica's own target (HOST:PORT as given), to reach one of them alone."""
 
     @property
     def balanced(self) -> bool:
@@ -145,8 +147,9 @@ def parse_targets(text: str) -> Targets:
     parts = text.split(",")
     addresses = [_host_port(part.strip(), text) for part in parts]
     if len(addresses) == 1:
-        return Targets(text, text, 1)
-    return Targets(text, _resolved(addresses, text), len(addresses))
+        return Targets(text, text, 1, (text,))
+    listed = tuple(part.strip() for part in parts)
+    return Targets(text, _resolved(addresses, text), len(addresses), listed)
 
 
 def _host_port(part: str, text: str) -> tuple[str, int]:

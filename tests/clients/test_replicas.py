@@ -18,9 +18,11 @@ from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
+from scratchnet.errors import ClientError
 from scratchnet.forward import predict
 from tests.clients.failover import kill_mid_run
 from tests.conftest import PYTHON, REPO, RunningServer, run_module, start_server
+from tests.server.onnx_models import build_classifier, random_classifier
 
 ARTICLE_CORRECT = 9104
 """Test images the article's model gets right."""
@@ -138,3 +140,26 @@ def test_a_replica_killed_mid_run_costs_no_image(
     # Bounded: the survivor took over at once, not after some long timeout.
     assert time.monotonic() - killed_at < 60
     assert time.monotonic() - started < 90
+
+
+def test_replicas_must_serve_one_model_and_the_tightest_limits_hold(
+    replicas: list[RunningServer], model_onnx: Path, mnist: Dataset, tmp_path: Path
+) -> None:
+    weights, biases = random_classifier(10, *mnist.image_shape)
+    other = build_classifier(tmp_path / "other.onnx", weights, biases)
+    small = start_server(model_onnx, "--max-batch", "100", tmp_dir=tmp_path)
+    stranger = start_server(other, tmp_dir=tmp_path)
+    try:
+        for first, second in ((replicas[0], small), (small, replicas[0])):
+            with Client(f"{first.target},{second.target}") as client:
+                assert client.model_info().max_batch_size == 100  # whichever is listed first
+                assert len(client.predict(mnist.test_images[:700]).labels) == 700
+        with (
+            Client(f"{replicas[0].target},{stranger.target}") as client,
+            pytest.raises(ClientError, match=r"serve different models as 'scratchnet' version 1 "
+                          r"\(.*: artifact [0-9a-f]{12}, 28x28 images, 10 classes; .*: 28x28 "
+                          r"images, 10 classes\): expected the same model on every replica"),
+        ):  # fmt: skip
+            client.model_info()
+    finally:
+        assert small.stop() == 0 and stranger.stop() == 0
