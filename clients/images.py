@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import warnings
 import zlib
 from pathlib import Path
 from tokenize import TokenError
@@ -121,8 +122,14 @@ def _photo(
             "pip install scratchnet[images]"
         ) from None
     height, width = image_shape
+    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
-        with Image.open(file) as opened:
+        # Past Pillow's pixel limit, a photo is refused in one line (Pillow itself only warns,
+        # in several lines, up to twice that limit, and decodes it all: a decompression bomb).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened = Image.open(file)
+        with opened:
             image: Any = _eight_bit(opened, file)
             if preprocess:
                 return mnist_form(np.asarray(image.convert("RGBA")), image_shape, invert)
@@ -131,7 +138,7 @@ def _photo(
                 paper = Image.new("RGBA", image.size, "white")
                 image = Image.alpha_composite(paper, image.convert("RGBA"))
             gray = image.convert("L").resize((width, height), Image.Resampling.LANCZOS)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, *bombs) as error:
         message = f"{file}: not a readable image ({error}), expected {_KINDS}"
         raise ScratchnetError(message) from None
     pixels = np.asarray(gray, dtype=np.uint8)

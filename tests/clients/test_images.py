@@ -251,3 +251,14 @@ def test_wide_pixels_outside_their_range_are_refused(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ScratchnetError, match=re.escape(f"{name}: {message}")):
             load_images(tmp_path / name, (28, 28))
+
+
+def test_a_photo_past_pillows_pixel_limit_is_refused_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Pillow only warns between its limit and twice it, and would decode the whole image.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    Image.new("L", (40, 40), 255).save(tmp_path / "wide.png")  # 1600 pixels
+    with pytest.raises(ScratchnetError, match=r"wide.png: not a readable image \(Image size "
+                       r"\(1600 pixels\) exceeds limit of 1000 pixels"):  # fmt: skip
+        load_images(tmp_path / "wide.png", (28, 28))
