@@ -20,6 +20,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
 from numpy.typing import NDArray
 
 from clients import Client
@@ -173,6 +174,46 @@ def test_missing_file_is_one_line(binary: Path, tmp_path: Path) -> None:
 def test_bad_flag_is_one_line(binary: Path) -> None:
     result = run_client(binary, "--target", "127.0.0.1:1", "--images", "x", "--batch-size", "0")
     assert_cpp_error(result, EXIT_INPUT_ERROR, "--batch-size", "positive integer")
+
+
+@pytest.mark.parametrize("timeout", ["1e16", "9e15", "86400.5"])
+def test_a_timeout_above_a_day_is_refused(
+    binary: Path, mnist: Dataset, tmp_path: Path, closed_port: int, timeout: str
+) -> None:
+    # Its milliseconds overflowed an int64: a negative deadline, or a huge one gRPC's own
+    # int64 nanoseconds could not hold, and every call failed at once as if the server were silent.
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    base = ("--target", f"127.0.0.1:{closed_port}", "--images", images_path)
+    result = run_client(binary, *base, "--timeout", timeout)
+    assert_cpp_error(
+        result, EXIT_INPUT_ERROR, "--timeout expects at most 86400 seconds (a day)", f"'{timeout}'"
+    )
+    # A day itself is taken: the run gets as far as the (closed) port.
+    result = run_client(binary, *base, "--timeout", "86400")
+    assert_cpp_error(result, EXIT_SERVER_ERROR, "cannot reach the server")
+
+
+def test_labels_out_naming_a_folder_is_refused_before_connecting(
+    binary: Path, mnist: Dataset, tmp_path: Path, closed_port: int
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    missing = tmp_path / "missing"
+    cases = [
+        (f"{missing}/", ["it names a folder (it ends in '/'), expected a file path"]),
+        (str(tmp_path), ["it is a folder, expected a file path"]),
+        ("", ["cannot write '': expected a file path"]),
+    ]
+    for labels_out, fragments in cases:
+        result = run_client(
+            binary, "--target", f"127.0.0.1:{closed_port}", "--images", images_path,
+            "--labels-out", labels_out,
+        )  # fmt: skip
+        assert_cpp_error(result, EXIT_INPUT_ERROR, f"cannot write {labels_out}", *fragments)
+    assert not missing.exists()  # "missing/" was no reason to create the folder
 
 
 def test_labels_of_another_length_are_refused(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
@@ -364,9 +405,13 @@ def test_the_right_client_is_served(
     token_file = tmp_path / "token"
     token_file.write_text(TOKENS[0] + "\n")
     expected = predict(artifact.weights, artifact.biases, mnist.test_images[:2000])
+    # A bundle of CAs, another first, passes the check of the TLS files (the last --tls-ca wins).
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_bytes(pki["other"].cert.read_bytes() + pki["ca"].cert.read_bytes())
     runs: list[tuple[list[str], dict[str, str]]] = [
         (["--token-file", str(token_file)], {}),
         ([], {"SCRATCHNET_TOKEN": TOKENS[1]}),
+        (["--tls-ca", str(bundle)], {"SCRATCHNET_TOKEN": TOKENS[0]}),
     ]
     for flags, env in runs:
         args = ["--target", secured.target, "--images", str(images_path), *_tls(pki), *flags]
@@ -441,6 +486,75 @@ def test_bad_tls_and_token_files_are_named(
     for flags, fragments in cases:
         line = assert_cpp_error(run_client(binary, *base, *flags), EXIT_INPUT_ERROR, *fragments)
         assert "secret" not in line
+
+
+def test_tls_files_are_parsed_and_matched_before_connecting(
+    binary: Path, pki: dict[str, Pem], mnist: Dataset, tmp_path: Path, closed_port: int
+) -> None:
+    # gRPC parses them only when it connects: each of these was reported as an unreachable
+    # server ("UNAVAILABLE: empty address list"), exit 1.
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    ca, cert, key = pki["ca"].cert, pki["client"].cert, pki["client"].key
+    cut_ca, cut_cert, cut_key = tmp_path / "cut-ca.crt", tmp_path / "cut.crt", tmp_path / "cut.key"
+    cut_ca.write_bytes(ca.read_bytes()[:100])
+    cut_cert.write_bytes(cert.read_bytes()[:-30])
+    cut_key.write_bytes(key.read_bytes()[:100])
+    good_then_cut = tmp_path / "good-then-cut.crt"
+    good_then_cut.write_bytes(ca.read_bytes() + cut_ca.read_bytes())
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(
+        serialization.load_pem_private_key(key.read_bytes(), None).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    base = ("--target", f"127.0.0.1:{closed_port}", "--images", images_path, "--tls-ca", ca)
+    stranger_key = pki["stranger"].key
+    cases = [
+        (
+            ("--tls-cert", cert, "--tls-key", stranger_key),
+            [f"--tls-key {stranger_key}: not the private key of the certificate in --tls-cert "
+             f"{cert}"],
+        ),
+        (("--tls-ca", cut_ca), [f"--tls-ca {cut_ca}: not a readable certificate"]),
+        (("--tls-ca", good_then_cut), [f"--tls-ca {good_then_cut}: not a readable certificate"]),
+        (
+            ("--tls-cert", cut_cert, "--tls-key", key),
+            [f"--tls-cert {cut_cert}: not a readable certificate"],
+        ),
+        (
+            ("--tls-cert", cert, "--tls-key", cut_key),
+            [f"--tls-key {cut_key}: not a readable private key"],
+        ),
+        (
+            ("--tls-cert", cert, "--tls-key", encrypted),
+            ["--tls-key", "an encrypted private key, expected an unencrypted"],
+        ),
+    ]  # fmt: skip
+    for flags, fragments in cases:
+        assert_cpp_error(run_client(binary, *base, *flags), EXIT_INPUT_ERROR, *fragments)
+
+
+@pytest.mark.parametrize("flag", ["--tls-ca", "--tls-cert", "--tls-key", "--token-file"])
+def test_a_folder_as_a_tls_or_token_file_is_named(
+    binary: Path, pki: dict[str, Pem], mnist: Dataset, tmp_path: Path, flag: str
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    files = {"--tls-cert": pki["client"].cert, "--tls-key": pki["client"].key}
+    if flag in files:
+        files[flag] = folder
+        flags = [part for pair in files.items() for part in map(str, pair)]
+    else:
+        flags = [flag, str(folder)]
+    result = run_client(binary, "--target", "127.0.0.1:1", "--images", images_path, *flags)
+    assert_cpp_error(result, EXIT_INPUT_ERROR, f"{flag} {folder}: it is a folder, expected a file")
 
 
 # --- replicas: several targets, round robin, retries -------------------------------------------

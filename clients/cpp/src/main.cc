@@ -142,6 +142,8 @@ int run(const Options& options) {
     report.expected = read_true_labels(*options.labels_path, images.shape.front(),
                                        options.images_path);
   }
+  // A --labels-out naming a folder is refused now, not once every image has been classified.
+  if (options.labels_out_path) check_file_path(*options.labels_out_path);
   const Targets targets = parse_targets(options.target);
   ClassifierClient client(targets, load_security(options), options.timeout, options.model_name,
                           options.model_version);

@@ -13,6 +13,10 @@ namespace scratchnet {
 namespace {
 
 constexpr const char* kSeeHelp = " (see --help)";
+// The longest --timeout taken, a day, as the Python client's: gRPC keeps deadlines as int64
+// nanoseconds since the epoch, so a much longer one overflows and every call fails at once (and
+// past about 9.2e15 seconds the milliseconds below would not fit an int64 either).
+constexpr int kMaxTimeoutSeconds = 86400;
 
 [[noreturn]] void fail(const std::string& message) { throw InputError(message + kSeeHelp); }
 
@@ -31,6 +35,10 @@ std::chrono::milliseconds parse_seconds(const std::string& flag, const std::stri
   if (error != std::errc() || end != text.data() + text.size() || !std::isfinite(seconds) ||
       seconds <= 0) {
     fail(flag + " expects a positive number of seconds, got '" + text + "'");
+  }
+  if (seconds > kMaxTimeoutSeconds) {
+    fail(flag + " expects at most " + std::to_string(kMaxTimeoutSeconds) +
+         " seconds (a day), got '" + text + "'");
   }
   return std::chrono::milliseconds(static_cast<std::int64_t>(std::ceil(seconds * 1000)));
 }
@@ -127,7 +135,7 @@ std::string usage(const std::string& program) {
          "  --tls-key FILE       its private key (PEM); implies TLS\n"
          "  --token-file FILE    send 'authorization: Bearer <token>' with the token in FILE\n"
          "                       (default: the SCRATCHNET_TOKEN environment variable, if set)\n"
-         "  --timeout SECONDS    deadline of each call (default: 30)\n"
+         "  --timeout SECONDS    deadline of each call, at most 86400 (default: 30)\n"
          "  --labels-out FILE    write the labels to FILE (atomically) instead of stdout\n"
          "  --json               print one JSON object (labels, accuracy, throughput) instead\n"
          "\n"

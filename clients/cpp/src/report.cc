@@ -122,7 +122,22 @@ std::string text_summary(const Report& report) {
   return line.str();
 }
 
+void check_file_path(const std::string& path) {
+  // Else the final rename fails with a puzzling "Not a directory" or "Is a directory", and only
+  // once every image has been classified (and "dir/" would have created the folder "dir").
+  if (path.empty()) throw InputError("cannot write '': expected a file path");
+  if (path.back() == '/') {
+    throw InputError("cannot write " + path +
+                     ": it names a folder (it ends in '/'), expected a file path");
+  }
+  std::error_code ignored;
+  if (std::filesystem::is_directory(path, ignored)) {
+    throw InputError("cannot write " + path + ": it is a folder, expected a file path");
+  }
+}
+
 void write_file_atomically(const std::string& path, const std::string& content) {
+  check_file_path(path);
   const std::filesystem::path target(path);
   const std::filesystem::path directory =
       target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");

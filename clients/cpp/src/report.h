@@ -34,6 +34,9 @@ std::string json_summary(const Report& report, bool with_labels);
 // One human-readable line: accuracy (if known), images, seconds, images/s, model.
 std::string text_summary(const Report& report);
 
+// Throws InputError if `path` cannot name a file: empty, ending in '/', or an existing folder.
+void check_file_path(const std::string& path);
+
 // Writes `content` to a temporary file next to `path`, then renames it over `path`: readers see
 // the old file or the whole new one, never a partial write. Failure throws InputError.
 void write_file_atomically(const std::string& path, const std::string& content);

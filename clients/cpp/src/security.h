@@ -21,8 +21,9 @@ struct Security {
   std::optional<std::string> token;  // sent as "authorization: Bearer <token>"
 };
 
-// TLS material and the token from the flags and $SCRATCHNET_TOKEN; a file that cannot be read,
-// is not PEM or holds no single token throws InputError naming the flag and the file.
+// TLS material and the token from the flags and $SCRATCHNET_TOKEN; a file that cannot be read or
+// is a folder, PEM that does not parse, a key not of the certificate or no single token throws
+// InputError naming the flag and the file.
 Security load_security(const Options& options);
 
 }  // namespace scratchnet
