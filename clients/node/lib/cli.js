@@ -5,7 +5,7 @@
 
 const path = require('node:path');
 const { parseArgs } = require('node:util');
-const { Client } = require('./client');
+const { Client, MAX_TIMEOUT_MS } = require('./client');
 const { TOKEN_VARIABLE, loadCredentials } = require('./credentials');
 const { ScratchnetError } = require('./errors');
 const { readImages } = require('./images');
@@ -21,8 +21,9 @@ const USAGE = `usage:
   ${PROGRAM} score   --target TARGET [--api v1|v2] [--data DIR] [--split test|train]
                      [--batch-size N] [--json]
   ${PROGRAM} info    --target TARGET [--api v1|v2]
-  ${PROGRAM} onnx    --model MODEL.onnx [--json] [--no-preprocess] FILE...
-  ${PROGRAM} onnx    --model MODEL.onnx --data DIR [--split test|train] [--json]
+  ${PROGRAM} onnx    --model MODEL.onnx [--threads N] [--json] [--no-preprocess]
+                     [--invert auto|yes|no] FILE...
+  ${PROGRAM} onnx    --model MODEL.onnx --data DIR [--split test|train] [--threads N] [--json]
 
 TARGET: HOST:PORT; replicas, balanced round robin with retries: HOST:PORT,HOST:PORT,... or
 dns:///NAME:PORT (every address of NAME).
@@ -37,7 +38,7 @@ Server options (predict, score, info):
   --tls-cert FILE       client certificate (PEM) for mutual TLS, with --tls-key FILE; implies TLS
   --token-file FILE     send 'authorization: Bearer <token>' with the token in FILE
                         (default: the ${TOKEN_VARIABLE} environment variable, if set)
-  --timeout SECONDS     deadline of each call (default 30)
+  --timeout SECONDS     deadline of each call (default 30, at most 86400: a day)
 Exit status: 0 ok, 1 error (file, server, model), 2 bad flags.`;
 
 /** A flag error: printed like any other error, but exits 2. */
@@ -63,10 +64,10 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 };
 
-/** Parse a flag that must be a positive number. */
+/** Parse a flag that must be a positive (finite) number. */
 function positive(name, text, integer) {
   const value = Number(text);
-  if (text === undefined || !(value > 0) || (integer && !Number.isInteger(value))) {
+  if (!(Number.isFinite(value) && value > 0) || (integer && !Number.isInteger(value))) {
     throw new UsageError(
       `--${name} ${text}: expected a positive ${integer ? 'integer' : 'number'}`,
     );
@@ -74,22 +75,68 @@ function positive(name, text, integer) {
   return value;
 }
 
-/** Check that each name in `required` was given and each in `forbidden` was not. */
-function expectFlags(command, values, required, forbidden = []) {
+/** --timeout in milliseconds: positive, and at most a day as in the Python client. */
+function timeoutMs(text) {
+  const seconds = positive('timeout', text, false);
+  if (seconds * 1000 > MAX_TIMEOUT_MS) {
+    throw new UsageError(
+      `--timeout ${text}: expected at most ${MAX_TIMEOUT_MS / 1000} seconds (a day)`,
+    );
+  }
+  return seconds * 1000;
+}
+
+/** The flags of the commands that talk to a server. */
+const SERVER_FLAGS = [
+  'target',
+  'api',
+  'model',
+  'model-version',
+  'tls-ca',
+  'tls-cert',
+  'tls-key',
+  'token-file',
+  'timeout',
+];
+const PHOTO_FLAGS = ['no-preprocess', 'invert'];
+/** The flags each command (and form of onnx) takes; --help goes with any. */
+const COMMAND_FLAGS = {
+  predict: [...SERVER_FLAGS, 'batch-size', 'json', ...PHOTO_FLAGS],
+  score: [...SERVER_FLAGS, 'data', 'split', 'batch-size', 'json'],
+  info: SERVER_FLAGS,
+  'onnx FILE...': ['model', 'threads', 'json', ...PHOTO_FLAGS],
+  'onnx --data': ['model', 'threads', 'json', 'data', 'split'],
+};
+
+/**
+ * Check that each name in `required` was given, that every flag given is one the command takes
+ * (parseArgs knows every command's flags, so it cannot refuse one that is another command's),
+ * and --split, before any work is done.
+ * @param {string} form the command, a key of COMMAND_FLAGS
+ * @param {object} values parsed flags
+ * @param {Set<string>} given the flags on the command line (values holds defaults too)
+ * @param {string[]} required
+ */
+function expectFlags(form, values, given, required) {
+  const [command] = form.split(' ');
   for (const name of required) {
     if (values[name] === undefined) {
       throw new UsageError(`${command}: --${name} is required`);
     }
   }
-  for (const name of forbidden) {
-    if (values[name] !== undefined) {
-      throw new UsageError(`${command}: --${name} does not apply here`);
+  const takes = COMMAND_FLAGS[form];
+  for (const name of given) {
+    if (name !== 'help' && !takes.includes(name)) {
+      throw new UsageError(
+        `${form}: --${name} does not apply here; expected only ` +
+          takes.map((flag) => `--${flag}`).join(', '),
+      );
     }
   }
+  if (!['test', 'train'].includes(values.split)) {
+    throw new UsageError(`--split ${values.split}: expected test or train`);
+  }
 }
-
-/** The flags that only the commands talking to a server take. */
-const SERVER_FLAGS = ['model-version', 'tls-ca', 'tls-cert', 'tls-key', 'token-file'];
 
 /** TLS material and token from the flags (and SCRATCHNET_TOKEN). */
 function credentials(values) {
@@ -115,7 +162,7 @@ function connect(values) {
     );
   }
   const options = {
-    timeoutMs: positive('timeout', values.timeout, false) * 1000,
+    timeoutMs: timeoutMs(values.timeout),
     modelName: values.model,
     modelVersion: values['model-version'],
     batchSize:
@@ -135,6 +182,8 @@ function connect(values) {
     client,
     predict: v1 ? (images) => client.predict(images) : (images) => client.infer(images),
     describe: v1 ? () => client.modelInfo() : () => client.modelMetadata(),
+    // What predictions need from the server before the first one (score times predictions only).
+    prepare: v1 ? () => client.modelInfo() : () => client.modelConfig(),
     imageShape: v1
       ? async () => lastTwo((await client.modelInfo()).input_shape)
       : async () => lastTwo((await client.modelMetadata()).inputs[0].shape),
@@ -223,28 +272,34 @@ async function scoreData(predict, values, source, out, prepare = async () => {})
 async function run(argv, out) {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = parseArgs({
+      args: argv,
+      options: OPTIONS,
+      allowPositionals: true,
+      strict: true,
+      tokens: true,
+    });
   } catch (error) {
-    throw new UsageError(error.message.split('. ')[0]);
+    throw new UsageError(parseArgsMessage(error));
   }
-  const { values, positionals } = parsed;
+  const { values, positionals, tokens } = parsed;
+  const given = new Set(tokens.filter((token) => token.kind === 'option').map((t) => t.name));
   const [command, ...files] = positionals;
   if (values.help || command === 'help') {
     out.write(`${USAGE}\n`);
     return 0;
   }
   if (command === 'predict' || command === 'score' || command === 'info') {
-    expectFlags(command, values, ['target'], ['threads']);
-    const { client, predict, describe, imageShape } = connect(values);
+    expectFlags(command, values, given, ['target']);
+    const { client, predict, describe, prepare, imageShape } = connect(values);
     try {
       if (command === 'predict') {
-        expectFlags(command, values, [], ['data']);
         await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       } else if (command === 'score') {
         if (files.length) {
           throw new UsageError(`score takes no FILE (got ${files[0]}); use --data DIR`);
         }
-        await scoreData(predict, values, `${values.target} (${values.api})`, out, describe);
+        await scoreData(predict, values, `${values.target} (${values.api})`, out, prepare);
       } else {
         out.write(`${JSON.stringify(await describe(), null, 2)}\n`);
       }
@@ -254,10 +309,12 @@ async function run(argv, out) {
     return 0;
   }
   if (command === 'onnx') {
-    expectFlags(command, values, ['model'], ['target', ...SERVER_FLAGS]);
     if (values.data !== undefined && files.length) {
       throw new UsageError('onnx: give FILE... or --data DIR, not both');
     }
+    expectFlags(values.data === undefined ? 'onnx FILE...' : 'onnx --data', values, given, [
+      'model',
+    ]);
     const { model, predict, imageShape } = await loadOnnx(values);
     try {
       if (values.data !== undefined) {
@@ -275,6 +332,20 @@ async function run(argv, out) {
       ? 'no command given: expected predict, score, info or onnx (see --help)'
       : `unknown command '${command}': expected predict, score, info or onnx (see --help)`,
   );
+}
+
+/**
+ * One line from a parseArgs error. Most say it all in their first sentence; a value starting
+ * with a dash ('--timeout -1') gets three lines, whose last says how to pass one.
+ */
+function parseArgsMessage(error) {
+  const sentences = error.message.split(/(?<=[.?])\s+/);
+  const first = sentences[0].replace(/\.$/, '');
+  if (error.code !== 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || sentences.length === 1) {
+    return first;
+  }
+  const last = sentences[sentences.length - 1].replace(/\.$/, '');
+  return `${first}: ${last[0].toLowerCase()}${last.slice(1)}`;
 }
 
 /**

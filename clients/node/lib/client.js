@@ -22,12 +22,16 @@ const {
 } = require('./tensor');
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+// The longest timeout taken, a day, as the Python client's MAX_TIMEOUT: grpc-js throws on deadlines
+// past 10^8 hours and fails calls at once past the largest Date, so longer ones must be refused.
+const MAX_TIMEOUT_MS = 86_400_000;
 // Without a batch size from the caller, a request carries at most this many bytes of pixels:
 // far below gRPC's default 4 MB message limit, large enough to amortise a call.
 const DEFAULT_BATCH_BYTES = 1 << 20;
-// The Open Inference Protocol does not say how many images a model takes per request (Triton
-// keeps it in ModelConfig), so without a batch size from the caller v2 requests stay at or below
-// this — below scratchnet's default --max-batch (1024) and Triton's usual limits.
+// The Open Inference Protocol does not say how many images a model takes per request: Triton's
+// ModelConfig extension does, and is asked first. Without it, or a batch size from the caller, v2
+// requests stay at or below this — below scratchnet's default --max-batch (1024) and Triton's
+// usual limits.
 const V2_MAX_BATCH = 256;
 // ModelInfer calls in flight at once when a batch is split: keeps the server's workers busy
 // without queueing the whole set.
@@ -111,7 +115,7 @@ class Client {
   constructor(target, options = {}) {
     this.targets = parseTargets(target);
     this.target = target;
-    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.timeoutMs = checkTimeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
     this.modelName = options.modelName || undefined;
     this.modelVersion = options.modelVersion ?? '';
     this.batchSize = options.batchSize;
@@ -128,6 +132,7 @@ class Client {
     this.channelOptions = options.channelOptions;
     this.cachedInfo = undefined;
     this.cachedMetadata = undefined;
+    this.cachedConfig = undefined;
   }
 
   /**
@@ -315,6 +320,26 @@ class Client {
     return this.cachedMetadata;
   }
 
+  /**
+   * The model's configuration from Triton's model configuration extension (ModelConfig), whose
+   * max_batch_size the Open Inference Protocol's metadata lacks; null when the server does not
+   * offer the extension (UNIMPLEMENTED).
+   * @returns {Promise<object | null>}
+   */
+  async modelConfig() {
+    const name = (this.cachedMetadata ?? (await this.modelMetadata())).name;
+    try {
+      const reply = await this.unary('v2', 'ModelConfig', { name, version: this.modelVersion });
+      this.cachedConfig = reply.config;
+    } catch (error) {
+      if (error.code !== grpc.status.UNIMPLEMENTED) {
+        throw error;
+      }
+      this.cachedConfig = null;
+    }
+    return this.cachedConfig;
+  }
+
   /** Whether the server is live (OIP ServerLive). @returns {Promise<boolean>} */
   async serverLive() {
     return (await this.unary('v2', 'ServerLive', {})).live;
@@ -345,6 +370,7 @@ class Client {
    * @returns {Promise<void>}
    */
   async waitForReady(timeoutMs = this.timeoutMs) {
+    checkTimeout(timeoutMs);
     const end = Date.now() + timeoutMs;
     const { v2 } = await this.connection();
     let last = 'no answer';
@@ -369,13 +395,20 @@ class Client {
     );
   }
 
-  /** Split a batch into requests: `batchSize` images, or ≤ 1 MB of pixels and ≤ `limit`. */
-  batches(images, limit = Infinity) {
+  /**
+   * Split a batch into requests of at most `maxBatch` images (the model's limit): `batchSize`
+   * images, or else ≤ 1 MB of pixels and ≤ `defaultLimit`.
+   */
+  batches(images, maxBatch = Infinity, defaultLimit = maxBatch) {
     const [, height, width] = images.shape;
     const bytesPerImage = height * width * images.data.BYTES_PER_ELEMENT;
-    const size =
+    // A batch size above the model's limit is capped, as the Python client does: the server
+    // would refuse every request.
+    const size = Math.min(
+      maxBatch,
       this.batchSize ??
-      Math.max(1, Math.min(limit, Math.floor(DEFAULT_BATCH_BYTES / bytesPerImage)));
+        Math.max(1, Math.min(defaultLimit, Math.floor(DEFAULT_BATCH_BYTES / bytesPerImage))),
+    );
     const parts = [];
     for (let start = 0; start < images.shape[0]; start += size) {
       parts.push(sliceImages(images, start, Math.min(start + size, images.shape[0])));
@@ -468,7 +501,14 @@ class Client {
     }
     const labelOutput = metadata.outputs.find(isLabelOutput);
     const wanted = options.outputs ?? (labelOutput ? [labelOutput.name] : []);
-    const parts = this.batches(convertImages(images, dtype), V2_MAX_BATCH);
+    const config = this.cachedConfig === undefined ? await this.modelConfig() : this.cachedConfig;
+    // 0 (or no ModelConfig) says nothing about the model's limit: stay under V2_MAX_BATCH then.
+    const maxBatch = Number(config?.max_batch_size) || Infinity;
+    const parts = this.batches(
+      convertImages(images, dtype),
+      maxBatch,
+      Math.min(maxBatch, V2_MAX_BATCH),
+    );
     const responses = await mapConcurrent(parts.length, V2_CONCURRENCY, (i) =>
       this.unary('v2', 'ModelInfer', {
         model_name: metadata.name,
@@ -487,6 +527,21 @@ class Client {
       outputs,
     };
   }
+}
+
+/**
+ * A timeout in milliseconds, checked: positive and at most a day.
+ * @param {number} ms
+ * @returns {number}
+ */
+function checkTimeout(ms) {
+  if (!(typeof ms === 'number' && ms > 0 && ms <= MAX_TIMEOUT_MS)) {
+    throw new ScratchnetError(
+      `timeout ${ms} ms: expected a positive number of milliseconds, at most ${MAX_TIMEOUT_MS} ` +
+        '(a day)',
+    );
+  }
+  return ms;
 }
 
 /**
@@ -550,4 +605,4 @@ function predictionFromOutputs(outputs, metadata) {
   };
 }
 
-module.exports = { Client };
+module.exports = { Client, MAX_TIMEOUT_MS };

@@ -14,6 +14,12 @@ const PREPROCESS = path.resolve(__dirname, '..', '..', '..', 'scratchnet', 'web'
 
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 const JPEG_MAGIC = Buffer.from([0xff, 0xd8, 0xff]);
+// The most pixels a photo may have: Pillow's MAX_IMAGE_PIXELS, the Python client's limit. A small
+// file can declare a huge image (a decompression bomb), and decoding it takes 4 bytes a pixel.
+const MAX_PIXELS = 89_478_485;
+// jpeg-js refuses images needing more memory than this (default 512 MB, which a photo well within
+// MAX_PIXELS exceeds): its coefficients, components and RGBA output take up to ~14 bytes a pixel.
+const JPEG_MAX_MEMORY_MB = Math.ceil((MAX_PIXELS * 16) / 2 ** 20);
 
 /** Whether `bytes` start like a PNG or a JPEG file. */
 function isPhoto(bytes) {
@@ -27,18 +33,57 @@ function isPhoto(bytes) {
  * @returns {{width: number, height: number, data: Uint8Array}}
  */
 function decodePhoto(bytes, file) {
+  const png = bytes.subarray(0, 4).equals(PNG_MAGIC);
+  const size = png ? pngSize(bytes) : jpegSize(bytes);
+  if (size && size.width * size.height > MAX_PIXELS) {
+    throw new ScratchnetError(
+      `${file}: a ${size.width}x${size.height} image (${size.width * size.height} pixels), ` +
+        `expected at most ${MAX_PIXELS} pixels`,
+    );
+  }
   try {
-    if (bytes.subarray(0, 4).equals(PNG_MAGIC)) {
+    if (png) {
       const { PNG } = require('pngjs');
       const { width, height, data } = PNG.sync.read(bytes);
       return { width, height, data };
     }
     const jpeg = require('jpeg-js');
-    const { width, height, data } = jpeg.decode(bytes, { useTArray: true, formatAsRGBA: true });
+    const { width, height, data } = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: true,
+      // In case jpegSize missed the frame header: jpeg-js checks its own.
+      maxResolutionInMP: MAX_PIXELS / 1e6,
+      maxMemoryUsageInMB: JPEG_MAX_MEMORY_MB,
+    });
     return { width, height, data };
   } catch (error) {
     throw new ScratchnetError(`${file}: not a readable image (${error.message})`);
   }
+}
+
+/** {width, height} from a PNG's IHDR chunk (the first), or undefined if it has none. */
+function pngSize(bytes) {
+  if (bytes.length < 24 || bytes.toString('latin1', 12, 16) !== 'IHDR') {
+    return undefined; // pngjs says what is wrong
+  }
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+}
+
+/**
+ * {width, height} from a JPEG's frame header (SOFn), or undefined if none is found: the segments
+ * before it are skipped by their lengths.
+ */
+function jpegSize(bytes) {
+  let offset = 2; // after the start-of-image marker
+  while (offset + 9 <= bytes.length && bytes[offset] === 0xff) {
+    const marker = bytes[offset + 1];
+    // SOF0–SOF15 but DHT (C4), JPG (C8) and DAC (CC), which share the range.
+    if (marker >= 0xc0 && marker <= 0xcf && ![0xc4, 0xc8, 0xcc].includes(marker)) {
+      return { height: bytes.readUInt16BE(offset + 5), width: bytes.readUInt16BE(offset + 7) };
+    }
+    offset += marker === 0xff ? 1 : 2 + bytes.readUInt16BE(offset + 2); // 0xff: a fill byte
+  }
+  return undefined;
 }
 
 /**
@@ -98,13 +143,13 @@ function readImageArray(file) {
 
 function arrayImages(bytes, file) {
   const { data, shape } = isNpy(bytes) ? parseNpy(bytes, file) : parseIdx(bytes, file);
-  if (shape.length === 2) {
-    return { data, shape: [1, ...shape] };
+  // Checked here, not only by checkImages later, so that the message names the file.
+  if (!(shape.length === 2 || shape.length === 3) || shape.includes(0)) {
+    throw new ScratchnetError(
+      `${file}: expected images of shape [N,H,W] or [H,W] with N, H, W ≥ 1, got [${shape}]`,
+    );
   }
-  if (shape.length !== 3) {
-    throw new ScratchnetError(`${file}: expected images of shape [N,H,W] or [H,W], got [${shape}]`);
-  }
-  return { data, shape };
+  return { data, shape: shape.length === 2 ? [1, ...shape] : shape };
 }
 
 module.exports = { PREPROCESS, readImageArray, readImages };

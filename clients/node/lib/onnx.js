@@ -3,9 +3,20 @@
 // "Loading model.onnx elsewhere": the exported model run directly by onnxruntime-node, with no
 // server. Input and output names, dtypes and shapes come from the file.
 
+const fs = require('node:fs');
 const ort = require('onnxruntime-node');
+const protobuf = require('protobufjs');
 const { ScratchnetError } = require('./errors');
-const { DTYPES, argmaxRows, checkImages, convertImages } = require('./tensor');
+const { DTYPES, PIXEL_MAX, argmaxRows, checkImages, convertImages } = require('./tensor');
+
+// Just enough of onnx.proto to read ModelProto.metadata_props (onnxruntime-node does not expose
+// it); decoding skips every other field, the graph and its weights included.
+const ONNX_METADATA = protobuf.Root.fromJSON({
+  nested: {
+    ModelProto: { fields: { metadata_props: { rule: 'repeated', type: 'Entry', id: 14 } } },
+    Entry: { fields: { key: { type: 'string', id: 1 }, value: { type: 'string', id: 2 } } },
+  },
+}).lookupType('ModelProto');
 
 /** model.onnx in an onnxruntime-node InferenceSession. */
 class OnnxModel {
@@ -13,9 +24,11 @@ class OnnxModel {
    * @param {ort.InferenceSession} session
    * @param {string} file
    */
-  constructor(session, file) {
+  constructor(session, file, metadata = {}) {
     this.session = session;
     this.file = file;
+    this.metadata = metadata;
+    this.inputScale = inputScale(file, metadata);
     const [input] = session.inputMetadata;
     this.inputName = input.name;
     // onnxruntime-node names tensor types as tensor.js's DTYPES does ('float32', 'uint8').
@@ -60,7 +73,7 @@ class OnnxModel {
         `${file}: onnxruntime-node cannot load it (${firstLine(error.message)})`,
       );
     }
-    return new OnnxModel(session, file);
+    return new OnnxModel(session, file, readMetadata(file));
   }
 
   /**
@@ -71,7 +84,8 @@ class OnnxModel {
    * @returns {Promise<import('./client').Prediction>}
    */
   async predict(images, options = {}) {
-    const batch = convertImages(checkImages(images), this.inputType);
+    checkPixels(checkImages(images), `input '${this.inputName}' of ${this.file}`, this.inputScale);
+    const batch = convertImages(images, this.inputType);
     const [, ...expected] = this.inputShape;
     const [, ...got] = batch.shape;
     if (
@@ -107,6 +121,75 @@ class OnnxModel {
   release() {
     return this.session.release();
   }
+}
+
+/** A model file's metadata_props as {key: value}. */
+function readMetadata(file) {
+  const { metadata_props: entries } = ONNX_METADATA.decode(fs.readFileSync(file));
+  return Object.fromEntries(entries.map(({ key, value }) => [key, value]));
+}
+
+/** The model's input_scale metadata as a number, or undefined when it declares none. */
+function inputScale(file, metadata) {
+  const text = metadata.input_scale;
+  if (text === undefined) {
+    return undefined;
+  }
+  const scale = Number(text);
+  if (!(Number.isFinite(scale) && scale > 0) || text.trim() === '') {
+    throw new ScratchnetError(
+      `${file}: metadata input_scale is '${text}', expected a positive number`,
+    );
+  }
+  return scale;
+}
+
+/**
+ * Refuse the float pixels the server refuses (server/checks.py, _check_pixels), with its words:
+ * NaN or infinity always, and, for a model that declares its input_scale, pixels outside
+ * [0, 255 × input_scale]; onnxruntime would turn either into a confident wrong label.
+ * @param {import('./tensor').ImageBatch} images checked by checkImages
+ * @param {string} what names the input in messages
+ * @param {number | undefined} scale the model's input_scale, if it declares one
+ */
+function checkPixels({ data, shape }, what, scale) {
+  if (!(data instanceof Float32Array)) {
+    return; // uint8 pixels are 0–255 by construction
+  }
+  const size = data.length / shape[0];
+  // Indexes of the images with a pixel for which `test` holds: only needed for a message.
+  const images = (test) =>
+    Array.from({ length: shape[0] }, (_, n) => n).filter((n) =>
+      data.subarray(n * size, (n + 1) * size).some(test),
+    );
+  // Math.min and Math.max return NaN once any pixel is NaN, so one pass finds both problems.
+  let lowest = Infinity;
+  let highest = -Infinity;
+  for (const value of data) {
+    lowest = Math.min(lowest, value);
+    highest = Math.max(highest, value);
+  }
+  if (!(Number.isFinite(lowest) && Number.isFinite(highest))) {
+    const bad = images((value) => !Number.isFinite(value));
+    throw new ScratchnetError(
+      `${what}: pixels must be finite, found NaN or infinity in ${bad.length} image(s), ` +
+        `the first at index ${bad[0]}`,
+    );
+  }
+  const high = PIXEL_MAX * scale;
+  if (scale !== undefined && (lowest < 0 || highest > high)) {
+    const [first] = images((value) => value < 0 || value > high);
+    throw new ScratchnetError(
+      `${what}: float pixels must lie in [0, ${g(high)}] (the model's input_scale is ` +
+        `${g(scale)}), found ${g(lowest < 0 ? lowest : highest)} in image ${first}: ` +
+        `divide 0-${PIXEL_MAX} pixels by ${g(1 / scale)} or pass them as uint8`,
+    );
+  }
+}
+
+/** A number as Python's format `g` writes it (6 significant digits), as the server's message. */
+function g(value) {
+  return String(Number(value.toPrecision(6)));
 }
 
 /** "name type [shape]" of each value, for messages. */

@@ -178,6 +178,7 @@ function argmaxRows(values, columns) {
 
 module.exports = {
   DTYPES,
+  PIXEL_MAX,
   argmaxRows,
   checkImages,
   convertImages,

@@ -9,6 +9,8 @@ const path = require('node:path');
 const { Writable } = require('node:stream');
 const { test } = require('node:test');
 const { main } = require('../lib/cli');
+const { Client } = require('../lib/client');
+const { ScratchnetError } = require('../lib/errors');
 const { tempDir } = require('./support/files');
 
 /** Run the CLI in-process, capturing its output. */
@@ -93,6 +95,77 @@ test('bad flags exit 2 with one line saying what was expected', async () => {
     2,
     /--model and --model-version take a non-empty value/,
   );
+});
+
+test('--timeout is at most a day and finite, in the CLI and the library', async () => {
+  // Longer deadlines crash grpc-js (10^12 s) or fail every call at once (past the largest Date).
+  for (const seconds of ['86401', '1e12', '1e13', '9e15']) {
+    await assertFails(
+      ['info', '--target', 'h:1', '--timeout', seconds],
+      2,
+      new RegExp(`--timeout ${seconds}: expected at most 86400 seconds \\(a day\\)`),
+    );
+  }
+  for (const seconds of ['1e400', 'Infinity', 'NaN']) {
+    await assertFails(
+      ['info', '--target', 'h:1', '--timeout', seconds],
+      2,
+      new RegExp(`--timeout ${seconds}: expected a positive number`),
+    );
+  }
+  for (const timeoutMs of [86_400_001, 1e15, Infinity, NaN, 0, -1, '30']) {
+    assert.throws(
+      () => new Client('h:1', { timeoutMs }),
+      (error) =>
+        error instanceof ScratchnetError &&
+        /expected a positive number of milliseconds, at most 86400000 \(a day\)/.test(
+          error.message,
+        ),
+      String(timeoutMs),
+    );
+  }
+  assert.equal(new Client('h:1', { timeoutMs: 86_400_000 }).timeoutMs, 86_400_000);
+  await assert.rejects(
+    () => new Client('h:1').waitForReady(Infinity),
+    /timeout Infinity ms: expected a positive number/,
+  );
+});
+
+test('a negative flag value is one line saying how to give one', async () => {
+  await assertFails(
+    ['info', '--target', 'h:1', '--timeout', '-1'],
+    2,
+    /Option '--timeout' argument is ambiguous: to specify an option argument starting with a dash use '--timeout=-XYZ'$/m,
+  );
+  await assertFails(['score', '--target', 'h:1', '--batch-size', '-5'], 2, /'--batch-size=-XYZ'/);
+  await assertFails(
+    ['score', '--target', 'h:1', '--batch-size=-5'],
+    2,
+    /--batch-size -5: expected a positive integer/,
+  );
+});
+
+test('a flag the command does not take, or a value it cannot use, exits 2', async () => {
+  const model = ['onnx', '--model', 'm.onnx'];
+  const cases = [
+    [
+      [...model, '--api', 'v9', 'x'],
+      /onnx FILE\.\.\.: --api does not apply here; expected only --model,/,
+    ],
+    [[...model, '--split', 'foo', 'x'], /onnx FILE\.\.\.: --split does not apply here/],
+    [[...model, '--timeout', '5', 'x'], /--timeout does not apply here/],
+    [[...model, '--data', '.', '--invert', 'yes'], /onnx --data: --invert does not apply here/],
+    [[...model, '--data', '.', '--no-preprocess'], /--no-preprocess does not apply here/],
+    [['info', '--target', 'h:1', '--json'], /info: --json does not apply here/],
+    [['info', '--target', 'h:1', '--split', 'train'], /info: --split does not apply here/],
+    [['predict', '--target', 'h:1', '--data', '.', 'x'], /predict: --data does not apply here/],
+    [['score', '--target', 'h:1', '--invert', 'no'], /score: --invert does not apply here/],
+    [['score', '--target', 'h:1', '--split', 'foo'], /--split foo: expected test or train/],
+    [[...model, '--data', '.', '--split', 'foo'], /--split foo: expected test or train/],
+  ];
+  for (const [args, pattern] of cases) {
+    await assertFails(args, 2, pattern);
+  }
 });
 
 test('a malformed list of targets exits 2 saying what is expected', async () => {

@@ -217,6 +217,36 @@ describe('choosing the model and its version', TIMEOUT, () => {
   });
 });
 
+describe("the model's max batch size", TIMEOUT, () => {
+  test('requests stay within it on both APIs, whatever batch size is asked', async () => {
+    // `small` takes at most 4 images a request (ModelConfig and GetModelInfo say so): 10 images
+    // must go as three requests, or the server refuses them.
+    const [, height, width] = images.shape;
+    const ten = { data: images.data.subarray(0, 10 * height * width), shape: [10, height, width] };
+    for (const options of [{}, { batchSize: 100 }]) {
+      const client = new Client(repositoryServer.target, { modelName: 'small', ...options });
+      try {
+        for (const api of ['predict', 'infer']) {
+          const { labels } = await client[api](ten);
+          assert.deepEqual(
+            labels,
+            expected['digits/1'].slice(0, 10),
+            `${api} ${options.batchSize}`,
+          );
+        }
+      } finally {
+        client.close();
+      }
+    }
+    for (const api of ['v1', 'v2']) {
+      const args = ['predict', '--target', repositoryServer.target, '--model', 'small'];
+      const result = await cli([...args, '--api', api, '--json', imagesFile]);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(JSON.parse(result.stdout).files[0].labels, expected['digits/1'], api);
+    }
+  });
+});
+
 describe('TLS, mutual TLS and bearer tokens', TIMEOUT, () => {
   test('the right client is served on both APIs', async () => {
     const client = new Client(secured.target, securedOptions());

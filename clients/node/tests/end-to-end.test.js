@@ -4,11 +4,13 @@
 // labels on the same images; errors carry the right gRPC status; the CLI does what it says.
 
 const assert = require('node:assert/strict');
+const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const { Client, OnnxModel, RpcError, convertImages, loadMnistSplit } = require('../lib');
 const { assertOneLineError, cli: runCli, deadTarget } = require('./support/cli');
 const { buildModels, pythonLabels, REPO, startServer } = require('./support/live');
+const { npyBytes, tempDir } = require('./support/files');
 
 const DATA = path.join(REPO, 'data', 'mnist');
 const TEST_IMAGES = path.join(DATA, 't10k-images-idx3-ubyte.gz');
@@ -77,6 +79,39 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
         await onnx.release();
       }
     }
+  });
+
+  test('onnxruntime-node refuses the float pixels the server refuses, in its words', async () => {
+    const [, height, width] = images.shape;
+    const batch = (value) => ({
+      data: new Float32Array(2 * height * width).fill(value),
+      shape: [2, height, width],
+    });
+    // The rule itself, without who says it: from "pixels must" to the end or to "in image N".
+    const rule = (message) => /((float )?pixels must .*?)(: divide|$)/.exec(message)[1];
+    const onnx = await OnnxModel.load(model);
+    try {
+      assert.equal(onnx.inputScale, 1 / 255); // read from model.onnx's metadata_props
+      for (const value of [NaN, Infinity, 255, -1]) {
+        const local = await onnx.predict(batch(value)).then(
+          () => assert.fail(`onnxruntime-node took pixels of ${value}`),
+          (error) => error,
+        );
+        const remote = await client.predict(batch(value), { dtype: 'float32' }).then(
+          () => assert.fail(`the server took pixels of ${value}`),
+          (error) => error,
+        );
+        assert.equal(remote.code, INVALID_ARGUMENT);
+        assert.equal(rule(local.message), rule(remote.message), String(value));
+      }
+    } finally {
+      await onnx.release();
+    }
+    // The CLI on a .npy of NaN: one line, exit 1, no label.
+    const file = path.join(tempDir(), 'nan.npy');
+    const nan = new Float32Array(height * width).fill(NaN);
+    fs.writeFileSync(file, npyBytes('<f4', [1, height, width], Buffer.from(nan.buffer)));
+    assertOneLineError(await cli('onnx', '--model', model, file), 1, /pixels must be finite/);
   });
 
   test('v1 scores and probabilities: [N,C] rows whose argmax is the label', async () => {

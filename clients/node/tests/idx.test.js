@@ -65,7 +65,36 @@ test('labels must be one-dimensional and images at most three', async () => {
   const four = writeIdx(path.join(dir, 'four-d'), [1, 2, 3, 4], pixels);
   await assert.rejects(
     () => readImages(four),
-    /expected images of shape \[N,H,W\] or \[H,W\], got \[1,2,3,4\]/,
+    /four-d: expected images of shape \[N,H,W\] or \[H,W\] with N, H, W ≥ 1, got \[1,2,3,4\]/,
+  );
+});
+
+test('files of zero images, or of images of size 0, are refused naming the file', async () => {
+  const files = [
+    writeIdx(path.join(dir, 'no-images-idx3'), [0, 28, 28], []),
+    writeIdx(path.join(dir, 'empty-image-idx2'), [28, 0], []),
+  ];
+  const npy = path.join(dir, 'no-images.npy');
+  fs.writeFileSync(npy, npyBytes('|u1', [0, 28, 28], []));
+  files.push(npy);
+  for (const file of files) {
+    await assert.rejects(
+      () => readImages(file),
+      (error) => {
+        assert.ok(error instanceof ScratchnetError);
+        assert.ok(error.message.startsWith(`${file}: expected images of shape`), error.message);
+        assert.match(error.message, /with N, H, W ≥ 1, got \[(0,28,28|28,0)\]$/);
+        return true;
+      },
+    );
+  }
+  // The test set of an MNIST folder too: its images file is named.
+  const folder = tempDir();
+  const empty = writeIdx(path.join(folder, 't10k-images-idx3-ubyte'), [0, 28, 28], []);
+  writeIdx(path.join(folder, 't10k-labels-idx1-ubyte'), [0], []);
+  assert.throws(
+    () => loadMnistSplit(folder, 'test'),
+    (error) => error.message.startsWith(`${empty}: expected images of shape`),
   );
 });
 

@@ -73,9 +73,10 @@ save_artifact(sys.argv[2], replace(article, biases=article.biases + shift))
 `;
 
 /**
- * A Triton-layout model repository of two models, made with `python -m export --triton-repo`:
- * `digits` version 1 (the article's model) and `digits2` versions 2 (the article's) and 3 (a
- * variant of it), both versions served (version_policy all).
+ * A Triton-layout model repository of three models, made with `python -m export --triton-repo`:
+ * `digits` version 1 (the article's model), `digits2` versions 2 (the article's) and 3 (a
+ * variant of it), both versions served (version_policy all), and `small` version 1 (the
+ * article's, taking at most 4 images a request: max_batch_size 4).
  * @returns {string} the repository folder
  */
 function buildRepository() {
@@ -84,13 +85,14 @@ function buildRepository() {
   const variant = path.join(dir, 'variant.npz');
   python(['-c', VARIANT, article, variant]);
   const repository = path.join(dir, 'repository');
-  for (const [artifact, name, version] of [
+  for (const [artifact, name, version, ...more] of [
     [article, 'digits', '1'],
     [article, 'digits2', '2'],
     [variant, 'digits2', '3'],
+    [article, 'small', '1', '--max-batch', '4'],
   ]) {
     const naming = ['--model-name', name, '--model-version', version];
-    python(['-m', 'export', artifact, '--triton-repo', repository, ...naming]);
+    python(['-m', 'export', artifact, '--triton-repo', repository, ...naming, ...more]);
   }
   fs.appendFileSync(
     path.join(repository, 'digits2', 'config.pbtxt'),
