@@ -88,10 +88,10 @@ def build_server(
         )
     try:
         if config.tls_cert is not None and config.tls_key is not None:
-            # gRPC says only that the port failed: a key of another certificate, or a file that
-            # is not PEM, is named here first, as the HTTP and metrics listeners name it.
-            tls_context("the gRPC port", config.tls_cert, config.tls_key, config.tls_client_ca)
             pem = read_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
+            # gRPC says only that the port failed: files that do not go together (a key of
+            # another certificate) are named here first, as the HTTP and metrics listeners do.
+            tls_context("the gRPC port", config.tls_cert, config.tls_key, config.tls_client_ca)
             port = server.add_secure_port(config.address, server_credentials(*pem))
         else:
             port = server.add_insecure_port(config.address)
