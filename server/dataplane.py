@@ -369,9 +369,16 @@ class DataPlane:
             self._schedulers[model] = scheduler
         return scheduler
 
-    def refused(self, call: Call, error: RequestError, model: Model | None = None) -> None:
+    def refused(
+        self,
+        call: Call,
+        error: RequestError,
+        model: Model | None = None,
+        started: int | None = None,
+    ) -> None:
         """Tell every observer of a call refused before its request was admitted (no such
-        model, a request that does not decode, a server shutting down): once per error."""
+        model, a request that does not decode, a server shutting down): once per error.
+        `started`: when the transport took the call (time.perf_counter_ns), for its duration."""
         if error.observed:
             return
         error.observed = True
@@ -382,7 +389,7 @@ class DataPlane:
             0,
             type(error).__name__,
             str(error),
-            Timing(),
+            Timing() if started is None else Timing(started),
             0,
             call.method,
         )

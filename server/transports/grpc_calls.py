@@ -161,6 +161,7 @@ def _unary_handler(
     async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
         """Answer one call, its message read within the upload limit."""
         del requests  # read through the context instead (see _first)
+        started = time.perf_counter_ns()
         async with status_on_error(context):
             try:
                 with plane.call_opened():
@@ -172,8 +173,8 @@ def _unary_handler(
                     del data  # the message holds a copy of its own: one less per call in flight
                     return await behavior(request, context)
             except RequestError as error:
-                if observed is not None:
-                    plane.refused(observed, error)  # once: the data plane may have already
+                if observed is not None:  # once: the data plane may have already
+                    plane.refused(observed, error, started=started)
                 raise
 
     return grpc.stream_unary_rpc_method_handler(
@@ -203,6 +204,7 @@ def _streaming_handler(
             yield _parse(parse, data, path, method.input_type.full_name)
 
     async def handle(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
+        started = time.perf_counter_ns()
         async with status_on_error(context):
             try:
                 with plane.call_opened():
@@ -210,7 +212,7 @@ def _streaming_handler(
                         yield response
             except RequestError as error:
                 if observed is not None:
-                    plane.refused(observed, error)
+                    plane.refused(observed, error, started=started)
                 raise
 
     return grpc.stream_stream_rpc_method_handler(

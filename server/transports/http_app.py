@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -186,6 +187,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
     async def infer(request: Request) -> Reply:
         name, version = _model_of(request)
         call = Call(API, method=f"{request.method} {request.url.path}")
+        started = time.perf_counter_ns()
         try:
             async with plane.call_opened():
                 body = await service.body(request)
@@ -204,7 +206,8 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
                     size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
                 )
         except RequestError as error:
-            plane.refused(call, error)  # once: if the data plane refused it, it has told them
+            # Once: if the data plane refused it, it has told them.
+            plane.refused(call, error, started=started)
             raise
 
     async def model_config(request: Request) -> Reply:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import signal
 import socket
 import statistics
@@ -167,6 +168,12 @@ def test_idle_streams_and_stalled_uploads_block_nothing_and_are_closed_on_time(
         assert stream.error is not None and stream.error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         assert "(--stream-idle-seconds): the stream is closed" in str(stream.error.details())
         assert IDLE_SECONDS * 0.9 < stream.ended_after < IDLE_SECONDS + LATE, stream.ended_after
+    # The access log times a refused call from its start, as the client waited.
+    logged = [line for line in impatient.stderr().splitlines() if "did not arrive within" in line]
+    assert len(logged) >= len(stalled), logged
+    for line in logged:
+        duration = re.search(r"duration_ms=([0-9.]+)", line)
+        assert duration is not None and float(duration[1]) >= UPLOAD_SECONDS * 900, line
 
 
 def test_without_an_upload_limit_a_stalled_upload_stays_open_and_blocks_nothing(
