@@ -12,6 +12,7 @@ datatype, shape, data, values), then the results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import weakref
 from collections.abc import Sequence
@@ -372,23 +373,24 @@ class DataPlane:
     def refused(
         self,
         call: Call,
-        error: RequestError,
+        error: Exception,
         model: Model | None = None,
         started: int | None = None,
     ) -> None:
         """Tell every observer of a call refused before its request was admitted (no such
-        model, a request that does not decode, a server shutting down): once per error.
-        `started`: when the transport took the call (time.perf_counter_ns), for its duration."""
-        if error.observed:
+        model, a request that does not decode, a server shutting down, or a bug: Internal):
+        once per error. `started`: when the transport took the call (time.perf_counter_ns)."""
+        if getattr(error, "observed", False):
             return
-        error.observed = True
+        _mark_observed(error)
+        status, reason = _status(error)
         outcome = Outcome(
             call.api,
             model.name if model is not None else "",
             model.version if model is not None else "",
             0,
-            type(error).__name__,
-            str(error),
+            status,
+            reason,
             Timing() if started is None else Timing(started),
             0,
             call.method,
@@ -438,8 +440,7 @@ class DataPlane:
         else:
             status, reason = _status(error)
             self.statistics.failure(model.name, model.version, timing)
-            if isinstance(error, RequestError):
-                error.observed = True
+            _mark_observed(error)
         if self.observers:
             outcome = Outcome(
                 admission.call.api,
@@ -469,6 +470,13 @@ class DataPlane:
         """Stop the inference threads (once the transports have drained)."""
         if self._executor is not None:
             self._executor.shutdown()
+
+
+def _mark_observed(error: BaseException) -> None:
+    """Note on `error` that observers have been told of it, so that the transport that sees it
+    next does not tell them again."""
+    with contextlib.suppress(AttributeError):  # an exception class with __slots__
+        error.observed = True  # type: ignore[attr-defined]
 
 
 def _status(error: BaseException) -> tuple[str, str]:

@@ -172,7 +172,7 @@ def _unary_handler(
                     request = _parse(parse, data, path, method.input_type.full_name)
                     del data  # the message holds a copy of its own: one less per call in flight
                     return await behavior(request, context)
-            except RequestError as error:
+            except Exception as error:  # a refusal, or a bug (INTERNAL): counted either way
                 if observed is not None:  # once: the data plane may have already
                     plane.refused(observed, error, started=started)
                 raise
@@ -210,7 +210,7 @@ def _streaming_handler(
                 with plane.call_opened():
                     async for response in behavior(requests_of(raw, context), context):
                         yield response
-            except RequestError as error:
+            except Exception as error:  # a refusal, or a bug (INTERNAL): counted either way
                 if observed is not None:
                     plane.refused(observed, error, started=started)
                 raise

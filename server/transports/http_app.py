@@ -205,7 +205,9 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
                 return await _maybe_off_loop(
                     size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
                 )
-        except RequestError as error:
+        except ClientDisconnect:
+            raise  # nobody to answer: a run it cancelled is counted CANCELLED by the data plane
+        except Exception as error:  # a refusal, or a bug (500): counted either way
             # Once: if the data plane refused it, it has told them.
             plane.refused(call, error, started=started)
             raise

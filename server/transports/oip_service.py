@@ -188,8 +188,8 @@ class InferenceServicer:
         try:
             return oip_codec.infer_response(answer, infer.outputs, self._shared)
         except RequestError as error:
-            # An output too large for its shared-memory region, known only now: the data plane
-            # has counted the run, which did happen; don't count the call a second time.
+            # A shared-memory region unregistered while the model ran, known only now: the data
+            # plane has counted the run, which did happen; don't count the call a second time.
             error.observed = True
             raise
 

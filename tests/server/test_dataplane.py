@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from scratchnet.errors import InvalidArgument, NotFound
-from server.dataplane import ClassifyRequest, DataPlane, InferRequest, RequestedOutput
+from server.dataplane import (
+    Call,
+    ClassifyRequest,
+    DataPlane,
+    InferRequest,
+    Outcome,
+    RequestedOutput,
+)
 from server.model import load_model
 from server.repository import ModelRepository
 from server.scheduling import BatchingConfig, Limits
@@ -197,3 +204,22 @@ def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_
     (figures,) = plane.model_statistics("m")
     assert (figures.success.count, figures.inference_count, figures.execution_count) == (3, 6, 1)
     assert [(b.batch_size, b.compute_infer.count) for b in figures.batches] == [(6, 1)]
+
+
+def test_a_bug_outside_the_data_plane_is_counted_once_as_internal(plane: DataPlane) -> None:
+    seen: list[Outcome] = []
+
+    class Recorder:
+        def observe(self, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    plane.observers.append(Recorder())
+    try:
+        bug = ValueError("invalid literal for int() with base 10: '\u00b2'")
+        plane.refused(Call("http", method="POST /v2/models/tiny/infer"), bug)
+        plane.refused(Call("http"), bug)  # the transport's outer handler sees it again
+    finally:
+        plane.observers.pop()
+    assert [(o.api, o.status, o.reason) for o in seen] == [
+        ("http", "Internal", "ValueError: invalid literal for int() with base 10: '\u00b2'")
+    ]
