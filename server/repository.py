@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from scratchnet.errors import NotFound, Unavailable, clip
+from scratchnet.errors import InvalidArgument, NotFound, Unavailable, clip
 from server.model import Model
 
 __all__ = ["READY", "UNAVAILABLE", "IndexEntry", "ModelRepository"]
@@ -114,11 +114,18 @@ class ModelRepository:
             raise NotFound(f"Request for unknown model: '{clip(name)}' is not found")
         if not version:
             return versions[max(versions, key=_version_key)]
-        if version not in versions:
+        # As Triton reads a version: an integer, so "01" is version 1 and "abc" a mistake.
+        if not (version.isascii() and version.isdigit()):
+            raise InvalidArgument(
+                f"model '{clip(name)}': version '{clip(version)}' is not a version number, "
+                "expected an integer >= 1 (or none, for the newest)"
+            )
+        found = versions.get(str(int(version)))
+        if found is None:
             raise NotFound(
                 f"Request for unknown model: '{clip(name)}' version {clip(version)} is not found"
             )
-        return versions[version]
+        return found
 
     def default(self, preferred: str) -> Model:
         """The model a request naming none goes to: `preferred`, else the only model served."""

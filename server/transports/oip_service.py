@@ -141,16 +141,24 @@ class InferenceServicer:
         self, requests: AsyncIterator[oip_codec.Received], context: Context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         """One response per request, in order; a failed request is reported in its response's
-        `error_message` (with its id, as Triton does) and the stream goes on."""
+        `error_message` (with its id, as Triton does) and the stream goes on. Each response is
+        its request's last (these models answer once): Triton's `triton_final_response`, which
+        streaming clients wait for, says so."""
         async for request in requests:
             try:
                 response = await self._infer(request, context, "ModelStreamInfer")
-                yield pb.ModelStreamInferResponse(infer_response=response)
             except RequestError as error:
-                yield pb.ModelStreamInferResponse(
-                    error_message=str(error),
-                    infer_response=pb.ModelInferResponse(id=request.message.id),
+                message = request.message
+                response = pb.ModelInferResponse(
+                    id=message.id,
+                    model_name=message.model_name,
+                    model_version=message.model_version,
                 )
+                response.parameters[FINAL_RESPONSE].bool_param = True
+                yield pb.ModelStreamInferResponse(error_message=str(error), infer_response=response)
+                continue
+            response.parameters[FINAL_RESPONSE].bool_param = True
+            yield pb.ModelStreamInferResponse(infer_response=response)
 
     def _versions(self, name: str) -> list[str]:
         return [model.version for model in self._plane.repository.models() if model.name == name]
@@ -192,6 +200,10 @@ class InferenceServicer:
             # plane has counted the run, which did happen; don't count the call a second time.
             error.observed = True
             raise
+
+
+FINAL_RESPONSE = "triton_final_response"
+"""The response parameter that marks a request's last response on a stream."""
 
 
 def add_to_server(

@@ -250,6 +250,15 @@ def test_unknown_model_or_version_is_not_found(
         assert ready.ready is False
     response = oip.ModelInfer(infer_request(images, "FP32", model_version=served), timeout=10)
     assert response.model_version == served
+    # Versions are integers, as Triton reads them: "01" is version 1, "abc" is a mistake.
+    padded = oip.ModelInfer(infer_request(images, "FP32", model_version=f"0{served}"), timeout=10)
+    assert padded.model_version == served
+    error = error_of(lambda: oip.ModelInfer(infer_request(images, "FP32", model_version="abc")))
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"model '{MODEL}': version 'abc' is not a version number, expected an integer >= 1 (or "
+        "none, for the newest)",
+    )
 
 
 def test_request_id_is_echoed_and_outputs_follow_the_request(
@@ -360,6 +369,9 @@ def test_stream_reports_errors_with_their_id_and_goes_on(
     assert responses[1].error_message == "Request for unknown model: 'nope' is not found"
     assert "expected shape" in responses[2].error_message
     assert not responses[1].infer_response.outputs
+    assert responses[1].infer_response.model_name == "nope"
+    # Each is its request's last response, which streaming clients wait for (as Triton says).
+    assert all(r.infer_response.parameters["triton_final_response"].bool_param for r in responses)
     labels = [outputs(responses[i].infer_response)["label"] for i in (0, 3)]
     assert np.array_equal(np.concatenate(labels), reference.labels[:6])
 
