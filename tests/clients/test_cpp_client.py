@@ -33,7 +33,7 @@ from scratchnet.idx import write_idx
 from tests.certificates import Pem
 from tests.clients.failover import kill_mid_run
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
-from tests.server.onnx_models import build_classifier
+from tests.server.onnx_models import build_classifier, random_classifier
 
 REPO = Path(__file__).resolve().parents[2]
 BINARY = REPO / "clients" / "cpp" / "build" / "scratchnet_predict"
@@ -622,3 +622,44 @@ def test_a_replica_killed_mid_run_costs_no_image(
     correct = int((expected == mnist.test_labels).sum())
     assert f"accuracy {correct / 10000:.4f} ({correct}/10000 correct)" in stderr
     assert time.monotonic() - killed_at < 60  # the survivor took over, no long timeout
+
+
+def test_replicas_must_serve_one_model_and_the_tightest_limit_holds(
+    binary: Path,
+    server: RunningServer,
+    model_onnx: Path,
+    mnist: Dataset,
+    tmp_path: Path,
+    closed_port: int,
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:700], mnist.test_labels[:700], compress=False
+    )
+    other = build_classifier(tmp_path / "other.onnx", *random_classifier(10, *mnist.image_shape))
+    small = start_server(model_onnx, "--max-batch", "100", tmp_dir=tmp_path)
+    stranger = start_server(other, tmp_dir=tmp_path)
+    try:
+        for first, second in ((server, small), (small, server)):  # whichever is listed first
+            targets = f"{first.target},{second.target}"
+            result = run_client(
+                binary, "--target", targets, "--images", images_path, "--batch-size", "101"
+            )
+            assert_cpp_error(result, EXIT_INPUT_ERROR, "expected at most 100")
+        # Default batches (over a thousand images) would be refused by `small`.
+        targets = f"{server.target},{small.target}"
+        result = run_client(binary, "--target", targets, "--images", images_path)
+        assert result.returncode == 0, result.stderr
+        assert len(result.stdout.split()) == 700
+        # A replica that is down is skipped, not named.
+        down = f"127.0.0.1:{closed_port}"
+        targets = f"{server.target},{down},{stranger.target}"
+        result = run_client(binary, "--target", targets, "--images", images_path)
+        line = assert_cpp_error(
+            result, EXIT_SERVER_ERROR,
+            f"the replicas of {targets} serve different models as 'scratchnet' version 1 "
+            f"({server.target}: artifact ", f", 28x28 images, 10 classes; {stranger.target}: 28x28 "
+            "images, 10 classes): expected the same model on every replica",
+        )  # fmt: skip
+        assert down not in line.partition(" serve ")[2], line
+    finally:
+        assert small.stop() == 0 and stranger.stop() == 0

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <functional>
 #include <numeric>
+#include <tuple>
+#include <utility>
 
 #include "errors.h"
 #include "idx_file.h"
@@ -42,15 +44,37 @@ std::shared_ptr<grpc::ChannelCredentials> credentials(const Security& security) 
   return grpc::SslCredentials(tls);
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const Targets& targets, const Security& security) {
+std::shared_ptr<grpc::Channel> make_channel(const Targets& targets,
+                                           std::shared_ptr<grpc::ChannelCredentials> credentials,
+                                           bool tls) {
   grpc::ChannelArguments arguments;
   if (targets.balanced()) {
     arguments.SetServiceConfigJSON(kReplicaServiceConfig);
     arguments.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
     arguments.SetInt(GRPC_ARG_PER_RPC_RETRY_BUFFER_SIZE, kRetryBufferBytes);
   }
-  if (targets.tls_name && security.tls) arguments.SetSslTargetNameOverride(*targets.tls_name);
-  return grpc::CreateCustomChannel(targets.channel_target, credentials(security), arguments);
+  if (targets.tls_name && tls) arguments.SetSslTargetNameOverride(*targets.tls_name);
+  return grpc::CreateCustomChannel(targets.channel_target, std::move(credentials), arguments);
+}
+
+// What tells two served models apart: the artifact they were exported from when they say (its
+// SHA-256), their image size (H, W) and class labels.
+using Identity = std::tuple<std::string, std::int64_t, std::int64_t, std::vector<std::string>>;
+
+Identity identity(const v1::GetModelInfoResponse& info) {
+  const auto& metadata = info.metadata();
+  const auto sha = metadata.find("artifact_sha256");
+  const auto& shape = info.input_shape();  // [-1, H, W]
+  const int rank = shape.size();
+  return {sha == metadata.end() ? "" : sha->second, rank >= 2 ? shape[rank - 2] : 0,
+          rank >= 1 ? shape[rank - 1] : 0,
+          {info.class_labels().begin(), info.class_labels().end()}};
+}
+
+std::string shown(const Identity& identity) {
+  const auto& [sha, height, width, labels] = identity;
+  return (sha.empty() ? "" : "artifact " + sha.substr(0, 12) + ", ") + std::to_string(height) +
+         "x" + std::to_string(width) + " images, " + std::to_string(labels.size()) + " classes";
 }
 
 }  // namespace
@@ -65,7 +89,8 @@ ClassifierClient::ClassifierClient(Targets targets, const Security& security,
       tls_(security.tls),
       client_certificate_(!security.client_certificate.empty()),
       token_(security.token),
-      stub_(v1::Classifier::NewStub(make_channel(targets_, security))) {}
+      credentials_(credentials(security)),
+      stub_(v1::Classifier::NewStub(make_channel(targets_, credentials_, tls_))) {}
 
 void ClassifierClient::pin_model(std::string name, std::string version) {
   model_name_ = std::move(name);
@@ -96,8 +121,8 @@ std::string ClassifierClient::hint(grpc::StatusCode code) const {
                                 "--tls-key FILE)?");
 }
 
-void ClassifierClient::fail(const std::string& method, const grpc::Status& status) const {
-  const std::string& target = targets_.text;
+void ClassifierClient::fail(const std::string& method, const grpc::Status& status,
+                            const std::string& target) const {
   const std::string where = method + " on " + target;
   const std::string message = one_line(status.error_message());
   switch (status.error_code()) {
@@ -115,16 +140,53 @@ void ClassifierClient::fail(const std::string& method, const grpc::Status& statu
   }
 }
 
-v1::GetModelInfoResponse ClassifierClient::model_info() const {
+grpc::Status ClassifierClient::get_model_info(v1::Classifier::Stub& stub,
+                                              v1::GetModelInfoResponse& response) const {
   grpc::ClientContext context;
   prepare(context);
   v1::GetModelInfoRequest request;
   request.set_model_name(model_name_);
   request.set_model_version(model_version_);
+  return stub.GetModelInfo(&context, request, &response);
+}
+
+v1::GetModelInfoResponse ClassifierClient::model_info() const {
   v1::GetModelInfoResponse response;
-  const grpc::Status status = stub_->GetModelInfo(&context, request, &response);
-  if (!status.ok()) fail("GetModelInfo", status);
+  const grpc::Status status = get_model_info(*stub_, response);
+  if (!status.ok()) fail("GetModelInfo", status, targets_.text);
   return response;
+}
+
+v1::GetModelInfoResponse ClassifierClient::agreed(v1::GetModelInfoResponse info) const {
+  std::vector<std::pair<std::string, Identity>> identities;  // of the replicas that answered
+  std::int64_t tightest = 0;
+  for (const std::string& address : targets_.addresses) {
+    // A channel of its own: on the shared one, round robin picks the replica.
+    const auto channel = make_channel(parse_targets(address), credentials_, tls_);
+    const auto stub = v1::Classifier::NewStub(channel);
+    v1::GetModelInfoResponse found;
+    const grpc::Status status = get_model_info(*stub, found);
+    // Down for now: the calls go to the others, and gRPC retries it later.
+    if (status.error_code() == grpc::StatusCode::UNAVAILABLE) continue;
+    if (!status.ok()) fail("GetModelInfo", status, address);
+    identities.emplace_back(address, identity(found));
+    const std::int64_t limit = found.max_batch_size();
+    if (limit > 0 && (tightest == 0 || limit < tightest)) tightest = limit;
+  }
+  const bool same = std::all_of(identities.begin(), identities.end(), [&](const auto& entry) {
+    return entry.second == identities.front().second;
+  });
+  if (!same) {
+    std::string each;
+    for (const auto& [address, key] : identities) {
+      each += (each.empty() ? "" : "; ") + address + ": " + shown(key);
+    }
+    throw ServerError("the replicas of " + targets_.text + " serve different models as '" +
+                      info.model_name() + "' version " + info.model_version() + " (" + each +
+                      "): expected the same model on every replica");
+  }
+  if (tightest > 0) info.set_max_batch_size(tightest);
+  return info;
 }
 
 std::vector<std::int64_t> ClassifierClient::predict(const std::uint8_t* pixels,
@@ -143,7 +205,7 @@ std::vector<std::int64_t> ClassifierClient::predict(const std::uint8_t* pixels,
   prepare(context);
   v1::PredictResponse response;
   const grpc::Status status = stub_->Predict(&context, request, &response);
-  if (!status.ok()) fail("Predict", status);
+  if (!status.ok()) fail("Predict", status, targets_.text);
 
   // A server that miscounts would silently shift every later label against its image.
   if (response.labels_size() != shape.front()) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "classifier_client.h"
@@ -147,10 +148,11 @@ int run(const Options& options) {
   const Targets targets = parse_targets(options.target);
   ClassifierClient client(targets, load_security(options), options.timeout, options.model_name,
                           options.model_version);
-  const v1::GetModelInfoResponse info = client.model_info();
+  v1::GetModelInfoResponse info = client.model_info();
   // Replicas are asked for the model and version the first one described, so that a replica
   // serving another version fails the call (NOT_FOUND) instead of answering.
   if (targets.balanced()) client.pin_model(info.model_name(), info.model_version());
+  if (targets.addresses.size() > 1) info = client.agreed(std::move(info));
   check_fits_model(info, images, options.images_path);
   const std::int64_t batch_size = choose_batch_size(options.batch_size, info, images);
 

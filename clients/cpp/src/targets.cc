@@ -143,21 +143,23 @@ Targets parse_targets(const std::string& text) {
     if (rest.find_first_not_of('/') == std::string::npos) {
       fail(text, std::string("no address after the scheme; ") + kExpected);
     }
-    return {text, text, 0, std::nullopt};
+    return {text, text, 0, std::nullopt, {}};
   }
   std::vector<HostPort> parts;
+  std::vector<std::string> listed;
   std::size_t start = 0;
   while (true) {
     const auto comma = text.find(',', start);
-    parts.push_back(host_port(trimmed(text.substr(start, comma - start)), text));
+    listed.push_back(trimmed(text.substr(start, comma - start)));
+    parts.push_back(host_port(listed.back(), text));
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
-  if (parts.size() == 1) return {text, text, 1, std::nullopt};
+  if (parts.size() == 1) return {text, text, 1, std::nullopt, {text}};
   // TLS checks the server's certificate against the name written, not the address found.
   std::optional<std::string> tls_name;
   if (!is_ip_literal(parts.front().host)) tls_name = parts.front().host;
-  return {text, resolved(parts, text), static_cast<int>(parts.size()), tls_name};
+  return {text, resolved(parts, text), static_cast<int>(parts.size()), tls_name, listed};
 }
 
 }  // namespace scratchnet

@@ -14,6 +14,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace scratchnet {
 
@@ -22,6 +23,9 @@ struct Targets {
   std::string channel_target;  // what the channel connects to
   int replicas = 1;            // addresses listed; 0 when a resolver decides (dns:///...)
   std::optional<std::string> tls_name;  // the name TLS checks, when it is not the first address
+  // Each listed replica's own HOST:PORT as written, to reach one of them alone; none for a
+  // resolver's (dns:///...).
+  std::vector<std::string> addresses;
 
   // Calls may go to several servers: round robin, retries, several calls in flight per replica.
   bool balanced() const { return replicas != 1; }
