@@ -40,6 +40,12 @@ const V2_CONCURRENCY = 4;
 // when a resolver decides): each replica works on one batch while the next one travels.
 const CALLS_PER_REPLICA = 2;
 const READY_POLL_MS = 50;
+// Bytes of a Predict request or reply besides its pixels, labels and scores (fields, lengths,
+// names), generously rounded up; what one image costs in a reply: its label (a varint of at most
+// 10 bytes) and a float per class per matrix asked for. The Python client's sizes.
+const MESSAGE_OVERHEAD = 4096;
+const LABEL_BYTES = 10;
+const FLOAT_BYTES = 4;
 
 /**
  * What a prediction returns. `scores` and `probabilities` are row-major [N, numClasses].
@@ -274,15 +280,87 @@ class Client {
 
   /**
    * The model's description from scratchnet.v1 GetModelInfo: name and version, input dtypes and
-   * shape, classes, class labels, max batch size, ONNX metadata.
+   * shape, classes, class labels, max batch size, ONNX metadata. Over listed replicas, every one
+   * that answers must serve the same model, and the tightest of their limits is given.
    * @returns {Promise<object>}
    */
   async modelInfo() {
-    this.cachedInfo = await this.unary('v1', 'GetModelInfo', {
+    const info = await this.unary('v1', 'GetModelInfo', {
       model_name: this.modelName ?? '',
       model_version: this.modelVersion,
     });
+    this.cachedInfo = this.listsReplicas() ? await this.agreedInfo(info) : info;
     return this.cachedInfo;
+  }
+
+  /**
+   * `info`, checked against each listed replica on its own: round robin would otherwise mix the
+   * answers of different models served under one name and version (every export is version 1),
+   * and size batches by one replica's limits only. Each is asked for the model and version
+   * `info` names.
+   */
+  async agreedInfo(info) {
+    const pinned = { model_name: info.model_name, model_version: info.model_version };
+    const answers = await this.eachReplica((replica) =>
+      replica.unary('v1', 'GetModelInfo', pinned),
+    );
+    this.checkSameModel(info.model_name, info.model_version, answers, (found) => {
+      const labels = found.class_labels;
+      return identity(found.metadata.artifact_sha256, found.input_shape, labels, labels.length);
+    });
+    const all = [info, ...answers.values()];
+    return {
+      ...info,
+      max_batch_size: tightest(all.map((found) => found.max_batch_size)),
+      max_message_bytes: tightest(all.map((found) => found.max_message_bytes)),
+    };
+  }
+
+  /** Whether the target lists several replicas, each of which can be asked on its own. */
+  listsReplicas() {
+    return (this.targets.addresses?.length ?? 0) > 1;
+  }
+
+  /**
+   * `ask(client)` of each listed replica, through a client of its address alone; a Map from the
+   * address as listed to the answer. Replicas that are down (UNAVAILABLE) are left out: calls go
+   * to the others, and gRPC tries them again later.
+   */
+  async eachReplica(ask) {
+    const answers = await Promise.all(
+      this.targets.addresses.map(async ({ text }) => {
+        const replica = new Client(text, {
+          timeoutMs: this.timeoutMs,
+          tls: this.tls,
+          token: this.#token,
+          protoDir: this.protoDir,
+          channelOptions: this.channelOptions,
+        });
+        try {
+          return [[text, await ask(replica)]];
+        } catch (error) {
+          if (error.code !== grpc.status.UNAVAILABLE) {
+            throw error;
+          }
+          return [];
+        } finally {
+          replica.close();
+        }
+      }),
+    );
+    return new Map(answers.flat());
+  }
+
+  /** Throw, naming each replica's model, when the `answers` describe more than one model. */
+  checkSameModel(name, version, answers, identityOf) {
+    const identities = [...answers].map(([address, found]) => [address, identityOf(found)]);
+    if (new Set(identities.map(([, { key }]) => key)).size > 1) {
+      const shown = identities.map(([address, { text }]) => `${address}: ${text}`).join('; ');
+      throw new ScratchnetError(
+        `the replicas of ${this.target} serve different models as '${name}' version ${version} ` +
+          `(${shown}): expected the same model on every replica`,
+      );
+    }
   }
 
   /**
@@ -313,11 +391,25 @@ class Client {
    * @returns {Promise<object>}
    */
   async modelMetadata() {
-    this.cachedMetadata = await this.unary('v2', 'ModelMetadata', {
+    const metadata = await this.unary('v2', 'ModelMetadata', {
       name: await this.v2ModelName(),
       version: this.modelVersion,
     });
-    return this.cachedMetadata;
+    if (this.listsReplicas()) {
+      // As agreedInfo, for the model ModelInfer calls will name.
+      const pinned = { name: metadata.name, version: this.modelVersion };
+      const answers = await this.eachReplica((replica) =>
+        replica.unary('v2', 'ModelMetadata', pinned),
+      );
+      const version = this.modelVersion || metadata.versions.join(', ');
+      this.checkSameModel(metadata.name, version, answers, (found) => {
+        const { artifact_sha256: sha, class_labels: labels = '' } = found.properties ?? {};
+        const scores = found.outputs.find((o) => o.datatype === 'FP32' && o.shape.length === 2);
+        return identity(sha, found.inputs[0].shape, labels, Number(scores?.shape[1] ?? 0));
+      });
+    }
+    this.cachedMetadata = metadata;
+    return metadata;
   }
 
   /**
@@ -328,16 +420,25 @@ class Client {
    */
   async modelConfig() {
     const name = (this.cachedMetadata ?? (await this.modelMetadata())).name;
-    try {
-      const reply = await this.unary('v2', 'ModelConfig', { name, version: this.modelVersion });
-      this.cachedConfig = reply.config;
-    } catch (error) {
-      if (error.code !== grpc.status.UNIMPLEMENTED) {
-        throw error;
+    const ask = async (client) => {
+      try {
+        return (await client.unary('v2', 'ModelConfig', { name, version: this.modelVersion }))
+          .config;
+      } catch (error) {
+        if (error.code !== grpc.status.UNIMPLEMENTED) {
+          throw error;
+        }
+        return null;
       }
-      this.cachedConfig = null;
+    };
+    let config = await ask(this);
+    if (config && this.listsReplicas()) {
+      // The tightest max_batch_size of the replicas, whichever is listed first.
+      const all = [config, ...(await this.eachReplica(ask)).values()];
+      config = { ...config, max_batch_size: tightest(all.map((found) => found?.max_batch_size)) };
     }
-    return this.cachedConfig;
+    this.cachedConfig = config;
+    return config;
   }
 
   /** Whether the server is live (OIP ServerLive). @returns {Promise<boolean>} */
@@ -438,14 +539,23 @@ class Client {
     if (!DTYPES[dtype]) {
       throw new ScratchnetError(`dtype '${dtype}': expected auto, uint8 or float32`);
     }
-    const limit = Number(info.max_batch_size) || Infinity;
+    const converted = convertImages(images, dtype);
+    const [, height, width] = converted.shape;
+    const imageBytes = height * width * converted.data.BYTES_PER_ELEMENT;
+    const matrices = [options.scores, options.probabilities].filter(Boolean).length;
+    const replyBytes = LABEL_BYTES + matrices * FLOAT_BYTES * Number(info.num_classes);
+    // Requests and replies stay under the server's message limit too (RESOURCE_EXHAUSTED else).
+    const room = Number(info.max_message_bytes) - MESSAGE_OVERHEAD;
+    const fitting =
+      room > 0 ? Math.max(1, Math.floor(room / Math.max(imageBytes, replyBytes))) : Infinity;
+    const limit = Math.min(Number(info.max_batch_size) || Infinity, fitting);
     const { balanced, replicas } = this.targets;
     // Replicas are asked for the model and version the first one described, so that a replica
     // serving another version fails the call (NOT_FOUND) instead of answering.
     const model = balanced
       ? { model_name: info.model_name, model_version: info.model_version }
       : { model_name: this.modelName ?? '', model_version: this.modelVersion };
-    const requests = this.batches(convertImages(images, dtype), limit).map((batch) => ({
+    const requests = this.batches(converted, limit).map((batch) => ({
       images: { dtype: DTYPES[dtype].v1, shape: batch.shape, data: toRawBytes(batch.data) },
       return_scores: Boolean(options.scores),
       return_probabilities: Boolean(options.probabilities),
@@ -527,6 +637,29 @@ class Client {
       outputs,
     };
   }
+}
+
+/** The smallest positive limit of `limits` (numbers or strings), 0 (none) when there is none. */
+function tightest(limits) {
+  const set = limits.map(Number).filter((limit) => limit > 0);
+  return set.length > 0 ? Math.min(...set) : 0;
+}
+
+/**
+ * What tells two served models apart: the artifact they were exported from when they say (its
+ * SHA-256), their image size and class labels; `text` shows it in a message.
+ * @param {string | undefined} sha
+ * @param {number[]} inputShape [N, H, W] or [N, 1, H, W]
+ * @param {string[] | string} labels the class labels (a list, or v2's JSON property)
+ * @param {number} classes how many
+ */
+function identity(sha = '', inputShape, labels, classes) {
+  const [height, width] = inputShape.slice(-2).map(Number);
+  const made = sha ? `artifact ${sha.slice(0, 12)}, ` : '';
+  return {
+    key: JSON.stringify([sha, height, width, labels, classes]),
+    text: `${made}${height}x${width} images, ${classes} classes`,
+  };
 }
 
 /**

@@ -66,7 +66,8 @@ const EXPECTED =
  * A parsed --target, before any name is resolved.
  * @typedef {object} Targets
  * @property {string} text the target as written, for messages
- * @property {{host: string, port: number}[]} [addresses] the HOST:PORTs of a list (or of one)
+ * @property {{text: string, host: string, port: number}[]} [addresses] the HOST:PORTs of a list
+ *   (or of one), each as written too
  * @property {number | undefined} replicas addresses listed: 1 for HOST:PORT; undefined when a
  *   resolver decides (dns:///NAME:PORT)
  * @property {boolean} balanced whether calls may go to several servers: round robin, retries,
@@ -92,7 +93,7 @@ function parseTargets(text) {
   return { text, addresses, replicas: addresses.length, balanced: addresses.length > 1 };
 }
 
-/** {host, port} of "HOST:PORT" or "[V6]:PORT". */
+/** {text, host, port} of "HOST:PORT" or "[V6]:PORT". */
 function hostPort(part, text) {
   const colon = part.lastIndexOf(':');
   let host = part.slice(0, colon);
@@ -108,7 +109,7 @@ function hostPort(part, text) {
   ) {
     throw new ScratchnetError(`target '${text}': ${EXPECTED}, e.g. 127.0.0.1:50051`);
   }
-  return { host, port: Number(port) };
+  return { text: part, host, port: Number(port) };
 }
 
 /**

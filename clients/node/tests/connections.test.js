@@ -11,7 +11,7 @@ const path = require('node:path');
 const { setTimeout: sleep } = require('node:timers/promises');
 const { after, before, describe, test } = require('node:test');
 const { Client, OnnxModel, RpcError, loadMnistSplit } = require('../lib');
-const { assertOneLineError, cli } = require('./support/cli');
+const { assertOneLineError, cli, deadTarget } = require('./support/cli');
 const { tempDir, writeIdx } = require('./support/files');
 const { REPO, buildRepository, makeCertificates, startServer } = require('./support/live');
 
@@ -30,6 +30,8 @@ const CHOICES = [
   { asked: { modelName: 'digits2', modelVersion: '2' }, name: 'digits2', version: '2' },
 ];
 
+let article; // the article's model file
+let variant; // another model than the article's, under the same name and version
 let repositoryServer;
 let secured;
 let replicas;
@@ -97,8 +99,9 @@ async function ready(target, options = {}) {
 }
 
 before(async () => {
-  const repository = buildRepository();
-  const article = path.join(repository, 'digits', '1', 'model.onnx');
+  let repository;
+  ({ repository, variant } = buildRepository());
+  article = path.join(repository, 'digits', '1', 'model.onnx');
   pki = makeCertificates();
   tokenFile = path.join(tempDir(), 'tokens');
   fs.writeFileSync(tokenFile, `# one per line\n${TOKENS.join('\n')}\n`);
@@ -367,6 +370,56 @@ describe('replicas: several targets, round robin, retries', TIMEOUT, () => {
     const score = JSON.parse(result.stdout);
     assert.equal(score.accuracy, accuracy(expected.article));
     assert.equal(score.total, testSet.labels.length);
+  });
+
+  test('replicas must serve one model, and the tightest limits hold', async () => {
+    // The article's model with tighter limits, and another model under the same name and version.
+    const [tight, stranger] = await Promise.all([
+      startServer(article, { args: ['--max-batch', '500', '--max-message-mb', '1'] }),
+      startServer(variant),
+    ]);
+    const [, survivor] = replicas; // the other one is killed by the next test
+    try {
+      // A replica still loading its model answers UNAVAILABLE, and would be skipped.
+      await Promise.all([ready(tight.target), ready(stranger.target)]);
+      const dead = await deadTarget(); // down: skipped
+      for (const listed of [
+        [tight, survivor],
+        [survivor, tight],
+      ]) {
+        const targets = `${listed.map((server) => server.target).join(',')},${dead}`;
+        const client = new Client(targets, { batchSize: COUNT });
+        try {
+          const info = await client.modelInfo();
+          assert.deepEqual([info.max_batch_size, info.max_message_bytes], [500, 1 << 20], targets);
+          assert.equal(Number((await client.modelConfig()).max_batch_size), 500, targets);
+          // Requests of 1,024 images (the other's limit) would pass neither limit of `tight`, and
+          // 500 float32 images (1.5 MiB) not its message limit.
+          for (const dtype of ['uint8', 'float32']) {
+            const { labels } = await client.predict(images, { dtype });
+            assert.deepEqual(labels, expected['digits/1'], `${targets} ${dtype}`);
+          }
+        } finally {
+          client.close();
+        }
+      }
+      const mixed = `${survivor.target},${stranger.target}`;
+      const model = (server) => `${server.target}: artifact [0-9a-f]{12}, 28x28 images, 10 classes`;
+      const refused = new RegExp(
+        `the replicas of ${mixed} serve different models as 'scratchnet' version 1 ` +
+          `\\(${model(survivor)}; ${model(stranger)}\\): expected the same model on every replica$`,
+      );
+      // v2 with --model asks ModelMetadata only (without, v1 GetModelInfo names the model).
+      for (const flags of [
+        ['--api', 'v1'],
+        ['--api', 'v2', '--model', 'scratchnet'],
+      ]) {
+        assertOneLineError(await cli(['info', '--target', mixed, ...flags]), 1, refused);
+      }
+    } finally {
+      assert.equal(await tight.stop(), 0);
+      assert.equal(await stranger.stop(), 0);
+    }
   });
 
   test('a replica killed with SIGKILL mid-run costs no image and no accuracy', async () => {

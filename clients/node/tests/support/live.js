@@ -76,8 +76,9 @@ save_artifact(sys.argv[2], replace(article, biases=article.biases + shift))
  * A Triton-layout model repository of three models, made with `python -m export --triton-repo`:
  * `digits` version 1 (the article's model), `digits2` versions 2 (the article's) and 3 (a
  * variant of it), both versions served (version_policy all), and `small` version 1 (the
- * article's, taking at most 4 images a request: max_batch_size 4).
- * @returns {string} the repository folder
+ * article's, taking at most 4 images a request: max_batch_size 4); and the variant alone, as a
+ * model file of version 1 like the article's (another model under the same name and version).
+ * @returns {{repository: string, variant: string}} the repository folder, the variant's file
  */
 function buildRepository() {
   const dir = tempDir();
@@ -98,7 +99,9 @@ function buildRepository() {
     path.join(repository, 'digits2', 'config.pbtxt'),
     'version_policy: { all { } }\n',
   );
-  return repository;
+  const variantFile = path.join(dir, 'variant.onnx');
+  python(['-m', 'export', variant, '-o', variantFile]);
+  return { repository, variant: variantFile };
 }
 
 // Throwaway certificate authorities and certificates, made by the Python tests' own helper.
