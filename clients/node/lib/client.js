@@ -17,6 +17,7 @@ const {
   convertImages,
   decodeRaw,
   dtypeOf,
+  parseInputScale,
   sliceImages,
   toRawBytes,
 } = require('./tensor');
@@ -539,7 +540,8 @@ class Client {
     if (!DTYPES[dtype]) {
       throw new ScratchnetError(`dtype '${dtype}': expected auto, uint8 or float32`);
     }
-    const converted = convertImages(images, dtype);
+    const scale = parseInputScale(info.metadata?.input_scale, `model '${info.model_name}'`);
+    const converted = convertImages(images, dtype, scale);
     const [, height, width] = converted.shape;
     const imageBytes = height * width * converted.data.BYTES_PER_ELEMENT;
     const matrices = [options.scores, options.probabilities].filter(Boolean).length;
@@ -614,8 +616,10 @@ class Client {
     const config = this.cachedConfig === undefined ? await this.modelConfig() : this.cachedConfig;
     // 0 (or no ModelConfig) says nothing about the model's limit: stay under V2_MAX_BATCH then.
     const maxBatch = Number(config?.max_batch_size) || Infinity;
+    // The server scales uint8 pixels by the model's input_scale; these are scaled here, alike.
+    const scale = parseInputScale(metadata.properties?.input_scale, `model '${metadata.name}'`);
     const parts = this.batches(
-      convertImages(images, dtype),
+      convertImages(images, dtype, scale),
       maxBatch,
       Math.min(maxBatch, V2_MAX_BATCH),
     );

@@ -7,7 +7,14 @@ const fs = require('node:fs');
 const ort = require('onnxruntime-node');
 const protobuf = require('protobufjs');
 const { ScratchnetError } = require('./errors');
-const { DTYPES, PIXEL_MAX, argmaxRows, checkImages, convertImages } = require('./tensor');
+const {
+  DTYPES,
+  PIXEL_MAX,
+  argmaxRows,
+  checkImages,
+  convertImages,
+  parseInputScale,
+} = require('./tensor');
 
 // Just enough of onnx.proto to read ModelProto.metadata_props (onnxruntime-node does not expose
 // it); decoding skips every other field, the graph and its weights included.
@@ -28,7 +35,7 @@ class OnnxModel {
     this.session = session;
     this.file = file;
     this.metadata = metadata;
-    this.inputScale = inputScale(file, metadata);
+    this.inputScale = parseInputScale(metadata.input_scale, file);
     const [input] = session.inputMetadata;
     this.inputName = input.name;
     // onnxruntime-node names tensor types as tensor.js's DTYPES does ('float32', 'uint8').
@@ -85,7 +92,7 @@ class OnnxModel {
    */
   async predict(images, options = {}) {
     checkPixels(checkImages(images), `input '${this.inputName}' of ${this.file}`, this.inputScale);
-    const batch = convertImages(images, this.inputType);
+    const batch = convertImages(images, this.inputType, this.inputScale);
     const [, ...expected] = this.inputShape;
     const [, ...got] = batch.shape;
     if (
@@ -127,21 +134,6 @@ class OnnxModel {
 function readMetadata(file) {
   const { metadata_props: entries } = ONNX_METADATA.decode(fs.readFileSync(file));
   return Object.fromEntries(entries.map(({ key, value }) => [key, value]));
-}
-
-/** The model's input_scale metadata as a number, or undefined when it declares none. */
-function inputScale(file, metadata) {
-  const text = metadata.input_scale;
-  if (text === undefined) {
-    return undefined;
-  }
-  const scale = Number(text);
-  if (!(Number.isFinite(scale) && scale > 0) || text.trim() === '') {
-    throw new ScratchnetError(
-      `${file}: metadata input_scale is '${text}', expected a positive number`,
-    );
-  }
-  return scale;
 }
 
 /**

@@ -25,6 +25,8 @@ const RAW_READERS = {
 };
 
 const PIXEL_MAX = 255;
+/** What a model that declares no input_scale takes: pixel / 255, as the server assumes. */
+const INPUT_SCALE = 1 / PIXEL_MAX;
 const LITTLE_ENDIAN = os.endianness() === 'LE';
 
 /**
@@ -73,13 +75,35 @@ function checkImages(images) {
 }
 
 /**
- * The batch with pixels of element type `dtype`: uint8 → float32 divides by 255 (as the trainer
- * does); float32 → uint8 is refused, since it would lose precision.
+ * A model's `input_scale` metadata as a number (float input = uint8 pixel × input_scale), or
+ * undefined when it declares none; a value that is not a positive number is refused.
+ * @param {string | undefined} text the metadata value
+ * @param {string} where names the model in the message
+ * @returns {number | undefined}
+ */
+function parseInputScale(text, where) {
+  if (text === undefined) {
+    return undefined;
+  }
+  const scale = Number(text);
+  if (!(Number.isFinite(scale) && scale > 0) || text.trim() === '') {
+    throw new ScratchnetError(
+      `${where}: metadata input_scale is '${text}', expected a positive number`,
+    );
+  }
+  return scale;
+}
+
+/**
+ * The batch with pixels of element type `dtype`: uint8 → float32 multiplies by the model's
+ * `inputScale` (1/255 unless it declares another); float32 → uint8 is refused, since it would
+ * lose precision.
  * @param {ImageBatch} images
  * @param {'uint8' | 'float32'} dtype
+ * @param {number} [inputScale] the model's input_scale (default 1/255)
  * @returns {ImageBatch}
  */
-function convertImages(images, dtype) {
+function convertImages(images, dtype, inputScale = INPUT_SCALE) {
   const from = dtypeOf(images);
   if (from === dtype) {
     return images;
@@ -89,9 +113,12 @@ function convertImages(images, dtype) {
       `images: the model expects ${dtype} pixels, got float32 ones; pass uint8 pixels 0–255`,
     );
   }
+  // As the server scales (scratchnet.contract.scale_uint8): pixel / float32(1 / input_scale),
+  // the double quotient rounded once to float32 on assignment, as numpy's float32 division.
+  const divisor = Math.fround(1 / inputScale);
   const scaled = new Float32Array(images.data.length);
   for (let i = 0; i < scaled.length; i += 1) {
-    scaled[i] = images.data[i] / PIXEL_MAX;
+    scaled[i] = images.data[i] / divisor;
   }
   return { data: scaled, shape: images.shape };
 }
@@ -178,12 +205,14 @@ function argmaxRows(values, columns) {
 
 module.exports = {
   DTYPES,
+  INPUT_SCALE,
   PIXEL_MAX,
   argmaxRows,
   checkImages,
   convertImages,
   decodeRaw,
   dtypeOf,
+  parseInputScale,
   sliceImages,
   toRawBytes,
 };

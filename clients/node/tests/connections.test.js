@@ -31,6 +31,7 @@ const CHOICES = [
 ];
 
 let article; // the article's model file
+let repository; // the model repository's folder
 let variant; // another model than the article's, under the same name and version
 let repositoryServer;
 let secured;
@@ -99,7 +100,6 @@ async function ready(target, options = {}) {
 }
 
 before(async () => {
-  let repository;
   ({ repository, variant } = buildRepository());
   article = path.join(repository, 'digits', '1', 'model.onnx');
   pki = makeCertificates();
@@ -165,6 +165,32 @@ describe('choosing the model and its version', TIMEOUT, () => {
       } finally {
         client.close();
       }
+    }
+  });
+
+  test("uint8 pixels sent as float32 are scaled by the model's own input_scale", async () => {
+    // The server scales UINT8 by the model's input_scale (2/255 here); the client must too
+    // when it sends FLOAT32 (v1 dtype float32, v2 to an FP32 model) or runs the file itself.
+    const client = new Client(repositoryServer.target, { modelName: 'scaled' });
+    const onnx = await OnnxModel.load(path.join(repository, 'scaled', '1', 'model.onnx'));
+    try {
+      const served = await client.predict(images, { dtype: 'uint8', scores: true });
+      const sent = await client.predict(images, { dtype: 'float32', scores: true });
+      assert.deepEqual(sent.scores, served.scores);
+      const { outputs } = await client.infer(images, { outputs: ['scores'] });
+      assert.deepEqual(outputs.scores.data, served.scores);
+      assert.deepEqual((await onnx.predict(images, { scores: true })).scores, served.scores);
+      // Otherwise a client ignoring the scale could pass.
+      const original = await OnnxModel.load(article);
+      try {
+        const unscaled = (await original.predict(images, { scores: true })).scores;
+        assert.notDeepEqual(unscaled, served.scores);
+      } finally {
+        await original.release();
+      }
+    } finally {
+      client.close();
+      await onnx.release();
     }
   });
 

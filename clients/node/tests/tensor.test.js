@@ -8,6 +8,7 @@ const {
   convertImages,
   decodeRaw,
   dtypeOf,
+  parseInputScale,
   sliceImages,
   toRawBytes,
 } = require('../lib/tensor');
@@ -26,6 +27,26 @@ test('uint8 pixels become float32 pixel/255, rounded like numpy', () => {
   );
   assert.equal(scaled.data[2], 1);
   assert.equal(convertImages(images, 'uint8'), images);
+});
+
+test("uint8 pixels are scaled by the model's input_scale, as the server scales them", () => {
+  // scratchnet.contract.scale_uint8: pixel / float32(1 / input_scale), in float32.
+  const doubled = convertImages(images, 'float32', 2 / 255);
+  assert.deepEqual(
+    Array.from(doubled.data),
+    Array.from(images.data, (p) => Math.fround(p / Math.fround(255 / 2))),
+  );
+  assert.equal(doubled.data[2], 2);
+  const halved = convertImages(images, 'float32', 0.5);
+  assert.deepEqual(Array.from(halved.data), [0, 25.5, 127.5, 64, 0.5, 1]);
+  assert.equal(parseInputScale(undefined, 'm'), undefined);
+  assert.equal(parseInputScale('0.5', 'm'), 0.5);
+  for (const text of ['', ' ', '0', '-1', 'NaN', 'Infinity', 'x']) {
+    assert.throws(
+      () => parseInputScale(text, "model 'm'"),
+      new RegExp(`^ScratchnetError: model 'm': metadata input_scale is '${text}', expected a `),
+    );
+  }
 });
 
 test('float32 pixels are not silently turned into uint8', () => {

@@ -72,12 +72,26 @@ shift = np.random.default_rng(3).normal(scale=0.5, size=article.biases.shape)
 save_artifact(sys.argv[2], replace(article, biases=article.biases + shift))
 `;
 
+// The article's model declaring another input_scale in its metadata: pixel × 2/255, in [0, 2].
+const RESCALE = `
+import sys
+
+import onnx
+
+model = onnx.load(sys.argv[1])
+for prop in model.metadata_props:
+    if prop.key == "input_scale":
+        prop.value = repr(2 / 255)
+onnx.save(model, sys.argv[1])
+`;
+
 /**
- * A Triton-layout model repository of three models, made with `python -m export --triton-repo`:
+ * A Triton-layout model repository of four models, made with `python -m export --triton-repo`:
  * `digits` version 1 (the article's model), `digits2` versions 2 (the article's) and 3 (a
- * variant of it), both versions served (version_policy all), and `small` version 1 (the
- * article's, taking at most 4 images a request: max_batch_size 4); and the variant alone, as a
- * model file of version 1 like the article's (another model under the same name and version).
+ * variant of it), both versions served (version_policy all), `small` version 1 (the article's,
+ * taking at most 4 images a request: max_batch_size 4), and `scaled` version 1 (the article's,
+ * its metadata input_scale 2/255 instead of 1/255); and the variant alone, as a model file of
+ * version 1 like the article's (another model under the same name and version).
  * @returns {{repository: string, variant: string}} the repository folder, the variant's file
  */
 function buildRepository() {
@@ -91,10 +105,12 @@ function buildRepository() {
     [article, 'digits2', '2'],
     [variant, 'digits2', '3'],
     [article, 'small', '1', '--max-batch', '4'],
+    [article, 'scaled', '1'],
   ]) {
     const naming = ['--model-name', name, '--model-version', version];
     python(['-m', 'export', artifact, '--triton-repo', repository, ...naming, ...more]);
   }
+  python(['-c', RESCALE, path.join(repository, 'scaled', '1', 'model.onnx')]);
   fs.appendFileSync(
     path.join(repository, 'digits2', 'config.pbtxt'),
     'version_policy: { all { } }\n',
