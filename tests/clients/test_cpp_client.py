@@ -109,7 +109,12 @@ def test_uint8_model_raw_idx_json_and_labels_out(
 ) -> None:
     images, true_labels = mnist.test_images[:3000], mnist.test_labels[:3000]
     images_path, labels_path = write_images_and_labels(tmp_path, images, true_labels, False)
+    # A symbolic link is written through, as the Python CLIs do, not replaced by a file.
     labels_out = tmp_path / "out" / "labels.txt"
+    kept = tmp_path / "kept" / "labels.txt"
+    kept.parent.mkdir()
+    labels_out.parent.mkdir()
+    labels_out.symlink_to(Path("..") / "kept" / "labels.txt")
     result = run_client(
         binary,
         "--target",
@@ -128,7 +133,8 @@ def test_uint8_model_raw_idx_json_and_labels_out(
     with Client(uint8_server.target) as client:
         python_labels = client.predict(images).labels
         info = client.model_info()
-    labels = np.array(labels_out.read_text().split(), dtype=np.int64)
+    assert labels_out.is_symlink()
+    labels = np.array(kept.read_text().split(), dtype=np.int64)
     np.testing.assert_array_equal(labels, python_labels)
 
     summary = json.loads(result.stdout)
@@ -195,17 +201,20 @@ def test_a_timeout_above_a_day_is_refused(
     assert_cpp_error(result, EXIT_SERVER_ERROR, "cannot reach the server")
 
 
-def test_labels_out_naming_a_folder_is_refused_before_connecting(
+def test_labels_out_naming_a_folder_or_fifo_is_refused_before_connecting(
     binary: Path, mnist: Dataset, tmp_path: Path, closed_port: int
 ) -> None:
     images_path, _ = write_images_and_labels(
         tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
     )
     missing = tmp_path / "missing"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
     cases = [
         (f"{missing}/", ["it names a folder (it ends in '/'), expected a file path"]),
         (str(tmp_path), ["it is a folder, expected a file path"]),
         ("", ["cannot write '': expected a file path"]),
+        (str(fifo), ["it is not a regular file (a device, FIFO or socket), expected a file path"]),
     ]
     for labels_out, fragments in cases:
         result = run_client(

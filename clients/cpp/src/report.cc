@@ -131,14 +131,40 @@ void check_file_path(const std::string& path) {
                      ": it names a folder (it ends in '/'), expected a file path");
   }
   std::error_code ignored;
-  if (std::filesystem::is_directory(path, ignored)) {
+  const auto status = std::filesystem::status(path, ignored);  // through symbolic links
+  if (std::filesystem::is_directory(status)) {
     throw InputError("cannot write " + path + ": it is a folder, expected a file path");
+  }
+  // The rename would replace a FIFO or a device by a regular file.
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+    throw InputError("cannot write " + path +
+                     ": it is not a regular file (a device, FIFO or socket), expected a file path");
   }
 }
 
+namespace {
+
+// Symbolic links followed before giving up, as the kernel's ELOOP limit.
+constexpr int kMaxLinks = 40;
+
+// The file that writing `path` replaces: the end of its chain of symbolic links, so that a link
+// is written through rather than replaced by a file, as the Python CLIs do (scratchnet.files).
+std::filesystem::path file_target(const std::string& path) {
+  std::filesystem::path target(path);
+  std::error_code error;
+  for (int links = 0; links < kMaxLinks && std::filesystem::is_symlink(target, error); ++links) {
+    const std::filesystem::path next = std::filesystem::read_symlink(target, error);
+    if (error) break;
+    target = next.is_absolute() ? next : target.parent_path() / next;
+  }
+  return target;
+}
+
+}  // namespace
+
 void write_file_atomically(const std::string& path, const std::string& content) {
   check_file_path(path);
-  const std::filesystem::path target(path);
+  const std::filesystem::path target = file_target(path);
   const std::filesystem::path directory =
       target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
   // A directory that cannot be created shows up as mkstemps' error just below.
@@ -155,7 +181,7 @@ void write_file_atomically(const std::string& path, const std::string& content) 
     ok = false;
     error = errno;
   }
-  if (ok && std::rename(temporary.c_str(), path.c_str()) != 0) {
+  if (ok && std::rename(temporary.c_str(), target.c_str()) != 0) {
     ok = false;
     error = errno;
   }

@@ -34,11 +34,13 @@ std::string json_summary(const Report& report, bool with_labels);
 // One human-readable line: accuracy (if known), images, seconds, images/s, model.
 std::string text_summary(const Report& report);
 
-// Throws InputError if `path` cannot name a file: empty, ending in '/', or an existing folder.
+// Throws InputError if `path` cannot name a file: empty, ending in '/', an existing folder, or
+// something else than a regular file (a FIFO, a device, a socket).
 void check_file_path(const std::string& path);
 
 // Writes `content` to a temporary file next to `path`, then renames it over `path`: readers see
-// the old file or the whole new one, never a partial write. Failure throws InputError.
+// the old file or the whole new one, never a partial write. A symbolic link is written through
+// (the file it leads to is replaced, the link kept). Failure throws InputError.
 void write_file_atomically(const std::string& path, const std::string& content);
 
 }  // namespace scratchnet
