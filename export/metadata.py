@@ -16,9 +16,7 @@ from scratchnet.contract import (
     INPUT_SCALE_KEY,
 )
 
-__all__ = ["PRODUCER_NAME", "metadata_props", "model_doc_string"]
-
-PRODUCER_NAME = "scratchnet-export"
+__all__ = ["metadata_props", "model_doc_string"]
 
 
 def metadata_props(artifact: Artifact, artifact_sha256: str, input_dtype: str) -> dict[str, str]:

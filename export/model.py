@@ -12,9 +12,9 @@ import onnx
 from onnx import ModelProto, helper
 
 from export.graph import DEFAULT_OPSET, build_graph, check_opset, ir_version_for
-from export.metadata import PRODUCER_NAME, metadata_props, model_doc_string
+from export.metadata import metadata_props, model_doc_string
 from scratchnet.artifact import Artifact, load_artifact
-from scratchnet.contract import DEFAULT_MODEL_NAME
+from scratchnet.contract import DEFAULT_MODEL_NAME, PRODUCER_NAME
 from scratchnet.errors import ExportError
 from scratchnet.files import atomic_write, check_writable
 from scratchnet.versions import scratchnet_version

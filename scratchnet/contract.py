@@ -58,6 +58,11 @@ BIASES = "biases"
 BATCH = "batch"
 """The symbolic name of the batch dimension."""
 
+PRODUCER_NAME = "scratchnet-export"
+"""The ModelProto's producer_name that export writes. Its graphs compute every batch row on its
+own, so the server may cut a large request into slices (no other model is cut: Triton never
+splits a request, and a model may mix its rows, as batch statistics or a softmax over them do)."""
+
 # --- metadata_props keys of model.onnx ------------------------------------------------------
 CLASS_LABELS = "class_labels"
 """A JSON list with one display name per class."""

@@ -15,7 +15,9 @@
     │   │                       load and unload unless --model-control-mode explicit)
     │   ├── ResourceExhausted   more than the server accepts at once
     │   ├── DeadlineExceeded    no answer before the call's (or the server's) deadline
-    │   └── Unavailable         no model ready yet, or the server is shutting down
+    │   ├── Unavailable         no model ready yet, or the server is shutting down
+    │   └── ModelFailed         the model failed on this request inside onnxruntime (INTERNAL,
+    │                           with onnxruntime's reason, as Triton's onnxruntime backend)
     └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
         ├── ServerUnavailableError   UNAVAILABLE: nothing listening, or shutting down
         ├── InvalidArgumentError     INVALID_ARGUMENT: inputs the server (or the client) rejects
@@ -116,6 +118,12 @@ class DeadlineExceeded(RequestError):
 
 class Unavailable(RequestError):
     """The server cannot answer now (loading, shutting down); retrying later may succeed."""
+
+
+class ModelFailed(RequestError):
+    """The model could not compute this request's answer (onnxruntime failed inside a node, or
+    a batch came back with another number of items): whose fault it is, the server cannot tell,
+    so it says what failed."""
 
 
 class ClientError(ScratchnetError):

@@ -1,7 +1,7 @@
 """The one table from request errors to status codes, for every transport.
 
 Each RequestError kind has one gRPC status and one HTTP status (the Open Inference Protocol's REST
-binding); anything else a server raises is a bug, reported as INTERNAL / 500.
+binding); anything else a server raises is a bug, reported as INTERNAL / 500 with no detail.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from scratchnet.errors import (
     FailedPrecondition,
     InvalidArgument,
     InvalidArgumentError,
+    ModelFailed,
     NotFound,
     RequestError,
     ResourceExhausted,
@@ -41,9 +42,11 @@ STATUS: dict[type[RequestError], Status] = {
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
     DeadlineExceeded: Status(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    ModelFailed: Status(grpc.StatusCode.INTERNAL, 500),
 }
 INTERNAL = Status(grpc.StatusCode.INTERNAL, 500)
-"""What an unexpected exception is reported as (with the details in the server's log only)."""
+"""What an unexpected exception is reported as (with the details in the server's log only);
+a ModelFailed has the same status, with its reason in the message."""
 
 CLIENT_ERRORS: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 from scratchnet import datatypes
 from scratchnet.contract import PIXEL_MAX, scale_uint8
 from scratchnet.datatypes import Datatype
-from scratchnet.errors import InvalidArgument, clip
+from scratchnet.errors import InvalidArgument, ModelFailed, clip
 from server.classification import top_classes
 from server.model import Model
 from server.shared_memory import requested_region
@@ -316,7 +316,7 @@ def check_batch_results(
     items = next(iter(feeds.values())).shape[0]
     for name, value in results.items():
         if value.ndim == 0 or value.shape[0] != items:
-            raise RuntimeError(
+            raise ModelFailed(
                 f"model '{model.name}' gave output '{name}' of shape {list(value.shape)} for a "
                 f"batch of {items}, expected its first dimension to be the batch"
             )

@@ -363,7 +363,7 @@ class DataPlane:
         scheduler = self._schedulers.get(model)
         if scheduler is None:
             runner = Runner(
-                model.session, self.executor, model.seconds, model.max_batch > 0, model.slice_items
+                model.session, self.executor, model.seconds, model.splits_rows, model.slice_items
             )
             batching = model.batching or (self.batching if model.max_batch > 0 else None)
             scheduler = runner if batching is None else Batcher(runner, batching, model.max_batch)

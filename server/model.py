@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 from numpy.typing import NDArray
 
-from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY
+from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY, PRODUCER_NAME
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
 from scratchnet.files import Identity, identity
@@ -34,6 +34,8 @@ __all__ = ["Model", "load_model"]
 
 _log = logging.getLogger(__name__)
 _PROBE_ITEMS = 8
+UNMEASURED = (float("inf"), 0.0)
+"""The run time of a model that could not run on zeros at load: never run on the event loop."""
 _SLICE_SIZES = (32, 64, 128, 256, 512)
 """Batch sizes tried at load for the fastest run per item (up to max_batch); larger probes
 would raise the server's memory high-water mark for little (a run of 512 images of the
@@ -72,7 +74,8 @@ class Model:
     batching: BatchingConfig | None = None
     """The config's dynamic batching; None when it asks for none."""
     seconds: tuple[float, float] = (0.0, 0.0)
-    """The measured run time: fixed seconds per run, and seconds per batch item."""
+    """The measured run time: fixed seconds per run, and seconds per batch item; UNMEASURED
+    when the trial run on zeros could not run."""
     slice_items: int = 0
     """The batch size that ran fastest per item at load, which large batches are cut into (the
     intermediates of a larger run spill out of the cache); 0: none measured."""
@@ -101,6 +104,12 @@ class Model:
         return f"{kind} '{spec.name}' of model '{self.name}'"
 
     @property
+    def splits_rows(self) -> bool:
+        """Whether a large request may run in slices of its batch: only for this project's
+        exports, whose graphs compute each row on its own (contract.PRODUCER_NAME)."""
+        return self.max_batch > 0 and self.signature.producer_name == PRODUCER_NAME
+
+    @property
     def declares_input_scale(self) -> bool:
         """True when the model says how its float pixels are scaled (this project's models)."""
         return INPUT_SCALE_KEY in self.signature.metadata
@@ -124,18 +133,19 @@ def load_model(
     model_dir: Path | None = None,
 ) -> Model:
     """Load the ONNX file at `path` as version `version` (default: the file's model_version, "1"
-    when unset) of model `name`, refined by its `config` (label files are in `model_dir`); run
-    it once on a one-item batch.
+    when unset) of model `name`, refined by its `config` (label files are in `model_dir`); time
+    it on batches of zeros.
 
     ModelError with a one-line reason if the file is missing, unreadable, holds non-finite
-    weights, disagrees with its config or fails that first run.
+    weights or disagrees with its config.
     """
     started = time.perf_counter()
     where = f"model {path}"
     loaded_identity = identity(path)  # before reading: a change while loading counts as one
     if not Path(path).is_file():
         raise ModelError(f"{where} not found (export one with `python -m export`)")
-    session = Session(path, threads)  # first: onnxruntime's verdict on a bad file is the clearest
+    # First: onnxruntime's verdict on a bad file is the clearest.
+    session = Session(path, threads, name)
     signature = read_signature(path)
     if signature.nonfinite:
         raise ModelError(
@@ -166,7 +176,7 @@ def load_model(
         batching=batching,
     )
     seconds = _dry_run(model, where)
-    slice_items = _fastest_slice(model) if seconds != (0.0, 0.0) else 0
+    slice_items = _fastest_slice(model) if model.splits_rows and seconds[1] > 0 else 0
     return replace(
         model,
         seconds=seconds,
@@ -194,13 +204,7 @@ def _classifier_hints(
             metadata.setdefault(IMAGE_SHAPE, json.dumps(list(inputs[0].dims[1:])))
     if image_shape is not None:
         metadata.setdefault(IMAGE_SHAPE, json.dumps(list(image_shape)))
-    return Signature(
-        signature.inputs,
-        signature.outputs,
-        metadata,
-        signature.model_version,
-        signature.nonfinite,
-    )
+    return replace(signature, metadata=metadata)
 
 
 def _parse_image_shape(text: str) -> list[int]:
@@ -269,18 +273,28 @@ def _zeros(model: Model, items: int) -> dict[str, NDArray[Any]] | None:
 
 
 def _dry_run(model: Model, where: str) -> tuple[float, float]:
-    """Run the model on a one-item batch of zeros (a model that cannot run is not served), and
-    measure its fixed and per-item run time for the scheduler."""
+    """Measure the model's fixed and per-item run time for the scheduler, from runs on batches
+    of zeros; UNMEASURED when it cannot run on them.
+
+    Zeros, with 1 for every open dimension, are no input a model owes an answer: a convolution
+    needs a larger image, a Reshape or Range takes its shape or step from an input. So a model
+    that fails here is served all the same, as Triton serves models without running them, and
+    the reason is logged: a request it cannot run gets onnxruntime's reason (Session.run)."""
     feeds = _zeros(model, 1)
     if feeds is None:
-        return (0.0, 0.0)  # a type numpy lacks (BF16): onnxruntime's load is the only check
+        return UNMEASURED  # a type numpy lacks (BF16): onnxruntime's load is the only check
     outputs = [spec.name for spec in model.signature.outputs]
     try:
         model.session.run(outputs, feeds)
     except Exception as error:  # onnxruntime raises its own unrelated classes
         reason = " ".join(str(error).split()) or type(error).__name__
         shapes = ", ".join(f"{name} {format_dims(value.shape)}" for name, value in feeds.items())
-        raise ModelError(f"{where} fails on a one-item batch ({shapes}): {reason}") from None
+        _log.warning(
+            "%s does not run on a one-item batch of zeros (%s), so its run time is not "
+            "measured and its runs all go to the inference threads: %s",
+            where, shapes, reason,
+        )  # fmt: skip
+        return UNMEASURED
     one = _timed(model, outputs, feeds)
     many = _zeros(model, _PROBE_ITEMS) if model.max_batch >= _PROBE_ITEMS else None
     if many is None:

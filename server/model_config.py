@@ -136,7 +136,11 @@ def layout(
     signature: Signature, config: mc.ModelConfig | None, default_max_batch: int, where: str
 ) -> Layout:
     """The model as clients see it: the ONNX signature, refined by `config` when there is one."""
-    batching = all(spec.dims and spec.dims[0] < 0 for spec in signature.inputs)
+    # As Triton's onnxruntime backend: a model batches when every input and every output has a
+    # dynamic first dimension (an output of fixed or no first dimension is not one per item).
+    batching = all(
+        spec.dims and spec.dims[0] < 0 for spec in (*signature.inputs, *signature.outputs)
+    )
     if config is None:
         return Layout(
             inputs=signature.inputs,
@@ -150,9 +154,14 @@ def layout(
     if max_batch < 0:
         raise ModelError(f"{where}: max_batch_size is {max_batch}, expected 0 or more")
     if max_batch > 0 and not batching:
-        fixed = next(spec for spec in signature.inputs if not (spec.dims and spec.dims[0] < 0))
+        kind, fixed = next(
+            (kind, spec)
+            for kind, specs in (("input", signature.inputs), ("output", signature.outputs))
+            for spec in specs
+            if not (spec.dims and spec.dims[0] < 0)
+        )
         raise ModelError(
-            f"{where}: max_batch_size {max_batch} needs a dynamic first dimension, but input "
+            f"{where}: max_batch_size {max_batch} needs a dynamic first dimension, but {kind} "
             f"{fixed} has none: set max_batch_size 0"
         )
     inputs = _apply(where, "input", signature.inputs, config.input, max_batch)
@@ -194,6 +203,10 @@ def _apply(
         if entry.name in seen:
             raise ModelError(f"{where}: config {kind} '{entry.name}' appears twice")
         seen[entry.name] = _configured(where, kind, spec, entry, max_batch)
+    if kind == "output" and seen:
+        # As Triton: a config that lists outputs makes those the model's outputs (metadata, the
+        # default outputs of a request, the names a request may ask for).
+        return tuple(seen[spec.name] for spec in specs if spec.name in seen)
     return tuple(seen.get(spec.name, spec) for spec in specs)
 
 

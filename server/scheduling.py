@@ -2,12 +2,14 @@
 
 A small job (its estimated time under `Limits.inline_seconds`) runs right away on the event loop:
 a thread hand-off would cost more than the job. Larger jobs go to the inference threads, behind a
-bounded queue (`Limits.max_queue`; past it, RESOURCE_EXHAUSTED naming the limit), and run in
-slices of about `Limits.slice_bytes` of input so that a cancelled or timed-out call stops within
-one slice; a model whose runs are fastest per item at a smaller batch (measured at load:
-Model.slice_items) runs in slices of that size, so that its intermediates stay in the cache. A
-model with dynamic batching sends its jobs through a `Batcher`, which merges those waiting into
-one run.
+bounded queue (`Limits.max_queue`; past it, RESOURCE_EXHAUSTED naming the limit). A model whose
+rows are known to be computed each on its own (Model.splits_rows: this project's exports) runs a
+large job in slices of about `Limits.slice_bytes` of input, so that a cancelled or timed-out call
+stops within one slice, or of the batch size that ran fastest per item at load
+(Model.slice_items), so that its intermediates stay in the cache; any other model runs each
+job whole, as Triton does, and stops between two of onnxruntime's nodes when its call is
+cancelled. A model with dynamic batching sends its jobs through a `Batcher`, which merges those
+waiting into one run.
 """
 
 from __future__ import annotations
@@ -149,16 +151,16 @@ class Runner:
         session: Session,
         executor: Executor,
         seconds: tuple[float, float],
-        batched: bool,
+        splits_rows: bool,
         slice_items: int = 0,
     ) -> None:
-        """`seconds`: the model's measured (fixed, per-item) run time; `batched`: whether the
-        first dimension of its inputs is the batch; `slice_items`: the batch size that runs
-        fastest per item (0: unknown)."""
+        """`seconds`: the model's measured (fixed, per-item) run time; `splits_rows`: whether a
+        large job may run in slices of its batch (Model.splits_rows); `slice_items`: the batch
+        size that runs fastest per item (0: unknown)."""
         self.session = session
         self.executor = executor
         self.fixed_seconds, self.item_seconds = seconds
-        self.batched = batched
+        self.splits_rows = splits_rows
         self.slice_items = slice_items
 
     def estimate(self, items: int) -> float:
@@ -208,9 +210,9 @@ class Runner:
         return {name: np.concatenate([part[name] for part in parts]) for name in job.outputs}
 
     def _slice_items(self, job: Job) -> int:
-        if not self.batched or job.items <= 1:
+        if not self.splits_rows or job.items <= 1:
             return max(job.items, 1)
-        item_bytes = sum(value[0].nbytes for value in job.feeds.values()) or 1
+        item_bytes = sum(value.nbytes for value in job.feeds.values()) // job.items or 1
         size = max(1, self.executor.limits.slice_bytes // item_bytes)
         return min(size, self.slice_items) if self.slice_items else size
 

@@ -1,6 +1,6 @@
 """What an ONNX file offers, read from the file without running it: its inputs and outputs (name,
-datatype, dims with -1 where dynamic), the op that produces each output, its metadata_props and
-model_version.
+datatype, dims with -1 where dynamic), the op that produces each output, its metadata_props,
+model_version and producer.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ class Signature:
     """The ModelProto's model_version; 0 when unset."""
     nonfinite: tuple[str, ...] = ()
     """Initializers (weights) holding NaN or infinity."""
+    producer_name: str = ""
+    """The ModelProto's producer_name: the tool that wrote the file."""
 
     def output(self, name: str) -> TensorSpec | None:
         """The output called `name`, or None."""
@@ -94,6 +96,7 @@ def read_signature(path: str | os.PathLike[str]) -> Signature:
         nonfinite=tuple(
             tensor.name for tensor in graph.initializer if not _finite(tensor, Path(path).parent)
         ),
+        producer_name=model.producer_name,
     )
 
 

@@ -121,6 +121,24 @@ def raw_size(array: NDArray[Any]) -> int:
     return len(pack_strings(array)) if itemsize == 0 else array.size * itemsize
 
 
+def _check_float_range(
+    values: Sequence[Any], array: NDArray[Any], datatype: Datatype, what: str, where: str
+) -> None:
+    """A finite value too large for the datatype (70000 as FP16) is refused as what it is, not
+    left to become infinity, which the checks would call a NaN or infinity sent."""
+    if np.isfinite(array).all():
+        return
+    sent = np.asarray(values, dtype=np.float64).reshape(-1)
+    overflowed = np.isfinite(sent) & ~np.isfinite(array.reshape(-1))
+    if overflowed.any():
+        first = int(np.flatnonzero(overflowed)[0])
+        largest = float(np.finfo(datatype.numpy).max)
+        raise InvalidArgument(
+            f"{what}: {where}[{first}] is {sent[first]:g}, outside the {datatype} range "
+            f"[{-largest:g}, {largest:g}]"
+        )
+
+
 def _from_typed(
     values: Sequence[Any], datatype: Datatype, shape: tuple[int, ...], what: str, where: str
 ) -> NDArray[Any]:
@@ -131,15 +149,23 @@ def _from_typed(
         return array.reshape(shape)
     if datatype.numpy.kind not in "iu":
         try:
-            return np.asarray(values, dtype=datatype.numpy).reshape(shape)
+            with np.errstate(over="ignore"):  # an overflow is named below
+                array = np.asarray(values, dtype=datatype.numpy).reshape(shape)
         except (TypeError, ValueError) as error:
             raise InvalidArgument(
                 f"{what}: {where} holds values that are not {datatype} ({error})"
             ) from None
+        if array.dtype.kind == "f":
+            _check_float_range(values, array, datatype, what, where)
+        return array
     # Narrow integers travel in 32-bit fields, JSON integers in any size: a value that does not
     # fit is refused, not wrapped. The values are compared as they came (numpy compares Python
     # ints exactly), so that -1 is not read as a UINT64 of 2**64 - 1.
     wide = np.asarray(values)
+    if wide.dtype.kind == "f" and all(isinstance(value, int) for value in values):
+        # Integers past INT64's range beside others (a UINT64 of 2**63 next to 1): numpy makes
+        # them all float64, which loses digits; compared as Python ints instead.
+        wide = np.array(values, dtype=object)
     if wide.dtype.kind not in "iuO":
         raise InvalidArgument(f"{what}: {where} holds values that are not {datatype}")
     limits = np.iinfo(datatype.numpy)

@@ -30,6 +30,7 @@ def build_classifier(
     outputs: Sequence[tuple[str, str]] = ALL_OUTPUTS,
     metadata: dict[str, str] | None = None,
     model_version: int | None = None,
+    producer_name: str = "",
 ) -> Path:
     """Write a single-layer classifier scores = flatten(x) · Wᵀ + b as ONNX.
 
@@ -96,6 +97,7 @@ def build_classifier(
     model.ir_version = 8
     if model_version is not None:
         model.model_version = model_version
+    model.producer_name = producer_name  # contract.PRODUCER_NAME: the server may slice batches
     for key, value in (metadata or {}).items():
         model.metadata_props.add(key=key, value=value)
     onnx.checker.check_model(model, full_check=True)

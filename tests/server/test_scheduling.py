@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from scratchnet.contract import PRODUCER_NAME
 from server import model as model_module
 from server.memory import release_free_memory
 from server.model import load_model
@@ -47,7 +48,7 @@ def test_a_large_batch_runs_in_slices_with_the_answers_of_one_run(
 ) -> None:
     session = CountingSession(classifier)
     executor = Executor(Limits(threads=1, inline_seconds=0))
-    runner = Runner(session, executor, (1e-3, 1e-5), batched=True, slice_items=slice_items)
+    runner = Runner(session, executor, (1e-3, 1e-5), splits_rows=True, slice_items=slice_items)
     images = np.random.default_rng(0).random((1000, 6, 7), dtype=np.float32)
     outputs = ["scores", "label"]
     whole = session.run(outputs, {"images": images})
@@ -78,7 +79,7 @@ class GatedSession(CountingSession):
 def test_a_run_nobody_waits_for_stops_at_the_next_slice(classifier: Path, batching: bool) -> None:
     session = GatedSession(classifier)
     executor = Executor(Limits(threads=1, inline_seconds=0, slice_bytes=100 * 6 * 7 * 4))
-    runner = Runner(session, executor, (1e-3, 1e-5), batched=True)
+    runner = Runner(session, executor, (1e-3, 1e-5), splits_rows=True)
     scheduler = Batcher(runner, BatchingConfig(), 1000) if batching else runner
     images = np.random.default_rng(0).random((1000, 6, 7), dtype=np.float32)
 
@@ -105,7 +106,8 @@ def test_a_run_nobody_waits_for_stops_at_the_next_slice(classifier: Path, batchi
 def test_jobs_waiting_with_different_outputs_each_get_their_batch(classifier: Path) -> None:
     session = GatedSession(classifier)
     executor = Executor(Limits(threads=1, inline_seconds=0))
-    batcher = Batcher(Runner(session, executor, (1e-3, 1e-5), batched=True), BatchingConfig(), 64)
+    runner = Runner(session, executor, (1e-3, 1e-5), splits_rows=True)
+    batcher = Batcher(runner, BatchingConfig(), 64)
     images = np.random.default_rng(0).random((4, 6, 7), dtype=np.float32)
 
     async def scenario() -> list[Any]:
@@ -140,6 +142,7 @@ def test_jobs_waiting_with_different_outputs_each_get_their_batch(classifier: Pa
 )
 def test_the_slice_is_the_largest_size_within_10_percent_of_the_fastest_per_item(
     classifier: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     seconds_per_item: dict[int, float],
     chosen: int,
@@ -149,7 +152,13 @@ def test_the_slice_is_the_largest_size_within_10_percent_of_the_fastest_per_item
         return seconds_per_item.get(size, 10.0) * size * 1e-6
 
     monkeypatch.setattr(model_module, "_timed", timed)
-    assert load_model(classifier, "m", max_batch=1024).slice_items == chosen
+    weights, biases = random_classifier(10, 6, 7)
+    exported = build_classifier(
+        tmp_path / "exported.onnx", weights, biases, producer_name=PRODUCER_NAME
+    )
+    assert load_model(exported, "m", max_batch=1024).slice_items == chosen
+    # Only this project's exports are sliced: another model's rows may depend on each other.
+    assert load_model(classifier, "m", max_batch=1024).slice_items == 0
 
 
 def test_a_model_without_a_batch_dimension_is_not_sliced(tmp_path: Path) -> None:

@@ -59,3 +59,25 @@ def test_narrow_integers_out_of_range_are_refused_not_wrapped() -> None:
         decode(tensor, UINT8, "t")
     ok = InputTensor("x", "UINT8", (1, 3), typed=[0, 7, 255], typed_field="uint_contents")
     assert decode(ok, UINT8, "t").tolist() == [[0, 7, 255]]
+
+
+def test_uint64_values_past_int64_are_taken_exactly_and_negatives_refused() -> None:
+    # numpy reads [2**63, 1] as float64, which would lose digits or refuse them.
+    uint64 = datatypes.by_numpy(np.uint64)
+    values = [2**63, 1, 0, 2**64 - 1]
+    tensor = InputTensor("x", "UINT64", (4,), typed=values, typed_field="uint64_contents")
+    decoded = decode(tensor, uint64, "t")
+    assert decoded.dtype == np.uint64 and decoded.tolist() == values
+    below = InputTensor("x", "UINT64", (2,), typed=[-1, 2**63], typed_field="uint64_contents")
+    with pytest.raises(InvalidArgument, match=r"uint64_contents\[0\] is -1, outside the UINT64"):
+        decode(below, uint64, "t")
+
+
+def test_a_finite_value_too_large_for_its_float_type_is_named_not_called_infinity() -> None:
+    fp16 = datatypes.by_numpy(np.float16)
+    tensor = InputTensor("x", "FP16", (2,), typed=[1.5, 70000.0], typed_field="data")
+    with pytest.raises(InvalidArgument, match=r"data\[1\] is 70000, outside the FP16 range "
+                       r"\[-65504, 65504\]"):  # fmt: skip
+        decode(tensor, fp16, "t")
+    infinite = InputTensor("x", "FP32", (1,), typed=[float("inf")], typed_field="fp32_contents")
+    assert np.isinf(decode(infinite, FP32, "t")).all()  # sent as such: the checks refuse it
