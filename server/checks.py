@@ -52,9 +52,10 @@ class RequestedOutput:
 
 def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -> int:
     """What a request's inputs will hold once decoded, from their declared shapes and datatypes
-    (before any payload is looked at): what the memory budget counts. An input the model takes in
+    (before any payload is decoded): what the memory budget counts. An input the model takes in
     a wider type (uint8 pixels for a float32 input) counts at the model's width, as the server
-    converts it."""
+    converts it. A shape counts for no more values than were sent: one that promises more is the
+    client's mistake (INVALID_ARGUMENT from the checks), not a request too large for now."""
     specs = model.input_specs if model is not None else {}
     image_input = model.classifier.input if model is not None and model.classifier else None
     total = 0
@@ -64,6 +65,10 @@ def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -
         if datatype is None or datatype.itemsize == 0:  # strings: their bytes as sent
             total += len(tensor.raw) if tensor.raw is not None else count
             continue
+        if tensor.raw is not None:
+            count = min(count, len(tensor.raw) // datatype.itemsize)
+        elif tensor.typed is not None:
+            count = min(count, len(tensor.typed))
         spec = specs.get(tensor.name, image_input)
         total += count * max(datatype.itemsize, spec.datatype.itemsize if spec else 0)
     return total

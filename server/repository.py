@@ -127,6 +127,11 @@ class ModelRepository:
             )
         return found
 
+    def versions(self, name: str) -> list[str]:
+        """The versions of model `name` being served, oldest first."""
+        with self._lock:
+            return sorted(self._models.get(name, {}), key=_version_key)
+
     def default(self, preferred: str) -> Model:
         """The model a request naming none goes to: `preferred`, else the only model served."""
         with self._lock:

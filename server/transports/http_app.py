@@ -173,7 +173,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         name, version = _model_of(request)
         model = plane.model(name, version)
         # As gRPC's ModelMetadata answers: the version asked for, or every version served.
-        versions = [version] if version else _versions(plane, model.name)
+        versions = [model.version] if version else plane.repository.versions(model.name)
         return http_codec.model_metadata(model, versions, plane.metadata(model))
 
     async def model_ready(request: Request) -> Reply:
@@ -273,13 +273,16 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         else:
             message = f"no endpoint {request.method} {request.url.path} on this server"
         reply = http_codec.error_reply(status, message)
-        return Response(reply.body, reply.status, headers=dict(reply.headers))
+        headers = dict(reply.headers)
+        if isinstance(error, HTTPException) and error.headers:
+            headers.update(error.headers)  # a 405's Allow, which RFC 9110 asks for
+        return Response(reply.body, reply.status, headers=headers)
 
-    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
-
-
-def _versions(plane: DataPlane, name: str) -> list[str]:
-    return [model.version for model in plane.repository.models() if model.name == name]
+    app = Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})
+    # A path with a trailing slash is another path, a 404 as in Triton, not a redirect built
+    # from the request's Host header.
+    app.router.redirect_slashes = False
+    return app
 
 
 def _model_of(request: Request) -> tuple[str, str]:

@@ -12,10 +12,11 @@ same float32.
 from __future__ import annotations
 
 import json
+import sys
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from google.protobuf import json_format
@@ -154,7 +155,7 @@ def _request_object(body: bytes, what: str, expected: str) -> dict[str, Any]:
     if not body.strip():
         return {}
     try:
-        document = json.loads(body)
+        document = _loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidArgument(
             f"{what}: the body is not valid JSON ({error}), expected {expected}"
@@ -162,6 +163,17 @@ def _request_object(body: bytes, what: str, expected: str) -> dict[str, Any]:
     if not isinstance(document, dict):
         raise InvalidArgument(f"{what}: the body is a JSON {_kind(document)}, expected {expected}")
     return document
+
+
+def _loads(text: bytes) -> Any:
+    """json.loads, with JSON nested past the parser's depth a JSONDecodeError like any other
+    (Python's parser recurses, and would raise RecursionError: a 500)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise json.JSONDecodeError(
+            f"arrays or objects nested more than {sys.getrecursionlimit()} deep", "", 0
+        ) from None
 
 
 def index_ready(body: bytes) -> bool:
@@ -240,7 +252,7 @@ def infer_request(
     model = clip(model_name)
     json_part, binary = _split(body, header_length, model)
     try:
-        document = json.loads(json_part)
+        document = _loads(json_part)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidArgument(
             f"the request body for model '{model}' is not valid JSON ({error}), expected an "
@@ -361,8 +373,8 @@ def _inputs(value: Any, binary: memoryview, model: str) -> list[InputTensor]:
                 raise InvalidArgument(
                     f"{what}: no 'data' and no '{BINARY_DATA_SIZE}' parameter, expected one of them"
                 )
-            # An array serves as the flat values: the data plane only counts and converts them.
-            values = cast(Sequence[Any], _typed_values(tensor["data"], datatype, what))
+            # A list serves as the flat values: the data plane only counts and converts them.
+            values = _typed_values(tensor["data"], datatype, what)
             tensors.append(InputTensor(name, datatype, shape, typed=values, typed_field=JSON_DATA))
             continue
         if has_data:
@@ -421,42 +433,69 @@ def _outputs(value: Any, model: str) -> list[RequestedOutput]:
     return outputs
 
 
-def _typed_values(data: Any, datatype: str, what: str) -> NDArray[Any]:
-    """JSON `data` (flat, or nested row-major) as a flat array, before the data plane converts
-    and counts it. Integer types take JSON integers only: numpy would truncate 1.5 to 1."""
+def _typed_values(data: Any, datatype: str, what: str) -> list[Any]:
+    """JSON `data` (flat, or nested row-major: any nesting is flattened, as Triton's reader does)
+    as a flat list whose every value has the datatype's JSON type, before the data plane counts
+    and converts them: integers for integer types (numpy would truncate 1.5 and read true as 1),
+    true/false for BOOL, numbers for floating types, strings for BYTES. Values are looked at one
+    by one, never put through numpy as strings: its strings would drop trailing NULs and take
+    4 bytes a character at the longest string's width."""
     if not isinstance(data, list):
         raise InvalidArgument(f"{what}: 'data' is a JSON {_kind(data)}, expected an array")
-    try:
-        values = np.asarray(data)
-    except ValueError:
-        raise InvalidArgument(
-            f"{what}: 'data' is a ragged nested array, expected a flat array or a nested one "
-            "with rows of equal length"
-        ) from None
+    flat = _flatten(data)
     known = datatypes.by_name(datatype)
     if known is None or known.numpy is None:
-        return values.reshape(-1)  # the data plane names what is wrong with the datatype
-    if known.numpy.kind == "O":
-        # BYTES elements come as JSON strings and travel on as their UTF-8 bytes.
-        if values.size and values.dtype.kind != "U":
-            raise InvalidArgument(f"{what}: 'data' holds non-string values, expected strings")
-        encoded = np.empty(values.size, dtype=object)
-        encoded[:] = [str(value).encode() for value in values.reshape(-1)]
-        return encoded
-    if known.numpy.kind in "iu" and values.size and values.dtype.kind not in "iu":
-        # Integers past int64 beside negative ones make numpy choose float64, which rounds them:
-        # kept as Python ints, they are range-checked exactly. JSON true is not an integer.
-        exact = np.asarray(data, dtype=object).reshape(-1)
-        if not all(type(value) is int for value in exact):
-            raise InvalidArgument(
-                f"{what}: 'data' holds non-integer values, expected integers for {datatype}"
-            )
-        return exact
-    if known.numpy.kind == "b" and values.size and values.dtype.kind != "b":
-        raise InvalidArgument(f"{what}: 'data' holds non-boolean values, expected true or false")
-    if known.numpy.kind == "f" and values.size and values.dtype.kind not in "iuf":
-        raise InvalidArgument(f"{what}: 'data' holds values that are not numbers")
-    return values.reshape(-1)
+        return flat  # the data plane names what is wrong with the datatype
+    accepted, expected = _JSON_TYPES[known.numpy.kind]
+    if not set(map(type, flat)) <= accepted:
+        index = next(index for index, value in enumerate(flat) if type(value) not in accepted)
+        raise InvalidArgument(
+            f"{what}: 'data' element {index} is a JSON {_kind(flat[index])}, expected "
+            f"{expected} for {datatype}"
+        )
+    if known.numpy.kind != "O":
+        return flat
+    try:
+        return [value.encode() for value in flat]  # BYTES travel on as their UTF-8 bytes
+    except UnicodeEncodeError:
+        index = next(index for index, value in enumerate(flat) if not _encodes(value))
+        raise InvalidArgument(
+            f"{what}: 'data' element {index} is not Unicode text (it holds a lone surrogate "
+            "escape such as \\ud800), expected a string of characters"
+        ) from None
+
+
+_JSON_TYPES: dict[str, tuple[set[type], str]] = {
+    "i": ({int}, "an integer"),
+    "u": ({int}, "an integer"),
+    "b": ({bool}, "true or false"),
+    "f": ({int, float}, "a number"),
+    "c": ({int, float}, "a number"),
+    "O": ({str}, "a string"),
+}
+"""The JSON types each numpy kind takes (type(), so that true is no integer), and their name."""
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    """Nested lists as one flat list, row-major, level by level (no recursion)."""
+    flat = data
+    while any(type(value) is list for value in flat):
+        level: list[Any] = []
+        for value in flat:
+            if type(value) is list:
+                level.extend(value)
+            else:
+                level.append(value)
+        flat = level
+    return flat
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_values(value: NDArray[Any]) -> list[Any]:

@@ -93,7 +93,9 @@ class InferenceServicer:
     ) -> pb.ModelMetadataResponse:
         """The model's versions, platform, inputs and outputs, and its ONNX metadata_props."""
         model = self._plane.model(request.name, request.version)
-        versions = [request.version] if request.version else self._versions(model.name)
+        versions = (
+            [model.version] if request.version else self._plane.repository.versions(model.name)
+        )
         return oip_codec.model_metadata(model, versions, self._plane.metadata(model))
 
     async def ModelConfig(
@@ -159,9 +161,6 @@ class InferenceServicer:
                 continue
             response.parameters[FINAL_RESPONSE].bool_param = True
             yield pb.ModelStreamInferResponse(infer_response=response)
-
-    def _versions(self, name: str) -> list[str]:
-        return [model.version for model in self._plane.repository.models() if model.name == name]
 
     async def SystemSharedMemoryRegister(
         self, request: pb.SystemSharedMemoryRegisterRequest, context: Context

@@ -314,6 +314,13 @@ def test_unknown_paths_and_methods_are_json_errors(server: RunningServer) -> Non
     wrong = call(server, "GET", INFER)
     assert wrong.status == 405
     assert wrong.json() == {"error": f"method GET is not allowed on {INFER}"}
+    assert wrong.headers["allow"] == "POST"
+    # Another path, as in Triton: no redirect to a URL made from the request's Host header.
+    slashed = call(server, "GET", "/v2/health/ready/")
+    assert (slashed.status, slashed.json()) == (
+        404,
+        {"error": "no endpoint GET /v2/health/ready/ on this server"},
+    )
 
 
 def test_a_gzip_request_is_answered_like_the_plain_one(

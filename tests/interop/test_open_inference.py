@@ -253,6 +253,8 @@ def test_unknown_model_or_version_is_not_found(
     # Versions are integers, as Triton reads them: "01" is version 1, "abc" is a mistake.
     padded = oip.ModelInfer(infer_request(images, "FP32", model_version=f"0{served}"), timeout=10)
     assert padded.model_version == served
+    meta = oip.ModelMetadata(pb.ModelMetadataRequest(name=MODEL, version=f"0{served}"))
+    assert list(meta.versions) == [served]
     error = error_of(lambda: oip.ModelInfer(infer_request(images, "FP32", model_version="abc")))
     assert (error.code(), error.details()) == (
         grpc.StatusCode.INVALID_ARGUMENT,

@@ -34,11 +34,14 @@ def uint8_classifier(uint8_server: RunningServer) -> Iterator[classifier_pb2_grp
         yield classifier_pb2_grpc.ClassifierStub(channel)
 
 
-def plane_with(path: Path, name: str = "scratchnet", max_batch: int = 1024) -> DataPlane:
-    """A data plane serving the ONNX file at `path` as `name`, in this process."""
+def plane_with(
+    path: Path, name: str = "scratchnet", max_batch: int = 1024, **options: Any
+) -> DataPlane:
+    """A data plane serving the ONNX file at `path` as `name`, in this process; `options` go to
+    DataPlane (limits, batching, budget_bytes, ...)."""
     repository = ModelRepository()
     repository.add(load_model(path, name, max_batch=max_batch))
-    return DataPlane(repository)
+    return DataPlane(repository, **options)
 
 
 def tensor(array: NDArray[Any], name: str = "images", datatype: str = "") -> InputTensor:

@@ -17,8 +17,6 @@ from server.dataplane import (
     Outcome,
     RequestedOutput,
 )
-from server.model import load_model
-from server.repository import ModelRepository
 from server.scheduling import BatchingConfig, Limits
 from server.tensors import InputTensor, pack_strings
 from tests.server import foreign_models
@@ -187,12 +185,10 @@ def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_
     tmp_path: Path,
 ) -> None:
     weights, biases = random_classifier(3, 4, 5)
-    repository = ModelRepository()
-    repository.add(load_model(build_classifier(tmp_path / "m.onnx", weights, biases), "m",
-                              max_batch=64))  # fmt: skip
     # Every run on an inference thread, and 0.2 s for the three requests to meet in a batch.
-    plane = DataPlane(repository, limits=Limits(inline_seconds=0),
-                      batching=BatchingConfig(max_delay_seconds=0.2))  # fmt: skip
+    plane = plane_with(build_classifier(tmp_path / "m.onnx", weights, biases), "m", max_batch=64,
+                       limits=Limits(inline_seconds=0),
+                       batching=BatchingConfig(max_delay_seconds=0.2))  # fmt: skip
     images = np.random.default_rng(2).random((6, 4, 5), dtype=np.float32)
 
     async def three() -> None:
@@ -223,3 +219,17 @@ def test_a_bug_outside_the_data_plane_is_counted_once_as_internal(plane: DataPla
     assert [(o.api, o.status, o.reason) for o in seen] == [
         ("http", "Internal", "ValueError: invalid literal for int() with base 10: '\u00b2'")
     ]
+
+
+def test_a_shape_promising_more_than_was_sent_is_the_clients_mistake_not_a_full_budget(
+    tmp_path: Path,
+) -> None:
+    # 4 values under a shape of 400 million: no retry would ever fit it in the budget.
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path / "m.onnx", weights, biases)
+    plane = plane_with(path, "m", max_batch=8, budget_bytes=1 << 20)
+    pixels = np.zeros(20, np.float32).tobytes()
+    for shape in [(100_000_000, 4, 5), (10**23, 4, 5)]:
+        huge = InputTensor("images", "FP32", shape, raw=pixels)
+        with pytest.raises(InvalidArgument, match="batch size must be <= 8"):
+            infer(plane, InferRequest("m", "", [huge]))

@@ -148,7 +148,7 @@ def test_progress_counts_every_sample(toy_maker: Callable[..., Arrays], batch_si
 
 
 # Fewer images for the article's recipe, whose per-sample loop tracemalloc slows down.
-@pytest.mark.parametrize(("recipe", "count"), [("article", 20000), ("modern", 60000)])
+@pytest.mark.parametrize(("recipe", "count"), [("article", 5000), ("modern", 60000)])
 def test_training_never_holds_a_float_copy_of_the_training_set(
     mnist: Dataset, recipe: str, count: int
 ) -> None:

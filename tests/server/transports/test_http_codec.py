@@ -47,6 +47,9 @@ def test_json_inputs_flat_or_nested_become_typed_values() -> None:
     a, b = request.inputs
     assert (a.name, a.datatype, a.shape, a.typed_field) == ("a", "FP32", (2, 2), "data")
     assert np.asarray(a.typed).tolist() == [1, 2.5, 3, 4]
+    # Any nesting is flattened, as Triton reads it: the data plane counts the values.
+    ragged, length = body(one(shape=[3], data=[[1], [2, [3]]]))
+    assert list(http_codec.infer_request(ragged, length, "m")[0].inputs[0].typed or []) == [1, 2, 3]
     assert np.asarray(b.typed).tolist() == [0, 7, 255] and b.raw is None
     assert request.outputs == [RequestedOutput("y", {"binary_data": True}), RequestedOutput("z")]
 
@@ -58,8 +61,37 @@ def test_bytes_inputs_are_json_strings_sent_on_as_utf8() -> None:
     array = decode(tensor, datatypes.DATATYPES[-1], "input 's'")
     assert array.tolist() == ["héllo".encode(), b""]
     bad, length = body({"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "data": [1]}]})
-    with pytest.raises(InvalidArgument, match="non-string values"):
+    with pytest.raises(InvalidArgument, match="element 0 is a JSON number, expected a string"):
         http_codec.infer_request(bad, length, "m")
+
+
+def test_bytes_keep_trailing_nuls_and_text_that_is_not_unicode_is_refused() -> None:
+    # numpy's strings drop trailing NULs; values must travel as sent.
+    data, length = body({"inputs": [{"name": "s", "shape": [2], "datatype": "BYTES",
+                                     "data": ["xy\u0000\u0000", "\u0000"]}]})  # fmt: skip
+    (tensor,) = http_codec.infer_request(data, length, "m")[0].inputs
+    assert list(tensor.typed or []) == [b"xy\x00\x00", b"\x00"]
+    surrogate = (
+        b'{"inputs": [{"name": "s", "shape": [2], "datatype": "BYTES", "data": ["a", "\\ud800"]}]}'
+    )
+    with pytest.raises(InvalidArgument, match=r"'data' element 1 is not Unicode text"):
+        http_codec.infer_request(surrogate, None, "m")
+
+
+def test_a_long_string_among_numbers_is_refused_by_its_type_without_a_copy() -> None:
+    # As numpy strings, 20,000 characters beside 100,000 empty ones would take 8 GB.
+    data, length = body(one(data=["x" * 20_000] + [""] * 100_000))
+    with pytest.raises(InvalidArgument, match="element 0 is a JSON string, expected a number"):
+        http_codec.infer_request(data, length, "m")
+
+
+def test_json_nested_past_the_parsers_depth_is_refused_as_json() -> None:
+    deep = b'{"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": '
+    deep += b"[" * 100_000 + b"]" * 100_000 + b"}]}"
+    with pytest.raises(InvalidArgument, match=r"is not valid JSON \(arrays or objects nested "):
+        http_codec.infer_request(deep, None, "m")
+    with pytest.raises(InvalidArgument, match="repository index: the body is not valid JSON"):
+        http_codec.index_ready(b"[" * 100_000)
 
 
 def test_output_parameters_reach_the_data_plane() -> None:
@@ -117,9 +149,17 @@ def sized(size: int) -> dict[str, Any]:
         ({}, (), None, "has no 'inputs' array"),
         (one(), (), None, "no 'data' and no 'binary_data_size'"),
         (one(shape=[1.5], data=[1]), (), None, "'shape' is [1.5], expected an array of integers"),
-        (one(datatype="UINT8", data=[1.5]), (), None, "non-integer values, expected integers"),
-        (one(shape=[2], data=[[1], [2, 3]]), (), None, "ragged nested array"),
-        (one(data=["x"]), (), None, "values that are not numbers"),
+        (one(datatype="UINT8", data=[1.5]), (), None, "element 0 is a JSON number, expected an "
+         "integer for UINT8"),
+        (one(datatype="INT32", data=[1, 2, 3, True]), (), None, "element 3 is a JSON boolean, "
+         "expected an integer for INT32"),
+        (one(data=[1.5, 2, 3, False]), (), None, "element 3 is a JSON boolean, expected a number"),
+        (one(datatype="BOOL", data=[True, 1]), (), None, "element 1 is a JSON number, expected "
+         "true or false for BOOL"),
+        (one(datatype="BYTES", data=["a", True]), (), None, "element 1 is a JSON boolean, "
+         "expected a string for BYTES"),
+        (one(data=["x"]), (), None, "element 0 is a JSON string, expected a number for FP32"),
+        (one(data=[None]), (), None, "element 0 is a JSON null, expected a number for FP32"),
         (one(data=[1], parameters=sized(4)), (b"1234",), "auto", "both 'data' and parameter"),
         (one(parameters=sized(4)), (), None, "needs binary data after the JSON, with its length "
          "in the Inference-Header-Content-Length header"),
@@ -245,7 +285,7 @@ def test_json_integers_of_any_size_are_range_checked_exactly() -> None:
         ("UINT64", [-1, 5], r"data\[0\] is -1, outside the UINT64 range"),
         ("UINT16", [3, -5], r"data\[1\] is -5, outside the UINT16 range"),
         ("INT64", [1, 2**70], rf"data\[1\] is {2**70}, outside the INT64 range"),
-        ("INT32", [True, False], "'data' holds non-integer values, expected integers for INT32"),
+        ("INT32", [True, False], "'data' element 0 is a JSON boolean, expected an integer"),
     ]:
         with pytest.raises(InvalidArgument, match=message):
             decoded(datatype, values)
