@@ -46,14 +46,10 @@ function buildModels() {
   return { model, modelUint8 };
 }
 
-/**
- * An artifact of the article's recipe, trained by `python -m trainer`. With one OpenBLAS thread:
- * the same bytes, and on a busy machine seconds instead of tens of seconds (OpenBLAS's threads
- * wait for each other's turns on cores other processes are using).
- */
+/** An artifact of the article's recipe, trained by `python -m trainer`, as a user would. */
 function trainArtifact(dir, name) {
   const artifact = path.join(dir, name);
-  python(['-m', 'trainer', '-o', artifact, '--quiet'], { env: { OPENBLAS_NUM_THREADS: '1' } });
+  python(['-m', 'trainer', '-o', artifact, '--quiet']);
   return artifact;
 }
 
