@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from scratchnet import datatypes
 from scratchnet.errors import InvalidArgument
 
 __all__ = ["top_classes"]
@@ -20,7 +21,9 @@ def top_classes(
     """The `count` largest entries of each item of `values` as BYTES strings, largest first:
     shape [N, k] for a batched output, [k] otherwise."""
     if values.dtype.kind not in "iuf":
-        raise InvalidArgument(f"{what}: class_count needs numbers, the output is {values.dtype}")
+        raise InvalidArgument(
+            f"{what}: class_count needs numbers, the output is {datatypes.by_numpy(values.dtype)}"
+        )
     if count < 1:
         raise InvalidArgument(f"{what}: class_count must be >= 1, got {count}")
     items = values.reshape(len(values), -1) if batched else values.reshape(1, -1)

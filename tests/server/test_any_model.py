@@ -21,6 +21,7 @@ from server.dataplane import DataPlane, InferRequest, RequestedOutput
 from server.model import UNMEASURED, load_model
 from server.model_config import ModelConfig
 from server.repository import ModelRepository
+from server.tensors import InputTensor, pack_strings
 from tests.server import foreign_models
 from tests.server.conftest import infer, plane_with, tensor
 
@@ -162,3 +163,18 @@ def test_a_config_listing_some_outputs_makes_them_the_models_outputs(tmp_path: P
     assert list(infer(plane, InferRequest("pair", "", feeds)).outputs) == ["sum"]
     with pytest.raises(InvalidArgument, match="unexpected inference output 'product'"):
         infer(plane, InferRequest("pair", "", feeds, [RequestedOutput("product")]))
+
+
+def test_classification_of_an_output_without_numbers_names_its_protocol_datatype(
+    tmp_path: Path,
+) -> None:
+    plane = plane_with(foreign_models.strings(tmp_path / "s.onnx"), "echo")
+    text = np.array([[b"a"], [b"b"]], dtype=object)
+    request = InferRequest(
+        "echo",
+        "",
+        [InputTensor("text", "BYTES", text.shape, raw=pack_strings(text))],
+        [RequestedOutput("echo", {"classification": 1})],
+    )
+    with pytest.raises(InvalidArgument, match=r"class_count needs numbers, the output is BYTES$"):
+        infer(plane, request)
