@@ -122,12 +122,21 @@ class RepositoryFolder:
                 f"model '{name}' has no version folder holding its model file: expected "
                 f"{folder}/<version number>/{file_name}"
             )
-        elif not chosen and not missing:
+        elif not chosen:
+            # As Triton: at least one version must be available under the policy, and a load
+            # that finds none fails before the versions served are touched.
             empty = (
                 f"model '{name}': its config's version_policy selects none of the versions "
                 f"{', '.join(sorted(found, key=int))}"
             )
         return Desired(config, chosen, missing, stamps, folder, empty)
+
+
+def _folder_identity(folder: Path) -> tuple[Identity, ...]:
+    """Every file of a version folder, the model's external data included: a change to any of
+    them is a new version of the model, as Triton's polling sees it (the folder's contents)."""
+    files = sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
+    return tuple(identity(path) for path in files)
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -240,18 +249,9 @@ class ModelControl:
             except ModelError as error:
                 if strict:
                     raise
-                self._say(name, str(error))
-                reason = f"{error}" + ("; serving the versions loaded before" if current else "")
-                entries = (
-                    [IndexEntry(name, "", UNAVAILABLE, reason)]
-                    if not current
-                    else [
-                        IndexEntry(name, loaded.model.version, READY, reason)
-                        for loaded in current.values()
-                    ]
-                )
-                self.repository.set_problems(name, entries)
-                return str(error)
+                return self._refused(name, str(error), current)
+            if desired.empty:
+                return self._refused(name, desired.empty, current, desired.missing)
             kept, problems = self._load_versions(
                 name, desired, current, forced=config is not None, strict=strict
             )
@@ -264,15 +264,30 @@ class ModelControl:
             self.repository.set_versions(
                 name, {loaded.model.version: loaded.model for loaded in kept.values()}
             )
-            if desired.empty and not kept:
-                self._say(name, desired.empty)
-                problems.append(IndexEntry(name, "", UNAVAILABLE, desired.empty))
-                self.repository.set_problems(name, problems)
-                return desired.empty
             self._said.pop(name, None)
             self.repository.set_problems(name, problems + desired.missing)
             failed = [entry.reason for entry in problems]
             return "; ".join(failed)
+
+    def _refused(
+        self,
+        name: str,
+        problem: str,
+        current: dict[str, _Loaded],
+        missing: Sequence[IndexEntry] = (),
+    ) -> str:
+        """A model whose files give nothing to serve: the versions served before keep serving,
+        the index says why; return the problem."""
+        self._say(name, problem)
+        if current:
+            reason = f"{problem}; serving the versions loaded before"
+            entries = [
+                IndexEntry(name, loaded.model.version, READY, reason) for loaded in current.values()
+            ]
+        else:
+            entries = [IndexEntry(name, "", UNAVAILABLE, problem)]
+        self.repository.set_problems(name, [*entries, *missing])
+        return problem
 
     def _say(self, name: str, problem: str) -> None:
         """Log a model's own problem once, not at every poll that finds it again."""
@@ -286,7 +301,10 @@ class ModelControl:
         kept: dict[str, _Loaded] = {}
         problems: list[IndexEntry] = []
         for slot, path in desired.versions.items():
-            stamps = (identity(path), *desired.stamps)
+            # A repository's version folder as a whole (external data included); a single
+            # file (--model) as itself, not the files beside it.
+            files = _folder_identity(path.parent) if desired.folder else (identity(path),)
+            stamps = (*files, *desired.stamps)
             old = current.get(slot)
             if old is not None and old.stamps == stamps and not forced and not old.overridden:
                 kept[slot] = old

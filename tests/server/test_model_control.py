@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import pytest
 
 from scratchnet.errors import InvalidArgument, NotFound
@@ -263,3 +264,35 @@ def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
     assert [value.decode().split(":")[1:] for value in strings[0]] == [
         [str(index), ["cat", "dog", "emu"][index]] for index in top
     ]
+
+
+def test_a_change_to_a_models_external_data_is_a_change_to_the_model(tmp_path: Path) -> None:
+    # Weights in a file beside model.onnx, as onnx.save(..., save_as_external_data=True) writes.
+    path = place(tmp_path, "m", 1, seed=1)
+    model = onnx.load(path)
+    onnx.save(model, path, save_as_external_data=True, location="weights.bin", size_threshold=64)
+    control, plane = control_of(tmp_path, "explicit")
+    control.load("m")
+    labels_of(plane, "m", seed=1)
+    # Only the weights replaced, atomically: the next load reloads the model.
+    other = onnx.load(place(tmp_path, "other", 1, seed=2))
+    onnx.save(other, tmp_path / "other" / "1" / "model.onnx", save_as_external_data=True,
+              location="weights.bin", size_threshold=64)  # fmt: skip
+    os.replace(tmp_path / "other" / "1" / "weights.bin", tmp_path / "m" / "1" / "weights.bin")
+    control.load("m")
+    labels_of(plane, "m", seed=2)
+
+
+def test_a_load_whose_policy_selects_no_version_fails_and_keeps_serving(tmp_path: Path) -> None:
+    for version in (1, 2):
+        place(tmp_path, "m", version, seed=version)
+    control, plane = control_of(tmp_path, "explicit")
+    control.load("m")
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy { specific { versions: 7 } }\n")
+    with pytest.raises(InvalidArgument, match="failed to load 'm': model 'm': its config's "
+                       "version_policy selects none of the versions 1, 2"):  # fmt: skip
+        control.load("m")
+    assert served(plane.repository) == [("m", "2")]
+    labels_of(plane, "m", seed=2)
+    states = {(e.version, e.state) for e in plane.repository.index(control.source.names())}
+    assert states == {("2", "READY"), ("7", "UNAVAILABLE")}
