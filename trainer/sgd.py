@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
 
 from scratchnet.forward import scale_pixels
 from trainer.losses import LOSSES, RowGradient
@@ -57,14 +58,17 @@ def train_parameters(
     loss = LOSSES[hp.loss]
     # Mini-batches are cut from larger blocks so that scaling to float64 is one call per block.
     block = sample_block if hp.batch_size == 1 else max(1, _CHUNK // hp.batch_size) * hp.batch_size
-    for epoch in range(hp.epochs):
-        order = rng.permutation(count) if hp.shuffle else np.arange(count)
-        blocks = _scaled_blocks(flat, labels, order, block, progress)
-        epoch_rates = rates[epoch * steps : (epoch + 1) * steps]
-        if hp.batch_size == 1:
-            _per_sample_epoch(weights, biases, blocks, epoch_rates, loss.row_gradient)
-        else:
-            _minibatch_epoch(weights, biases, blocks, epoch_rates, hp.batch_size, loss.gradient)
+    # One BLAS thread: the products are too small to share out, and BLAS threads spinning for
+    # cores other processes hold made training 2-5x slower on a busy machine (same bytes).
+    with threadpool_limits(1, user_api="blas"):
+        for epoch in range(hp.epochs):
+            order = rng.permutation(count) if hp.shuffle else np.arange(count)
+            blocks = _scaled_blocks(flat, labels, order, block, progress)
+            epoch_rates = rates[epoch * steps : (epoch + 1) * steps]
+            if hp.batch_size == 1:
+                _per_sample_epoch(weights, biases, blocks, epoch_rates, loss.row_gradient)
+            else:
+                _minibatch_epoch(weights, biases, blocks, epoch_rates, hp.batch_size, loss.gradient)
     return weights.reshape(num_classes, height, width), biases
 
 

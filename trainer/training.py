@@ -9,7 +9,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from threadpoolctl import threadpool_limits
 
 from scratchnet.artifact import Artifact
 from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE, INPUT_SCALE_KEY, VERSIONS
@@ -37,9 +36,7 @@ def train(
     """Train on `dataset` with `hyperparameters`; the metadata records everything but timings."""
     started = time.perf_counter()
     # A learning rate too large overflows: said once below, not as numpy's warnings on the way.
-    # One BLAS thread: the products are too small to share out, and BLAS threads spinning for
-    # cores other processes hold made training 2-5x slower on a busy machine (same bytes).
-    with np.errstate(over="ignore", invalid="ignore"), threadpool_limits(1, user_api="blas"):
+    with np.errstate(over="ignore", invalid="ignore"):
         weights, biases = train_parameters(
             dataset.train_images,
             dataset.train_labels,
