@@ -167,8 +167,14 @@ def matched_inputs(
     given: dict[str, InputTensor] = {}
     for tensor in tensors:
         if tensor.name not in specs:
+            fixed = tensor.name in model.signature.fixed_inputs
             raise InvalidArgument(
                 f"unexpected inference input '{clip(tensor.name)}' for model '{model.name}'"
+                + (
+                    ": it is an initializer of the graph, which requests cannot override"
+                    if fixed
+                    else ""
+                )
             )
         if tensor.name in given:
             raise InvalidArgument(

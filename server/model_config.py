@@ -164,6 +164,13 @@ def layout(
             f"{where}: max_batch_size {max_batch} needs a dynamic first dimension, but {kind} "
             f"{fixed} has none: set max_batch_size 0"
         )
+    for entry in config.input:
+        if entry.name in signature.fixed_inputs:
+            raise ModelError(
+                f"{where}: config input '{entry.name}' is an initializer the graph also lists as "
+                "an input, which this server serves as the weights it holds and does not let "
+                "requests override: leave it out of the config"
+            )
     inputs = _apply(where, "input", signature.inputs, config.input, max_batch)
     outputs = _apply(where, "output", signature.outputs, config.output, max_batch)
     return Layout(

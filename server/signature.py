@@ -61,6 +61,9 @@ class Signature:
     """Initializers (weights) holding NaN or infinity."""
     producer_name: str = ""
     """The ModelProto's producer_name: the tool that wrote the file."""
+    fixed_inputs: tuple[str, ...] = ()
+    """Graph inputs that are also initializers (which ONNX lets a caller override): served as
+    the weights they hold, not as inputs."""
 
     def output(self, name: str) -> TensorSpec | None:
         """The output called `name`, or None."""
@@ -97,6 +100,7 @@ def read_signature(path: str | os.PathLike[str]) -> Signature:
             tensor.name for tensor in graph.initializer if not _finite(tensor, Path(path).parent)
         ),
         producer_name=model.producer_name,
+        fixed_inputs=tuple(value.name for value in graph.input if value.name in initializers),
     )
 
 

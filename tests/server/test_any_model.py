@@ -178,3 +178,31 @@ def test_classification_of_an_output_without_numbers_names_its_protocol_datatype
     )
     with pytest.raises(InvalidArgument, match=r"class_count needs numbers, the output is BYTES$"):
         infer(plane, request)
+
+
+def test_an_initializer_listed_as_an_input_is_served_as_its_weights_and_said_so(
+    tmp_path: Path,
+) -> None:
+    # IR >= 4 lets a graph list an initializer as an input too (one a caller may override).
+    path = _save(
+        tmp_path / "bias.onnx",
+        [helper.make_node("Add", ["x", "bias"], ["y"])],
+        [helper.make_tensor_value_info(name, F, dims) for name, dims in [("x", ["N", 4]),
+                                                                         ("bias", [4])]],
+        [helper.make_tensor_value_info("y", F, ["N", 4])],
+        numpy_helper.from_array(np.arange(4, dtype=np.float32), "bias"),
+    )  # fmt: skip
+    plane = plane_with(path, "bias")
+    assert [spec.name for spec in plane.model("bias").inputs] == ["x"]
+    x = np.ones((2, 4), np.float32)
+    answer = infer(plane, InferRequest("bias", "", [tensor(x, "x")]))
+    np.testing.assert_array_equal(answer.outputs["y"], x + np.arange(4, dtype=np.float32))
+    request = InferRequest("bias", "", [tensor(x, "x"), tensor(np.zeros(4, np.float32), "bias")])
+    overriding = "it is an initializer of the graph, which requests cannot override"
+    with pytest.raises(InvalidArgument, match=f"input 'bias' for model 'bias': {overriding}"):
+        infer(plane, request)
+    config = text_format.Parse('input [ { name: "bias" data_type: TYPE_FP32 dims: [ 4 ] } ]',
+                               ModelConfig())  # fmt: skip
+    with pytest.raises(ModelError, match="config input 'bias' is an initializer the graph also "
+                       "lists as an input"):  # fmt: skip
+        load_model(path, "bias", config=config, max_batch=8)
