@@ -10,8 +10,10 @@ read in place, without a copy. Only keys naming a file directly in /dev/shm are 
 from __future__ import annotations
 
 import contextlib
+import errno
 import mmap
 import os
+import stat
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -80,13 +82,22 @@ class SharedMemory:
                     "first"
                 )
         try:
-            descriptor = os.open(path, os.O_RDWR)
+            # As shm_open opens: never through a symbolic link, which could lead anywhere (the
+            # server writes outputs into the region).
+            descriptor = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as error:
+            reason = "a symbolic link" if error.errno == errno.ELOOP else error.strerror
             raise InvalidArgument(
-                f"unable to open shared memory region '{clip(key)}': {error.strerror}"
+                f"unable to open shared memory region '{clip(key)}': {reason}"
             ) from None
         try:
-            size = os.fstat(descriptor).st_size
+            status = os.fstat(descriptor)
+            if not stat.S_ISREG(status.st_mode):
+                raise InvalidArgument(
+                    f"unable to open shared memory region '{clip(key)}': not a shared memory "
+                    "object (a FIFO, a device or a folder)"
+                )
+            size = status.st_size
             if offset < 0 or byte_size <= 0 or offset + byte_size > size:
                 raise InvalidArgument(
                     f"shared memory region '{clip(name)}': offset {offset} and byte size "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,6 +52,24 @@ def test_a_region_is_a_window_read_and_written_in_place(key: str) -> None:
 def test_only_objects_directly_in_dev_shm_can_be_registered(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="expected the name of an object in /dev/shm"):
         SharedMemory().register("r", bad, 0, 8)
+
+
+def test_a_symbolic_link_or_a_fifo_in_dev_shm_is_not_a_region(tmp_path: Path) -> None:
+    # Outputs are written into a region: a link must not lead the server to another file.
+    target = tmp_path / "elsewhere"
+    target.write_bytes(bytes(64))
+    name = f"scratchnet-test-{uuid.uuid4().hex[:8]}"
+    link, fifo = SHM_FOLDER / name, SHM_FOLDER / f"{name}-fifo"
+    link.symlink_to(target)
+    os.mkfifo(fifo)
+    try:
+        with pytest.raises(InvalidArgument, match=rf"region '/{name}': a symbolic link$"):
+            SharedMemory().register("r", f"/{name}", 0, 8)
+        with pytest.raises(InvalidArgument, match="not a shared memory object"):
+            SharedMemory().register("r", f"/{name}-fifo", 0, 8)
+    finally:
+        link.unlink()
+        fifo.unlink()
 
 
 def test_a_missing_object_a_region_too_large_and_a_disabled_server_are_refused(
