@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 
 from scratchnet import datatypes
 from scratchnet.api.inference import model_config_pb2 as mc
-from scratchnet.errors import ModelError
+from scratchnet.errors import ModelError, clip
 from server.signature import Signature, TensorSpec, format_dims
 
 __all__ = [
@@ -76,6 +76,21 @@ def read_config(path: Path) -> mc.ModelConfig:
     except text_format.ParseError as error:
         raise ModelError(f"{path}: {_parse_error(error)}") from None
     return config
+
+
+def check_file_names(config: mc.ModelConfig, origin: str) -> None:
+    """The files a config names (`default_model_filename`, each `label_filename`) must be plain
+    names in the model's folders: ModelError otherwise. A path would let a config, one given
+    with a load request included, make the server read any file it can (as labels, echoed by
+    classification) or serve a model from outside the repository."""
+    named = [("default_model_filename", config.default_model_filename)]
+    named += [(f"output '{out.name}' label_filename", out.label_filename) for out in config.output]
+    for field_name, value in named:
+        if value and (value in (".", "..") or "/" in value or "\\" in value or "\0" in value):
+            raise ModelError(
+                f"{origin}: {field_name} is '{clip(value)}', expected a file name in the "
+                "model's folder (no path)"
+            )
 
 
 def _parse_error(error: text_format.ParseError) -> str:

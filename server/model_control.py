@@ -29,6 +29,7 @@ from server.model_config import (
     CONFIG_FILE,
     DEFAULT_MODEL_FILENAME,
     ModelConfig,
+    check_file_names,
     read_config,
 )
 from server.repository import READY, UNAVAILABLE, IndexEntry, ModelRepository
@@ -98,8 +99,10 @@ class RepositoryFolder:
         override = config
         if config is None and config_path.is_file():
             config = read_config(config_path)
+        origin = "the config given with the load" if override is not None else config_path
+        if config is not None:
+            check_file_names(config, str(origin))
         if config is not None and config.name and config.name != name:
-            origin = "the config given with the load" if override is not None else config_path
             raise ModelError(
                 f"{origin}: name '{clip(config.name)}' differs from the model's folder "
                 f"'{name}', expected them equal"

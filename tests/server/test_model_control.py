@@ -3,7 +3,9 @@ files, version policies select, and a bad file never replaces a good one."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +298,32 @@ def test_a_load_whose_policy_selects_no_version_fails_and_keeps_serving(tmp_path
     labels_of(plane, "m", seed=2)
     states = {(e.version, e.state) for e in plane.repository.index(control.source.names())}
     assert states == {("2", "READY"), ("7", "UNAVAILABLE")}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("label_filename", "/etc/hostname"),
+        ("label_filename", "../../labels.txt"),
+        ("default_model_filename", "../../outside/model.onnx"),
+        ("default_model_filename", ".."),
+    ],
+)
+def test_a_config_naming_a_path_is_refused_and_the_model_keeps_serving(
+    tmp_path: Path, field: str, value: str
+) -> None:
+    # Else a load request could make the server read any file (as labels, which classification
+    # echoes) or serve a model from outside the repository.
+    place(tmp_path, "m", 1, seed=1)
+    control, plane = control_of(tmp_path, "explicit")
+    control.load("m")
+    if field == "label_filename":
+        config = {"output": [{"name": "scores", "data_type": "TYPE_FP32", "dims": [3],
+                              "label_filename": value}]}  # fmt: skip
+    else:
+        config = {field: value}
+    with pytest.raises(InvalidArgument, match=f"failed to load 'm': the config given with the "
+                       f"load: .*{field} is '{re.escape(value)}', expected a file name in the "
+                       "model's folder \\(no path\\)"):  # fmt: skip
+        control.load("m", json.dumps(config))
+    labels_of(plane, "m", seed=1)
