@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scratchnet.errors import InvalidArgument, NotFound, clip
+from scratchnet.errors import InvalidArgument, NotFound, ResourceExhausted, clip
 
 __all__ = [
     "BYTE_SIZE",
@@ -35,6 +35,9 @@ REGION = "shared_memory_region"
 BYTE_SIZE = "shared_memory_byte_size"
 OFFSET = "shared_memory_offset"
 SHM_FOLDER = Path("/dev/shm")
+MAX_REGIONS = 1024
+"""Regions registered at once: each maps its whole object, and a process has a bounded number
+of mappings (vm.max_map_count), which the server's own memory needs too."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,11 @@ class SharedMemory:
                 raise InvalidArgument(
                     f"shared memory region '{clip(name)}' is already registered: unregister it "
                     "first"
+                )
+            if len(self._regions) >= MAX_REGIONS:
+                raise ResourceExhausted(
+                    f"{MAX_REGIONS} shared memory regions are registered, the most the server "
+                    "holds at once: unregister some first"
                 )
         try:
             # As shm_open opens: never through a symbolic link, which could lead anywhere (the
@@ -155,7 +163,7 @@ class SharedMemory:
 
 def _path_of(key: str) -> Path:
     name = key[1:] if key.startswith("/") else key
-    if not name or "/" in name or name in (".", ".."):
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
         raise InvalidArgument(
             f"shared memory key '{clip(key)}': expected the name of an object in {SHM_FOLDER}, "
             "such as '/my_region'"

@@ -12,7 +12,8 @@ from typing import Any, cast
 import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
-from scratchnet.errors import InvalidArgument, NotFound
+from scratchnet.errors import InvalidArgument, NotFound, ResourceExhausted
+from server import shared_memory
 from server.dataplane import DataPlane
 from server.repository import ModelRepository
 from server.shared_memory import SHM_FOLDER, SharedMemory, requested_region
@@ -48,7 +49,7 @@ def test_a_region_is_a_window_read_and_written_in_place(key: str) -> None:
         shared.unregister("r")
 
 
-@pytest.mark.parametrize("bad", ["/../etc/passwd", "/a/b", "", "/"])
+@pytest.mark.parametrize("bad", ["/../etc/passwd", "/a/b", "", "/", "/a\x00b"])
 def test_only_objects_directly_in_dev_shm_can_be_registered(bad: str) -> None:
     with pytest.raises(InvalidArgument, match="expected the name of an object in /dev/shm"):
         SharedMemory().register("r", bad, 0, 8)
@@ -70,6 +71,18 @@ def test_a_symbolic_link_or_a_fifo_in_dev_shm_is_not_a_region(tmp_path: Path) ->
     finally:
         link.unlink()
         fifo.unlink()
+
+
+def test_regions_are_capped(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_memory, "MAX_REGIONS", 3)
+    shared = SharedMemory()
+    for name in "abc":
+        shared.register(name, key, 0, 8)
+    with pytest.raises(ResourceExhausted, match="3 shared memory regions are registered"):
+        shared.register("d", key, 0, 8)
+    shared.unregister("a")
+    shared.register("d", key, 0, 8)
+    shared.unregister()
 
 
 def test_a_missing_object_a_region_too_large_and_a_disabled_server_are_refused(
