@@ -2,7 +2,8 @@
 
 Tokens come from a file, one per line (blank lines and `#` comments skipped); a call must carry
 `authorization: Bearer <token>` matching one of them, compared in constant time. Health checks
-stay open so that probes need no secret. Neither tokens nor payloads are ever logged.
+(grpc.health.v1's Check) stay open so that probes need no secret; its Watch, a stream that stays
+open, needs a token like every other call. Neither tokens nor payloads are ever logged.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from scratchnet.errors import ScratchnetError
 
 __all__ = [
     "HTTP_REFUSAL",
-    "OPEN_SERVICES",
+    "OPEN_METHODS",
     "TokenAuth",
     "exposure_warning",
     "is_loopback",
@@ -31,8 +32,9 @@ __all__ = [
     "token_matches",
 ]
 
-OPEN_SERVICES = ("grpc.health.v1.Health",)
-"""Services callable without a token: probes must not need a secret."""
+OPEN_METHODS = ("/grpc.health.v1.Health/Check",)
+"""Methods callable without a token: probes must not need a secret. Not Health/Watch: each of its
+streams holds one of --max-concurrent-rpcs for as long as its client likes."""
 _BEARER = "bearer "
 HTTP_REFUSAL = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
 """What the HTTP listeners answer a request without a valid token (with 401)."""
@@ -84,7 +86,7 @@ class TokenAuth(_AioInterceptor):
     ) -> _Handler:
         """The method's handler if the call carries a valid token, else one that refuses it."""
         handler = await continuation(details)
-        if handler is None or details.method.split("/")[1] in OPEN_SERVICES:
+        if handler is None or details.method in OPEN_METHODS:
             return handler
         metadata = dict(details.invocation_metadata or ())
         authorization = metadata.get("authorization", "")

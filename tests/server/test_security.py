@@ -17,6 +17,7 @@ from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
+from server.health import MAX_WATCHES
 from server.security import exposure_warning, is_loopback, token_matches
 from tests.certificates import Pem, client_credentials
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
@@ -79,6 +80,27 @@ def test_a_missing_or_wrong_token_is_unauthenticated_and_health_stays_open(
         assert health.Check(health_pb2.HealthCheckRequest(), timeout=10).status == (
             health_pb2.HealthCheckResponse.SERVING
         )
+        # Watch is a stream a client may hold for ever, each one of --max-concurrent-rpcs: only
+        # with a token, and at most MAX_WATCHES at once.
+        watch = health.Watch(health_pb2.HealthCheckRequest(), timeout=10)
+        assert _code(lambda: next(watch)) == grpc.StatusCode.UNAUTHENTICATED
+        metadata = [("authorization", f"Bearer {TOKENS[0]}")]
+        streams = [
+            health.Watch(health_pb2.HealthCheckRequest(), timeout=30, metadata=metadata)
+            for _ in range(MAX_WATCHES + 1)
+        ]
+        try:
+            firsts = []
+            for stream in streams:
+                try:
+                    firsts.append(next(stream).status)
+                except grpc.RpcError as error:
+                    firsts.append(error.code())
+            assert firsts.count(health_pb2.HealthCheckResponse.SERVING) == MAX_WATCHES
+            assert firsts.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 1
+        finally:
+            for stream in streams:
+                stream.cancel()
     assert "wrong-token" not in secured.stderr() and TOKENS[0] not in secured.stderr()
 
 
