@@ -360,21 +360,93 @@ class _TokenCheck:
         await self._app(scope, receive, send)
 
 
+HEAD_BYTES = 65_536
+"""The most bytes a request's line and headers may take (gRPC's metadata limit is 8 KiB)."""
+
+
 class _Protocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), answering bytes it cannot parse as a request
-    with the protocol's JSON error rather than plain text; it still closes the connection."""
+    with the protocol's JSON error rather than plain text; it still closes the connection.
+
+    A request's line and headers must come within `head_seconds` (--upload-seconds) and
+    HEAD_BYTES, before any token is looked at: else a client that sends them slowly, or without
+    end, holds a connection and its memory for as long as it likes."""
+
+    head_seconds: float = 0.0
+    """Set per server (build_protocol); 0: no time limit."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """uvicorn's, and the first request's head begins."""
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._begin_head()
+
+    def on_message_begin(self) -> None:
+        """uvicorn's, and this request's head begins."""
+        super().on_message_begin()
+        self._begin_head()
+
+    def on_headers_complete(self) -> None:
+        """The head came whole: stop counting, and go on as uvicorn does."""
+        self._end_head()
+        super().on_headers_complete()
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's; bytes that leave a head still unfinished count towards HEAD_BYTES."""
+        super().data_received(data)
+        if self._in_head and not self.transport.is_closing():
+            self._head_bytes += len(data)
+            if self._head_bytes > HEAD_BYTES:
+                self._end_head()
+                self._reply_and_close(
+                    431,
+                    "Request Header Fields Too Large",
+                    f"the request's line and headers take over {HEAD_BYTES} bytes, the most "
+                    "this server reads",
+                )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """uvicorn's, and no clock left running."""
+        self._end_head()
+        super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
         """A 400 `{"error": ...}` naming what was wrong, then close (as uvicorn does)."""
-        reply = http_codec.error_reply(
+        self._reply_and_close(
             400,
+            "Bad Request",
             f"the server cannot parse the HTTP request ({msg.rstrip('.')}), expected HTTP/1.1 "
             "with a Content-Length equal to the body's length",
         )
-        head = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+
+    def _reply_and_close(self, status: int, phrase: str, message: str) -> None:
+        reply = http_codec.error_reply(status, message)
+        head = f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n".encode()
         length = f"content-length: {len(reply.body)}\r\nconnection: close\r\n\r\n".encode()
         self.transport.write(head + length + reply.body)
         self.transport.close()
+
+    def _begin_head(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        if self.head_seconds and self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.head_seconds, self._head_late)
+
+    def _end_head(self) -> None:
+        self._in_head = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()  # nothing is answered to a request that never came whole
+
+
+def build_protocol(head_seconds: float) -> type[_Protocol]:
+    """The protocol class for one server, its head limit set (uvicorn makes one per connection)."""
+    return type("HttpProtocol", (_Protocol,), {"head_seconds": head_seconds})
 
 
 class _Server(uvicorn.Server):
@@ -430,7 +502,7 @@ async def start_http_server(
         log_config=None,
         access_log=False,
         lifespan="off",
-        http=_Protocol,
+        http=build_protocol(config.upload_seconds),
         timeout_graceful_shutdown=config.grace_seconds,  # type: ignore[arg-type]
         server_header=False,
     )

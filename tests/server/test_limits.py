@@ -90,7 +90,7 @@ def impatient(
     running = start_server(
         model_onnx,
         "--upload-seconds", str(UPLOAD_SECONDS), "--stream-idle-seconds", str(IDLE_SECONDS),
-        tmp_dir=tmp_path_factory.mktemp("impatient"),
+        tmp_dir=tmp_path_factory.mktemp("impatient"), http=True,
     )  # fmt: skip
     yield running
     assert running.stop() == 0
@@ -174,6 +174,32 @@ def test_idle_streams_and_stalled_uploads_block_nothing_and_are_closed_on_time(
     for line in logged:
         duration = re.search(r"duration_ms=([0-9.]+)", line)
         assert duration is not None and float(duration[1]) >= UPLOAD_SECONDS * 900, line
+
+
+def test_an_http_request_head_must_come_within_the_upload_limit_and_64_kib(
+    impatient: RunningServer,
+) -> None:
+    # Before any token is looked at: a slow or endless head would hold its connection for ever.
+    assert impatient.http_port is not None
+    address = (impatient.host, impatient.http_port)
+    with socket.create_connection(address, timeout=10) as slow:
+        slow.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")  # and never the rest
+        started = time.monotonic()
+        assert slow.recv(1024) == b""  # closed, with nothing to answer
+        assert time.monotonic() - started < UPLOAD_SECONDS + LATE
+    with socket.create_connection(address, timeout=10) as large:
+        large.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
+        answer = b""
+        while chunk := large.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 ")
+    assert json.loads(body) == {
+        "error": "the request's line and headers take over 65536 bytes, the most this server reads"
+    }
+    with socket.create_connection(address, timeout=10) as fine:
+        fine.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert fine.recv(1024).startswith(b"HTTP/1.1 200 ")
 
 
 def test_without_an_upload_limit_a_stalled_upload_stays_open_and_blocks_nothing(
