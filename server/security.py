@@ -53,9 +53,8 @@ def load_tokens(path: Path) -> tuple[bytes, ...]:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise ScratchnetError(f"--auth-token-file {path}: cannot read it ({error})") from None
-    tokens = tuple(
-        line.strip().encode() for line in lines if line.strip() and not line.startswith("#")
-    )
+    stripped = (line.strip() for line in lines)
+    tokens = tuple(line.encode() for line in stripped if line and not line.startswith("#"))
     if not tokens:
         raise ScratchnetError(f"--auth-token-file {path} holds no token: expected one per line")
     return tokens

@@ -18,7 +18,7 @@ from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceS
 from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
 from server.health import MAX_WATCHES
-from server.security import exposure_warning, is_loopback, token_matches
+from server.security import exposure_warning, is_loopback, load_tokens, token_matches
 from tests.certificates import Pem, client_credentials
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
 
@@ -219,3 +219,9 @@ def test_a_key_of_another_certificate_is_named_not_taken_for_a_busy_port(
     )  # fmt: skip
     assert_one_line_error(result, "python -m server", "the gRPC port: cannot use the TLS files")
     assert "address in use" not in result.stderr
+
+
+def test_token_files_skip_blank_and_comment_lines_however_indented(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("# for the web team\n  first-token  \n\n   # an indented comment\nsecond\n")
+    assert load_tokens(path) == (b"first-token", b"second")
