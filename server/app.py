@@ -40,8 +40,8 @@ from server.repository import ModelRepository
 from server.scheduling import BatchingConfig, Limits
 from server.security import (
     TokenAuth,
+    TokenFile,
     exposure_warning,
-    load_tokens,
     read_credentials,
     server_credentials,
     tls_context,
@@ -66,16 +66,19 @@ _REFUSAL_SECONDS = 1.0
 
 
 def build_server(
-    config: ServerConfig, plane: DataPlane, control: ModelControl, health_status: Health
+    config: ServerConfig,
+    plane: DataPlane,
+    control: ModelControl,
+    health_status: Health,
+    tokens: TokenFile | None,
 ) -> tuple[grpc.aio.Server, int]:
-    """A server with every service registered and its port bound (not started), and the port."""
+    """A server with every service registered and its port bound (not started), and the port;
+    calls need one of `tokens`, if given."""
     server = grpc.aio.server(
         options=_channel_options(config),
         # Past this many calls at once, RESOURCE_EXHAUSTED at once.
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        interceptors=[TokenAuth(load_tokens(config.auth_token_file))]
-        if config.auth_token_file is not None
-        else [],
+        interceptors=[TokenAuth(tokens)] if tokens is not None else [],
     )
     timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
@@ -145,15 +148,17 @@ async def _serve(config: ServerConfig) -> int:
     options = LoadOptions(config.threads, config.max_batch, config.image_shape)
     control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
-    server, port = build_server(config, plane, control, health_status)
-    metrics = serve_metrics(config, plane, control)  # prints `metrics listening on …` first
+    tokens = TokenFile(config.auth_token_file) if config.auth_token_file is not None else None
+    server, port = build_server(config, plane, control, health_status, tokens)
+    # Prints `metrics listening on …` first.
+    metrics = serve_metrics(config, plane, control, tokens)
     signals = _Signals(asyncio.get_running_loop())
     await health_status.loading()
     await server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
     http: HttpServer | None = None
     try:
-        http = await _start_http(config, plane, control)
+        http = await _start_http(config, plane, control, tokens)
         # The one model of --model must load: there is nothing to serve without it. Loading
         # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
         await asyncio.to_thread(control.start, at_start, config.model is not None)
@@ -189,6 +194,8 @@ async def _serve(config: ServerConfig) -> int:
         if what == "reload":
             _log.info("SIGHUP: syncing the models with their files")
             await asyncio.to_thread(control.sync_all)
+            if tokens is not None:
+                _reload_tokens(tokens)
         elif what == "status":
             _log.info(
                 "status: %d calls in flight, %d queued, models %s",
@@ -241,8 +248,18 @@ async def _drain(
     _log.info("stopped")
 
 
+def _reload_tokens(tokens: TokenFile) -> None:
+    """SIGHUP's second job: rotate the bearer tokens on every listener, or say why not."""
+    try:
+        count = tokens.reload()
+    except ScratchnetError as error:
+        _log.error("SIGHUP: %s; keeping the tokens read before", error)
+        return
+    _log.info("SIGHUP: %d bearer token(s) read from %s", count, tokens.path)
+
+
 async def _start_http(
-    config: ServerConfig, plane: DataPlane, control: ModelControl
+    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
 ) -> HttpServer | None:
     """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
     if config.http_port is None:
@@ -254,7 +271,7 @@ async def _start_http(
         )
     from server.transports.http_app import start_http_server
 
-    http = await start_http_server(config, plane, control)
+    http = await start_http_server(config, plane, control, tokens)
     print(f"http listening on {config.address_with(http.port)}", flush=True)
     return http
 

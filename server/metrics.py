@@ -57,7 +57,7 @@ from server.dataplane import DataPlane, Outcome
 from server.logs import status_code
 from server.model_control import ModelControl
 from server.repository import READY, UNAVAILABLE
-from server.security import HTTP_REFUSAL, load_tokens, tls_context, token_matches
+from server.security import HTTP_REFUSAL, TokenFile, tls_context
 
 __all__ = [
     "ITEM_BUCKETS",
@@ -390,11 +390,11 @@ def listen(
     registry: CollectorRegistry,
     *,
     tls: ssl.SSLContext | None = None,
-    tokens: Sequence[bytes] = (),
+    tokens: TokenFile | None = None,
 ) -> MetricsListener:
     """Serve `registry` on host:port (every path; Prometheus asks for /metrics), over `tls` if
-    given, to requests bearing one of `tokens` if any; OSError if the port cannot be bound."""
-    server = _Server(host, port, _app(registry, tuple(tokens)))
+    given, to requests bearing one of `tokens` if given; OSError if the port cannot be bound."""
+    server = _Server(host, port, _app(registry, tokens))
     if tls is not None:
         server.socket = tls.wrap_socket(
             server.socket, server_side=True, do_handshake_on_connect=False
@@ -402,11 +402,11 @@ def listen(
     return MetricsListener(server)
 
 
-def _app(registry: CollectorRegistry, tokens: tuple[bytes, ...]) -> WSGIApplication:
+def _app(registry: CollectorRegistry, tokens: TokenFile | None) -> WSGIApplication:
     metrics: WSGIApplication = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        if tokens and not token_matches(environ.get("HTTP_AUTHORIZATION", ""), tokens):
+        if tokens is not None and not tokens.matches(environ.get("HTTP_AUTHORIZATION", "")):
             start_response(
                 "401 Unauthorized",
                 [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
@@ -427,11 +427,11 @@ def _app(registry: CollectorRegistry, tokens: tuple[bytes, ...]) -> WSGIApplicat
 
 
 def serve_metrics(
-    config: ServerConfig, plane: DataPlane, control: ModelControl
+    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
 ) -> MetricsListener | None:
-    """With --metrics-port, observe `plane` and serve its metrics on --host (TLS and tokens as
-    the gRPC port has them), and print `metrics listening on HOST:PORT`; else None. Call it on
-    the data plane's event loop."""
+    """With --metrics-port, observe `plane` and serve its metrics on --host (TLS and `tokens`
+    as the gRPC port has them), and print `metrics listening on HOST:PORT`; else None. Call it
+    on the data plane's event loop."""
     if config.metrics_port is None:
         return None
     requests = RequestMetrics()
@@ -439,7 +439,6 @@ def serve_metrics(
     tls = None
     if config.tls_cert is not None and config.tls_key is not None:
         tls = tls_context("--metrics-port", config.tls_cert, config.tls_key, config.tls_client_ca)
-    tokens = load_tokens(config.auth_token_file) if config.auth_token_file is not None else ()
     address = config.address_with(config.metrics_port)
     try:
         listener = listen(

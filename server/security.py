@@ -1,6 +1,7 @@
 """Who may call the server: TLS (optionally mutual) on its listeners, and bearer tokens.
 
-Tokens come from a file, one per line (blank lines and `#` comments skipped); a call must carry
+Tokens come from a file, one per line (blank lines and `#` comments skipped), read at start and
+again at SIGHUP (`TokenFile`, which every listener shares); a call must carry
 `authorization: Bearer <token>` matching one of them, compared in constant time. Health checks
 (grpc.health.v1's Check) stay open so that probes need no secret; its Watch, a stream that stays
 open, needs a token like every other call. Neither tokens nor payloads are ever logged.
@@ -23,6 +24,7 @@ __all__ = [
     "HTTP_REFUSAL",
     "OPEN_METHODS",
     "TokenAuth",
+    "TokenFile",
     "exposure_warning",
     "is_loopback",
     "load_tokens",
@@ -72,11 +74,31 @@ def token_matches(authorization: str, tokens: Sequence[bytes]) -> bool:
     return found
 
 
+class TokenFile:
+    """The tokens of --auth-token-file, shared by every listener, so that one re-read (SIGHUP)
+    rotates them everywhere at once."""
+
+    def __init__(self, path: Path) -> None:
+        """Read `path`; ScratchnetError (one line) if it cannot be read or holds no token."""
+        self.path = path
+        self.tokens = load_tokens(path)
+
+    def reload(self) -> int:
+        """Read the file again and return how many tokens it holds; on a mistake, raise
+        ScratchnetError and keep the tokens held (a bad edit must not lock everyone out)."""
+        self.tokens = load_tokens(self.path)
+        return len(self.tokens)
+
+    def matches(self, authorization: str) -> bool:
+        """Whether an `authorization` value is `Bearer <one of the tokens>` (token_matches)."""
+        return token_matches(authorization, self.tokens)
+
+
 class TokenAuth(_AioInterceptor):
     """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted)."""
 
-    def __init__(self, tokens: Sequence[bytes]) -> None:
-        self._tokens = tuple(tokens)
+    def __init__(self, tokens: TokenFile) -> None:
+        self._tokens = tokens
 
     async def intercept_service(
         self,
@@ -91,7 +113,7 @@ class TokenAuth(_AioInterceptor):
         authorization = metadata.get("authorization", "")
         if isinstance(authorization, bytes):
             authorization = authorization.decode(errors="replace")
-        if token_matches(authorization, self._tokens):
+        if self._tokens.matches(authorization):
             return handler
         refusal: _Handler = _REFUSALS[handler.request_streaming, handler.response_streaming]
         return refusal

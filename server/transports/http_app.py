@@ -14,7 +14,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import uvicorn
@@ -33,7 +33,7 @@ from server import playground
 from server.config import ServerConfig
 from server.dataplane import Call, DataPlane, InferRequest
 from server.model_control import ModelControl
-from server.security import HTTP_REFUSAL, load_tokens, tls_context, token_matches
+from server.security import HTTP_REFUSAL, TokenFile, tls_context
 from server.transports import http_codec, oip_codec, oip_service
 from server.transports.http_codec import Reply
 
@@ -343,15 +343,15 @@ class _TokenCheck:
     """ASGI middleware: a request without `Authorization: Bearer <one of tokens>` gets 401 and
     `{"error": ...}` before any route (or its body) is looked at; health paths stay open."""
 
-    def __init__(self, app: ASGIApp, tokens: Sequence[bytes]) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenFile) -> None:
         self._app = app
-        self._tokens = tuple(tokens)
+        self._tokens = tokens
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             headers: list[tuple[bytes, bytes]] = scope["headers"]
             given = next((value for key, value in headers if key == b"authorization"), b"")
-            if not token_matches(given.decode("latin-1"), self._tokens):
+            if not self._tokens.matches(given.decode("latin-1")):
                 reply = http_codec.error_reply(401, HTTP_REFUSAL)
                 response = Response(reply.body, reply.status, headers=dict(reply.headers))
                 response.headers["www-authenticate"] = "Bearer"
@@ -487,16 +487,17 @@ class HttpServer:
 
 
 async def start_http_server(
-    config: ServerConfig, plane: DataPlane, control: ModelControl
+    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
 ) -> HttpServer:
-    """Bind --host:--http-port and serve the app there, on the running loop."""
+    """Bind --host:--http-port and serve the app there, on the running loop; requests need one
+    of `tokens`, if given (health aside)."""
     sock = _bind(config)
     if not _log.isEnabledFor(logging.DEBUG):
         # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
     app: Any = build_app(plane, config, control)
-    if config.auth_token_file is not None:
-        app = _TokenCheck(app, load_tokens(config.auth_token_file))
+    if tokens is not None:
+        app = _TokenCheck(app, tokens)
     settings = uvicorn.Config(
         app,
         log_config=None,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import signal
 import ssl
+import time
 from pathlib import Path
 
 import grpc
@@ -225,3 +227,55 @@ def test_token_files_skip_blank_and_comment_lines_however_indented(tmp_path: Pat
     path = tmp_path / "tokens"
     path.write_text("# for the web team\n  first-token  \n\n   # an indented comment\nsecond\n")
     assert load_tokens(path) == (b"first-token", b"second")
+
+
+def test_sighup_rotates_the_tokens_on_every_listener_and_a_bad_file_changes_nothing(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("old-token\n")
+    server = start_server(
+        model_onnx, "--auth-token-file", str(tokens), "--metrics-port", "0",
+        tmp_dir=tmp_path, http=True, wait_for=("metrics",),
+    )  # fmt: skip
+
+    def statuses(token: str) -> list[object]:
+        """gRPC, HTTP and metrics, each called with `token`."""
+        with grpc.insecure_channel(server.target) as channel:
+            try:
+                _info(channel, token)
+                grpc_status: object = grpc.StatusCode.OK
+            except grpc.RpcError as error:
+                grpc_status = error.code()
+        found: list[object] = [grpc_status]
+        for address, path in [
+            (f"{server.host}:{server.http_port}", "/v2/models/scratchnet"),
+            (server.listeners["metrics"], "/metrics"),
+        ]:
+            connection = http.client.HTTPConnection(address, timeout=10)
+            connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+            found.append(connection.getresponse().status)
+            connection.close()
+        return found
+
+    def sighup_and_wait(line: str) -> None:
+        before = server.stderr().count(line)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while server.stderr().count(line) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.stderr().count(line) > before, server.stderr()
+
+    try:
+        refused = [grpc.StatusCode.UNAUTHENTICATED, 401, 401]
+        assert statuses("old-token") == [grpc.StatusCode.OK, 200, 200]
+        tokens.write_text("# rotated\nnew-token\n")
+        sighup_and_wait(f"SIGHUP: 1 bearer token(s) read from {tokens}")
+        assert statuses("old-token") == refused
+        assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
+        # A file left empty by a bad edit must not lock everyone out.
+        tokens.write_text("# nothing yet\n")
+        sighup_and_wait("keeping the tokens read before")
+        assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
+    finally:
+        assert server.stop() == 0
