@@ -13,7 +13,8 @@ from onnx import TensorProto, helper, numpy_helper
 F = TensorProto.FLOAT
 
 
-def _save(path: Path, graph: onnx.GraphProto, version: int = 0) -> Path:
+def save(path: Path, graph: onnx.GraphProto, version: int = 0) -> Path:
+    """`graph` as an opset-17, IR-8 model at `path`, checked by onnx's full checker."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     if version:
@@ -51,7 +52,7 @@ def logistic_regression(path: Path, pixels: int, classes: int, seed: int = 0) ->
         ],
         [numpy_helper.from_array(weights, "coef"), numpy_helper.from_array(biases, "intercept")],
     )
-    return _save(path, graph)
+    return save(path, graph)
 
 
 def cnn(path: Path, height: int, width: int, classes: int, seed: int = 0) -> Path:
@@ -75,7 +76,7 @@ def cnn(path: Path, height: int, width: int, classes: int, seed: int = 0) -> Pat
             numpy_helper.from_array(bias, "bias"),
         ],
     )
-    return _save(path, graph)
+    return save(path, graph)
 
 
 def two_inputs(path: Path) -> Path:
@@ -89,7 +90,7 @@ def two_inputs(path: Path) -> Path:
         [helper.make_tensor_value_info(name, F, ["N", 3]) for name in ("a", "b")],
         [helper.make_tensor_value_info(name, F, ["N", 3]) for name in ("sum", "product")],
     )
-    return _save(path, graph)
+    return save(path, graph)
 
 
 def typed(path: Path) -> Path:
@@ -113,7 +114,7 @@ def typed(path: Path) -> Path:
         ],
         [numpy_helper.from_array(np.array(1, dtype=np.float16), "one")],
     )
-    return _save(path, graph)
+    return save(path, graph)
 
 
 def strings(path: Path) -> Path:
@@ -124,7 +125,7 @@ def strings(path: Path) -> Path:
         [helper.make_tensor_value_info("text", TensorProto.STRING, ["N", 1])],
         [helper.make_tensor_value_info("echo", TensorProto.STRING, ["N", 1])],
     )
-    return _save(path, graph)
+    return save(path, graph)
 
 
 def misnamed(path: Path, op: str, name: str, height: int, width: int, classes: int) -> Path:
@@ -142,4 +143,4 @@ def misnamed(path: Path, op: str, name: str, height: int, width: int, classes: i
         [helper.make_tensor_value_info(name, F, ["N", classes])],
         [numpy_helper.from_array(dense, "dense"), numpy_helper.from_array(bias, "bias")],
     )
-    return _save(path, graph)
+    return save(path, graph)

@@ -36,10 +36,7 @@ def _save(
     *initializers: onnx.TensorProto,
 ) -> Path:
     graph = helper.make_graph(nodes, path.stem, inputs, outputs, list(initializers))
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
+    return foreign_models.save(path, graph)
 
 
 def _whole(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
