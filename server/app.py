@@ -6,7 +6,8 @@ supervisor can watch health (NOT_SERVING while loading) instead of guessing when
 up; then it serves until SIGTERM, SIGINT or SIGQUIT, and drains: health turns NOT_SERVING, new
 calls get UNAVAILABLE, calls already accepted finish within --grace-seconds (a second signal
 ends the wait at once). SIGHUP syncs the models with their files (as --model-control-mode poll
-does every few seconds); SIGUSR1 logs what the server is doing.
+does every few seconds) and reads the TLS files and tokens again; SIGUSR1 logs what the server is
+doing.
 """
 
 from __future__ import annotations
@@ -38,15 +39,9 @@ from server.model_control import (
 )
 from server.repository import ModelRepository
 from server.scheduling import BatchingConfig, Limits
-from server.security import (
-    TokenAuth,
-    TokenFile,
-    exposure_warning,
-    read_credentials,
-    server_credentials,
-    tls_context,
-)
+from server.security import Access, TokenAuth, TokenFile, exposure_warning
 from server.shared_memory import SharedMemory
+from server.tls import TlsFiles
 from server.transports import oip_service, v1_service
 from server.transports.grpc_calls import Timeouts
 
@@ -70,15 +65,15 @@ def build_server(
     plane: DataPlane,
     control: ModelControl,
     health_status: Health,
-    tokens: TokenFile | None,
+    access: Access,
 ) -> tuple[grpc.aio.Server, int]:
     """A server with every service registered and its port bound (not started), and the port;
-    calls need one of `tokens`, if given."""
+    over `access.tls` and for callers with one of `access.tokens`, where given."""
     server = grpc.aio.server(
         options=_channel_options(config),
         # Past this many calls at once, RESOURCE_EXHAUSTED at once.
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        interceptors=[TokenAuth(tokens)] if tokens is not None else [],
+        interceptors=[TokenAuth(access.tokens)] if access.tokens is not None else [],
     )
     timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
@@ -90,12 +85,8 @@ def build_server(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
     try:
-        if config.tls_cert is not None and config.tls_key is not None:
-            pem = read_credentials(config.tls_cert, config.tls_key, config.tls_client_ca)
-            # gRPC says only that the port failed: files that do not go together (a key of
-            # another certificate) are named here first, as the HTTP and metrics listeners do.
-            tls_context("the gRPC port", config.tls_cert, config.tls_key, config.tls_client_ca)
-            port = server.add_secure_port(config.address, server_credentials(*pem))
+        if access.tls is not None:
+            port = server.add_secure_port(config.address, access.tls.grpc_credentials())
         else:
             port = server.add_insecure_port(config.address)
     except RuntimeError:
@@ -148,17 +139,17 @@ async def _serve(config: ServerConfig) -> int:
     options = LoadOptions(config.threads, config.max_batch, config.image_shape)
     control = ModelControl(plane.repository, source, options, config.model_control_mode)
     health_status = Health(SERVICE_NAMES)
-    tokens = TokenFile(config.auth_token_file) if config.auth_token_file is not None else None
-    server, port = build_server(config, plane, control, health_status, tokens)
+    access = _access(config)
+    server, port = build_server(config, plane, control, health_status, access)
     # Prints `metrics listening on …` first.
-    metrics = serve_metrics(config, plane, control, tokens)
+    metrics = serve_metrics(config, plane, control, access)
     signals = _Signals(asyncio.get_running_loop())
     await health_status.loading()
     await server.start()
     print(f"listening on {config.address_with(port)}", flush=True)
     http: HttpServer | None = None
     try:
-        http = await _start_http(config, plane, control, tokens)
+        http = await _start_http(config, plane, control, access)
         # The one model of --model must load: there is nothing to serve without it. Loading
         # runs off the loop, which answers health (NOT_SERVING) and calls (UNAVAILABLE) meanwhile.
         await asyncio.to_thread(control.start, at_start, config.model is not None)
@@ -194,8 +185,7 @@ async def _serve(config: ServerConfig) -> int:
         if what == "reload":
             _log.info("SIGHUP: syncing the models with their files")
             await asyncio.to_thread(control.sync_all)
-            if tokens is not None:
-                _reload_tokens(tokens)
+            _reload_access(access)
         elif what == "status":
             _log.info(
                 "status: %d calls in flight, %d queued, models %s",
@@ -248,18 +238,38 @@ async def _drain(
     _log.info("stopped")
 
 
-def _reload_tokens(tokens: TokenFile) -> None:
-    """SIGHUP's second job: rotate the bearer tokens on every listener, or say why not."""
-    try:
-        count = tokens.reload()
-    except ScratchnetError as error:
-        _log.error("SIGHUP: %s; keeping the tokens read before", error)
-        return
-    _log.info("SIGHUP: %d bearer token(s) read from %s", count, tokens.path)
+def _access(config: ServerConfig) -> Access:
+    """The TLS files and tokens of the flags, read; ScratchnetError naming a file that is wrong."""
+    tls = None
+    if config.tls_cert is not None and config.tls_key is not None:
+        tls = TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+    tokens = None
+    if config.auth_token_file is not None:
+        tokens = TokenFile(config.auth_token_file)
+    return Access(tls, tokens)
+
+
+def _reload_access(access: Access) -> None:
+    """SIGHUP's second job: renew the TLS files and rotate the bearer tokens on every listener,
+    or say why not (keeping what is held)."""
+    if access.tls is not None:
+        try:
+            access.tls.reload()
+        except ScratchnetError as error:
+            _log.error("SIGHUP: %s; keeping the TLS files read before", error)
+        else:
+            _log.info("SIGHUP: TLS files read again from %s", access.tls.cert)
+    if access.tokens is not None:
+        try:
+            count = access.tokens.reload()
+        except ScratchnetError as error:
+            _log.error("SIGHUP: %s; keeping the tokens read before", error)
+        else:
+            _log.info("SIGHUP: %d bearer token(s) read from %s", count, access.tokens.path)
 
 
 async def _start_http(
-    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
+    config: ServerConfig, plane: DataPlane, control: ModelControl, access: Access
 ) -> HttpServer | None:
     """With --http-port: listen for HTTP too and print `http listening on HOST:PORT`."""
     if config.http_port is None:
@@ -271,7 +281,7 @@ async def _start_http(
         )
     from server.transports.http_app import start_http_server
 
-    http = await start_http_server(config, plane, control, tokens)
+    http = await start_http_server(config, plane, control, access)
     print(f"http listening on {config.address_with(http.port)}", flush=True)
     return http
 

@@ -373,7 +373,12 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         "serve Prometheus metrics over HTTP on this port of --host (Triton uses 8002; TLS and "
         "tokens as the gRPC port); 0 picks a free one",
     ),
-    "tls-cert": (Path, None, "serve TLS with this PEM certificate chain (with --tls-key)"),
+    "tls-cert": (
+        Path,
+        None,
+        "serve TLS with this PEM certificate chain (with --tls-key); SIGHUP reads the TLS files "
+        "again",
+    ),
     "tls-key": (Path, None, "the PEM private key of --tls-cert"),
     "tls-client-ca": (
         Path,
@@ -383,8 +388,8 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     "auth-token-file": (
         Path,
         None,
-        "require 'authorization: Bearer <token>' with a token from this file (one per line); "
-        "health checks stay open",
+        "require 'authorization: Bearer <token>' with a token from this file (one per line, "
+        "read again at SIGHUP); health checks stay open",
     ),
     "no-reflection": (_switch, False, "do not serve gRPC reflection"),
     "no-shared-memory": (

@@ -57,7 +57,7 @@ from server.dataplane import DataPlane, Outcome
 from server.logs import status_code
 from server.model_control import ModelControl
 from server.repository import READY, UNAVAILABLE
-from server.security import HTTP_REFUSAL, TokenFile, tls_context
+from server.security import HTTP_REFUSAL, Access, TokenFile
 
 __all__ = [
     "ITEM_BUCKETS",
@@ -427,23 +427,21 @@ def _app(registry: CollectorRegistry, tokens: TokenFile | None) -> WSGIApplicati
 
 
 def serve_metrics(
-    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
+    config: ServerConfig, plane: DataPlane, control: ModelControl, access: Access
 ) -> MetricsListener | None:
-    """With --metrics-port, observe `plane` and serve its metrics on --host (TLS and `tokens`
-    as the gRPC port has them), and print `metrics listening on HOST:PORT`; else None. Call it
-    on the data plane's event loop."""
+    """With --metrics-port, observe `plane` and serve its metrics on --host (TLS and tokens as
+    the gRPC port has them: `access`), and print `metrics listening on HOST:PORT`; else None.
+    Call it on the data plane's event loop."""
     if config.metrics_port is None:
         return None
     requests = RequestMetrics()
     state = ServerState(plane, asyncio.get_running_loop(), control.source.names)
-    tls = None
-    if config.tls_cert is not None and config.tls_key is not None:
-        tls = tls_context("--metrics-port", config.tls_cert, config.tls_key, config.tls_client_ca)
+    tls = None if access.tls is None else access.tls.ssl_context()
     address = config.address_with(config.metrics_port)
     try:
         listener = listen(
             config.host, config.metrics_port, metrics_registry(requests, state), tls=tls,
-            tokens=tokens,
+            tokens=access.tokens,
         )  # fmt: skip
     except OSError as error:
         reason = error.strerror or str(error)

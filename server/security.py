@@ -1,4 +1,5 @@
-"""Who may call the server: TLS (optionally mutual) on its listeners, and bearer tokens.
+"""Who may call the server: TLS (optionally mutual) on its listeners (server.tls), and bearer
+tokens.
 
 Tokens come from a file, one per line (blank lines and `#` comments skipped), read at start and
 again at SIGHUP (`TokenFile`, which every listener shares); a call must carry
@@ -11,26 +12,25 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from scratchnet.errors import ScratchnetError
+from server.tls import TlsFiles
 
 __all__ = [
     "HTTP_REFUSAL",
     "OPEN_METHODS",
+    "Access",
     "TokenAuth",
     "TokenFile",
     "exposure_warning",
     "is_loopback",
     "load_tokens",
-    "read_credentials",
-    "server_credentials",
-    "tls_context",
     "token_matches",
 ]
 
@@ -140,50 +140,13 @@ _REFUSALS: dict[tuple[bool, bool], Any] = {
 }
 
 
-def read_credentials(
-    cert: Path, key: Path, client_ca: Path | None
-) -> tuple[bytes, bytes, bytes | None]:
-    """The PEM files' bytes; ScratchnetError naming a file that cannot be read."""
-    return (
-        _pem("--tls-cert", cert),
-        _pem("--tls-key", key),
-        None if client_ca is None else _pem("--tls-client-ca", client_ca),
-    )
+@dataclass(frozen=True)
+class Access:
+    """Who may reach the listeners: their TLS files and bearer tokens (None where not asked
+    for), one of each shared by every listener and read again together at SIGHUP."""
 
-
-def _pem(flag: str, path: Path) -> bytes:
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise ScratchnetError(f"{flag} {path}: cannot read it ({error.strerror})") from None
-    if b"-----BEGIN" not in data:
-        raise ScratchnetError(f"{flag} {path}: not a PEM file (no -----BEGIN line)")
-    return data
-
-
-def server_credentials(cert: bytes, key: bytes, client_ca: bytes | None) -> grpc.ServerCredentials:
-    """TLS with this certificate chain and key; with `client_ca`, clients must present a
-    certificate it signed (mutual TLS)."""
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
-    )
-
-
-def tls_context(listener: str, cert: Path, key: Path, client_ca: Path | None) -> ssl.SSLContext:
-    """TLS for an HTTP `listener` (its flag, for messages) as the gRPC port has it: this
-    certificate and key; with `client_ca`, only clients with a certificate it signed."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert, key)
-        if client_ca is not None:
-            context.load_verify_locations(cafile=client_ca)
-            context.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as error:
-        raise ScratchnetError(
-            f"{listener}: cannot use the TLS files --tls-cert {cert}, --tls-key {key}"
-            f"{'' if client_ca is None else f', --tls-client-ca {client_ca}'} ({error})"
-        ) from None
-    return context
+    tls: TlsFiles | None = None
+    tokens: TokenFile | None = None
 
 
 def exposure_warning(host: str, tls: bool) -> str | None:

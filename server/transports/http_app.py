@@ -33,7 +33,7 @@ from server import playground
 from server.config import ServerConfig
 from server.dataplane import Call, DataPlane, InferRequest
 from server.model_control import ModelControl
-from server.security import HTTP_REFUSAL, TokenFile, tls_context
+from server.security import HTTP_REFUSAL, Access, TokenFile
 from server.transports import http_codec, oip_codec, oip_service
 from server.transports.http_codec import Reply
 
@@ -487,17 +487,17 @@ class HttpServer:
 
 
 async def start_http_server(
-    config: ServerConfig, plane: DataPlane, control: ModelControl, tokens: TokenFile | None
+    config: ServerConfig, plane: DataPlane, control: ModelControl, access: Access
 ) -> HttpServer:
-    """Bind --host:--http-port and serve the app there, on the running loop; requests need one
-    of `tokens`, if given (health aside)."""
+    """Bind --host:--http-port and serve the app there, on the running loop, over `access.tls`
+    and for requests with one of `access.tokens` (health aside), where given."""
     sock = _bind(config)
     if not _log.isEnabledFor(logging.DEBUG):
         # uvicorn's own start and stop lines repeat ours; its warnings and errors still show.
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
     app: Any = build_app(plane, config, control)
-    if tokens is not None:
-        app = _TokenCheck(app, tokens)
+    if access.tokens is not None:
+        app = _TokenCheck(app, access.tokens)
     settings = uvicorn.Config(
         app,
         log_config=None,
@@ -508,11 +508,9 @@ async def start_http_server(
         server_header=False,
     )
     settings.load()
-    if config.tls_cert is not None and config.tls_key is not None:
-        # The context made as the metrics port makes it (uvicorn's own would only take files).
-        settings.ssl = tls_context(
-            "--http-port", config.tls_cert, config.tls_key, config.tls_client_ca
-        )
+    if access.tls is not None:
+        # A context that follows SIGHUP's reloads (uvicorn's own would only take files, once).
+        settings.ssl = access.tls.ssl_context()
     server = _Server(settings)
     task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     return HttpServer(sock, server, task)

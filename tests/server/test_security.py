@@ -21,7 +21,7 @@ from scratchnet.api.v1 import classifier_pb2 as v1
 from scratchnet.api.v1.classifier_pb2_grpc import ClassifierStub
 from server.health import MAX_WATCHES
 from server.security import exposure_warning, is_loopback, load_tokens, token_matches
-from tests.certificates import Pem, client_credentials
+from tests.certificates import Authority, Pem, client_credentials
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
 
 
@@ -114,21 +114,22 @@ def _https(
     trust: str | None = "ca",
     client: str | None = "client",
     token: str | None = TOKENS[0],
+    port: int | None = None,
 ) -> tuple[int, dict[str, str], bytes] | None:
-    """GET `path` from the HTTP port over TLS trusting `trust` (None: plaintext) with `client`'s
-    certificate; the status, headers and body, or None if the connection is refused."""
-    assert server.http_port is not None
+    """GET `path` from the HTTP port (or `port`) over TLS trusting `trust` (None: plaintext)
+    with `client`'s certificate; the status, headers and body, or None if the connection is
+    refused."""
+    port = port or server.http_port
+    assert port is not None
     if trust is None:
         connection: http.client.HTTPConnection = http.client.HTTPConnection(
-            server.host, server.http_port, timeout=10
+            server.host, port, timeout=10
         )
     else:
         context = ssl.create_default_context(cafile=pki[trust].cert)
         if client is not None:
             context.load_cert_chain(pki[client].cert, pki[client].key)
-        connection = http.client.HTTPSConnection(
-            server.host, server.http_port, timeout=10, context=context
-        )
+        connection = http.client.HTTPSConnection(server.host, port, timeout=10, context=context)
     try:
         connection.request("GET", path, headers=dict(_metadata(token)))
         response = connection.getresponse()
@@ -219,7 +220,7 @@ def test_a_key_of_another_certificate_is_named_not_taken_for_a_busy_port(
         "server", "--model", model_onnx, "--port", "0", "--tls-cert", pki["server"].cert,
         "--tls-key", pki["client"].key, check=False, timeout=60,
     )  # fmt: skip
-    assert_one_line_error(result, "python -m server", "the gRPC port: cannot use the TLS files")
+    assert_one_line_error(result, "python -m server", "cannot use the TLS files --tls-cert")
     assert "address in use" not in result.stderr
 
 
@@ -227,6 +228,16 @@ def test_token_files_skip_blank_and_comment_lines_however_indented(tmp_path: Pat
     path = tmp_path / "tokens"
     path.write_text("# for the web team\n  first-token  \n\n   # an indented comment\nsecond\n")
     assert load_tokens(path) == (b"first-token", b"second")
+
+
+def _sighup_and_wait(server: RunningServer, line: str) -> None:
+    """Send SIGHUP and wait until the server logs `line` once more."""
+    before = server.stderr().count(line)
+    server.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while server.stderr().count(line) == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stderr().count(line) > before, server.stderr()
 
 
 def test_sighup_rotates_the_tokens_on_every_listener_and_a_bad_file_changes_nothing(
@@ -258,24 +269,74 @@ def test_sighup_rotates_the_tokens_on_every_listener_and_a_bad_file_changes_noth
             connection.close()
         return found
 
-    def sighup_and_wait(line: str) -> None:
-        before = server.stderr().count(line)
-        server.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while server.stderr().count(line) == before and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.stderr().count(line) > before, server.stderr()
-
     try:
         refused = [grpc.StatusCode.UNAUTHENTICATED, 401, 401]
         assert statuses("old-token") == [grpc.StatusCode.OK, 200, 200]
         tokens.write_text("# rotated\nnew-token\n")
-        sighup_and_wait(f"SIGHUP: 1 bearer token(s) read from {tokens}")
+        _sighup_and_wait(server, f"SIGHUP: 1 bearer token(s) read from {tokens}")
         assert statuses("old-token") == refused
         assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
         # A file left empty by a bad edit must not lock everyone out.
         tokens.write_text("# nothing yet\n")
-        sighup_and_wait("keeping the tokens read before")
+        _sighup_and_wait(server, "keeping the tokens read before")
         assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
+    finally:
+        assert server.stop() == 0
+
+
+def test_sighup_renews_the_tls_files_on_every_listener_and_bad_files_change_nothing(
+    model_onnx: Path, pki: dict[str, Pem], tmp_path: Path
+) -> None:
+    files = {"cert": tmp_path / "tls.crt", "key": tmp_path / "tls.key", "ca": tmp_path / "ca.crt"}
+
+    def install(server_pem: Pem, client_ca: Pem) -> None:
+        for name, source in (("cert", server_pem.cert), ("key", server_pem.key)):
+            files[name].write_bytes(source.read_bytes())
+        files["ca"].write_bytes(client_ca.cert.read_bytes())
+
+    renewed = Authority(tmp_path / "renewed", "renewed-ca")
+    pki = {**pki, "renewed": renewed.pem, "renewed_server": renewed.issue("server", server=True)}
+    install(pki["server"], pki["client_ca"])
+    server = start_server(
+        model_onnx, "--tls-cert", str(files["cert"]), "--tls-key", str(files["key"]),
+        "--tls-client-ca", str(files["ca"]), "--metrics-port", "0",
+        tmp_dir=tmp_path, http=True, wait_for=("metrics",),
+        health_credentials=client_credentials(pki),
+    )  # fmt: skip
+
+    def reached(trust: str, client: str) -> list[bool]:
+        """Whether a new connection to the gRPC, HTTP and metrics ports, trusting `trust` and
+        showing `client`'s certificate, is answered."""
+        options = [("grpc.use_local_subchannel_pool", 1)]  # a new connection, not a shared one
+        credentials = client_credentials(pki, trust, client)
+        with grpc.secure_channel(server.target, credentials, options) as channel:
+            try:
+                health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(), timeout=10
+                )
+                answered = [True]
+            except grpc.RpcError as error:
+                assert error.code() == grpc.StatusCode.UNAVAILABLE, error
+                answered = [False]
+        for port, path in (
+            (server.http_port, "/v2/health/live"),
+            (server.listeners["metrics"].rpartition(":")[2], "/metrics"),
+        ):
+            answer = _https(server, pki, path, trust=trust, client=client, port=int(port))
+            answered.append(answer is not None and answer[0] == 200)
+        return answered
+
+    try:
+        assert reached("ca", "client") == [True, True, True]
+        # A renewal signed by another CA, which also now vouches for the clients.
+        install(pki["renewed_server"], pki["other"])
+        _sighup_and_wait(server, f"SIGHUP: TLS files read again from {files['cert']}")
+        assert reached("renewed", "stranger") == [True, True, True]
+        assert reached("ca", "stranger") == [False, False, False]  # the old certificate is gone
+        assert reached("renewed", "client") == [False, False, False]  # so is the old client CA
+        # A key that is not the certificate's (a renewal half written) must not take TLS down.
+        files["key"].write_bytes(pki["client"].key.read_bytes())
+        _sighup_and_wait(server, "keeping the TLS files read before")
+        assert reached("renewed", "stranger") == [True, True, True]
     finally:
         assert server.stop() == 0
