@@ -406,6 +406,7 @@ def _app(registry: CollectorRegistry, tokens: TokenFile | None) -> WSGIApplicati
     metrics: WSGIApplication = make_wsgi_app(registry)
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        # wsgiref joins repeated headers with commas: two Authorization headers match no token.
         if tokens is not None and not tokens.matches(environ.get("HTTP_AUTHORIZATION", "")):
             start_response(
                 "401 Unauthorized",

@@ -93,6 +93,11 @@ class TokenFile:
         """Whether an `authorization` value is `Bearer <one of the tokens>` (token_matches)."""
         return token_matches(authorization, self.tokens)
 
+    def admits(self, authorizations: Sequence[str]) -> bool:
+        """Whether a request's `authorization` values are one that matches: two are refused,
+        as every listener would otherwise have to agree on which of them counts."""
+        return len(authorizations) == 1 and self.matches(authorizations[0])
+
 
 class TokenAuth(_AioInterceptor):
     """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted)."""
@@ -109,11 +114,12 @@ class TokenAuth(_AioInterceptor):
         handler = await continuation(details)
         if handler is None or details.method in OPEN_METHODS:
             return handler
-        metadata = dict(details.invocation_metadata or ())
-        authorization = metadata.get("authorization", "")
-        if isinstance(authorization, bytes):
-            authorization = authorization.decode(errors="replace")
-        if self._tokens.matches(authorization):
+        given = [
+            value.decode(errors="replace") if isinstance(value, bytes) else value
+            for key, value in details.invocation_metadata or ()
+            if key == "authorization"
+        ]
+        if self._tokens.admits(given):
             return handler
         refusal: _Handler = _REFUSALS[handler.request_streaming, handler.response_streaming]
         return refusal

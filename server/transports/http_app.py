@@ -340,8 +340,9 @@ def _file_response(found: playground.Asset) -> Response:
 
 
 class _TokenCheck:
-    """ASGI middleware: a request without `Authorization: Bearer <one of tokens>` gets 401 and
-    `{"error": ...}` before any route (or its body) is looked at; health paths stay open."""
+    """ASGI middleware: a request without `Authorization: Bearer <one of tokens>` (or with two
+    Authorization headers) gets 401 and `{"error": ...}` before any route (or its body) is looked
+    at; health paths stay open."""
 
     def __init__(self, app: ASGIApp, tokens: TokenFile) -> None:
         self._app = app
@@ -350,8 +351,8 @@ class _TokenCheck:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             headers: list[tuple[bytes, bytes]] = scope["headers"]
-            given = next((value for key, value in headers if key == b"authorization"), b"")
-            if not self._tokens.matches(given.decode("latin-1")):
+            given = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
+            if not self._tokens.admits(given):
                 reply = http_codec.error_reply(401, HTTP_REFUSAL)
                 response = Response(reply.body, reply.status, headers=dict(reply.headers))
                 response.headers["www-authenticate"] = "Bearer"

@@ -230,6 +230,33 @@ def test_token_files_skip_blank_and_comment_lines_however_indented(tmp_path: Pat
     assert load_tokens(path) == (b"first-token", b"second")
 
 
+def _statuses(server: RunningServer, *tokens: str) -> list[object]:
+    """gRPC, HTTP and metrics, each called with one authorization header per token."""
+    with grpc.insecure_channel(server.target) as channel:
+        try:
+            ClassifierStub(channel).GetModelInfo(
+                v1.GetModelInfoRequest(),
+                timeout=10,
+                metadata=[("authorization", f"Bearer {token}") for token in tokens],
+            )
+            grpc_status: object = grpc.StatusCode.OK
+        except grpc.RpcError as error:
+            grpc_status = error.code()
+    found: list[object] = [grpc_status]
+    for address, path in [
+        (f"{server.host}:{server.http_port}", "/v2/models/scratchnet"),
+        (server.listeners["metrics"], "/metrics"),
+    ]:
+        connection = http.client.HTTPConnection(address, timeout=10)
+        connection.putrequest("GET", path)
+        for token in tokens:
+            connection.putheader("Authorization", f"Bearer {token}")
+        connection.endheaders()
+        found.append(connection.getresponse().status)
+        connection.close()
+    return found
+
+
 def _sighup_and_wait(server: RunningServer, line: str) -> None:
     """Send SIGHUP and wait until the server logs `line` once more."""
     before = server.stderr().count(line)
@@ -240,7 +267,7 @@ def _sighup_and_wait(server: RunningServer, line: str) -> None:
     assert server.stderr().count(line) > before, server.stderr()
 
 
-def test_sighup_rotates_the_tokens_on_every_listener_and_a_bad_file_changes_nothing(
+def test_sighup_rotates_the_tokens_on_every_listener_which_refuse_two_and_bad_files_change_nothing(
     model_onnx: Path, tmp_path: Path
 ) -> None:
     tokens = tmp_path / "tokens"
@@ -250,36 +277,21 @@ def test_sighup_rotates_the_tokens_on_every_listener_and_a_bad_file_changes_noth
         tmp_dir=tmp_path, http=True, wait_for=("metrics",),
     )  # fmt: skip
 
-    def statuses(token: str) -> list[object]:
-        """gRPC, HTTP and metrics, each called with `token`."""
-        with grpc.insecure_channel(server.target) as channel:
-            try:
-                _info(channel, token)
-                grpc_status: object = grpc.StatusCode.OK
-            except grpc.RpcError as error:
-                grpc_status = error.code()
-        found: list[object] = [grpc_status]
-        for address, path in [
-            (f"{server.host}:{server.http_port}", "/v2/models/scratchnet"),
-            (server.listeners["metrics"], "/metrics"),
-        ]:
-            connection = http.client.HTTPConnection(address, timeout=10)
-            connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
-            found.append(connection.getresponse().status)
-            connection.close()
-        return found
-
     try:
         refused = [grpc.StatusCode.UNAUTHENTICATED, 401, 401]
-        assert statuses("old-token") == [grpc.StatusCode.OK, 200, 200]
+        assert _statuses(server, "old-token") == [grpc.StatusCode.OK, 200, 200]
+        # Two Authorization headers: every listener refuses them, whichever comes first.
+        assert _statuses(server, "old-token", "wrong") == refused
+        assert _statuses(server, "wrong", "old-token") == refused
+        assert _statuses(server, "old-token", "old-token") == refused
         tokens.write_text("# rotated\nnew-token\n")
         _sighup_and_wait(server, f"SIGHUP: 1 bearer token(s) read from {tokens}")
-        assert statuses("old-token") == refused
-        assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
+        assert _statuses(server, "old-token") == refused
+        assert _statuses(server, "new-token") == [grpc.StatusCode.OK, 200, 200]
         # A file left empty by a bad edit must not lock everyone out.
         tokens.write_text("# nothing yet\n")
         _sighup_and_wait(server, "keeping the tokens read before")
-        assert statuses("new-token") == [grpc.StatusCode.OK, 200, 200]
+        assert _statuses(server, "new-token") == [grpc.StatusCode.OK, 200, 200]
     finally:
         assert server.stop() == 0
 
