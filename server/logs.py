@@ -30,6 +30,7 @@ __all__ = [
     "AccessEntry",
     "AccessLog",
     "JsonFormatter",
+    "TextFormatter",
     "collect_only_what_is_printed",
     "configure",
     "status_code",
@@ -141,6 +142,26 @@ class AccessLog:
             self._log.info(AccessEntry.of(outcome))
 
 
+class TextFormatter(logging.Formatter):
+    """Text lines, each record's message on its line: line breaks and other control characters
+    in it are escaped, since a message may quote a client's words (a model name in a load
+    request) and those must never start a line that looks like another record. A traceback
+    still follows on lines of its own."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        """The line, escaped where it needs to be."""
+        line = super().formatMessage(record)
+        return line if _CONTROL.search(line) is None else _CONTROL.sub(_escaped, line)
+
+
+# Characters that break or hide a line: C0 and C1 controls, and Unicode's line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match[0].encode("unicode_escape").decode("ascii")
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record: time (UTC, ISO 8601), level, logger, message, an access line's
     fields, and a traceback as one string (so that it stays on the record's line)."""
@@ -167,7 +188,7 @@ def configure(level: str, log_format: str = "text") -> None:
     """Log to stderr at `level` with every logger's records in `log_format` (text or json)."""
     handler = logging.StreamHandler(sys.stderr)
     json_lines = log_format == "json"
-    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(_TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter(_TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # Python's warnings go to stderr on their own; in JSON they must be records like the rest.
     logging.captureWarnings(json_lines)

@@ -267,6 +267,9 @@ def model_statistics(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse
         for field in ("success", "fail", "queue", "compute_input", "compute_infer"):
             _duration(getattr(inference, field), getattr(model, field))
         _duration(inference.compute_output, model.compute_output)
+        # No response cache here, but Triton always sends these, and perf_analyzer reads them.
+        inference.cache_hit.SetInParent()
+        inference.cache_miss.SetInParent()
         for batch in model.batches:
             added = entry.batch_stats.add(batch_size=batch.batch_size)
             _duration(added.compute_input, batch.compute_input)

@@ -504,6 +504,9 @@ def test_repository_configuration_and_statistics_routes(server: RunningServer) -
     one = call(server, "GET", f"/v2/models/{MODEL}/versions/1/stats").json()
     assert [s["name"] for s in everything["model_stats"]] == [MODEL]
     assert isinstance(one["model_stats"][0]["inference_stats"]["success"]["count"], int)
+    # Triton sends the response cache's figures, zero without a cache; perf_analyzer reads them.
+    for field in ("cache_hit", "cache_miss"):
+        assert one["model_stats"][0]["inference_stats"][field] == {"count": 0, "ns": 0}
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,8 @@ from typing import Any
 import grpc
 import pytest
 
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from server.dataplane import Outcome
 from server.logs import ACCESS_LOGGER, AccessEntry, AccessLog, JsonFormatter, configure
 from server.statistics import Timing
@@ -212,3 +214,33 @@ def test_http_requests_are_logged_and_counted_like_the_others(
     assert [(e["api"], e["status"]) for e in map(logfmt, lines)] == [
         ("http", "OK"), ("http", "INVALID_ARGUMENT"),
     ]  # fmt: skip
+
+
+def test_no_client_words_start_a_line_of_their_own_in_any_text_log_line(
+    model_onnx: Path, tmp_path: Path
+) -> None:
+    """A load request's config quotes the client's model name in the server's error line: its
+    line break is escaped there, so it cannot forge an access line below it."""
+    (tmp_path / "repository" / "article" / "1").mkdir(parents=True)
+    (tmp_path / "repository" / "article" / "1" / "model.onnx").write_bytes(model_onnx.read_bytes())
+    forged = "FORGED INFO scratchnet.access: api=v2 status=OK"
+    config = json.dumps({"name": f"article\n{forged}\u2028{forged}"})
+    with start_server(
+        tmp_path / "repository", "--model-control-mode", "explicit", "--load-model", "article",
+        tmp_dir=tmp_path, model_flag="--model-repository",
+    ) as server:  # fmt: skip
+        with grpc.insecure_channel(server.target) as channel:
+            load = GRPCInferenceServiceStub(channel).RepositoryModelLoad
+            request = oip.RepositoryModelLoadRequest(
+                model_name="article",
+                parameters={"config": oip.ModelRepositoryParameter(string_param=config)},
+            )
+            with pytest.raises(grpc.RpcError) as raised:
+                load(request, timeout=30)
+            assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert server.stop() == 0
+        stderr = server.stderr()
+    assert "differs from the model's folder" in stderr
+    assert "article\\nFORGED" in stderr and "\\u2028FORGED" in stderr  # escaped, on one line
+    for line in stderr.splitlines():
+        assert not line.startswith("FORGED") and "\u2028" not in line, line
