@@ -2,10 +2,13 @@
 //
 //   node tests/playground/browser_session.mjs --url http://127.0.0.1:PORT --images IDX \
 //        --screenshot OUT.png [--count 10000]
+//   node tests/playground/browser_session.mjs --url http://127.0.0.1:PORT --models A,B
 //
 // Draws a "1" and a "0" with mouse events and reads the answer through the server and in the
 // page; scores IDX images (raw, already in MNIST's form) in the page with onnxruntime-web; takes
-// the page's screenshot twice. Prints one JSON object; test_playground.py asserts on it.
+// the page's screenshot twice. With --models, only opens the page for each model in turn
+// (?model=NAME) and reads a drawn "1" through the server, then in the page. Prints one JSON
+// object; test_browser.py asserts on it.
 
 import fs from 'node:fs';
 import path from 'node:path';
@@ -38,6 +41,7 @@ const { values } = parseArgs({
     images: { type: 'string' },
     count: { type: 'string', default: '10000' },
     screenshot: { type: 'string' },
+    models: { type: 'string' },
   },
 });
 
@@ -79,14 +83,79 @@ async function answer(page, where) {
     const node = document.getElementById('result');
     const last = window.playground.last;
     return {
-      label: Number(node.dataset.label),
+      // No label and a warning when the classification failed (the page shows its message).
+      label: node.dataset.label === '' ? null : Number(node.dataset.label),
       mode: node.dataset.mode,
       text: node.textContent,
-      probabilities: Array.from(last.probabilities[0]),
+      warning: node.classList.contains('warning'),
+      probabilities: last ? Array.from(last.probabilities[0]) : null,
       pixels: Array.from(window.playground.pixels),
       winnerTemplate: document.querySelector('.template.winner')?.textContent ?? null,
     };
   });
+}
+
+/** The page of each model in `names`, fresh: a drawn "1" read through the server, then here. */
+async function eachModel(page, names) {
+  const found = {};
+  for (const name of names) {
+    await page.goto(`${values.url}?model=${encodeURIComponent(name)}`);
+    await page.evaluate(() => window.playground.ready);
+    await draw(page, STROKES.one);
+    found[name] = {
+      model_line: await page.locator('#model-line').textContent(),
+      framing: await page.locator('#framing').textContent(),
+      server: await answer(page, 'server'),
+      page: await answer(page, 'page'),
+    };
+  }
+  return found;
+}
+
+/** The whole session: two digits on both paths, the MNIST test set, the screenshot. */
+async function everything(page, report) {
+  // The test images reach the page through the test, not the server.
+  const idx = fs.readFileSync(values.images);
+  await page.route('**/test-data/images', (route) =>
+    route.fulfill({ body: idx, contentType: 'application/octet-stream' }),
+  );
+  const responses = {};
+  page.on('response', (response) => {
+    const url = new URL(response.url());
+    responses[url.pathname] = response.headers()['content-type'];
+  });
+  await page.goto(values.url);
+  await page.evaluate(() => window.playground.ready);
+  report.ort_note = await page.locator('#ort-note').textContent();
+  report.model_line = await page.locator('#model-line').textContent();
+
+  for (const digit of ['one', 'zero']) {
+    await page.click('#clear');
+    await draw(page, STROKES[digit]);
+    report[digit] = {
+      server: await answer(page, 'server'),
+      page: await answer(page, 'page'),
+    };
+  }
+
+  const count = Number(values.count);
+  const started = Date.now();
+  report.mnist_labels = await page.evaluate(async (n) => {
+    const bytes = new Uint8Array(await (await fetch('/test-data/images')).arrayBuffer());
+    return window.playground.labels(bytes.subarray(16), n, 'page');
+  }, count);
+  report.mnist_seconds = (Date.now() - started) / 1000;
+
+  await page.click('#clear');
+  await draw(page, STROKES.seven);
+  report.seven = await answer(page, 'server');
+  await page.mouse.move(0, 0); // no hover effects in the picture
+  const first = await page.screenshot({ fullPage: true });
+  await page.evaluate(() => window.playground.classifyDrawing());
+  const second = await page.screenshot({ fullPage: true });
+  report.screenshots_identical = first.equals(second);
+  if (values.screenshot) fs.writeFileSync(values.screenshot, first);
+  report.content_types = responses;
 }
 
 async function main() {
@@ -104,48 +173,11 @@ async function main() {
     });
     page.on('pageerror', (error) => report.console.push(String(error)));
     page.on('request', (request) => report.requests.push(new URL(request.url()).host));
-    // The test images reach the page through the test, not the server.
-    const idx = fs.readFileSync(values.images);
-    await page.route('**/test-data/images', (route) =>
-      route.fulfill({ body: idx, contentType: 'application/octet-stream' }),
-    );
-    const responses = {};
-    page.on('response', (response) => {
-      const url = new URL(response.url());
-      responses[url.pathname] = response.headers()['content-type'];
-    });
-    await page.goto(values.url);
-    await page.evaluate(() => window.playground.ready);
-    report.ort_note = await page.locator('#ort-note').textContent();
-    report.model_line = await page.locator('#model-line').textContent();
-
-    for (const digit of ['one', 'zero']) {
-      await page.click('#clear');
-      await draw(page, STROKES[digit]);
-      report[digit] = {
-        server: await answer(page, 'server'),
-        page: await answer(page, 'page'),
-      };
+    if (values.models === undefined) {
+      await everything(page, report);
+    } else {
+      report.models = await eachModel(page, values.models.split(','));
     }
-
-    const count = Number(values.count);
-    const started = Date.now();
-    report.mnist_labels = await page.evaluate(async (n) => {
-      const bytes = new Uint8Array(await (await fetch('/test-data/images')).arrayBuffer());
-      return window.playground.labels(bytes.subarray(16), n, 'page');
-    }, count);
-    report.mnist_seconds = (Date.now() - started) / 1000;
-
-    await page.click('#clear');
-    await draw(page, STROKES.seven);
-    report.seven = await answer(page, 'server');
-    await page.mouse.move(0, 0); // no hover effects in the picture
-    const first = await page.screenshot({ fullPage: true });
-    await page.evaluate(() => window.playground.classifyDrawing());
-    const second = await page.screenshot({ fullPage: true });
-    report.screenshots_identical = first.equals(second);
-    if (values.screenshot) fs.writeFileSync(values.screenshot, first);
-    report.content_types = responses;
     report.hosts = [...new Set(report.requests)];
     delete report.requests;
   } finally {

@@ -60,11 +60,15 @@ def build_classifier(
         pixels = "pixels"
     flat_weights = weights.reshape(classes, -1).T.astype(np.float32)
     initializers = [
-        numpy_helper.from_array(np.array(INPUT_SCALE, dtype=np.float32), "scale"),
         numpy_helper.from_array(np.array([-1, height * width], dtype=np.int64), "flat_shape"),
         numpy_helper.from_array(flat_weights, "weights"),
         numpy_helper.from_array(biases.astype(np.float32), "biases"),
     ]
+    if input_dtype == "uint8":
+        # Only where used: onnxruntime logs an unused initializer (a console error in a browser).
+        initializers.append(
+            numpy_helper.from_array(np.array(INPUT_SCALE, dtype=np.float32), "scale")
+        )
     names = dict(outputs)
     score_name = names.get("scores", "raw_scores")
     nodes += [

@@ -3,7 +3,7 @@
 // onnxruntime-web on the model file the server hands out. Both paths return the model's own ONNX
 // outputs, which one function turns into a label and probabilities, as the server does.
 
-import { mnistForm } from '/playground/preprocess.mjs';
+import { BOX, FRAME, mnistForm } from '/playground/preprocess.mjs';
 
 const API = '/playground/api/models';
 const ORT_DIR = '/playground/ort/';
@@ -341,6 +341,18 @@ function showError(error) {
   const node = document.getElementById('result');
   node.textContent = error.message;
   node.className = 'warning';
+  // No answer now: the last one must not stay readable in the page's data.
+  node.dataset.label = '';
+  delete node.dataset.mode;
+  state.last = null;
+}
+
+/** The note under "What the model sees", in the model's own image size. */
+function describeFraming({ height, width }) {
+  const box = `${Math.round((width * BOX) / FRAME)}×${Math.round((height * BOX) / FRAME)}`;
+  document.getElementById('framing').textContent =
+    `Cropped to the ink, fitted into ${box} and centred by mass in ${width}×${height}, as ` +
+    "MNIST's digits were (docs/preprocessing.md).";
 }
 
 // --- start -----------------------------------------------------------------------------------
@@ -348,6 +360,7 @@ function showError(error) {
 async function start() {
   const { model, ortAvailable } = await loadModel();
   state.model = model;
+  describeFraming(model);
   clearPad();
   showPixels(new Uint8Array(model.height * model.width));
   renderBars(null);
