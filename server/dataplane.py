@@ -379,11 +379,16 @@ class DataPlane:
     ) -> None:
         """Tell every observer of a call refused before its request was admitted (no such
         model, a request that does not decode, a server shutting down, or a bug: Internal):
-        once per error. `started`: when the transport took the call (time.perf_counter_ns)."""
+        once per error; and, with the `model` it named, that model's statistics (a failure
+        once its model was found). `started`: when the transport took the call
+        (time.perf_counter_ns)."""
         if getattr(error, "observed", False):
             return
         _mark_observed(error)
         status, reason = _status(error)
+        timing = Timing() if started is None else Timing(started)
+        if model is not None:
+            self.statistics.failure(model.name, model.version, timing)
         outcome = Outcome(
             call.api,
             model.name if model is not None else "",
@@ -391,12 +396,25 @@ class DataPlane:
             0,
             status,
             reason,
-            Timing() if started is None else Timing(started),
+            timing,
             0,
             call.method,
         )
         for observer in self.observers:
             observer.observe(outcome)
+
+    def refused_naming(
+        self, call: Call, error: Exception, name: str, version: str, started: int | None = None
+    ) -> None:
+        """`refused`, for a request that names model `name` at `version` but does not decode:
+        counted under that model if it is served, like every request that fails once its model
+        is found, whichever check caught it. Not a server shutting down (Unavailable): that is
+        no model's failure, and gRPC refuses it before it knows the model."""
+        model: Model | None = None
+        if not isinstance(error, Unavailable):
+            with contextlib.suppress(RequestError):
+                model = self.model(name, version)
+        self.refused(call, error, model, started)
 
     def _model_for(self, call: Call, name: str, version: str) -> Model:
         try:

@@ -208,8 +208,9 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         except ClientDisconnect:
             raise  # nobody to answer: a run it cancelled is counted CANCELLED by the data plane
         except Exception as error:  # a refusal, or a bug (500): counted either way
-            # Once: if the data plane refused it, it has told them.
-            plane.refused(call, error, started=started)
+            # Once: if the data plane refused it, it has told them. Else under the model the
+            # path names, if it is served (a body that does not decode, or too large).
+            plane.refused_naming(call, error, name, version, started)
             raise
 
     async def model_config(request: Request) -> Reply:

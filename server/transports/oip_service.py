@@ -189,7 +189,8 @@ class InferenceServicer:
         try:
             infer = oip_codec.infer_request(request, self._shared)
         except RequestError as error:
-            self._plane.refused(call, error)
+            message = request.message
+            self._plane.refused_naming(call, error, message.model_name, message.model_version)
             raise
         answer = await self._plane.infer(infer, call)
         try:

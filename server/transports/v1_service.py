@@ -63,11 +63,13 @@ class ClassifierServicer:
         self, request: v1_codec.Received, context: Context, method: str
     ) -> classifier_pb2.PredictResponse:
         call = call_of(context, API, method)
+        message = request.message
+        name = message.model_name
         try:
-            default = "" if request.message.model_name else self._default_model()
-            classify = v1_codec.classify_request(request, default)
+            name = name or self._default_model()
+            classify = v1_codec.classify_request(request, name)
         except RequestError as error:
-            self._plane.refused(call, error)
+            self._plane.refused_naming(call, error, name, message.model_version)
             raise
         return v1_codec.predict_response(await self._plane.classify(classify, call))
 

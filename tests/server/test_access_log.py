@@ -183,10 +183,13 @@ def test_with_log_format_json_every_line_is_an_object(model_onnx: Path, tmp_path
 
 
 def _post_infer(address: str, pixels: Any) -> int:
-    """POST an Open Inference Protocol JSON request for `pixels` to the server's HTTP port."""
+    """POST an Open Inference Protocol JSON request for `pixels` (None: one without inputs) to
+    the server's HTTP port."""
     host, port = address.rsplit(":", 1)
-    tensor = {"name": "images", "shape": list(pixels.shape), "datatype": "UINT8"}
-    body = json.dumps({"inputs": [{**tensor, "data": pixels.ravel().tolist()}]}).encode()
+    body = b"{}"
+    if pixels is not None:
+        tensor = {"name": "images", "shape": list(pixels.shape), "datatype": "UINT8"}
+        body = json.dumps({"inputs": [{**tensor, "data": pixels.ravel().tolist()}]}).encode()
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         connection.request("POST", "/v2/models/scratchnet/infer", body=body)
@@ -203,16 +206,21 @@ def test_http_requests_are_logged_and_counted_like_the_others(
     with start_server(
         model_onnx, "--metrics-port", "0", tmp_dir=tmp_path, http=True, wait_for=("metrics",)
     ) as server:
-        statuses = [_post_infer(server.listeners["http"], pixels) for pixels in (PAYLOAD, BAD)]
-        assert statuses == [200, 400]
+        calls = (PAYLOAD, BAD, None)  # None: a body that does not decode (no inputs)
+        statuses = [_post_infer(server.listeners["http"], pixels) for pixels in calls]
+        assert statuses == [200, 400, 400]
         samples = scrape(f"http://{server.listeners['metrics']}/metrics")
         assert server.stop() == 0
-    for status in ("OK", "INVALID_ARGUMENT"):
-        assert value(samples, "scratchnet_requests_total", api="http", status=status) == 1
+    # Both refusals count under the model the path names, whichever check caught them.
+    for status, count in (("OK", 1), ("INVALID_ARGUMENT", 2)):
+        assert value(
+            samples, "scratchnet_requests_total", api="http", status=status, model="scratchnet"
+        ) == count  # fmt: skip
     assert value(samples, "scratchnet_request_items_sum", api="http") == len(PAYLOAD)
     lines = [m.group(1) for line in server.stderr().splitlines() if (m := ACCESS_LINE.match(line))]
-    assert [(e["api"], e["status"]) for e in map(logfmt, lines)] == [
-        ("http", "OK"), ("http", "INVALID_ARGUMENT"),
+    assert [(e["api"], e["status"], e["model"]) for e in map(logfmt, lines)] == [
+        ("http", "OK", "scratchnet"), ("http", "INVALID_ARGUMENT", "scratchnet"),
+        ("http", "INVALID_ARGUMENT", "scratchnet"),
     ]  # fmt: skip
 
 

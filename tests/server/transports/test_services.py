@@ -14,7 +14,7 @@ import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
-from server.dataplane import DataPlane
+from server.dataplane import DataPlane, Outcome
 from server.model_control import LoadOptions, ModelControl, SingleFile
 from server.shared_memory import SharedMemory
 from server.transports.grpc_calls import status_on_error
@@ -22,6 +22,7 @@ from server.transports.oip_codec import receive
 from server.transports.oip_service import InferenceServicer
 from server.transports.v1_service import ClassifierServicer
 from tests.server.conftest import plane_with
+from tests.server.foreign_models import two_inputs
 from tests.server.onnx_models import build_classifier, contract_metadata, random_classifier
 
 
@@ -108,3 +109,44 @@ def test_oip_infer_metadata_and_not_found(plane: DataPlane, model_file: Path) ->
     assert context.code == grpc.StatusCode.NOT_FOUND and "'x' is not found" in context.details
     _, context = call(servicer.RepositoryModelLoad, oip.RepositoryModelLoadRequest(model_name="m"))
     assert context.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+class _Outcomes:
+    """An observer keeping (model, status) of every outcome."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def observe(self, outcome: Outcome) -> None:
+        self.seen.append((outcome.model, outcome.status))
+
+
+def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caught_it(
+    tmp_path: Path,
+) -> None:
+    plane = plane_with(two_inputs(tmp_path / "pair.onnx"), "pair")  # not an image classifier
+    outcomes = _Outcomes()
+    plane.observers.append(outcomes)
+    control = ModelControl(
+        plane.repository, SingleFile(tmp_path / "pair.onnx", "pair"), LoadOptions(0, 8)
+    )
+    v2 = InferenceServicer(plane, control, SharedMemory())
+    v1_servicer = ClassifierServicer(plane, "pair", 1 << 20)
+    images = v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=[1, 1, 3], data=bytes(3))
+    _, context = call(v1_servicer.Predict, v1_receive(v1.PredictRequest(images=images)))
+    assert "is not an image classifier" in context.details  # caught by the data plane
+    both = oip.ModelInferRequest.InferInputTensor(name="a", datatype="FP32", shape=[1, 3])
+    both.contents.fp32_contents.extend([1, 2, 3])
+    request = oip.ModelInferRequest(
+        model_name="pair", inputs=[both], raw_input_contents=[bytes(12)]
+    )
+    _, context = call(v2.ModelInfer, receive(request.SerializeToString()))
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT  # caught by the decoder
+    request.model_name = "nosuch"
+    _, context = call(v2.ModelInfer, receive(request.SerializeToString()))
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT  # and no model to count it under
+    assert outcomes.seen == [
+        ("pair", "InvalidArgument"), ("pair", "InvalidArgument"), ("", "InvalidArgument")
+    ]  # fmt: skip
+    (statistics,) = plane.model_statistics("pair")
+    assert (statistics.fail.count, statistics.success.count) == (2, 0)
