@@ -10,6 +10,7 @@
     ├── RequestError            a request the server cannot answer; scratchnet.status maps each
     │   │                       kind to its gRPC and HTTP status
     │   ├── InvalidArgument     the client's mistake: datatype, shape, bytes, values, batch size
+    │   ├── Unauthenticated     no valid bearer token, on a server with --auth-token-file
     │   ├── NotFound            an unknown model name or version
     │   ├── FailedPrecondition  a request the server's mode does not allow (explicit model
     │   │                       load and unload unless --model-control-mode explicit)
@@ -51,6 +52,7 @@ __all__ = [
     "ResourceExhausted",
     "ScratchnetError",
     "ServerUnavailableError",
+    "Unauthenticated",
     "Unavailable",
     "clip",
 ]
@@ -98,6 +100,10 @@ class RequestError(ScratchnetError):
 
 class InvalidArgument(RequestError):
     """A malformed request: the client must change it."""
+
+
+class Unauthenticated(RequestError):
+    """A request without a valid bearer token, on a server that asks for one."""
 
 
 class NotFound(RequestError):

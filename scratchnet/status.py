@@ -22,6 +22,7 @@ from scratchnet.errors import (
     RequestError,
     ResourceExhausted,
     ServerUnavailableError,
+    Unauthenticated,
     Unavailable,
 )
 
@@ -37,6 +38,7 @@ class Status(NamedTuple):
 
 STATUS: dict[type[RequestError], Status] = {
     InvalidArgument: Status(grpc.StatusCode.INVALID_ARGUMENT, 400),
+    Unauthenticated: Status(grpc.StatusCode.UNAUTHENTICATED, 401),
     NotFound: Status(grpc.StatusCode.NOT_FOUND, 404),
     FailedPrecondition: Status(grpc.StatusCode.FAILED_PRECONDITION, 400),
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),

@@ -17,15 +17,16 @@ import importlib.util
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from scratchnet.errors import ModelError, ScratchnetError
+from scratchnet.errors import ModelError, ScratchnetError, Unauthenticated
 from server.config import ServerConfig
-from server.dataplane import DataPlane
+from server.dataplane import Call, DataPlane
 from server.health import Health
 from server.logs import AccessLog, collect_only_what_is_printed
 from server.logs import configure as configure_log_format
@@ -39,7 +40,7 @@ from server.model_control import (
 )
 from server.repository import ModelRepository
 from server.scheduling import BatchingConfig, Limits
-from server.security import Access, TokenAuth, TokenFile, exposure_warning
+from server.security import GRPC_REFUSAL, Access, TokenAuth, TokenFile, exposure_warning
 from server.shared_memory import SharedMemory
 from server.tls import TlsFiles
 from server.transports import oip_service, v1_service
@@ -69,11 +70,14 @@ def build_server(
 ) -> tuple[grpc.aio.Server, int]:
     """A server with every service registered and its port bound (not started), and the port;
     over `access.tls` and for callers with one of `access.tokens`, where given."""
+    interceptors = []
+    if access.tokens is not None:
+        interceptors.append(TokenAuth(access.tokens, _refusals_observed(plane)))
     server = grpc.aio.server(
         options=_channel_options(config),
         # Past this many calls at once, RESOURCE_EXHAUSTED at once.
         maximum_concurrent_rpcs=config.max_concurrent_rpcs,
-        interceptors=[TokenAuth(access.tokens)] if access.tokens is not None else [],
+        interceptors=interceptors,
     )
     timeouts = Timeouts(config.upload_seconds, config.stream_idle_seconds)
     v1_service.add_to_server(server, plane, config.model_name, config.max_message_bytes, timeouts)
@@ -94,6 +98,23 @@ def build_server(
     if port == 0:
         raise ScratchnetError(f"cannot listen on {config.address}: address in use or not available")
     return server, port
+
+
+def _refusals_observed(plane: DataPlane) -> Callable[[str], None]:
+    """What TokenAuth tells of a call it refused: the data plane's observers hear of those of
+    the methods that run a model, as of any other refused inference call."""
+    calls = {
+        f"/{service.SERVICE_NAME}/{method}": (service.API, method)
+        for service in (v1_service, oip_service)
+        for method in service.INFERENCE_METHODS
+    }
+
+    def refused(path: str) -> None:
+        if path in calls:
+            api, method = calls[path]
+            plane.refused(Call(api, method=method), Unauthenticated(GRPC_REFUSAL))
+
+    return refused
 
 
 def _channel_options(config: ServerConfig) -> list[tuple[str, Any]]:

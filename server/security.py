@@ -23,6 +23,7 @@ from scratchnet.errors import ScratchnetError
 from server.tls import TlsFiles
 
 __all__ = [
+    "GRPC_REFUSAL",
     "HTTP_REFUSAL",
     "OPEN_METHODS",
     "Access",
@@ -40,6 +41,8 @@ streams holds one of --max-concurrent-rpcs for as long as its client likes."""
 _BEARER = "bearer "
 HTTP_REFUSAL = "missing or wrong bearer token: send the header 'Authorization: Bearer <token>'"
 """What the HTTP listeners answer a request without a valid token (with 401)."""
+GRPC_REFUSAL = "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'"
+"""What the gRPC port answers a call without a valid token (with UNAUTHENTICATED)."""
 
 if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
     _Handler = grpc.RpcMethodHandler[Any, Any]
@@ -100,10 +103,12 @@ class TokenFile:
 
 
 class TokenAuth(_AioInterceptor):
-    """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted)."""
+    """Answers calls without a valid bearer token with UNAUTHENTICATED (health excepted), and
+    tells `on_refused` (the method's path) of each, for the access log and metrics."""
 
-    def __init__(self, tokens: TokenFile) -> None:
+    def __init__(self, tokens: TokenFile, on_refused: Callable[[str], None] | None = None) -> None:
         self._tokens = tokens
+        self._on_refused = on_refused
 
     async def intercept_service(
         self,
@@ -121,15 +126,14 @@ class TokenAuth(_AioInterceptor):
         ]
         if self._tokens.admits(given):
             return handler
+        if self._on_refused is not None:
+            self._on_refused(details.method)
         refusal: _Handler = _REFUSALS[handler.request_streaming, handler.response_streaming]
         return refusal
 
 
 async def _refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-    await context.abort(
-        grpc.StatusCode.UNAUTHENTICATED,
-        "missing or wrong bearer token: send metadata 'authorization: Bearer <token>'",
-    )
+    await context.abort(grpc.StatusCode.UNAUTHENTICATED, GRPC_REFUSAL)
 
 
 async def _refuse_streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -26,7 +27,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from scratchnet.errors import DeadlineExceeded, RequestError, ResourceExhausted, ScratchnetError
+from scratchnet.errors import (
+    DeadlineExceeded,
+    RequestError,
+    ResourceExhausted,
+    ScratchnetError,
+    Unauthenticated,
+)
 from scratchnet.status import INTERNAL, status_of
 from scratchnet.versions import scratchnet_version
 from server import playground
@@ -340,20 +347,30 @@ def _file_response(found: playground.Asset) -> Response:
     )
 
 
+_INFER_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
+"""The paths of the infer routes, whose refusals the data plane's observers hear of."""
+
+
 class _TokenCheck:
     """ASGI middleware: a request without `Authorization: Bearer <one of tokens>` (or with two
     Authorization headers) gets 401 and `{"error": ...}` before any route (or its body) is looked
-    at; health paths stay open."""
+    at; health paths stay open. A refused inference request is counted and logged, as any other
+    refused inference request."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenFile) -> None:
+    def __init__(self, app: ASGIApp, tokens: TokenFile, plane: DataPlane) -> None:
         self._app = app
         self._tokens = tokens
+        self._plane = plane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
             headers: list[tuple[bytes, bytes]] = scope["headers"]
             given = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
             if not self._tokens.admits(given):
+                path = scope["path"]
+                if scope["method"] == "POST" and _INFER_PATH.fullmatch(path):
+                    call = Call(API, method=f"POST {path}")
+                    self._plane.refused(call, Unauthenticated(HTTP_REFUSAL))
                 reply = http_codec.error_reply(401, HTTP_REFUSAL)
                 response = Response(reply.body, reply.status, headers=dict(reply.headers))
                 response.headers["www-authenticate"] = "Bearer"
@@ -499,7 +516,7 @@ async def start_http_server(
         logging.getLogger("uvicorn").setLevel(logging.WARNING)
     app: Any = build_app(plane, config, control)
     if access.tokens is not None:
-        app = _TokenCheck(app, access.tokens)
+        app = _TokenCheck(app, access.tokens, plane)
     settings = uvicorn.Config(
         app,
         log_config=None,

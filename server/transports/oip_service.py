@@ -34,6 +34,8 @@ __all__ = [
 SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
 SERVICE_NAME: str = SERVICE.full_name
 API = "v2"
+INFERENCE_METHODS = ("ModelInfer", "ModelStreamInfer")
+"""The methods that run a model: counted and logged, refused or not (server.metrics, logs)."""
 SERVER_NAME = "scratchnet"
 SHARED_MEMORY = "system_shared_memory"
 EXTENSIONS: tuple[str, ...] = (
@@ -217,6 +219,6 @@ def add_to_server(
     RPCs InferenceServicer implements (gRPC answers Triton's others, e.g. CUDA shared memory,
     with UNIMPLEMENTED and "Method not found!")."""
     # ModelInfer's tensors are read in place, not copied by protobuf (server.transports.wire).
-    parsers = {"ModelInfer": oip_codec.receive, "ModelStreamInfer": oip_codec.receive}
+    parsers = dict.fromkeys(INFERENCE_METHODS, oip_codec.receive)
     servicer = InferenceServicer(plane, control, shared)
     add_service(server, SERVICE, servicer, timeouts, plane, API, parsers)

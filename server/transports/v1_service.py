@@ -17,6 +17,8 @@ __all__ = ["SERVICE", "SERVICE_NAME", "ClassifierServicer", "add_to_server"]
 SERVICE = classifier_pb2.DESCRIPTOR.services_by_name["Classifier"]
 SERVICE_NAME: str = SERVICE.full_name
 API = "v1"
+INFERENCE_METHODS = ("Predict", "PredictStream")
+"""The methods that run a model: counted and logged, refused or not (server.metrics, logs)."""
 
 
 class ClassifierServicer:
@@ -84,5 +86,5 @@ def add_to_server(
     """Register the v1 Classifier service on `server`, serving `plane`."""
     servicer = ClassifierServicer(plane, model_name, max_message_bytes)
     # Predict's pixels are read in place, not copied by protobuf (server.transports.wire).
-    parsers = {"Predict": v1_codec.receive, "PredictStream": v1_codec.receive}
+    parsers = dict.fromkeys(INFERENCE_METHODS, v1_codec.receive)
     add_service(server, SERVICE, servicer, timeouts, plane, API, parsers)

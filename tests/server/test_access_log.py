@@ -132,10 +132,13 @@ def _serve_and_call(model_onnx: Path, tmp_path: Path, *args: str) -> tuple[str, 
     ) as server:  # fmt: skip
         with grpc.insecure_channel(server.target) as channel:
             caller = Caller(channel, [("authorization", f"Bearer {TOKEN}")])
+            stranger = Caller(channel, [("authorization", "Bearer wrong-token")])
             for api in APIS:
                 for pixels, status in CALLS:
                     assert caller.call(api, pixels).name == status
                     made[api, status] += 1
+                assert stranger.call(api, PAYLOAD).name == "UNAUTHENTICATED"
+                made[api, "UNAUTHENTICATED"] += 1
         assert server.stop() == 0
         return server.stderr(), made
 
@@ -147,6 +150,10 @@ def test_each_call_is_one_text_line_and_a_refusal_says_why(
     entries = [logfmt(m.group(1)) for line in stderr.splitlines() if (m := ACCESS_LINE.match(line))]
     assert Counter((entry["api"], entry["status"]) for entry in entries) == made
     for entry in entries:
+        if entry["status"] == "UNAUTHENTICATED":  # refused before the model was looked at
+            assert (entry["model"], entry["version"]) == ("", "")
+            assert "missing or wrong bearer token" in entry["reason"]
+            continue
         assert (entry["model"], entry["version"]) == ("scratchnet", "1")
         assert float(entry["duration_ms"]) > 0
         if entry["status"] == "OK":
@@ -155,7 +162,7 @@ def test_each_call_is_one_text_line_and_a_refusal_says_why(
             assert "expected shape [-1,28,28], got [1,27,28]" in entry["reason"]
         else:
             assert "--max-inflight-mb" in entry["reason"]
-    assert TOKEN not in stderr
+    assert TOKEN not in stderr and "wrong-token" not in stderr
     assert "AAAAAAAA" not in stderr  # no payload
 
 
@@ -163,7 +170,7 @@ def test_no_access_log_leaves_the_calls_out_and_the_rest_in(
     model_onnx: Path, tmp_path: Path
 ) -> None:
     stderr, made = _serve_and_call(model_onnx, tmp_path, "--no-access-log")
-    assert sum(made.values()) == len(APIS) * len(CALLS)
+    assert sum(made.values()) == len(APIS) * (len(CALLS) + 1)  # + one without a token each
     assert not [line for line in stderr.splitlines() if ACCESS_LINE.match(line)]
     assert "stopped" in stderr  # the server's own lines are still there
 

@@ -23,6 +23,7 @@ from server.health import MAX_WATCHES
 from server.security import exposure_warning, is_loopback, load_tokens, token_matches
 from tests.certificates import Authority, Pem, client_credentials
 from tests.conftest import TOKENS, RunningServer, assert_one_line_error, run_module, start_server
+from tests.server.scraping import scrape, value
 
 
 def _metadata(token: str | None) -> tuple[tuple[str, str], ...]:
@@ -284,6 +285,18 @@ def test_sighup_rotates_the_tokens_on_every_listener_which_refuse_two_and_bad_fi
         assert _statuses(server, "old-token", "wrong") == refused
         assert _statuses(server, "wrong", "old-token") == refused
         assert _statuses(server, "old-token", "old-token") == refused
+        # A refused inference request is counted and logged as any refused inference request.
+        connection = http.client.HTTPConnection(f"{server.host}:{server.http_port}", timeout=10)
+        connection.request(
+            "POST", "/v2/models/scratchnet/infer", b"{}", {"Authorization": "Bearer wrong"}
+        )
+        assert connection.getresponse().status == 401
+        connection.close()
+        samples = scrape(f"http://{server.listeners['metrics']}/metrics", token="old-token")
+        unauthenticated = {"model": "", "status": "UNAUTHENTICATED"}
+        assert value(samples, "scratchnet_requests_total", api="http", **unauthenticated) == 1
+        assert value(samples, "scratchnet_requests_total", api="v1", **unauthenticated) == 0
+        assert "status=UNAUTHENTICATED items=0" in server.stderr()
         tokens.write_text("# rotated\nnew-token\n")
         _sighup_and_wait(server, f"SIGHUP: 1 bearer token(s) read from {tokens}")
         assert _statuses(server, "old-token") == refused
