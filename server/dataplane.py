@@ -25,9 +25,11 @@ from scratchnet.contract import VERSIONS
 from scratchnet.errors import (
     DeadlineExceeded,
     InvalidArgument,
+    NotFound,
     RequestError,
     ResourceExhausted,
     Unavailable,
+    clip,
 )
 from server import checks
 from server.checks import RequestedOutput
@@ -239,12 +241,21 @@ class DataPlane:
 
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """Triton's statistics: of every loaded model version, of `name`'s, or of one version;
-        NotFound for a model or version not served."""
-        if name and version:
-            models = [self.model(name, version)]
-        else:
+        InvalidArgument for a model or version not served, in Triton's words (its statistics
+        extension says so where its other calls say NotFound)."""
+        try:
             if name:
-                self.model(name)  # NotFound for an unknown name
+                self.model(name)
+        except (NotFound, Unavailable):
+            raise InvalidArgument(f"requested model '{clip(name)}' is not available") from None
+        if name and version:
+            try:
+                models = [self.model(name, version)]
+            except (NotFound, Unavailable):
+                raise InvalidArgument(
+                    f"requested model version is not available for model '{clip(name)}'"
+                ) from None
+        else:
             models = [m for m in self.repository.models() if not name or m.name == name]
         return self.statistics.of([(model.name, model.version) for model in models])
 

@@ -521,7 +521,10 @@ def test_repository_configuration_and_statistics_routes(server: RunningServer) -
         ("POST", "/v2/repository/index", b"[1]", 400, "the body is a JSON array"),
         ("POST", "/v2/repository/index", b'{"ready": 1}', 400, "expected true or false"),
         ("GET", "/v2/models/nope/config", None, 404, "'nope'"),
-        ("GET", f"/v2/models/{MODEL}/versions/7/stats", None, 404, "version 7"),
+        # Triton's statistics extension refuses models and versions not served as it does.
+        ("GET", f"/v2/models/{MODEL}/versions/7/stats", None, 400,
+         f"requested model version is not available for model '{MODEL}'"),
+        ("GET", "/v2/models/nope/stats", None, 400, "requested model 'nope' is not available"),
     ],
 )  # fmt: skip
 def test_repository_routes_refuse_bad_requests_in_the_protocols_words(
