@@ -468,6 +468,8 @@ class DataPlane:
             )
         else:
             status, reason = _status(error)
+            if job is not None and not timing.queue:  # ended while queued: how long it waited
+                timing.queue = job.queue_ns
             self.statistics.failure(model.name, model.version, timing)
             _mark_observed(error)
         if self.observers:

@@ -193,6 +193,8 @@ class Runner:
             result: Arrays = await self.executor.call(work)
         except asyncio.CancelledError:
             stop.set()
+            if not job.queue_ns:  # cancelled before it ran: it waited all along
+                job.queue_ns = time.perf_counter_ns() - queued
             raise
         return result
 
@@ -274,7 +276,8 @@ class Batcher:
             return await waiting.future
         except asyncio.CancelledError:
             if waiting in self._waiting:
-                self._waiting.remove(waiting)  # never runs
+                self._waiting.remove(waiting)  # never runs: it waited all along
+                job.queue_ns = time.perf_counter_ns() - waiting.enqueued
             raise
 
     def _idle(self) -> bool:

@@ -202,6 +202,36 @@ def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_
     assert [(b.batch_size, b.compute_infer.count) for b in figures.batches] == [(6, 1)]
 
 
+def test_a_request_cancelled_in_the_batch_queue_is_told_with_the_time_it_waited(
+    tmp_path: Path,
+) -> None:
+    weights, biases = random_classifier(3, 4, 5)
+    # A batch delay far longer than the test: the request waits in the queue until cancelled.
+    plane = plane_with(build_classifier(tmp_path / "m.onnx", weights, biases), "m", max_batch=64,
+                       limits=Limits(inline_seconds=0),
+                       batching=BatchingConfig(max_delay_seconds=60))  # fmt: skip
+    seen: list[Outcome] = []
+
+    class Recorder:
+        def observe(self, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    plane.observers.append(Recorder())
+    images = np.zeros((1, 4, 5), dtype=np.float32)
+
+    async def cancelled() -> None:
+        call = asyncio.ensure_future(plane.infer(InferRequest("m", "", [tensor(images)])))
+        await asyncio.sleep(0.2)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        plane.close()
+
+    asyncio.run(cancelled())
+    (outcome,) = seen
+    assert outcome.status == "Cancelled" and 0.2 <= outcome.timing.queue / 1e9 < 30
+
+
 def test_a_bug_outside_the_data_plane_is_counted_once_as_internal(plane: DataPlane) -> None:
     seen: list[Outcome] = []
 

@@ -103,6 +103,40 @@ def test_a_run_nobody_waits_for_stops_at_the_next_slice(classifier: Path, batchi
     assert after["label"].shape == (1,)
 
 
+@pytest.mark.parametrize("batching", [False, True])
+def test_a_job_cancelled_while_it_waits_reports_how_long_it_waited(
+    classifier: Path, batching: bool
+) -> None:
+    """For the access log: its queue_ms of a call that ended in the queue."""
+    session = GatedSession(classifier)
+    executor = Executor(Limits(threads=1, inline_seconds=0))
+    runner = Runner(session, executor, (1e-3, 1e-5), splits_rows=True)
+    # Batching: a delay far longer than the test, so the job waits in the batch queue; else the
+    # one thread is kept busy by a first job, so the second waits for it.
+    scheduler = Batcher(runner, BatchingConfig(max_delay_seconds=60), 64) if batching else runner
+    images = np.random.default_rng(0).random((1, 6, 7), dtype=np.float32)
+    job = Job({"images": images}, ["label"], 1)
+
+    async def scenario() -> None:
+        busy = (
+            None
+            if batching
+            else asyncio.ensure_future(runner.run(Job(dict(job.feeds), ["label"], 1)))
+        )
+        waiting = asyncio.ensure_future(scheduler.run(job))
+        await asyncio.sleep(0.2)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        session.gate.release(5)
+        if busy is not None:
+            await busy
+
+    asyncio.run(scenario())
+    executor.shutdown()
+    assert 0.2 <= job.queue_ns / 1e9 < 30
+
+
 def test_jobs_waiting_with_different_outputs_each_get_their_batch(classifier: Path) -> None:
     session = GatedSession(classifier)
     executor = Executor(Limits(threads=1, inline_seconds=0))
