@@ -88,7 +88,7 @@ class _Service:
             return await asyncio.wait_for(self._read(request), self.upload_seconds)
         except TimeoutError:
             raise DeadlineExceeded(
-                f"the body of {request.method} {request.url.path} did not arrive within "
+                f"the body of {request.method} {request.scope['path']} did not arrive within "
                 f"{self.upload_seconds or 0:g} s (--upload-seconds)"
             ) from None
 
@@ -193,7 +193,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
 
     async def infer(request: Request) -> Reply:
         name, version = _model_of(request)
-        call = Call(API, method=f"{request.method} {request.url.path}")
+        call = Call(API, method=f"{request.method} {request.scope['path']}")
         started = time.perf_counter_ns()
         try:
             async with plane.call_opened():
@@ -277,9 +277,9 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
     async def not_found(request: Request, error: Exception) -> Response:
         status = error.status_code if isinstance(error, HTTPException) else 404
         if status == 405:
-            message = f"method {request.method} is not allowed on {request.url.path}"
+            message = f"method {request.method} is not allowed on {request.scope['path']}"
         else:
-            message = f"no endpoint {request.method} {request.url.path} on this server"
+            message = f"no endpoint {request.method} {request.scope['path']} on this server"
         reply = http_codec.error_reply(status, message)
         headers = dict(reply.headers)
         if isinstance(error, HTTPException) and error.headers:

@@ -189,9 +189,9 @@ def test_with_log_format_json_every_line_is_an_object(model_onnx: Path, tmp_path
     assert TOKEN not in stderr
 
 
-def _post_infer(address: str, pixels: Any) -> int:
+def _post_infer(address: str, pixels: Any, path: str = "/v2/models/scratchnet/infer") -> int:
     """POST an Open Inference Protocol JSON request for `pixels` (None: one without inputs) to
-    the server's HTTP port."""
+    `path` on the server's HTTP port."""
     host, port = address.rsplit(":", 1)
     body = b"{}"
     if pixels is not None:
@@ -199,7 +199,7 @@ def _post_infer(address: str, pixels: Any) -> int:
         body = json.dumps({"inputs": [{**tensor, "data": pixels.ravel().tolist()}]}).encode()
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
-        connection.request("POST", "/v2/models/scratchnet/infer", body=body)
+        connection.request("POST", path, body=body)
         reply = connection.getresponse()
         reply.read()
         return reply.status
@@ -216,19 +216,25 @@ def test_http_requests_are_logged_and_counted_like_the_others(
         calls = (PAYLOAD, BAD, None)  # None: a body that does not decode (no inputs)
         statuses = [_post_infer(server.listeners["http"], pixels) for pixels in calls]
         assert statuses == [200, 400, 400]
+        # The path as routed, its line break included (quoted in the line), not one cleaned up.
+        crooked = "/v2/models/scratchnet/versions/%0A1/infer"
+        assert _post_infer(server.listeners["http"], PAYLOAD, crooked) == 400
         samples = scrape(f"http://{server.listeners['metrics']}/metrics")
         assert server.stop() == 0
-    # Both refusals count under the model the path names, whichever check caught them.
+    # Both refusals count under the model the path names, whichever check caught them (the
+    # crooked version names no version served).
     for status, count in (("OK", 1), ("INVALID_ARGUMENT", 2)):
         assert value(
             samples, "scratchnet_requests_total", api="http", status=status, model="scratchnet"
         ) == count  # fmt: skip
     assert value(samples, "scratchnet_request_items_sum", api="http") == len(PAYLOAD)
     lines = [m.group(1) for line in server.stderr().splitlines() if (m := ACCESS_LINE.match(line))]
-    assert [(e["api"], e["status"], e["model"]) for e in map(logfmt, lines)] == [
+    entries = list(map(logfmt, lines))
+    assert [(e["api"], e["status"], e["model"]) for e in entries] == [
         ("http", "OK", "scratchnet"), ("http", "INVALID_ARGUMENT", "scratchnet"),
-        ("http", "INVALID_ARGUMENT", "scratchnet"),
+        ("http", "INVALID_ARGUMENT", "scratchnet"), ("http", "INVALID_ARGUMENT", ""),
     ]  # fmt: skip
+    assert entries[-1]["method"] == "POST /v2/models/scratchnet/versions/\n1/infer"
 
 
 def test_no_client_words_start_a_line_of_their_own_in_any_text_log_line(
