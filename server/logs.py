@@ -151,7 +151,7 @@ class TextFormatter(logging.Formatter):
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The line, escaped where it needs to be."""
         line = super().formatMessage(record)
-        return line if _CONTROL.search(line) is None else _CONTROL.sub(_escaped, line)
+        return line if line.isprintable() else _CONTROL.sub(_escaped, line)
 
 
 # Characters that break or hide a line: C0 and C1 controls, and Unicode's line separators.
