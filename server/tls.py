@@ -94,9 +94,23 @@ class TlsFiles:
             connection.context = read.context
 
     def _read_files(self) -> _Read:
+        read = self._context_of(self._bytes())
+        # ssl reads the files by name, gRPC takes their bytes: both must be the same files.
+        if self._bytes() != (read.cert, read.key, read.client_ca):
+            raise ScratchnetError(
+                f"the TLS files --tls-cert {self.cert}, --tls-key {self.key} changed while "
+                "they were read: read them again when they are written (SIGHUP)"
+            )
+        return read
+
+    def _bytes(self) -> tuple[bytes, bytes, bytes | None]:
         cert = _pem("--tls-cert", self.cert)
         key = _pem("--tls-key", self.key)
         client_ca = None if self.client_ca is None else _pem("--tls-client-ca", self.client_ca)
+        return cert, key, client_ca
+
+    def _context_of(self, files: tuple[bytes, bytes, bytes | None]) -> _Read:
+        """The files' context, made from the files the bytes were read from."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         try:
             context.load_cert_chain(self.cert, self.key)
@@ -109,7 +123,7 @@ class TlsFiles:
                 f"cannot use the TLS files --tls-cert {self.cert}, --tls-key {self.key}{ca} "
                 f"({error})"
             ) from None
-        return _Read(cert, key, client_ca, context)
+        return _Read(*files, context)
 
 
 def _pem(flag: str, path: Path) -> bytes:
