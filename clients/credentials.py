@@ -120,8 +120,10 @@ def read_token(file: str | os.PathLike[str] | None, environ: Mapping[str, str]) 
     if file is not None:
         try:
             text = Path(file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise ClientError(f"--token-file {file}: cannot read it ({error})") from None
+        except OSError as error:
+            raise ClientError(f"--token-file {file}: cannot read it ({error.strerror})") from None
+        except UnicodeDecodeError:
+            raise ClientError(f"--token-file {file}: cannot read it (not UTF-8 text)") from None
         return _checked_token(text, f"--token-file {file}")
     text = environ.get(TOKEN_VARIABLE, "")
     return _checked_token(text, TOKEN_VARIABLE) if text.strip() else None

@@ -107,6 +107,8 @@ class Plan:
     images: tuple[NDArray[Any], ...]
     datatype: str
     outputs: tuple[str, ...]
+    model: str = ""
+    version: str = ""
 
     @property
     def method(self) -> str:
@@ -134,7 +136,12 @@ class Measurement:
     seconds: float
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+    """The first message of each error code, which says why the calls failed."""
     cpu_seconds: float = 0.0
+    server: dict[str, float] | None = None
+    """The server's own averages over the window, from its statistics (ms per request), when it
+    has Triton's statistics extension."""
     first_replies: dict[int, bytes] = field(default_factory=dict)
     """The first OK reply to each request (by index), which every later reply must equal."""
 
@@ -154,8 +161,9 @@ class Measurement:
         per_second = 1 / self.seconds if self.seconds > 0 else 0.0
         latency: dict[str, float] = {}
         if self.latencies:
-            ms = np.percentile(self.latencies, [50, 90, 99, 100]) * 1000
-            latency = dict(zip(("p50", "p90", "p99", "max"), ms.tolist(), strict=True))
+            ms = np.percentile(self.latencies, [50, 90, 95, 99, 100]) * 1000
+            latency = dict(zip(("p50", "p90", "p95", "p99", "max"), ms.tolist(), strict=True))
+            latency["mean"] = float(np.mean(self.latencies)) * 1000
         return {
             "batch": self.batch,
             "concurrency": self.concurrency,
@@ -166,9 +174,12 @@ class Measurement:
             "latency_ms": latency,
             "errors": self.error_count,
             "errors_by_code": dict(sorted(self.errors.items())),
+            "error_messages": dict(sorted(self.messages.items())),
             "client_cpu_seconds": self.cpu_seconds,
+            # Per call made, answered or failed: what one call costs the client.
             "client_cpu_ms_per_request": self.cpu_seconds * 1000 / calls if calls else None,
             "client_cpu_cores": self.cpu_seconds * per_second,
+            "server_ms": self.server,
         }
 
 
@@ -185,12 +196,10 @@ def describe(
     metadata = credentials.metadata
     with _channel(target, credentials) as channel:
         try:
-            if api == "v1" or model is None:
-                spec = _describe_v1(channel, timeout, metadata)
-                _check_served(spec, model, version)
-                if api == "v1":
-                    return spec
-                model = spec.name
+            if api == "v1":
+                return _describe_v1(channel, timeout, metadata, model or "", version)
+            if model is None:  # the server's default model, as v1 names it
+                model = _describe_v1(channel, timeout, metadata, "", "").name
             return _describe_v2(channel, model, version, timeout, metadata)
         except grpc.RpcError as error:
             if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNIMPLEMENTED:
@@ -232,6 +241,8 @@ def build_plan(
         raise ScratchnetError(
             f"model '{spec.name}' takes {' or '.join(spec.datatypes)} images, not {datatype}"
         )
+    if datatype not in _SENDABLE:
+        raise ScratchnetError(f"perf sends UINT8 or FP32 images, not {datatype}")
     unknown = [name for name in outputs if name not in spec.outputs]
     if unknown or not outputs:
         raise ScratchnetError(
@@ -241,6 +252,12 @@ def build_plan(
     if spec.max_batch and batch > spec.max_batch:
         raise ScratchnetError(
             f"batch {batch} is more than the server takes in one request ({spec.max_batch})"
+        )
+    item_bytes = math.prod(spec.image_dims) * np.dtype(_NUMPY[datatype]).itemsize
+    if batch * item_bytes > _MAX_REQUEST_BYTES:
+        raise ScratchnetError(
+            f"batch {batch} takes {batch * item_bytes:,} bytes a request, more than perf sends "
+            f"({_MAX_REQUEST_BYTES:,}): send a smaller batch"
         )
     if pixels is None:
         rng = np.random.default_rng(SEED)
@@ -255,7 +272,7 @@ def build_plan(
     images = tuple(_as_datatype(chunk, datatype) for chunk in chunks)
     encode = _request_v1 if api == "v1" else _request_v2
     requests = tuple(encode(spec, chunk, datatype, outputs) for chunk in images)
-    return Plan(api, requests, images, datatype, tuple(outputs))
+    return Plan(api, requests, images, datatype, tuple(outputs), spec.name, spec.version)
 
 
 def in_shared_memory(plan: Plan, spec: ModelSpec) -> tuple[Plan, list[Region]]:
@@ -282,10 +299,14 @@ def measure(
     warmup: float = 1.0,
     timeout: float = 30.0,
     credentials: Credentials = PLAINTEXT,
+    check_replies: bool = True,
 ) -> Measurement:
     """Keep `concurrency` calls in flight for `warmup` + `duration` seconds, the plan's requests
-    in turn; figures come from the calls started after the warm-up."""
-    return asyncio.run(_measure(target, plan, concurrency, duration, warmup, timeout, credentials))
+    in turn; figures come from the calls started after the warm-up. `check_replies`: an OK
+    reply that differs from the first to the same request counts as an error (MISMATCH)."""
+    return asyncio.run(
+        _measure(target, plan, concurrency, duration, warmup, timeout, credentials, check_replies)
+    )
 
 
 def wait_answering(
@@ -321,6 +342,7 @@ async def _measure(
     warmup: float,
     timeout: float,
     credentials: Credentials,
+    check_replies: bool,
 ) -> Measurement:
     result = Measurement(plan.batch, concurrency, seconds=0.0)
     requests = plan.requests
@@ -338,13 +360,18 @@ async def _measure(
                 cpu_at_window.append(time.process_time())
             key = index % len(requests)
             index += concurrency
+            message = ""
             try:
                 reply = await call(requests[key], timeout=timeout, metadata=metadata)
                 first_reply = result.first_replies.setdefault(key, reply)
-                code = None if reply == first_reply else MISMATCH
+                code = None if reply == first_reply or not check_replies else MISMATCH
+                message = _MISMATCH_MESSAGE
             except grpc.aio.AioRpcError as error:
-                code = error.code().name
+                code, message = error.code().name, error.details() or ""
             done = time.perf_counter()
+            if code == "UNAVAILABLE":
+                # A server that is down or going answers at once: don't spin on it.
+                await asyncio.sleep(_UNAVAILABLE_PAUSE)
             if began < window:
                 continue
             last_done = max(last_done, done)
@@ -352,15 +379,76 @@ async def _measure(
                 result.latencies.append(done - began)
             else:
                 result.errors[code] = result.errors.get(code, 0) + 1
+                result.messages.setdefault(code, message)
 
     metadata = credentials.metadata
     async with open_aio_channel(parse_targets(target), credentials, _CHANNEL_OPTIONS) as channel:
         call = channel.unary_unary(plan.method, None, None)
+        statistics = _ServerStatistics(channel, plan, metadata, timeout)
+        before = asyncio.ensure_future(statistics.after(warmup))
         await asyncio.gather(*(caller(first) for first in range(concurrency)))
+        result.server = statistics.difference(await before, await statistics.after(0))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.
     result.seconds = last_done - window
     result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
     return result
+
+
+_MISMATCH_MESSAGE = (
+    "an OK reply differed from the first reply to the same request (a model whose answers vary "
+    "from call to call: --no-check-replies)"
+)
+_MAX_REQUEST_BYTES = 1 << 30
+"""The largest request perf builds (a gigabyte of images): protobuf's own limit is 2 GB."""
+_UNAVAILABLE_PAUSE = 0.1
+"""Seconds a caller waits after an UNAVAILABLE answer before its next call."""
+_STAGES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+class _ServerStatistics:
+    """The model's statistics as the server counts them (Triton's statistics extension), read
+    at the window's start and end: where a request's time went inside the server."""
+
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        plan: Plan,
+        metadata: tuple[tuple[str, str], ...],
+        timeout: float,
+    ) -> None:
+        self._call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelStatistics",
+            oip.ModelStatisticsRequest.SerializeToString,
+            oip.ModelStatisticsResponse.FromString,
+        )
+        self._request = oip.ModelStatisticsRequest(name=plan.model, version=plan.version)
+        self._metadata = metadata
+        self._timeout = min(timeout, 10.0)
+
+    async def after(self, seconds: float) -> Any:
+        """The model's statistics `seconds` from now; None if the server has none to give."""
+        await asyncio.sleep(seconds)
+        try:
+            reply = await self._call(self._request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.aio.AioRpcError:
+            return None  # not a server with the extension, or not this model's: no server figures
+        return reply.model_stats[0] if len(reply.model_stats) == 1 else None
+
+    @staticmethod
+    def difference(before: Any, after: Any) -> dict[str, float] | None:
+        """Milliseconds per successful request between the two readings, by stage and in all."""
+        if before is None or after is None:
+            return None
+        count = after.inference_stats.success.count - before.inference_stats.success.count
+        if count <= 0:
+            return None
+        figures = {"requests": float(count)}
+        for stage in ("success", *_STAGES):
+            elapsed = (
+                getattr(after.inference_stats, stage).ns - getattr(before.inference_stats, stage).ns
+            )
+            figures["total" if stage == "success" else stage] = elapsed / count / 1e6
+        return figures
 
 
 def _channel(target: str, credentials: Credentials) -> grpc.Channel:
@@ -369,16 +457,19 @@ def _channel(target: str, credentials: Credentials) -> grpc.Channel:
 
 
 def _describe_v1(
-    channel: grpc.Channel, timeout: float, metadata: tuple[tuple[str, str], ...]
+    channel: grpc.Channel,
+    timeout: float,
+    metadata: tuple[tuple[str, str], ...],
+    model: str,
+    version: str,
 ) -> ModelSpec:
     call = channel.unary_unary(
         "/scratchnet.v1.Classifier/GetModelInfo",
         v1.GetModelInfoRequest.SerializeToString,
         v1.GetModelInfoResponse.FromString,
     )
-    info: v1.GetModelInfoResponse = call(
-        v1.GetModelInfoRequest(), timeout=timeout, metadata=metadata
-    )
+    request = v1.GetModelInfoRequest(model_name=model, model_version=version)
+    info: v1.GetModelInfoResponse = call(request, timeout=timeout, metadata=metadata)
     return ModelSpec(
         name=info.model_name,
         version=info.model_version,
@@ -418,7 +509,30 @@ def _describe_v2(
         image_dims=_image_dims(model, image.name, image.shape),
         datatypes=(image.datatype,),
         outputs=tuple(tensor.name for tensor in meta.outputs),
+        max_batch=_max_batch_v2(channel, model, version, timeout, metadata),
     )
+
+
+def _max_batch_v2(
+    channel: grpc.Channel,
+    model: str,
+    version: str,
+    timeout: float,
+    metadata: tuple[tuple[str, str], ...],
+) -> int:
+    """The model's max_batch_size from its configuration (Triton's model configuration
+    extension); 0 from a server that does not say."""
+    call = channel.unary_unary(
+        "/inference.GRPCInferenceService/ModelConfig",
+        oip.ModelConfigRequest.SerializeToString,
+        oip.ModelConfigResponse.FromString,
+    )
+    try:
+        reply = call(oip.ModelConfigRequest(name=model, version=version), timeout=timeout,
+                     metadata=metadata)  # fmt: skip
+    except grpc.RpcError:
+        return 0  # not every KServe v2 server has the extension: the server will decide
+    return int(reply.config.max_batch_size)
 
 
 def _image_dims(model: str, name: str, shape: Sequence[int]) -> tuple[int, ...]:
@@ -431,15 +545,6 @@ def _image_dims(model: str, name: str, shape: Sequence[int]) -> tuple[int, ...]:
     return dims
 
 
-def _check_served(spec: ModelSpec, model: str | None, version: str) -> None:
-    if model is not None and model != spec.name:
-        raise ScratchnetError(f"the server serves model '{spec.name}', not '{model}'")
-    if version and version != spec.version:
-        raise ScratchnetError(
-            f"the server serves version '{spec.version}' of model '{spec.name}', not '{version}'"
-        )
-
-
 def _api_name(api: str) -> str:
     return "scratchnet.v1.Classifier" if api == "v1" else "the Open Inference Protocol"
 
@@ -450,7 +555,7 @@ def _as_datatype(pixels: NDArray[np.uint8], datatype: str) -> NDArray[Any]:
     if datatype == "FP32":
         # Pixels in [0, 1], as the models exported here (and MNIST models generally) take them.
         return (pixels / np.float32(255)).astype("<f4")
-    raise ScratchnetError(f"perf sends UINT8 or FP32 images, not {datatype}")
+    raise ValueError(datatype)  # build_plan sends only _SENDABLE ones
 
 
 def _request_v1(
@@ -461,6 +566,8 @@ def _request_v1(
         images=tensor,
         return_scores="scores" in outputs,
         return_probabilities="probabilities" in outputs,
+        model_name=spec.name,
+        model_version=spec.version,
     )
     return request.SerializeToString()
 
@@ -523,8 +630,9 @@ def _main() -> int:
     parser = ArgumentParser(
         prog=PROGRAM,
         description="Load a scratchnet or Open Inference Protocol server with inference calls "
-        "and report throughput, latency, errors and the client's own CPU time. Exit code 0, or "
-        "1 if any call failed.",
+        "and report throughput, latency, errors and the client's own CPU time. Exit code 0; 1 "
+        "if any call failed; 2 for a mistake found before the run (a flag, a file, the server "
+        "or model not reachable).",
     )
     add_server_flags(parser, "deadline of each call")
     parser.add_argument(
@@ -565,9 +673,9 @@ def _main() -> int:
     parser.add_argument(
         "--outputs",
         type=_names,
-        default=DEFAULT_OUTPUTS,
         metavar="NAMES",
-        help="outputs asked for, comma-separated (default: label,scores)",
+        help="outputs asked for, comma-separated (default: label,scores when the model has "
+        "them, else all of its outputs)",
     )
     parser.add_argument(
         "--data",
@@ -582,18 +690,28 @@ def _main() -> int:
         help="system: send the images through shared memory (/dev/shm) instead of the message "
         "(Triton's extension; --api v2, a server on this host; default: none)",
     )
+    parser.add_argument(
+        "--no-check-replies",
+        action="store_true",
+        help="accept any OK reply (by default a reply that differs from the first to the same "
+        "request is an error, MISMATCH: a server answering wrongly under load)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
     parse_targets(args.target)  # a malformed target fails before any call
     credentials = Credentials.of(**security_options(parser, args))
     spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
     datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
+    outputs = args.outputs
+    if outputs is None:
+        classifier = all(name in spec.outputs for name in DEFAULT_OUTPUTS)
+        outputs = DEFAULT_OUTPUTS if classifier else spec.outputs
     plan = build_plan(
         spec,
         args.api,
         args.batch,
         datatype=datatype,
-        outputs=args.outputs,
+        outputs=outputs,
         pixels=_dataset_pixels(args.data) if args.data else None,
     )
     regions: list[Region] = []
@@ -608,6 +726,7 @@ def _main() -> int:
             warmup=args.warmup,
             timeout=args.timeout,
             credentials=credentials,
+            check_replies=not args.no_check_replies,
         )
     if result.requests + result.error_count == 0:
         raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
@@ -651,29 +770,46 @@ def _dataset_pixels(path: str) -> NDArray[np.uint8]:
 
 def _text(report: dict[str, Any]) -> str:
     latency = report["latency_ms"]
-    errors = ", ".join(f"{code} {count}" for code, count in report["errors_by_code"].items())
     cpu = report["client_cpu_ms_per_request"]
     dims = ",".join(map(str, report["input"]["dims"]))
-    return "\n".join(
-        [
-            f"{report['target']} {report['api']}: model '{report['model']['name']}' version "
-            f"'{report['model']['version']}', input '{report['input']['name']}' "
-            f"{report['input']['datatype']} [{report['batch']},{dims}], outputs "
-            f"{','.join(report['outputs'])}",
-            f"{report['concurrency']} call(s) in flight for {report['seconds']:.2f} s after "
-            f"{report['warmup_seconds']:g} s of warm-up",
-            f"throughput  {report['requests_per_second']:,.1f} requests/s, "
-            f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
-            "latency     "
-            + ", ".join(f"{name} {ms:.3f} ms" for name, ms in latency.items())
-            + ("" if latency else "none answered"),
-            f"errors      {errors or 'none'}",
-            f"client CPU  {cpu:.3f} ms per request, {report['client_cpu_cores']:.2f} cores "
-            "(near 1: the client may be the bottleneck)"
-            if cpu is not None
-            else "client CPU  n/a",
-        ]
-    )
+    via = " through shared memory" if report["shared_memory"] != "none" else ""
+    lines = [
+        f"{report['target']} {report['api']}: model '{report['model']['name']}' version "
+        f"'{report['model']['version']}', input '{report['input']['name']}' "
+        f"{report['input']['datatype']} [{report['batch']},{dims}]{via}, outputs "
+        f"{','.join(report['outputs'])}",
+        f"{report['concurrency']} call(s) in flight for {report['seconds']:.2f} s after "
+        f"{report['warmup_seconds']:g} s of warm-up",
+        f"throughput  {report['requests_per_second']:,.1f} requests/s, "
+        f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
+        "latency     "
+        + ", ".join(f"{name} {ms:.3f} ms" for name, ms in latency.items())
+        + ("" if latency else "none answered"),
+    ]
+    server = report["server_ms"]
+    if server:
+        stages = ", ".join(f"{stage} {server[stage]:.3f}" for stage in _STAGES)
+        lines.append(
+            f"server      {server['total']:.3f} ms per request in the server: {stages} "
+            f"(its statistics, {server['requests']:,.0f} requests)"
+        )
+    errors = report["errors_by_code"]
+    lines.append("errors      " + (", ".join(f"{c} {n:,}" for c, n in errors.items()) or "none"))
+    for code, message in report["error_messages"].items():
+        lines.append(f"  first {code}: {message}")
+    if cpu is None:
+        lines.append("client CPU  n/a")
+    else:
+        busy = report["client_cpu_cores"] >= _BUSY_CLIENT
+        lines.append(
+            f"client CPU  {cpu:.3f} ms per call, {report['client_cpu_cores']:.2f} cores"
+            + (" (near a whole core: the client may be the bottleneck)" if busy else "")
+        )
+    return "\n".join(lines)
+
+
+_BUSY_CLIENT = 0.8
+"""Client cores from which the report warns that the client may be what limits the run."""
 
 
 if __name__ == "__main__":

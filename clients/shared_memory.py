@@ -65,11 +65,34 @@ class Region:
 def registered(
     target: str, regions: Sequence[Region], timeout: float, credentials: Credentials = PLAINTEXT
 ) -> Iterator[None]:
-    """Register `regions` with the server at `target` (over TLS and with a token if
-    `credentials` say so) for the block; then unregister them and remove their objects,
-    whatever happened."""
+    """Register `regions` with the server at `target` (with every replica of a list, since
+    calls go to any of them; over TLS and with a token if `credentials` say so) for the block;
+    then unregister them and remove their objects, whatever happened."""
+    targets = parse_targets(target)
+    if regions and targets.replicas is None:
+        raise ClientError(
+            f"target {target!r}: shared memory needs the servers listed (HOST:PORT,…), "
+            "to register its regions with each"
+        )
+    try:
+        with contextlib.ExitStack() as registrations:
+            for address in targets.addresses:
+                registrations.enter_context(
+                    _registered_with(address, regions, timeout, credentials)
+                )
+            yield
+    finally:
+        for region in regions:
+            region.close()
+
+
+@contextmanager
+def _registered_with(
+    address: str, regions: Sequence[Region], timeout: float, credentials: Credentials
+) -> Iterator[None]:
+    """`regions` registered with the one server at `address` for the block."""
     metadata = credentials.metadata
-    with open_channel(parse_targets(target), credentials) as channel:
+    with open_channel(parse_targets(address), credentials) as channel:
         stub = oip_grpc.GRPCInferenceServiceStub(channel)
         done: list[Region] = []
         try:
@@ -81,7 +104,7 @@ def registered(
                     stub.SystemSharedMemoryRegister(request, timeout=timeout, metadata=metadata)
                 except grpc.RpcError as error:
                     note = f" (registering shared memory region '{region.name}')"
-                    raise from_rpc_error(error, target, timeout, note, credentials) from None
+                    raise from_rpc_error(error, address, timeout, note, credentials) from None
                 done.append(region)
             yield
         finally:
@@ -92,5 +115,3 @@ def registered(
                         timeout=timeout,
                         metadata=metadata,
                     )
-            for region in regions:
-                region.close()

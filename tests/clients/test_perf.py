@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Iterator
 from concurrent import futures
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,12 @@ import pytest
 
 from clients import perf
 from clients.perf import APIS, MISMATCH, ModelSpec, build_plan, describe, measure
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.artifact import Artifact
+from scratchnet.errors import ScratchnetError
 from scratchnet.forward import predict
-from tests.conftest import RunningServer, run_module
+from tests.conftest import RunningServer, run_module, start_server
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
@@ -36,8 +40,15 @@ def test_json_figures_are_sane(server: RunningServer, api: str) -> None:
     assert report["images_per_second"] == pytest.approx(4 * report["requests_per_second"])
     assert report["requests_per_second"] == pytest.approx(report["requests"] / report["seconds"])
     latency = report["latency_ms"]
-    assert 0 < latency["p50"] <= latency["p90"] <= latency["p99"] <= latency["max"]
+    assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
+    assert latency["p99"] <= latency["max"] and 0 < latency["mean"] <= latency["max"]
     assert report["client_cpu_ms_per_request"] > 0
+    # The server's own figures over the window, from its statistics (calls at the window's
+    # edges may fall on either side of a reading).
+    server_ms = report["server_ms"]
+    assert abs(server_ms["requests"] - report["requests"]) <= report["concurrency"]
+    stages = ("queue", "compute_input", "compute_infer", "compute_output")
+    assert 0 < sum(server_ms[stage] for stage in stages) <= server_ms["total"] < latency["mean"]
     assert result.stderr == ""
 
 
@@ -50,7 +61,9 @@ def test_text_report_and_dataset_images(server: RunningServer) -> None:
     lines = result.stdout.splitlines()
     assert "input 'images' UINT8 [1,28,28], outputs label,probabilities" in lines[0]
     assert lines[2].startswith("throughput") and "requests/s" in lines[2]
-    assert lines[3].startswith("latency     p50") and lines[4] == "errors      none"
+    assert lines[3].startswith("latency     p50") and "p95" in lines[3] and "mean" in lines[3]
+    assert lines[4].startswith("server      ") and "ms per request in the server" in lines[4]
+    assert lines[5] == "errors      none"
 
 
 def test_replies_decode_to_the_models_answers(server: RunningServer, artifact: Artifact) -> None:
@@ -95,6 +108,9 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
     # Only the first reply was accepted (if it fell in the window); every other one differs.
     assert result.errors[MISMATCH] >= 1 and summary["requests"] <= 1
     assert summary["errors"] == result.errors[MISMATCH]
+    assert "--no-check-replies" in result.messages[MISMATCH]
+    unchecked = measure(fickle_server, plan, duration=0.3, warmup=0, check_replies=False)
+    assert unchecked.error_count == 0 and unchecked.requests > 1
 
 
 @pytest.mark.parametrize(
@@ -109,6 +125,7 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
         (["--target", "{server}", "--outputs", "logits"], "has no output 'logits'"),
         (["--target", "{server}", "--api", "v2", "--model", "x"], "NOT_FOUND"),
         (["--target", "{server}", "--batch", "5000"], "more than the server takes"),
+        (["--target", "{server}", "--api", "v2", "--batch", "5000"], "more than the server takes"),
         ([], "required: --target"),
     ],
 )
@@ -179,3 +196,98 @@ def test_images_through_shared_memory(server: RunningServer) -> None:
         check=False,
     )  # fmt: skip
     assert refused.returncode == 2 and "use --api v2" in refused.stderr
+
+
+def test_calls_the_server_refuses_are_counted_and_the_first_reason_shown(
+    server: RunningServer,
+) -> None:
+    # A plan the server refuses call by call: more images than its max batch, which a server
+    # that does not say its limit (no model configuration) would not have let perf check first.
+    served = describe(server.target, "v2")
+    spec = replace(served, max_batch=0)
+    plan = build_plan(spec, "v2", served.max_batch + 1, count=1)
+    result = measure(server.target, plan, duration=0.3, warmup=0)
+    assert result.requests == 0 and result.errors["INVALID_ARGUMENT"] == result.error_count > 0
+    assert "batch" in result.messages["INVALID_ARGUMENT"]
+    report = {
+        "target": server.target, "api": "v2", "model": {"name": spec.name, "version": "1"},
+        "input": {"name": "images", "datatype": "FP32", "dims": [28, 28]},
+        "outputs": ["label"], "shared_memory": "none", "warmup_seconds": 0.0,
+        **result.summary(),
+    }  # fmt: skip
+    lines = perf._text(report).splitlines()
+    assert f"errors      INVALID_ARGUMENT {result.error_count:,}" in lines
+    assert f"  first INVALID_ARGUMENT: {result.messages['INVALID_ARGUMENT']}" in lines
+
+
+def test_a_batch_too_large_to_build_is_refused_before_anything_is_sent() -> None:
+    spec = ModelSpec("m", "", "x", (28, 28), ("FP32",), ("label",))  # no max batch said
+    with pytest.raises(ScratchnetError, match="more than perf sends"):
+        build_plan(spec, "v2", 10**9, outputs=["label"])
+
+
+@pytest.fixture
+def unavailable_server() -> Iterator[tuple[str, list[int]]]:
+    """A server whose ModelInfer answers every call UNAVAILABLE at once, and its call count."""
+    calls: list[int] = []
+
+    def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
+        calls.append(1)
+        context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
+
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(answer)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", calls
+    server.stop(grace=None)
+
+
+def test_an_unavailable_server_is_not_called_in_a_busy_loop(
+    unavailable_server: tuple[str, list[int]],
+) -> None:
+    target, calls = unavailable_server
+    spec = ModelSpec("m", "", "x", (2, 2), ("UINT8",), ("label",))
+    plan = build_plan(spec, "v2", 1, outputs=["label"], count=1)
+    result = measure(target, plan, concurrency=2, duration=0.5, warmup=0)
+    # Two callers, each pausing 0.1 s after an UNAVAILABLE answer: about 10 calls, not thousands.
+    assert 2 <= len(calls) <= 20 and result.errors["UNAVAILABLE"] == result.error_count
+    assert result.messages == {"UNAVAILABLE": "going away"}
+
+
+def test_v1_measures_the_model_and_version_named(model_onnx: Path, tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        (tmp_path / "repository" / name / "1").mkdir(parents=True)
+        (tmp_path / "repository" / name / "1" / "model.onnx").write_bytes(model_onnx.read_bytes())
+    with start_server(
+        tmp_path / "repository", tmp_dir=tmp_path, model_flag="--model-repository"
+    ) as server:
+        spec = describe(server.target, "v1", "second", "1")
+        assert (spec.name, spec.version) == ("second", "1")
+        plan = build_plan(spec, "v1", 1, count=1)
+        result = measure(server.target, plan, duration=0.3, warmup=0)
+        assert result.error_count == 0 and result.requests > 0
+        with grpc.insecure_channel(server.target) as channel:
+            reply = GRPCInferenceServiceStub(channel).ModelStatistics(
+                oip.ModelStatisticsRequest(), timeout=10
+            )
+        calls = {stats.name: stats.inference_stats.success.count for stats in reply.model_stats}
+        assert calls == {"first": 0, "second": result.requests}
+        assert server.stop() == 0
+
+
+def test_shared_memory_regions_are_registered_with_every_replica(
+    server: RunningServer, model_onnx: Path, tmp_path: Path
+) -> None:
+    with start_server(model_onnx, tmp_dir=tmp_path) as other:
+        result = run_module(
+            "clients.perf", "--target", f"{server.target},{other.target}", "--api", "v2",
+            "--concurrency", "4", "--duration", "0.5", "--warmup", "0",
+            "--shared-memory", "system", "--json",
+        )  # fmt: skip
+        assert other.stop() == 0
+    report = json.loads(result.stdout)
+    assert report["requests"] > 0 and report["errors"] == 0, report["error_messages"]
