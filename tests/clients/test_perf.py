@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,22 @@ def test_replies_decode_to_the_models_answers(server: RunningServer, artifact: A
         assert outputs["scores"].shape == (5, 10)
 
 
+@contextmanager
+def model_infer_only(answer: Callable[[bytes, grpc.ServicerContext], bytes]) -> Iterator[str]:
+    """A server on 127.0.0.1 whose only method, ModelInfer, is `answer`; its address."""
+    handler = grpc.method_handlers_generic_handler(
+        "inference.GRPCInferenceService",
+        {"ModelInfer": grpc.unary_unary_rpc_method_handler(answer)},
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None)
+
+
 @pytest.fixture
 def fickle_server() -> Iterator[str]:
     """A server whose ModelInfer answers each call with different bytes."""
@@ -88,15 +105,8 @@ def fickle_server() -> Iterator[str]:
     def answer(request: bytes, context: grpc.ServicerContext) -> bytes:
         return f"reply {next(calls)}".encode()
 
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {"ModelInfer": grpc.unary_unary_rpc_method_handler(answer)},
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop(grace=None)
+    with model_infer_only(answer) as target:
+        yield target
 
 
 def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
@@ -235,15 +245,8 @@ def unavailable_server() -> Iterator[tuple[str, list[int]]]:
         calls.append(1)
         context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
 
-    handler = grpc.method_handlers_generic_handler(
-        "inference.GRPCInferenceService",
-        {"ModelInfer": grpc.unary_unary_rpc_method_handler(answer)},
-    )
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", calls
-    server.stop(grace=None)
+    with model_infer_only(answer) as target:
+        yield target, calls
 
 
 def test_an_unavailable_server_is_not_called_in_a_busy_loop(
