@@ -56,7 +56,7 @@ from serving import (
 )
 
 from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.errors import ScratchnetError
 from scratchnet.files import atomic_write
 
@@ -137,7 +137,7 @@ def mlp(path: Path, pixels: int, hidden: int = 1024, classes: int = 10, seed: in
 
 def main() -> int:
     """Build the MLP, measure, write the results file and print the table."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument(
         "--mlp-dir", type=Path, default=Path("build/bench"), help="where MLP-WIDTH.onnx go"
@@ -157,7 +157,9 @@ def main() -> int:
     parser.add_argument("--threads", type=integer(0), help="the servers' --threads (default)")
     parser.add_argument("--repeats", type=integer(1), default=3, help="default 3")
     parser.add_argument("--seconds", type=positive_number, default=3.0, help="per repeat (3)")
-    parser.add_argument("--warmup", type=positive_number, default=1.0, help="per repeat (1)")
+    parser.add_argument(
+        "--warmup", type=non_negative_number, default=1.0, help="per repeat, 0 for none (1)"
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/batching.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/batching-logs"))
     args = parser.parse_args()
@@ -165,11 +167,7 @@ def main() -> int:
         raise ScratchnetError(
             f"{args.model} not found: `python -m trainer && python -m export` (or `make bench`)"
         )
-    try:
-        article = _session(args.model)
-    except Exception as error:  # onnxruntime raises its own unrelated classes
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ScratchnetError(f"{args.model}: onnxruntime cannot load it: {reason}") from None
+    article = _session(args.model)  # a file onnxruntime cannot load: one line, exit 2
     height, width = _sizes(article.get_inputs()[0].shape[1:], 2, args.model, "its input")
     scores = {output.name: output for output in article.get_outputs()}
     if "scores" not in scores or "label" not in scores:

@@ -74,7 +74,7 @@ def onnxruntime_forward(artifact: Artifact, sha256: str, dtype: str) -> Runner:
 
 def main() -> int:
     """Measure and print the table."""
-    parser = ArgumentParser(prog="bench/export_speed.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="bench/export_speed.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("artifact", nargs="?", type=Path, default=DEFAULT_ARTIFACT)
     parser.add_argument("--data", help="data set (default: the bundled MNIST)")
     parser.add_argument(
@@ -99,7 +99,8 @@ def main() -> int:
     }
     print(
         f"{len(pixels)} test images {list(pixels.shape[1:])}; images/s, median of {args.rounds} "
-        f"rounds; onnxruntime {ort.__version__}, numpy {np.__version__}\n"
+        f"round{'' if args.rounds == 1 else 's'}; onnxruntime {ort.__version__}, numpy "
+        f"{np.__version__}\n"
     )
     columns = [*contenders, *(f"onnxruntime/numpy {dtype}" for dtype in DTYPES)]
     print("| batch | " + " | ".join(columns) + " |")

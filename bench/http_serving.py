@@ -50,7 +50,7 @@ from serving import (
 )
 
 from clients.perf import MISMATCH, Measurement, ModelSpec, build_plan, measure
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
@@ -105,12 +105,14 @@ class Requests:
 
 def main() -> int:
     """Measure every contender, write the results and print the table."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--peers-venv", type=Path, default=Path("build/peers-venv"))
     parser.add_argument("--repeats", type=integer(1), default=3, help="default 3")
     parser.add_argument("--seconds", type=positive_number, default=3.0, help="per repeat (3)")
-    parser.add_argument("--warmup", type=positive_number, default=1.0, help="per repeat (1)")
+    parser.add_argument(
+        "--warmup", type=non_negative_number, default=1.0, help="per repeat, 0 for none (1)"
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/http.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/http-serving-logs"))
     args = parser.parse_args()

@@ -52,7 +52,7 @@ def _serve_and_measure(
 
 def main() -> int:
     """Measure every model at every --inline-us value, taking turns, and print the medians."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "model.onnx")
     parser.add_argument(
         "--values", type=integers(0), default=[0, 200, 1000], help="--inline-us values (0,200,1000)"

@@ -85,15 +85,15 @@ def _control(flag: str, pid: int) -> None:
 
 def main() -> int:
     """Count and print each contender's instructions per call."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=ROOT / "artifacts" / "model.onnx")
     parser.add_argument("--calls", type=integer(1), default=400)
     args = parser.parse_args()
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
-        raise LaunchError("valgrind is not installed: `apt-get install valgrind`, then run again")
     if not args.model.is_file():
         raise LaunchError(f"{args.model} not found: run `make demo` first")
     plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=("label", "scores"))
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        raise LaunchError("valgrind is not installed: `apt-get install valgrind`, then run again")
     with (
         tempfile.TemporaryDirectory(prefix="instructions-") as folder,
         ThreadPoolExecutor(len(CONTENDERS)) as pool,

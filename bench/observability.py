@@ -27,10 +27,10 @@ import timeit
 from collections.abc import Callable
 from pathlib import Path
 
-import onnxruntime as ort
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from serving import _session, _spec
 
-from clients.perf import ModelSpec, build_plan, measure, wait_answering
+from clients.perf import Plan, build_plan, measure, wait_answering
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
 from scratchnet.errors import ScratchnetError
 from scratchnet.launcher import ServerProcess
@@ -110,14 +110,10 @@ def _prometheus_client_records() -> Callable[[], None]:
     return record
 
 
-def through_server(model: Path, repeats: int, seconds: float) -> dict[str, dict[str, float]]:
-    """Medians of S2 p50/p99 (ms) and S3 requests/s per configuration."""
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    image = session.get_inputs()[0]
-    datatype = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8"}[image.type]
-    dims = tuple(int(size) for size in image.shape[1:])
-    spec = ModelSpec("scratchnet", "", image.name, dims, (datatype,), ("label", "scores"))
-    plan = build_plan(spec, "v2", 1, outputs=("label", "scores"))
+def through_server(
+    model: Path, plan: Plan, repeats: int, seconds: float
+) -> dict[str, dict[str, float]]:
+    """Medians of S2 p50/p99 (ms) and S3 requests/s per configuration, `plan` the requests."""
     runs: dict[str, dict[str, list[float]]] = {
         name: {"S2 p50 ms": [], "S2 p99 ms": [], "S3 requests/s": []} for name in CONFIGURATIONS
     }
@@ -144,21 +140,27 @@ def through_server(model: Path, repeats: int, seconds: float) -> dict[str, dict[
 
 
 def _main() -> int:
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--repeats", type=integer(1), default=3, help="default 3")
     parser.add_argument("--seconds", type=positive_number, default=3.0, help="per run (3)")
     parser.add_argument("--in-process", action="store_true", help="no server: the first table")
     args = parser.parse_args()
-    if not args.in_process and not args.model.is_file():
-        raise ScratchnetError(f"{args.model} not found: `python -m trainer && python -m export`")
+    plan = None
+    if not args.in_process:
+        if not args.model.is_file():
+            raise ScratchnetError(
+                f"{args.model} not found: `python -m trainer && python -m export`"
+            )
+        # Before the first table: a file onnxruntime cannot load is one line, exit 2.
+        plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=("label", "scores"))
     print(f"load average before: {os.getloadavg()[0]:.1f}\n")
     print("| recording, in process | µs per request |\n|---|---:|")
     for name, micros in in_process().items():
         print(f"| {name} | {micros:.2f} |")
-    if args.in_process:
+    if plan is None:
         return 0
-    figures = through_server(args.model, args.repeats, args.seconds)
+    figures = through_server(args.model, plan, args.repeats, args.seconds)
     print("\n| server | S2 p50 ms | S2 p99 ms | S3 requests/s |\n|---|---:|---:|---:|")
     for name, row in figures.items():
         print(

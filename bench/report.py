@@ -98,8 +98,9 @@ def _notes(results: dict[str, Any]) -> list[str]:
         if "nvidia-pytriton" in peer:
             packages.append(f"nvidia-pytriton {peer['nvidia-pytriton']}{triton}")
         peers = f"; peers: {', '.join(packages)}, onnxruntime {peer['onnxruntime']}"
+    repeats = _plural(settings["repeats"], "repeat")
     notes = [
-        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s each (after "
+        f"Medians of {repeats} of {settings['seconds']:g} s each (after "
         f"{settings['warmup_seconds']:g} s of warm-up), one server at a time, taking turns. In "
         "parentheses: throughput as a fraction of the in-process ceiling, p50 latency as a "
         "multiple of it (medians of the per-repeat ratios). The ceiling is onnxruntime in "
@@ -196,8 +197,9 @@ def _batching_notes(
             p50 = ceiling["median"]["p50_ms"]
             times.append(f"{p50:.3f} ms on the {model['title']}")
             shares.append(f"{p50 / served['median']['p50_ms']:.0%}")
+    repeats = _plural(settings["repeats"], "repeat")
     notes = [
-        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s each (after "
+        f"Medians of {repeats} of {settings['seconds']:g} s each (after "
         f"{settings['warmup_seconds']:g} s of warm-up), one server at a time, taking turns; "
         "batch-1 ModelInfer calls with raw FP32 tensors from `clients.perf`, 1 call in flight (S2) "
         "or 32 (S3). S3 with / without: batching's requests/s over those without it in the same "
@@ -277,6 +279,11 @@ def _batching_targets(
     return found
 
 
+def _plural(count: int, noun: str) -> str:
+    """'1 repeat', '3 repeats'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _listed(items: list[str]) -> str:
     """'a', 'a and b', 'a, b and c'."""
     return " and ".join(filter(None, [", ".join(items[:-1]), *items[-1:]]))
@@ -315,8 +322,9 @@ def render_scale(results: dict[str, Any]) -> str:
             f"| {label} | {row['workers']} | {row['images_per_second']:,.0f} | {ratio} "
             f"| {_fixed(key, row)} |"
         )
+    repeats = _plural(settings["repeats"], "repeat")
     notes = [
-        f"Medians of {settings['repeats']} repeats; ratios are per repeat against that repeat's "
+        f"Medians of {repeats}; ratios are per repeat against that repeat's "
         f"in-process figure. Batches of {settings['batch']} images (Ray), 512 KiB of pixels "
         "(gRPC); servers run `--threads 1`, one model thread each like an actor. Ray's job "
         f"cost is a job of {settings['tiny']:,} images (mostly starting the actors); a server's "
@@ -433,8 +441,9 @@ def render_http(results: dict[str, Any]) -> str:
             "No errors; every server's first reply to each distinct request had onnxruntime's "
             "labels and scores (within 1e-5), and every later reply was the same bytes."
         )
+    repeats = _plural(settings["repeats"], "repeat")
     notes = [
-        f"Medians of {settings['repeats']} repeats of {settings['seconds']:g} s (after "
+        f"Medians of {repeats} of {settings['seconds']:g} s (after "
         f"{settings['warmup_seconds']:g} s of warm-up), one server at a time. In parentheses: "
         "throughput as a fraction of onnxruntime in process on the same images, p50 latency as a "
         "multiple of it. H3/H4 send one image as JSON; the gRPC row sends it raw, its nearest "
@@ -588,11 +597,48 @@ _RENDERERS = {
     "batching": render_batching,
     "soak": render_soak,
 }
+_WRITERS = {
+    "serving": ("bench/serving.py", RESULTS),
+    "scale": ("bench/scale.py", SCALE_RESULTS),
+    "http": ("bench/http_serving.py", HTTP_RESULTS),
+    "batching": ("bench/batching.py", BATCHING_RESULTS),
+    "soak": ("bench/soak.py", SOAK_RESULTS),
+}
+"""Each kind of results file: the script that writes it and its default --output."""
+
+
+def _missing(path: Path) -> str:
+    """What to say of a results file that does not exist."""
+    for script, default in _WRITERS.values():
+        if path == default:
+            return f"{path} not found: run {script} first"
+    return f"{path} not found"
+
+
+def _read(path: Path) -> tuple[str, dict[str, Any]]:
+    """A results file's kind (its "benchmark" field, else its name; serving if neither says)
+    and its contents."""
+    try:
+        results = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ScratchnetError(
+            f"{path}: not a results file: expected the JSON a bench script writes ({error})"
+        ) from None
+    except OSError as error:
+        raise ScratchnetError(f"{path}: cannot read it ({error.strerror})") from None
+    if not isinstance(results, dict):
+        raise ScratchnetError(
+            f"{path}: not a results file: expected a JSON object, got {type(results).__name__}"
+        )
+    kind = results.get("benchmark")
+    if kind not in _RENDERERS:
+        kind = path.stem if path.stem in _RENDERERS else "serving"
+    return kind, results
 
 
 def main() -> int:
     """Print the tables, or write them into a file's marked blocks."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "results",
         nargs="*",
@@ -605,13 +651,19 @@ def main() -> int:
     defaults = (RESULTS, SCALE_RESULTS, HTTP_RESULTS, SOAK_RESULTS, BATCHING_RESULTS)
     paths = args.results or [path for path in defaults if path.is_file()]
     if not paths:
-        raise ScratchnetError(f"{RESULTS} not found: run bench/serving.py first")
+        raise ScratchnetError(_missing(RESULTS))
     blocks = {}
     for path in paths:
         if not path.is_file():
-            raise ScratchnetError(f"{path} not found: run bench/{path.stem}.py first")
-        kind = path.stem if path.stem in _RENDERERS else "serving"
-        blocks[kind] = _RENDERERS[kind](json.loads(path.read_text()))
+            raise ScratchnetError(_missing(path))
+        kind, results = _read(path)
+        try:
+            blocks[kind] = _RENDERERS[kind](results)
+        except (KeyError, TypeError, ValueError) as error:
+            detail = f"no field {error}" if isinstance(error, KeyError) else str(error)
+            raise ScratchnetError(
+                f"{path}: not what {_WRITERS[kind][0]} writes ({detail})"
+            ) from None
     if args.write is not None and not args.write.is_file():
         raise ScratchnetError(f"{args.write} not found")
     if args.write is None:

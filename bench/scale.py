@@ -59,7 +59,7 @@ Row = dict[str, Any]
 
 def main() -> int:
     """Measure, write the results file and print the table."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--images", type=integer(TINY), default=1_000_000, help="default 1 M")
     parser.add_argument("--repeats", type=integer(1), default=3, help="default 3")

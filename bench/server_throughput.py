@@ -107,7 +107,7 @@ def measure(
 
 def main() -> int:
     """Measure and print the table."""
-    parser = ArgumentParser(prog="bench/server_throughput.py", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="bench/server_throughput.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", nargs="?", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--data", help="data set (default: the bundled MNIST)")
     parser.add_argument(
@@ -147,7 +147,8 @@ def main() -> int:
             }
             print(
                 f"{args.model} over {target}; {len(pixels)} test images {list(pixels.shape[1:])}"
-                f", labels only; images/s, median of {args.rounds} rounds\n"
+                f", labels only; images/s, median of {args.rounds} "
+                f"round{'' if args.rounds == 1 else 's'}\n"
             )
             columns = [*contenders, "Predict/in process", "PredictStream/Predict"]
             print("| batch | " + " | ".join(columns) + " |")

@@ -48,7 +48,7 @@ from clients.perf import (
     wait_answering,
 )
 from clients.shared_memory import Region, registered
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.errors import ClientError, LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
 
@@ -113,28 +113,33 @@ class Contender:
 
 def main() -> int:
     """Measure, write the results file and print the table."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--uint8-model", type=Path, default=Path("artifacts/model_uint8.onnx"))
     parser.add_argument("--peers", action="store_true", help="also KServe and PyTriton")
     parser.add_argument("--peers-venv", type=Path, default=Path("build/peers-venv"))
     parser.add_argument("--repeats", type=integer(1), default=3, help="default 3")
     parser.add_argument("--seconds", type=positive_number, default=3.0, help="per repeat (3)")
-    parser.add_argument("--warmup", type=positive_number, default=1.0, help="per repeat (1)")
-    parser.add_argument("--only", help="comma-separated contender ids (for development)")
+    parser.add_argument(
+        "--warmup", type=non_negative_number, default=1.0, help="per repeat, 0 for none (1)"
+    )
+    parser.add_argument(
+        "--only",
+        metavar="ID,…",
+        help="comma-separated contender ids (for development; the in-process ceiling always runs)",
+    )
     parser.add_argument("--output", type=Path, default=Path("bench/results/serving.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/serving-logs"))
     args = parser.parse_args()
+    contenders, skipped = _contenders(args)
+    if args.only is not None:
+        contenders = _only(args.only, contenders, skipped)
     for path in (args.model, args.uint8_model):
         if not path.is_file():
             raise ScratchnetError(
                 f"{path} not found: `python -m trainer && python -m export && python -m export "
                 f"--input-dtype uint8 -o {args.uint8_model}` (or `make bench`)"
             )
-    contenders, skipped = _contenders(args)
-    if args.only:
-        wanted = set(args.only.split(","))
-        contenders = [c for c in contenders if c.id in wanted or c.command is None]
     sessions = {path: _session(path) for path in (args.model, args.uint8_model)}
     plans = {
         (scenario.id, path, api): _plan(sessions[path], scenario, api)
@@ -176,6 +181,18 @@ def main() -> int:
     print(f"\nwrote {args.output}\n\n{render(results)}")
     failed = [row for row in rows if row["errors"] or not row["check"]["ok"]]
     return 1 if failed else 0
+
+
+def _only(only: str, contenders: list[Contender], skipped: list[dict[str, str]]) -> list[Contender]:
+    """The in-process contenders and the servers `only` names; an id that names no contender
+    is refused before anything runs (a typo would otherwise measure the ceiling alone)."""
+    known = [c.id for c in contenders if c.command is not None] + [s["id"] for s in skipped]
+    wanted = [name.strip() for name in only.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in known]
+    if unknown or not wanted:
+        given = f"unknown contender id {', '.join(map(repr, unknown))}" if unknown else "no id"
+        raise ScratchnetError(f"--only: {given}: expected some of {', '.join(known)}")
+    return [c for c in contenders if c.id in wanted or c.command is None]
 
 
 def _contenders(args: Any) -> tuple[list[Contender], list[dict[str, str]]]:
@@ -285,16 +302,32 @@ _ALL = tuple(scenario.id for scenario in SCENARIOS)
 
 
 def _session(path: Path) -> Any:
+    """An onnxruntime session on `path`, 1 thread; a file onnxruntime cannot load is a
+    ScratchnetError (one line and exit 2 under run_cli), not onnxruntime's traceback."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own unrelated classes for bad files
+        lines = str(error).strip().splitlines()
+        # Without onnxruntime's "[ONNXRuntimeError] : 7 : " prefix: "INVALID_PROTOBUF : Load ..."
+        reason = re.sub(r"^\[ONNXRuntimeError\] : \d+ : ", "", lines[0]) if lines else ""
+        raise ScratchnetError(
+            f"{path}: not an ONNX model onnxruntime can load ({reason or type(error).__name__})"
+        ) from None
 
 
 def _spec(session: Any) -> ModelSpec:
     image = session.get_inputs()[0]
-    datatype = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8"}[image.type]
-    dims = tuple(int(size) for size in image.shape[1:])
+    datatype = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8"}.get(image.type)
+    shape = image.shape[1:]
+    if datatype is None or not shape or not all(isinstance(size, int) for size in shape):
+        raise ScratchnetError(
+            f"the model's input '{image.name}' is {image.type} {image.shape}: expected float32 or "
+            "uint8 images, fixed sizes after the batch (as the article model's [-1, 28, 28])"
+        )
+    dims = tuple(int(size) for size in shape)
     # Version "" is "the one served" for every server here.
     return ModelSpec(MODEL_NAME, "", image.name, dims, (datatype,), OUTPUTS)
 

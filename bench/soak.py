@@ -119,7 +119,7 @@ class Sampler(threading.Thread):
 
 def main() -> int:
     """Run the soak, write the results file and print the table."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=positive_number, default=10.0, help="of load (10)")
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument(

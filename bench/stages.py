@@ -76,7 +76,7 @@ def _stages(
 
 def main() -> int:
     """Print each stage's median time per call, for each batch size."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
     parser.add_argument("--batches", default="1,1000", help="comma-separated (default 1,1000)")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (1)")

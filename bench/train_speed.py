@@ -61,7 +61,8 @@ def article_speed(data: Dataset, repeats: int) -> None:
         )
         fast["wall"].append(wall)
         fast["cpu"].append(cpu)
-    print(f"article recipe, one pass over {len(labels):,} images (median of {repeats} runs)")
+    runs = f"{repeats} run{'' if repeats == 1 else 's'}"
+    print(f"article recipe, one pass over {len(labels):,} images (median of {runs})")
     for clock in ("wall", "cpu"):
         p, f = statistics.median(plain[clock]), statistics.median(fast[clock])
         pairs = statistics.median(a / b for a, b in zip(plain[clock], fast[clock], strict=True))
@@ -141,7 +142,7 @@ def _describe(hyperparameters: dict[str, object]) -> str:
 
 def main() -> None:
     """Run every measurement and print the figures."""
-    parser = ArgumentParser(prog=PROGRAM, description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=integer(1), default=5, help="runs per timing (default 5)")
     parser.add_argument(
         "--seeds", type=integer(1), default=5, help="modern-recipe seeds (default 5)"

@@ -31,7 +31,7 @@ from clients.shared_memory import Region, registered
 from clients.targets import open_aio_channel, open_channel, parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import ClientError, ScratchnetError
 
@@ -662,7 +662,7 @@ def _main() -> int:
     )
     parser.add_argument(
         "--warmup",
-        type=_non_negative,
+        type=non_negative_number,
         default=1.0,
         metavar="S",
         help="seconds of calls before the window, not counted (default 1)",
@@ -742,16 +742,6 @@ def _main() -> int:
     }
     print(json.dumps(report, indent=2) if args.json else _text(report))
     return 1 if result.error_count else 0
-
-
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def _names(text: str) -> tuple[str, ...]:

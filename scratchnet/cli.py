@@ -17,6 +17,7 @@ __all__ = [
     "ArgumentParser",
     "integer",
     "integers",
+    "non_negative_number",
     "positive_number",
     "run_cli",
 ]
@@ -67,6 +68,17 @@ def positive_number(text: str) -> float:
         value = math.nan
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse `type`: a finite number >= 0 (a warm-up of 0 is none)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
 
 
