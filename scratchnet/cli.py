@@ -62,10 +62,7 @@ def integers(low: int) -> Callable[[str], list[int]]:
 
 def positive_number(text: str) -> float:
     """An argparse `type`: a finite number greater than zero."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
@@ -73,13 +70,18 @@ def positive_number(text: str) -> float:
 
 def non_negative_number(text: str) -> float:
     """An argparse `type`: a finite number >= 0 (a warm-up of 0 is none)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
+    value = _number(text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+def _number(text: str) -> float:
+    """`text` as a float; NaN when it is none, which every range check refuses."""
+    try:
+        return float(text)
+    except ValueError:
+        return math.nan
 
 
 def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:
