@@ -382,12 +382,17 @@ async def _measure(
                 result.messages.setdefault(code, message)
 
     metadata = credentials.metadata
-    async with open_aio_channel(parse_targets(target), credentials, _CHANNEL_OPTIONS) as channel:
+    targets = parse_targets(target)
+    async with open_aio_channel(targets, credentials, _CHANNEL_OPTIONS) as channel:
         call = channel.unary_unary(plan.method, None, None)
+        # One server's statistics only: two readings from different replicas would not subtract.
         statistics = _ServerStatistics(channel, plan, metadata, timeout)
-        before = asyncio.ensure_future(statistics.after(warmup))
+        before = None
+        if targets.replicas == 1:
+            before = asyncio.ensure_future(statistics.after(warmup))
         await asyncio.gather(*(caller(first) for first in range(concurrency)))
-        result.server = statistics.difference(await before, await statistics.after(0))
+        if before is not None:
+            result.server = statistics.difference(await before, await statistics.after(0))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.
     result.seconds = last_done - window
     result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
