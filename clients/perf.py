@@ -41,11 +41,13 @@ __all__ = [
     "Measurement",
     "ModelSpec",
     "Plan",
+    "Stability",
     "build_plan",
     "describe",
     "in_shared_memory",
     "main",
     "measure",
+    "measure_until_stable",
     "wait_answering",
 ]
 
@@ -144,6 +146,28 @@ class Measurement:
     has Triton's statistics extension."""
     first_replies: dict[int, bytes] = field(default_factory=dict)
     """The first OK reply to each request (by index), which every later reply must equal."""
+
+    @classmethod
+    def combined(cls, windows: Sequence[Measurement]) -> Measurement:
+        """One measurement of several windows of the same run, as if they were one."""
+        first = windows[0]
+        whole = cls(first.batch, first.concurrency, sum(w.seconds for w in windows))
+        for window in windows:
+            whole.latencies.extend(window.latencies)
+            for code, count in window.errors.items():
+                whole.errors[code] = whole.errors.get(code, 0) + count
+            for code, message in window.messages.items():
+                whole.messages.setdefault(code, message)
+            whole.cpu_seconds += window.cpu_seconds
+        whole.first_replies = first.first_replies
+        served = [w.server for w in windows if w.server]
+        if len(served) == len(windows):  # the server's figures of every window, weighted
+            answered = sum(figures["requests"] for figures in served)
+            whole.server = {
+                key: sum(f[key] * f["requests"] for f in served) / answered for key in served[0]
+            }
+            whole.server["requests"] = answered
+        return whole
 
     @property
     def requests(self) -> int:
@@ -307,6 +331,45 @@ def measure(
     return asyncio.run(
         _measure(target, plan, concurrency, duration, warmup, timeout, credentials, check_replies)
     )
+
+
+@dataclass(frozen=True)
+class Stability:
+    """perf_analyzer's stability passes: windows until the last three agree."""
+
+    percent: float
+    """The last three windows' throughputs and mean latencies within this of their mean."""
+    max_windows: int = 10
+
+
+def measure_until_stable(
+    target: str, plan: Plan, stability: Stability, **options: Any
+) -> tuple[Measurement, int, bool]:
+    """Measure windows of `options["duration"]` (the warm-up before the first only) until the
+    last three are stable or `stability.max_windows` have run; the last three combined, how many
+    windows ran, and whether they were stable."""
+    windows: list[Measurement] = []
+    warmup = options.pop("warmup", 1.0)
+    while len(windows) < max(stability.max_windows, 3):
+        windows.append(measure(target, plan, warmup=warmup if not windows else 0.0, **options))
+        if len(windows) >= 3 and _agree(windows[-3:], stability.percent):
+            return Measurement.combined(windows[-3:]), len(windows), True
+    return Measurement.combined(windows[-3:]), len(windows), False
+
+
+def _agree(windows: Sequence[Measurement], percent: float) -> bool:
+    """Whether the windows' throughputs, and their mean latencies, are each within `percent` of
+    their own mean (perf_analyzer's test)."""
+    if any(not window.latencies or window.seconds <= 0 for window in windows):
+        return False
+    for figures in (
+        [window.requests / window.seconds for window in windows],
+        [float(np.mean(window.latencies)) for window in windows],
+    ):
+        mean = sum(figures) / len(figures)
+        if any(abs(value - mean) > mean * percent / 100 for value in figures):
+            return False
+    return True
 
 
 def wait_answering(
@@ -696,6 +759,21 @@ def _main() -> int:
         "(Triton's extension; --api v2, a server on this host; default: none)",
     )
     parser.add_argument(
+        "--stability",
+        type=positive_number,
+        metavar="PCT",
+        help="measure windows of --duration until the last three agree within PCT %% "
+        "(throughput and mean latency, as perf_analyzer's --stability-percentage) and report "
+        "those three; default: one window",
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=integer(3),
+        default=10,
+        metavar="N",
+        help="with --stability: give up after N windows, reporting the last three (default 10)",
+    )
+    parser.add_argument(
         "--no-check-replies",
         action="store_true",
         help="accept any OK reply (by default a reply that differs from the first to the same "
@@ -722,17 +800,21 @@ def _main() -> int:
     regions: list[Region] = []
     if args.shared_memory == "system":
         plan, regions = in_shared_memory(plan, spec)
+    options: dict[str, Any] = {
+        "concurrency": args.concurrency,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "timeout": args.timeout,
+        "credentials": credentials,
+        "check_replies": not args.no_check_replies,
+    }
+    windows, stable = 1, None
     with registered(args.target, regions, args.timeout, credentials):
-        result = measure(
-            args.target,
-            plan,
-            concurrency=args.concurrency,
-            duration=args.duration,
-            warmup=args.warmup,
-            timeout=args.timeout,
-            credentials=credentials,
-            check_replies=not args.no_check_replies,
-        )
+        if args.stability is None:
+            result = measure(args.target, plan, **options)
+        else:
+            stability = Stability(args.stability, args.max_windows)
+            result, windows, stable = measure_until_stable(args.target, plan, stability, **options)
     if result.requests + result.error_count == 0:
         raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
     report = {
@@ -743,6 +825,9 @@ def _main() -> int:
         "outputs": list(plan.outputs),
         "shared_memory": args.shared_memory,
         "warmup_seconds": args.warmup,
+        "windows": windows,
+        "stability_percent": args.stability,
+        "stable": stable,
         **result.summary(),
     }
     print(json.dumps(report, indent=2) if args.json else _text(report))
@@ -774,7 +859,7 @@ def _text(report: dict[str, Any]) -> str:
         f"{report['input']['datatype']} [{report['batch']},{dims}]{via}, outputs "
         f"{','.join(report['outputs'])}",
         f"{report['concurrency']} call(s) in flight for {report['seconds']:.2f} s after "
-        f"{report['warmup_seconds']:g} s of warm-up",
+        f"{report['warmup_seconds']:g} s of warm-up" + _windows(report),
         f"throughput  {report['requests_per_second']:,.1f} requests/s, "
         f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
         "latency     "
@@ -801,6 +886,16 @@ def _text(report: dict[str, Any]) -> str:
             + (" (near a whole core: the client may be the bottleneck)" if busy else "")
         )
     return "\n".join(lines)
+
+
+def _windows(report: dict[str, Any]) -> str:
+    """What the stability passes found, for the report's second line ("" without them)."""
+    if report["stable"] is None:
+        return ""
+    agreed = f"within {report['stability_percent']:g} %"
+    if report["stable"]:
+        return f": the last 3 of {report['windows']} windows, which agree {agreed}"
+    return f": the last 3 of {report['windows']} windows, NOT stable ({agreed} asked)"
 
 
 _BUSY_CLIENT = 0.8

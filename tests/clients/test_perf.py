@@ -17,7 +17,16 @@ import numpy as np
 import pytest
 
 from clients import perf
-from clients.perf import APIS, MISMATCH, ModelSpec, build_plan, describe, measure
+from clients.perf import (
+    APIS,
+    MISMATCH,
+    ModelSpec,
+    Stability,
+    build_plan,
+    describe,
+    measure,
+    measure_until_stable,
+)
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.artifact import Artifact
@@ -295,3 +304,25 @@ def test_shared_memory_regions_are_registered_with_every_replica(
     report = json.loads(result.stdout)
     assert report["requests"] > 0 and report["errors"] == 0, report["error_messages"]
     assert report["server_ms"] is None  # two replicas' statistics do not subtract
+
+
+def test_stability_passes_measure_windows_until_the_last_three_agree(
+    server: RunningServer,
+) -> None:
+    plan = build_plan(describe(server.target, "v2"), "v2", 1, count=2)
+    options: dict[str, Any] = {"duration": 0.2, "warmup": 0.0}
+    # Any three windows agree within 1000 %; none within a billionth of a percent.
+    result, windows, stable = measure_until_stable(
+        server.target, plan, Stability(1000, max_windows=5), **options
+    )
+    assert (windows, stable) == (3, True)
+    assert 0.55 <= result.seconds <= 1.5 and result.requests > 0 and result.error_count == 0
+    assert result.server is not None and result.server["requests"] == pytest.approx(
+        result.requests, abs=3
+    )
+    _, windows, stable = measure_until_stable(
+        server.target, plan, Stability(1e-9, max_windows=4), **options
+    )
+    assert (windows, stable) == (4, False)
+    report = {"stable": False, "windows": 4, "stability_percent": 1e-9}
+    assert "NOT stable" in perf._windows(report)
