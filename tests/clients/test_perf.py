@@ -231,7 +231,8 @@ def test_calls_the_server_refuses_are_counted_and_the_first_reason_shown(
     report = {
         "target": server.target, "api": "v2", "model": {"name": spec.name, "version": "1"},
         "input": {"name": "images", "datatype": "FP32", "dims": [28, 28]},
-        "outputs": ["label"], "shared_memory": "none", "warmup_seconds": 0.0,
+        "outputs": ["label"], "shared_memory": "none", "warmup_seconds": 0.0, "windows": 1,
+        "stability_percent": None, "stable": None,
         **result.summary(),
     }  # fmt: skip
     lines = perf._text(report).splitlines()
