@@ -423,12 +423,11 @@ async def _measure(
                 cpu_at_window.append(time.process_time())
             key = index % len(requests)
             index += concurrency
-            message = ""
             try:
                 reply = await call(requests[key], timeout=timeout, metadata=metadata)
                 first_reply = result.first_replies.setdefault(key, reply)
-                code = None if reply == first_reply or not check_replies else MISMATCH
-                message = _MISMATCH_MESSAGE
+                mismatch = check_replies and reply != first_reply
+                code, message = (MISMATCH, _MISMATCH_MESSAGE) if mismatch else (None, "")
             except grpc.aio.AioRpcError as error:
                 code, message = error.code().name, error.details() or ""
             done = time.perf_counter()

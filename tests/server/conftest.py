@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2_grpc
-from server.dataplane import ClassifyRequest, DataPlane, InferRequest, InferResponse
+from server.dataplane import ClassifyRequest, DataPlane, InferRequest, InferResponse, Outcome
 from server.model import load_model
 from server.repository import ModelRepository
 from server.tensors import InputTensor
@@ -42,6 +42,18 @@ def plane_with(
     repository = ModelRepository()
     repository.add(load_model(path, name, max_batch=max_batch))
     return DataPlane(repository, **options)
+
+
+def recorded(plane: DataPlane) -> list[Outcome]:
+    """Every outcome `plane`'s observers hear of from now on, as it grows."""
+    seen: list[Outcome] = []
+
+    class Recorder:
+        def observe(self, outcome: Outcome) -> None:
+            seen.append(outcome)
+
+    plane.observers.append(Recorder())
+    return seen
 
 
 def tensor(array: NDArray[Any], name: str = "images", datatype: str = "") -> InputTensor:

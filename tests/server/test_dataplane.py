@@ -14,13 +14,12 @@ from server.dataplane import (
     ClassifyRequest,
     DataPlane,
     InferRequest,
-    Outcome,
     RequestedOutput,
 )
 from server.scheduling import BatchingConfig, Limits
 from server.tensors import InputTensor, pack_strings
 from tests.server import foreign_models
-from tests.server.conftest import classify, infer, plane_with, tensor
+from tests.server.conftest import classify, infer, plane_with, recorded, tensor
 from tests.server.onnx_models import (
     build_classifier,
     contract_metadata,
@@ -181,14 +180,20 @@ def _strings(array: np.ndarray) -> InputTensor:
     return InputTensor("text", "BYTES", array.shape, raw=pack_strings(array))
 
 
+def _batching_plane(folder: Path, delay: float) -> DataPlane:
+    """A 3-class classifier of 4x5 images as 'm', dynamic batching with `delay` seconds, every
+    run on an inference thread."""
+    weights, biases = random_classifier(3, 4, 5)
+    return plane_with(build_classifier(folder / "m.onnx", weights, biases), "m", max_batch=64,
+                      limits=Limits(inline_seconds=0),
+                      batching=BatchingConfig(max_delay_seconds=delay))  # fmt: skip
+
+
 def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_do(
     tmp_path: Path,
 ) -> None:
-    weights, biases = random_classifier(3, 4, 5)
-    # Every run on an inference thread, and 0.2 s for the three requests to meet in a batch.
-    plane = plane_with(build_classifier(tmp_path / "m.onnx", weights, biases), "m", max_batch=64,
-                       limits=Limits(inline_seconds=0),
-                       batching=BatchingConfig(max_delay_seconds=0.2))  # fmt: skip
+    # 0.2 s for the three requests to meet in a batch.
+    plane = _batching_plane(tmp_path, delay=0.2)
     images = np.random.default_rng(2).random((6, 4, 5), dtype=np.float32)
 
     async def three() -> None:
@@ -205,18 +210,9 @@ def test_requests_merged_into_one_run_count_one_execution_as_tritons_statistics_
 def test_a_request_cancelled_in_the_batch_queue_is_told_with_the_time_it_waited(
     tmp_path: Path,
 ) -> None:
-    weights, biases = random_classifier(3, 4, 5)
     # A batch delay far longer than the test: the request waits in the queue until cancelled.
-    plane = plane_with(build_classifier(tmp_path / "m.onnx", weights, biases), "m", max_batch=64,
-                       limits=Limits(inline_seconds=0),
-                       batching=BatchingConfig(max_delay_seconds=60))  # fmt: skip
-    seen: list[Outcome] = []
-
-    class Recorder:
-        def observe(self, outcome: Outcome) -> None:
-            seen.append(outcome)
-
-    plane.observers.append(Recorder())
+    plane = _batching_plane(tmp_path, delay=60)
+    seen = recorded(plane)
     images = np.zeros((1, 4, 5), dtype=np.float32)
 
     async def cancelled() -> None:
@@ -233,13 +229,7 @@ def test_a_request_cancelled_in_the_batch_queue_is_told_with_the_time_it_waited(
 
 
 def test_a_bug_outside_the_data_plane_is_counted_once_as_internal(plane: DataPlane) -> None:
-    seen: list[Outcome] = []
-
-    class Recorder:
-        def observe(self, outcome: Outcome) -> None:
-            seen.append(outcome)
-
-    plane.observers.append(Recorder())
+    seen = recorded(plane)
     try:
         bug = ValueError("invalid literal for int() with base 10: '\u00b2'")
         plane.refused(Call("http", method="POST /v2/models/tiny/infer"), bug)

@@ -14,14 +14,14 @@ import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.v1 import classifier_pb2 as v1
-from server.dataplane import DataPlane, Outcome
+from server.dataplane import DataPlane
 from server.model_control import LoadOptions, ModelControl, SingleFile
 from server.shared_memory import SharedMemory
 from server.transports.grpc_calls import status_on_error
 from server.transports.oip_codec import receive
 from server.transports.oip_service import InferenceServicer
 from server.transports.v1_service import ClassifierServicer
-from tests.server.conftest import plane_with
+from tests.server.conftest import plane_with, recorded
 from tests.server.foreign_models import two_inputs
 from tests.server.onnx_models import build_classifier, contract_metadata, random_classifier
 
@@ -111,22 +111,11 @@ def test_oip_infer_metadata_and_not_found(plane: DataPlane, model_file: Path) ->
     assert context.code == grpc.StatusCode.FAILED_PRECONDITION
 
 
-class _Outcomes:
-    """An observer keeping (model, status) of every outcome."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-
-    def observe(self, outcome: Outcome) -> None:
-        self.seen.append((outcome.model, outcome.status))
-
-
 def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caught_it(
     tmp_path: Path,
 ) -> None:
     plane = plane_with(two_inputs(tmp_path / "pair.onnx"), "pair")  # not an image classifier
-    outcomes = _Outcomes()
-    plane.observers.append(outcomes)
+    seen = recorded(plane)
     control = ModelControl(
         plane.repository, SingleFile(tmp_path / "pair.onnx", "pair"), LoadOptions(0, 8)
     )
@@ -145,7 +134,7 @@ def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caugh
     request.model_name = "nosuch"
     _, context = call(v2.ModelInfer, receive(request.SerializeToString()))
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT  # and no model to count it under
-    assert outcomes.seen == [
+    assert [(outcome.model, outcome.status) for outcome in seen] == [
         ("pair", "InvalidArgument"), ("pair", "InvalidArgument"), ("", "InvalidArgument")
     ]  # fmt: skip
     (statistics,) = plane.model_statistics("pair")
