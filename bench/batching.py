@@ -40,6 +40,7 @@ from serving import (
     _FIGURES,
     CALL_TIMEOUT,
     MODEL_NAME,
+    OUTPUTS,
     SCENARIOS,
     Contender,
     Scenario,
@@ -57,6 +58,7 @@ from serving import (
 
 from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
+from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ScratchnetError
 from scratchnet.files import atomic_write
 
@@ -170,11 +172,11 @@ def main() -> int:
     article = _session(args.model)  # a file onnxruntime cannot load: one line, exit 2
     height, width = _sizes(article.get_inputs()[0].shape[1:], 2, args.model, "its input")
     scores = {output.name: output for output in article.get_outputs()}
-    if "scores" not in scores or "label" not in scores:
-        raise ScratchnetError(f"{args.model} has no 'label' and 'scores' outputs")
-    (classes,) = _sizes(scores["scores"].shape[1:], 1, args.model, "output 'scores'")
+    if SCORES not in scores or LABEL not in scores:
+        raise ScratchnetError(f"{args.model} has no '{LABEL}' and '{SCORES}' outputs")
+    (classes,) = _sizes(scores[SCORES].shape[1:], 1, args.model, f"output '{SCORES}'")
     models = (
-        Model("article", "article model", args.model, ("label", "scores"), "scores"),
+        Model("article", "article model", args.model, OUTPUTS, SCORES),
         *(
             Model(
                 f"mlp-{hidden}",
@@ -403,8 +405,8 @@ def _check(
 
 
 def _labels(outputs: dict[str, NDArray[Any]], model: Model) -> NDArray[Any]:
-    if "label" in outputs:
-        return outputs["label"].reshape(-1)
+    if LABEL in outputs:
+        return outputs[LABEL].reshape(-1)
     values = outputs[model.values]
     return np.asarray(np.argmax(values.reshape(-1, values.shape[-1]), axis=1))
 

@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import math
 import os
 import shlex
 import statistics
@@ -47,10 +48,12 @@ from serving import (
     START_SECONDS,
     _machine,
     _session,
+    _spec,
 )
 
 from clients.perf import MISMATCH, Measurement, ModelSpec, build_plan, measure
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
+from scratchnet.contract import LABEL, SCORES
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
@@ -101,6 +104,7 @@ class Requests:
 
     raw: tuple[bytes, ...]
     images: tuple[NDArray[np.float32], ...]
+    input_name: str
 
 
 def main() -> int:
@@ -144,8 +148,14 @@ def main() -> int:
     else:
         skipped.append({"id": "kserve", "reason": f"{python} not found: run `make bench-peers`"})
     session = _session(args.model)
-    pixels = np.asarray(load_dataset(None).test_images, dtype=np.uint8)
-    plans = {s.id: _requests(s, pixels) for s in SCENARIOS}
+    spec = _spec(session)
+    if spec.datatypes[0] != "FP32":
+        raise ScratchnetError(
+            f"{args.model}: input '{spec.input_name}' is {spec.datatypes[0]}: this benchmark "
+            "sends float32 images"
+        )
+    pixels = _pixels(spec)
+    plans = {s.id: _requests(s, pixels, spec.input_name) for s in SCENARIOS}
     load_before = os.getloadavg()
     rows = _measure_all(contenders, plans, session, args)
     results = {
@@ -173,13 +183,28 @@ def main() -> int:
     return 1 if any(r["errors"] or not r["check_ok"] for r in rows) else 0
 
 
-def _requests(scenario: Scenario, pixels: NDArray[np.uint8]) -> Requests:
-    """The scenario's distinct requests: MNIST test images as float32 in [0, 1]."""
+def _pixels(spec: ModelSpec) -> NDArray[np.uint8]:
+    """The bundled test images in the shape of one of the model's inputs."""
+    pixels = np.asarray(load_dataset(None).test_images, dtype=np.uint8)
+    if math.prod(pixels.shape[1:]) != math.prod(spec.image_dims):
+        raise ScratchnetError(
+            f"the model's input '{spec.input_name}' takes {list(spec.image_dims)} images, the "
+            f"bundled ones are {list(pixels.shape[1:])}"
+        )
+    return pixels.reshape(len(pixels), *spec.image_dims)
+
+
+def _requests(scenario: Scenario, pixels: NDArray[np.uint8], input_name: str) -> Requests:
+    """The scenario's distinct requests: test images as float32 in [0, 1]."""
     raw, images = [], []
     for index in range(scenario.distinct):
         chunk = pixels[index * scenario.batch : (index + 1) * scenario.batch]
         batch = (chunk / 255.0).astype(np.float32)
-        tensor: dict[str, Any] = {"name": "images", "shape": list(batch.shape), "datatype": "FP32"}
+        tensor: dict[str, Any] = {
+            "name": input_name,
+            "shape": list(batch.shape),
+            "datatype": "FP32",
+        }
         outputs = [
             {"name": name, "parameters": {"binary_data": scenario.binary}} for name in OUTPUTS
         ]
@@ -200,7 +225,7 @@ def _requests(scenario: Scenario, pixels: NDArray[np.uint8]) -> Requests:
         start = f"POST {path} HTTP/1.1\r\nHost: bench\r\n{headers}\r\n".encode()
         raw.append(start + head + tail)
         images.append(batch)
-    return Requests(tuple(raw), tuple(images))
+    return Requests(tuple(raw), tuple(images), input_name)
 
 
 async def _read_reply(reader: asyncio.StreamReader) -> tuple[int, dict[str, str], bytes]:
@@ -291,16 +316,16 @@ def _check(
     """Whether every first reply has onnxruntime's labels and scores (within tolerance)."""
     worst = 0.0
     for key, (headers, body) in firsts.items():
-        label, scores = session.run(list(OUTPUTS), {"images": requests.images[key]})
+        label, scores = session.run(list(OUTPUTS), {requests.input_name: requests.images[key]})
         got = _decode(headers, body)
-        if not np.array_equal(got["label"].reshape(-1), label):
+        if not np.array_equal(got[LABEL].reshape(-1), label):
             return False, None
-        worst = max(worst, float(np.max(np.abs(got["scores"] - scores))))
+        worst = max(worst, float(np.max(np.abs(got[SCORES] - scores))))
     return bool(firsts) and worst <= SCORE_TOLERANCE, worst
 
 
 def _in_process(session: Any, requests: Requests, seconds: float, warmup: float) -> Measurement:
-    feeds = [{"images": images} for images in requests.images]
+    feeds = [{requests.input_name: images} for images in requests.images]
     result = Measurement(len(requests.images[0]), 1, seconds=0.0)
     start = time.perf_counter()
     window, end = start + warmup, start + warmup + seconds
@@ -378,7 +403,7 @@ def _measure_all(
                         flush=True,
                     )
                     if server is not None and contender.id == "scratchnet":
-                        twin = _grpc_twin(server, scenario, args)
+                        twin = _grpc_twin(server, scenario, args, session)
                         if twin is not None:
                             runs.setdefault((scenario.id, "scratchnet-grpc"), []).append(twin)
                             print(
@@ -396,19 +421,20 @@ def _measure_all(
     ]
 
 
-def _grpc_twin(server: ServerProcess, scenario: Scenario, args: Any) -> Measurement | None:
+def _grpc_twin(
+    server: ServerProcess, scenario: Scenario, args: Any, session: Any
+) -> Measurement | None:
     """The scenario over scratchnet's gRPC port: ModelInfer with raw tensors (clients.perf)."""
     if scenario.id not in GRPC_TWINS:
         return None
-    spec = ModelSpec(MODEL_NAME, "", "images", (28, 28), ("FP32",), OUTPUTS)
-    pixels: NDArray[np.uint8] = np.asarray(load_dataset(None).test_images, dtype=np.uint8)
+    spec = _spec(session)
     plan = build_plan(
         spec,
         "v2",
         scenario.batch,
         outputs=OUTPUTS,
         count=scenario.distinct,
-        pixels=pixels,
+        pixels=_pixels(spec),
     )
     return measure(
         server.target,

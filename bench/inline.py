@@ -19,10 +19,11 @@ import statistics
 from pathlib import Path
 
 from batching import BATCH_SCENARIOS, Model, _plan, mlp
-from serving import ROOT, _session
+from serving import OUTPUTS, ROOT, _session
 
 from clients.perf import Measurement, Plan, measure
 from scratchnet.cli import ArgumentParser, integer, integers, positive_number, run_cli
+from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import LaunchError
 from scratchnet.launcher import ServerProcess
 
@@ -67,11 +68,13 @@ def main() -> int:
         raise LaunchError(f"{args.model} not found: run `make demo` first")
     article = _session(args.model)
     pixels = math.prod(int(size) for size in article.get_inputs()[0].shape[1:])
-    scores = {output.name: output for output in article.get_outputs()}["scores"]
-    classes = int(scores.shape[1])
+    outputs = {output.name: output for output in article.get_outputs()}
+    if SCORES not in outputs or LABEL not in outputs:
+        raise LaunchError(f"{args.model} has no '{LABEL}' and '{SCORES}' outputs")
+    classes = int(outputs[SCORES].shape[1])
     path = mlp(ROOT / "build" / "bench" / f"mlp-{args.hidden}.onnx", pixels, args.hidden, classes)
     models = (
-        Model("article", "article model", args.model, ("label", "scores"), "scores"),
+        Model("article", "article model", args.model, OUTPUTS, SCORES),
         Model(
             f"mlp-{args.hidden}",
             f"MLP {pixels}→{args.hidden}→{args.hidden}→{classes}",

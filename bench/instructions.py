@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
-from serving import PEERS, ROOT, _session, _spec
+from serving import OUTPUTS, PEERS, ROOT, _session, _spec
 
 from clients.perf import Plan, build_plan, wait_answering
 from scratchnet.cli import ArgumentParser, integer, run_cli
@@ -91,7 +91,7 @@ def main() -> int:
     args = parser.parse_args()
     if not args.model.is_file():
         raise LaunchError(f"{args.model} not found: run `make demo` first")
-    plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=("label", "scores"))
+    plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=OUTPUTS)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise LaunchError("valgrind is not installed: `apt-get install valgrind`, then run again")
     with (

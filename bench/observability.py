@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from serving import _session, _spec
+from serving import OUTPUTS, _session, _spec
 
 from clients.perf import Plan, build_plan, measure, wait_answering
 from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
@@ -153,7 +153,7 @@ def _main() -> int:
                 f"{args.model} not found: `python -m trainer && python -m export`"
             )
         # Before the first table: a file onnxruntime cannot load is one line, exit 2.
-        plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=("label", "scores"))
+        plan = build_plan(_spec(_session(args.model)), "v2", 1, outputs=OUTPUTS)
     print(f"load average before: {os.getloadavg()[0]:.1f}\n")
     print("| recording, in process | µs per request |\n|---|---:|")
     for name, micros in in_process().items():

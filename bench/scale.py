@@ -69,7 +69,8 @@ def main() -> int:
     if not args.model.is_file():
         raise ScratchnetError(f"{args.model} not found: `python -m trainer && python -m export`")
     load_before = os.getloadavg()
-    images = np.resize(load_dataset(None).test_images, (args.images, 28, 28))
+    test_images = load_dataset(None).test_images
+    images = np.resize(test_images, (args.images, *test_images.shape[1:]))
     model = OnnxModel(args.model.read_bytes(), str(args.model))
     ray = import_ray()
     samples: dict[str, list[Row]] = {}

@@ -49,6 +49,7 @@ from clients.perf import (
 )
 from clients.shared_memory import Region, registered
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
+from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ClientError, LaunchError, ScratchnetError
 from scratchnet.launcher import ServerProcess
 
@@ -56,7 +57,8 @@ PROGRAM = "bench/serving.py"
 ROOT = Path(__file__).resolve().parent.parent
 PEERS = ROOT / "bench" / "peers"
 MODEL_NAME = "scratchnet"
-OUTPUTS = ("label", "scores")
+OUTPUTS = (LABEL, SCORES)
+"""The classifier outputs every contender returns (the model contract's names)."""
 START_SECONDS = 120.0  # Triton takes several seconds to load the Python backend
 CALL_TIMEOUT = 10.0
 # Scores from different onnxruntime sessions and batch compositions agree to rounding.
@@ -472,11 +474,11 @@ def _check(plan: Plan, result: Measurement, session: Any) -> list[float | None]:
     for index, reply in sorted(result.first_replies.items()):
         label, scores = session.run(list(OUTPUTS), {name: plan.images[index]})
         got = plan.decode(reply)
-        complete = "label" in got and "scores" in got
-        if not complete or not np.array_equal(got["label"].reshape(-1), label):
+        complete = LABEL in got and SCORES in got
+        if not complete or not np.array_equal(got[LABEL].reshape(-1), label):
             found.append(None)
         else:
-            found.append(float(np.max(np.abs(got["scores"].reshape(scores.shape) - scores))))
+            found.append(float(np.max(np.abs(got[SCORES].reshape(scores.shape) - scores))))
     return found
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ScratchnetError
 from server.dataplane import Call, DataPlane
 from server.memory import tune_allocator
@@ -29,7 +30,7 @@ from server.shared_memory import SharedMemory
 from server.transports import oip_codec
 
 PROGRAM = "bench/stages.py"
-OUTPUTS = ("label", "scores")
+OUTPUTS = (LABEL, SCORES)
 COLUMNS = ("parse", "protobuf", "plane", "ort whole", "encode")
 """parse: ours (oip_codec, zero-copy); protobuf: its FromString alone, for comparison; plane:
 DataPlane.infer (checks, scheduling in slices, onnxruntime, statistics); ort whole: onnxruntime
