@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,8 +22,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import Match, Route
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from scratchnet.errors import (
@@ -262,8 +261,8 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         Route(versioned, _endpoint(model_metadata)),
         Route(f"{model}/ready", _endpoint(model_ready)),
         Route(f"{versioned}/ready", _endpoint(model_ready)),
-        Route(f"{model}/infer", _endpoint(infer), methods=["POST"]),
-        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"]),
+        Route(f"{model}/infer", _endpoint(infer), methods=["POST"], name=INFER_ROUTE),
+        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"], name=INFER_ROUTE),
         Route(f"{model}/stats", _endpoint(model_statistics)),
         Route(f"{versioned}/stats", _endpoint(model_statistics)),
         Route(f"{model}/config", _endpoint(model_config)),
@@ -347,8 +346,8 @@ def _file_response(found: playground.Asset) -> Response:
     )
 
 
-_INFER_PATH = re.compile(r"/v2/models/[^/]+(?:/versions/[^/]+)?/infer")
-"""The paths of the infer routes, whose refusals the data plane's observers hear of."""
+INFER_ROUTE = "infer"
+"""The name of the infer routes, whose refusals the data plane's observers hear of."""
 
 
 class _TokenCheck:
@@ -357,10 +356,17 @@ class _TokenCheck:
     at; health paths stay open. A refused inference request is counted and logged, as any other
     refused inference request."""
 
-    def __init__(self, app: ASGIApp, tokens: TokenFile, plane: DataPlane) -> None:
+    def __init__(self, app: Starlette, tokens: TokenFile, plane: DataPlane) -> None:
         self._app = app
         self._tokens = tokens
         self._plane = plane
+        self._infer_routes = [
+            route for route in app.routes if isinstance(route, Route) and route.name == INFER_ROUTE
+        ]
+
+    def _infers(self, scope: Scope) -> bool:
+        """Whether the request is for an infer route (the app's own routes decide)."""
+        return any(route.matches(scope)[0] is Match.FULL for route in self._infer_routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS:
@@ -368,7 +374,7 @@ class _TokenCheck:
             given = [value.decode("latin-1") for key, value in headers if key == b"authorization"]
             if not self._tokens.admits(given):
                 path = scope["path"]
-                if scope["method"] == "POST" and _INFER_PATH.fullmatch(path):
+                if self._infers(scope):
                     call = Call(API, method=f"POST {path}")
                     self._plane.refused(call, Unauthenticated(HTTP_REFUSAL))
                 reply = http_codec.error_reply(401, HTTP_REFUSAL)
