@@ -53,7 +53,11 @@ proto-check: $(INSTALLED)
 	$(PY) scripts/generate_proto.py --check
 
 pytest: $(INSTALLED) cpp-client $(NODE_INSTALLED) playground chromium
-	$(PY) -m pytest
+	# Two workers: most tests wait on a server or a subprocess, so two at a time take about 4 min
+	# where one takes 7 (loadgroup keeps an xdist_group on one worker). Tests marked serial (Ray)
+	# need the machine to themselves and run after, alone.
+	$(PY) -m pytest -n 2 --dist loadgroup -m 'not serial'
+	$(PY) -m pytest -m serial
 
 # Regenerate scratchnet/api/ from proto/ (`make proto-check` fails when it is stale).
 proto: $(INSTALLED)

@@ -26,8 +26,12 @@ from scratchnet.datasets import Dataset
 from scratchnet.errors import ScratchnetError
 from scratchnet.forward import predict, probabilities, scores
 
-# Ray Data sets deprecated options of its own when it creates its context.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*")
+pytestmark = [
+    # Ray Data sets deprecated options of its own when it creates its context.
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:ray.*"),
+    # A 2-CPU Ray, and a test that must catch an actor at work to kill it: alone on the machine.
+    pytest.mark.serial,
+]
 
 # A Ray Data actor scoring a block is titled "ray::MapWorker(MapBatches(_Scorer)).submit".
 ACTOR_TITLE = "MapWorker(MapBatches(_Scorer))"

@@ -282,6 +282,7 @@ def test_a_data_folder_that_may_not_be_read_is_one_line(mode: int) -> None:
     assert_one_line_error(result, PROGRAM, f"data {folder}: cannot read", "Permission denied")
 
 
+@pytest.mark.serial  # a 2-CPU Ray, as in tests/clients/test_ray_engine.py
 def test_ray_engine_gives_the_servers_rows(
     server: RunningServer, model_onnx: Path, tmp_path: Path
 ) -> None:

@@ -124,6 +124,7 @@ def test_a_job_cancelled_while_it_waits_reports_how_long_it_waited(
             else asyncio.ensure_future(runner.run(Job(dict(job.feeds), ["label"], 1)))
         )
         waiting = asyncio.ensure_future(scheduler.run(job))
+        await asyncio.sleep(0)  # the job reaches its queue: its wait starts before the 0.2 s
         await asyncio.sleep(0.2)
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
