@@ -713,12 +713,20 @@ def _main() -> int:
     parser.add_argument(
         "--batch", type=integer(1), default=1, metavar="B", help="images per request (default 1)"
     )
-    parser.add_argument(
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
         "--concurrency",
         type=integer(1),
         default=1,
         metavar="N",
         help="calls in flight (default 1)",
+    )
+    levels.add_argument(
+        "--concurrency-range",
+        type=_concurrency_range,
+        metavar="START[:END[:STEP]]",
+        help="measure at START, START+STEP, ... up to END calls in flight in turn, as "
+        "perf_analyzer's --concurrency-range, and end with a table of them (STEP default 1)",
     )
     parser.add_argument(
         "--duration",
@@ -807,30 +815,87 @@ def _main() -> int:
         "credentials": credentials,
         "check_replies": not args.no_check_replies,
     }
-    windows, stable = 1, None
+    reports: list[dict[str, Any]] = []
     with registered(args.target, regions, args.timeout, credentials):
-        if args.stability is None:
-            result = measure(args.target, plan, **options)
-        else:
-            stability = Stability(args.stability, args.max_windows)
-            result, windows, stable = measure_until_stable(args.target, plan, stability, **options)
-    if result.requests + result.error_count == 0:
-        raise ClientError(f"no call to {args.target} finished within the {args.duration:g} s")
-    report = {
-        "target": args.target,
-        "api": args.api,
-        "model": {"name": spec.name, "version": spec.version},
-        "input": {"name": spec.input_name, "datatype": plan.datatype, "dims": spec.image_dims},
-        "outputs": list(plan.outputs),
-        "shared_memory": args.shared_memory,
-        "warmup_seconds": args.warmup,
-        "windows": windows,
-        "stability_percent": args.stability,
-        "stable": stable,
-        **result.summary(),
-    }
-    print(json.dumps(report, indent=2) if args.json else _text(report))
-    return 1 if result.error_count else 0
+        for level in args.concurrency_range or [args.concurrency]:
+            windows, stable = 1, None
+            options["concurrency"] = level
+            if args.stability is None:
+                result = measure(args.target, plan, **options)
+            else:
+                stability = Stability(args.stability, args.max_windows)
+                result, windows, stable = measure_until_stable(
+                    args.target, plan, stability, **options
+                )
+            if result.requests + result.error_count == 0:
+                raise ClientError(
+                    f"no call to {args.target} finished within the {args.duration:g} s "
+                    f"({level} in flight)"
+                )
+            report = {
+                "target": args.target,
+                "api": args.api,
+                "model": {"name": spec.name, "version": spec.version},
+                "input": {
+                    "name": spec.input_name,
+                    "datatype": plan.datatype,
+                    "dims": spec.image_dims,
+                },
+                "outputs": list(plan.outputs),
+                "shared_memory": args.shared_memory,
+                "warmup_seconds": args.warmup,
+                "windows": windows,
+                "stability_percent": args.stability,
+                "stable": stable,
+                **result.summary(),
+            }
+            reports.append(report)
+            if not args.json:
+                # Each level as it ends: a sweep takes a while.
+                print(("\n" if len(reports) > 1 else "") + _text(report), flush=True)
+    if args.json:
+        # One level: its report; a sweep: the list of them, as perf_analyzer's CSV has a row each.
+        print(json.dumps(reports if args.concurrency_range else reports[0], indent=2))
+    elif args.concurrency_range:
+        print("\n" + _sweep_table(reports))
+    return 1 if any(report["errors"] for report in reports) else 0
+
+
+def _concurrency_range(text: str) -> list[int]:
+    """START[:END[:STEP]] (perf_analyzer's --concurrency-range): the levels START to END."""
+    parts = text.split(":")
+    expected = (
+        f"expected START[:END[:STEP]], integers with 1 <= START <= END and STEP >= 1, got {text!r}"
+    )
+    if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        raise ArgumentTypeError(expected)
+    start = int(parts[0])
+    end = int(parts[1]) if len(parts) > 1 else start
+    step = int(parts[2]) if len(parts) > 2 else 1
+    if not 1 <= start <= end or step < 1:
+        raise ArgumentTypeError(expected)
+    if (end - start) // step + 1 > _MAX_LEVELS:
+        raise ArgumentTypeError(
+            f"{text!r} makes more than {_MAX_LEVELS} levels: take a larger STEP"
+        )
+    return list(range(start, end + 1, step))
+
+
+def _sweep_table(reports: Sequence[dict[str, Any]]) -> str:
+    """One row per concurrency level, as perf_analyzer's summary ends a sweep."""
+    lines = [
+        "concurrency  requests/s    images/s    p50 ms    p99 ms  client CPU ms/call  errors",
+    ]
+    for report in reports:
+        latency = report["latency_ms"]
+        cpu = report["client_cpu_ms_per_request"]
+        lines.append(
+            f"{report['concurrency']:>11}  {report['requests_per_second']:>10,.1f}  "
+            f"{report['images_per_second']:>10,.0f}  {latency.get('p50', math.nan):>8.3f}  "
+            f"{latency.get('p99', math.nan):>8.3f}  "
+            f"{'n/a' if cpu is None else f'{cpu:.3f}':>18}  {report['errors']:>6,}"
+        )
+    return "\n".join(lines)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -896,6 +961,9 @@ def _windows(report: dict[str, Any]) -> str:
         return f": the last 3 of {report['windows']} windows, which agree {agreed}"
     return f": the last 3 of {report['windows']} windows, NOT stable ({agreed} asked)"
 
+
+_MAX_LEVELS = 64
+"""Most concurrency levels one sweep measures (a typo such as 1:10000 would take hours)."""
 
 _BUSY_CLIENT = 0.8
 """Client cores from which the report warns that the client may be what limits the run."""

@@ -62,6 +62,20 @@ def test_json_figures_are_sane(server: RunningServer, api: str) -> None:
     assert result.stderr == ""
 
 
+def test_a_concurrency_sweep_reports_each_level_and_a_table(server: RunningServer) -> None:
+    common = ("--target", server.target, "--api", "v2", "--duration", "0.4", "--warmup", "0")
+    result = run_module("clients.perf", *common, "--concurrency-range", "1:5:2", "--json")
+    reports = json.loads(result.stdout)
+    assert [report["concurrency"] for report in reports] == [1, 3, 5]
+    assert all(report["requests"] > 0 and report["errors"] == 0 for report in reports)
+    text = run_module("clients.perf", *common, "--concurrency-range", "2:3").stdout
+    assert text.count("call(s) in flight") == 2
+    table = text.split("\n\n")[-1].splitlines()
+    assert table[0].split()[:3] == ["concurrency", "requests/s", "images/s"]
+    assert [row.split()[0] for row in table[1:]] == ["2", "3"]
+    assert all(float(row.split()[1].replace(",", "")) > 0 for row in table[1:])
+
+
 def test_text_report_and_dataset_images(server: RunningServer) -> None:
     result = run_module(
         "clients.perf",
@@ -138,6 +152,15 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
         (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
         (["--target", "not-a-target"], "expected HOST:PORT"),
         (["--target", "{server}", "--concurrency", "0"], "expected an integer >= 1, got 0"),
+        (["--target", "{server}", "--concurrency-range", "0:4"], "and STEP >= 1, got '0:4'"),
+        (["--target", "{server}", "--concurrency-range", "4:2"], "and STEP >= 1, got '4:2'"),
+        (["--target", "{server}", "--concurrency-range", "1:4:0"], "STEP >= 1, got '1:4:0'"),
+        (["--target", "{server}", "--concurrency-range", "1-4"], "expected START[:END[:STEP]]"),
+        (["--target", "{server}", "--concurrency-range", "1:999"], "more than 64 levels"),
+        (
+            ["--target", "{server}", "--concurrency-range", "1:2", "--concurrency", "2"],
+            "not allowed with argument --concurrency-range",
+        ),
         (["--target", "{server}", "--api", "v3"], "invalid choice: 'v3'"),
         (["--target", "{server}", "--warmup", "-1"], "expected a number >= 0, got '-1'"),
         (["--target", "{server}", "--timeout", "1e10"], "expected at most 86400 seconds (a day)"),
