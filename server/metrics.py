@@ -51,7 +51,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
-from scratchnet.errors import ModelError, ScratchnetError
+from scratchnet.errors import ModelError, ScratchnetError, clip
 from server.config import ServerConfig
 from server.dataplane import DataPlane, Outcome
 from server.logs import status_code
@@ -384,6 +384,10 @@ class MetricsListener:
         self._thread.join()
 
 
+METRICS_PATHS = ("/metrics", "/metrics/")
+"""Where the listener serves the metrics (Triton's paths); any other path is 404."""
+
+
 def listen(
     host: str,
     port: int,
@@ -392,8 +396,8 @@ def listen(
     tls: ssl.SSLContext | None = None,
     tokens: TokenFile | None = None,
 ) -> MetricsListener:
-    """Serve `registry` on host:port (every path; Prometheus asks for /metrics), over `tls` if
-    given, to requests bearing one of `tokens` if given; OSError if the port cannot be bound."""
+    """Serve `registry` on host:port at METRICS_PATHS, over `tls` if given, to requests bearing
+    one of `tokens` if given; OSError if the port cannot be bound."""
     server = _Server(host, port, _app(registry, tokens))
     if tls is not None:
         server.socket = tls.wrap_socket(
@@ -413,6 +417,14 @@ def _app(registry: CollectorRegistry, tokens: TokenFile | None) -> WSGIApplicati
                 [("Content-Type", "text/plain; charset=utf-8"), ("WWW-Authenticate", "Bearer")],
             )
             return [HTTP_REFUSAL.encode() + b"\n"]
+        path = environ.get("PATH_INFO", "")
+        if path not in METRICS_PATHS:
+            start_response("404 Not Found", [("Content-Type", "text/plain; charset=utf-8")])
+            method = environ.get("REQUEST_METHOD", "")
+            return [
+                f"no endpoint {method} {clip(path)} on the metrics listener: the metrics are at "
+                f"{METRICS_PATHS[0]}\n".encode()
+            ]
         try:
             return metrics(environ, start_response)
         except Exception:

@@ -18,12 +18,12 @@ from typing import Any
 
 import grpc
 import pytest
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scratchnet.errors import InvalidArgument
 from server.dataplane import InferRequest, Outcome
-from server.metrics import RequestMetrics, ServerState, metrics_registry
+from server.metrics import RequestMetrics, ServerState, listen, metrics_registry
 from server.statistics import Timing
 from tests.certificates import Authority
 from tests.conftest import REPO, RunningServer, assert_one_line_error, run_module, start_server
@@ -399,6 +399,30 @@ def test_a_connection_that_never_completes_its_handshake_stalls_no_scrape(
         url = metrics_url(server, "https")
         samples = scrape(url, _client_context(files), "metrics-token", timeout=STALL_SECONDS)
         assert value(samples, "scratchnet_model_state", state="READY") == 1
+
+
+def test_the_metrics_are_at_slash_metrics_and_any_other_path_is_404() -> None:
+    registry = CollectorRegistry()
+    Gauge("probe", "A gauge to find in the scrape.", registry=registry).set(1)
+    listener = listen("127.0.0.1", 0, registry)
+    try:
+        for path, status in (("/metrics", 200), ("/metrics/", 200), ("/", 404), ("/metricsx", 404)):
+            connection = http.client.HTTPConnection("127.0.0.1", listener.port, timeout=10)
+            try:
+                connection.request("GET", path)
+                response = connection.getresponse()
+                body = response.read().decode()
+            finally:
+                connection.close()
+            assert response.status == status, path
+            if status == 200:
+                assert "\nprobe 1.0\n" in body
+            else:
+                assert body == (
+                    f"no endpoint GET {path} on the metrics listener: the metrics are at /metrics\n"
+                )
+    finally:
+        listener.close()
 
 
 def test_a_metrics_port_in_use_is_one_line_and_exit_2(model_onnx: Path) -> None:
