@@ -139,6 +139,17 @@ def _check_float_range(
         )
 
 
+def _beyond_float(value: Any) -> bool:
+    """Whether `value` is a Python int too large for a float64."""
+    if not isinstance(value, int):
+        return False
+    try:
+        float(value)
+    except OverflowError:
+        return True
+    return False
+
+
 def _from_typed(
     values: Sequence[Any], datatype: Datatype, shape: tuple[int, ...], what: str, where: str
 ) -> NDArray[Any]:
@@ -151,6 +162,18 @@ def _from_typed(
         try:
             with np.errstate(over="ignore"):  # an overflow is named below
                 array = np.asarray(values, dtype=datatype.numpy).reshape(shape)
+        except OverflowError:
+            # A JSON integer past float64's range (10**400): Python cannot make it a float.
+            first = next((i for i, v in enumerate(values) if _beyond_float(v)), None)
+            found = (
+                f"{where} holds an integer"
+                if first is None
+                else f"{where}[{first}] is an integer of {len(str(abs(values[first])))} digits"
+            )
+            largest = float(np.finfo(datatype.numpy).max)
+            raise InvalidArgument(
+                f"{what}: {found}, outside the {datatype} range [{-largest:g}, {largest:g}]"
+            ) from None
         except (TypeError, ValueError) as error:
             raise InvalidArgument(
                 f"{what}: {where} holds values that are not {datatype} ({error})"

@@ -63,6 +63,8 @@ OFF_LOOP_BYTES = 64 * 1024
 that also serves gRPC: 784,000 JSON numbers take about 0.3 s to parse."""
 
 _INTERNAL_MESSAGE = "internal server error (see the server log)"
+_NOT_READY = "Model version not ready"
+"""GET …/ready's error when the model (version) cannot infer now: Triton's words, as JSON."""
 _log = logging.getLogger(__name__)
 _Handler = Callable[["Request"], Awaitable[Reply]]
 _T = TypeVar("_T")
@@ -187,8 +189,10 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         try:
             plane.model(name, version)
         except RequestError:  # still loading, or not this model or version: not ready
-            return Reply(400, b"", {})
-        return Reply(400 if plane.shutting_down else 200, b"", {})
+            return http_codec.error_reply(400, _NOT_READY)
+        if plane.shutting_down:
+            return http_codec.error_reply(400, _NOT_READY)
+        return Reply(200, b"", {})
 
     async def infer(request: Request) -> Reply:
         name, version = _model_of(request)
@@ -205,7 +209,10 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
                     data = http_codec.decompress(body, encoding, service.max_body)
                     return http_codec.infer_request(data, header_length, name, version)
 
-                decoded, binary = await _maybe_off_loop(len(body), decode)
+                # A compressed body's size says nothing of the work: 56 KB of gzip can hold
+                # 58 MB of JSON (seconds to parse), so it is always decoded in a thread.
+                size = OFF_LOOP_BYTES + 1 if http_codec.is_compressed(encoding) else len(body)
+                decoded, binary = await _maybe_off_loop(size, decode)
                 answer = await _unless_client_leaves(request, plane.infer(decoded, call), len(body))
                 size = sum(value.nbytes for value in answer.outputs.values())
                 return await _maybe_off_loop(
@@ -229,7 +236,8 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         return http_codec.json_reply(http_codec.message_json(oip_codec.model_statistics(stats)))
 
     async def repository_index(request: Request) -> Reply:
-        ready = http_codec.index_ready(await service.body(request))
+        body = await service.body(request)
+        ready = await _maybe_off_loop(len(body), lambda: http_codec.index_ready(body))
         index = oip_codec.repository_index(control.index(ready))
         # Triton answers with the array itself, and leaves out empty fields (a model not loaded
         # has no version).
@@ -238,14 +246,16 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
 
     async def load(request: Request) -> Reply:
         name = str(request.path_params["name"])
-        config_json = http_codec.load_config(await service.body(request), name)
+        body = await service.body(request)
+        config_json = await _maybe_off_loop(len(body), lambda: http_codec.load_config(body, name))
         # In a thread, as over gRPC: loading reads and checks the file.
         await asyncio.to_thread(control.load_requested, name, config_json)
         return Reply(200, b"", {})
 
     async def unload(request: Request) -> Reply:
         name = str(request.path_params["name"])
-        http_codec.unload_request(await service.body(request), name)
+        body = await service.body(request)
+        await _maybe_off_loop(len(body), lambda: http_codec.unload_request(body, name))
         await asyncio.to_thread(control.unload_requested, name)
         return Reply(200, b"", {})
 

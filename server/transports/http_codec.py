@@ -41,6 +41,7 @@ __all__ = [
     "index_ready",
     "infer_request",
     "infer_response",
+    "is_compressed",
     "json_reply",
     "load_config",
     "message_json",
@@ -195,10 +196,15 @@ def load_config(body: bytes, name: str) -> str:
     parameters = _object(document.get("parameters", {}), f"{what}: 'parameters'")
     config = ""
     for key, value in parameters.items():
-        if key != "config" or not isinstance(value, str):
+        if key != "config":
             raise InvalidArgument(
                 f"{what}: parameter '{clip(key)}' is not supported, expected only 'config' "
                 "(JSON text)"
+            )
+        if not isinstance(value, str):
+            raise InvalidArgument(
+                f"{what}: parameter 'config' is a JSON {_kind(value)}, expected a string "
+                "(the configuration as JSON text)"
             )
         config = value
     return config
@@ -211,17 +217,27 @@ def unload_request(body: bytes, name: str) -> None:
     document = _request_object(body, what, '{"parameters": {"unload_dependents": true|false}}')
     parameters = _object(document.get("parameters", {}), f"{what}: 'parameters'")
     for key, value in parameters.items():
-        if key != "unload_dependents" or not isinstance(value, bool):
+        if key != "unload_dependents":
             raise InvalidArgument(
                 f"{what}: parameter '{clip(key)}' is not supported, expected only "
                 "'unload_dependents' (true or false)"
             )
+        if not isinstance(value, bool):
+            raise InvalidArgument(
+                f"{what}: parameter 'unload_dependents' is {clip(json.dumps(value))}, "
+                "expected true or false"
+            )
+
+
+def is_compressed(encoding: str | None) -> bool:
+    """Whether a `Content-Encoding` header asks for the body to be decompressed (or refused)."""
+    return encoding is not None and encoding.strip().lower() not in ("", "identity")
 
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body as sent before `Content-Encoding` (gzip or deflate) was applied, at most `limit`
     bytes; InvalidArgument for an unknown encoding or bad data, ResourceExhausted beyond it."""
-    if encoding is None or encoding.strip().lower() in ("", "identity"):
+    if encoding is None or not is_compressed(encoding):
         return body
     name = encoding.strip().lower()
     if name not in ("gzip", "deflate"):

@@ -127,8 +127,10 @@ def test_health_and_readiness(server: RunningServer) -> None:
         answer = call(server, "GET", path)
         assert (answer.status, answer.body) == (200, b""), path
     assert call(server, "GET", f"/v2/models/{MODEL}/versions/1/ready").status == 200
-    assert call(server, "GET", "/v2/models/no-such-model/ready").status == 400
-    assert call(server, "GET", f"/v2/models/{MODEL}/versions/999/ready").status == 400
+    for path in ("/v2/models/no-such-model/ready", f"/v2/models/{MODEL}/versions/999/ready"):
+        answer = call(server, "GET", path)
+        # Triton's words, and as every error here: a JSON body.
+        assert (answer.status, answer.json()) == (400, {"error": "Model version not ready"}), path
 
 
 def test_server_and_model_metadata(server: RunningServer) -> None:
@@ -518,6 +520,11 @@ def test_repository_configuration_and_statistics_routes(server: RunningServer) -
          "explicit model load is not allowed"),
         ("POST", f"/v2/repository/models/{MODEL}/load", b'{"parameters": {"file:1": "x"}}', 400,
          "parameter 'file:1' is not supported, expected only 'config'"),
+        ("POST", f"/v2/repository/models/{MODEL}/load", b'{"parameters": {"config": 5}}', 400,
+         "parameter 'config' is a JSON number, expected a string"),
+        ("POST", f"/v2/repository/models/{MODEL}/unload",
+         b'{"parameters": {"unload_dependents": "yes"}}', 400,
+         "parameter 'unload_dependents' is \"yes\", expected true or false"),
         ("POST", "/v2/repository/index", b"[1]", 400, "the body is a JSON array"),
         ("POST", "/v2/repository/index", b'{"ready": 1}', 400, "expected true or false"),
         ("GET", "/v2/models/nope/config", None, 404, "'nope'"),

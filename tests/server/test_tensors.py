@@ -73,6 +73,18 @@ def test_uint64_values_past_int64_are_taken_exactly_and_negatives_refused() -> N
         decode(below, uint64, "t")
 
 
+def test_a_json_integer_past_float64_is_refused_not_an_internal_error() -> None:
+    # JSON integers have any size; Python cannot turn 10**400 into a float (OverflowError).
+    for datatype in (FP32, datatypes.by_numpy(np.float16), datatypes.by_numpy(np.float64)):
+        tensor = InputTensor("x", datatype.name, (2,), typed=[1, 10**400], typed_field="data")
+        with pytest.raises(InvalidArgument, match=rf"data\[1\] is an integer of 401 digits, "
+                           rf"outside the {datatype.name} range"):  # fmt: skip
+            decode(tensor, datatype, "t")
+    big = InputTensor("x", "FP32", (1,), typed=[10**39], typed_field="data")
+    with pytest.raises(InvalidArgument, match=r"data\[0\] is 1e\+39, outside the FP32 range"):
+        decode(big, FP32, "t")
+
+
 def test_a_finite_value_too_large_for_its_float_type_is_named_not_called_infinity() -> None:
     fp16 = datatypes.by_numpy(np.float16)
     tensor = InputTensor("x", "FP16", (2,), typed=[1.5, 70000.0], typed_field="data")
