@@ -108,11 +108,14 @@ class RepositoryFolder:
                 f"'{name}', expected them equal"
             )
         file_name = (config.default_model_filename if config else "") or DEFAULT_MODEL_FILENAME
-        # A version is the folder's number, as Triton reads it: folder 007 is version 7.
+        # A version is the folder's number, as Triton reads it (model_lifecycle.cc VersionsToLoad):
+        # ASCII digits only, and a folder with leading zeros ("007") is ignored, not version 7.
         found = {
-            str(int(entry.name)): Path(entry.path) / file_name
+            entry.name: Path(entry.path) / file_name
             for entry in sorted(_scandir(folder), key=lambda entry: entry.name)
-            if entry.is_dir() and entry.name.isdigit() and (Path(entry.path) / file_name).is_file()
+            if entry.is_dir()
+            and _is_version_folder(entry.name)
+            and (Path(entry.path) / file_name).is_file()
         }
         chosen, missing = _apply_policy(name, found, config)
         labels = (
@@ -140,6 +143,11 @@ def _folder_identity(folder: Path) -> tuple[Identity, ...]:
     them is a new version of the model, as Triton's polling sees it (the folder's contents)."""
     files = sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
     return tuple(identity(path) for path in files)
+
+
+def _is_version_folder(name: str) -> bool:
+    """Whether Triton reads folder `name` as a version: a plain ASCII number, no leading zero."""
+    return name.isascii() and name.isdigit() and (name == "0" or not name.startswith("0"))
 
 
 def _scandir(folder: Path) -> list[os.DirEntry[str]]:
@@ -259,8 +267,10 @@ class ModelControl:
                 name, desired, current, forced=config is not None, strict=strict
             )
             if problems:
-                # A version that failed never costs the ones served: they stay until it loads.
-                kept = {**{slot: current[slot] for slot in current if slot not in kept}, **kept}
+                # As Triton (model_lifecycle.cc OnLoadFinal): a load in which any version fails
+                # changes nothing; the versions served before all stay, none of the new ones
+                # (loaded with a config the failed one refused, say) is kept.
+                kept = dict(current)
             for slot in set(current) - set(kept):
                 _log.info("unloaded model '%s' version %s", name, current[slot].model.version)
             self._loaded[name] = kept
@@ -303,21 +313,27 @@ class ModelControl:
     ) -> tuple[dict[str, _Loaded], list[IndexEntry]]:
         kept: dict[str, _Loaded] = {}
         problems: list[IndexEntry] = []
+        stamped = {}
         for slot, path in desired.versions.items():
             # A repository's version folder as a whole (external data included); a single
             # file (--model) as itself, not the files beside it.
             files = _folder_identity(path.parent) if desired.folder else (identity(path),)
-            stamps = (*files, *desired.stamps)
+            stamped[slot] = (*files, *desired.stamps)
+        if not forced:
+            # The same files failed before: the load would fail again and change nothing, so
+            # neither load the other versions again nor log.
+            known = [
+                failed[1]
+                for slot, stamps in stamped.items()
+                if (failed := self._failed.get((name, slot))) is not None and failed[0] == stamps
+            ]
+            if known:
+                return {}, known
+        for slot, path in desired.versions.items():
+            stamps = stamped[slot]
             old = current.get(slot)
             if old is not None and old.stamps == stamps and not forced and not old.overridden:
                 kept[slot] = old
-                continue
-            failed = self._failed.get((name, slot))
-            if failed is not None and failed[0] == stamps and not forced:
-                # The same files failed before: say so again, but neither retry nor log again.
-                problems.append(failed[1])
-                if old is not None:
-                    kept[slot] = old
                 continue
             try:
                 model = load_model(

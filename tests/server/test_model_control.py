@@ -240,12 +240,15 @@ def test_a_model_without_a_version_to_serve_is_listed_with_why_and_logged_once(
     assert len(errors) == 3, errors  # one each, not one per poll
 
 
-def test_a_zero_padded_version_folder_is_its_number_as_triton_reads_it(tmp_path: Path) -> None:
+def test_a_zero_padded_version_folder_is_ignored_as_triton_ignores_it(tmp_path: Path) -> None:
     place(tmp_path, "m", 1)
-    os.replace(tmp_path / "m" / "1", tmp_path / "m" / "007")
+    place(tmp_path, "m", 2)
+    os.replace(tmp_path / "m" / "2", tmp_path / "m" / "007")
+    place(tmp_path, "m", 3)
+    os.replace(tmp_path / "m" / "3", tmp_path / "m" / "\u00b2")  # not ASCII: ignored, no crash
     control, plane = control_of(tmp_path)
     control.start()
-    assert served(plane.repository) == [("m", "7")]
+    assert served(plane.repository) == [("m", "1")]
 
 
 def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
@@ -327,3 +330,21 @@ def test_a_config_naming_a_path_is_refused_and_the_model_keeps_serving(
                        "model's folder \\(no path\\)"):  # fmt: skip
         control.load("m", json.dumps(config))
     labels_of(plane, "m", seed=1)
+
+
+def test_a_load_in_which_one_version_fails_changes_no_version(tmp_path: Path) -> None:
+    # As Triton (model_lifecycle.cc OnLoadFinal): all the versions of a load, or none of them.
+    place(tmp_path, "m", 1)
+    place(tmp_path, "m", 2)
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy: { all: {} }\nmax_batch_size: 8\n")
+    control, plane = control_of(tmp_path, "explicit")
+    control.start(["m"])
+    before = plane.repository.models()
+    (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"not onnx")
+    with pytest.raises(InvalidArgument):
+        control.load("m", json.dumps({"max_batch_size": 4, "version_policy": {"all": {}}}))
+    after = plane.repository.models()
+    assert [id(model) for model in after] == [id(model) for model in before]
+    assert {model.max_batch for model in after} == {8}
+    control.sync("m")  # the same broken file again: nothing reloaded
+    assert [id(model) for model in plane.repository.models()] == [id(model) for model in before]
