@@ -158,7 +158,7 @@ def load_model(
     if config is not None:
         for ignored in ignored_fields(config):
             _log.info("%s: config field '%s' is not acted on by this server", where, ignored)
-    batching = _batching(config, shaped.max_batch, where) if shaped.max_batch > 0 else None
+    batching = _batching(config, shaped.max_batch, where)
     model = Model(
         name=name,
         version=version or (str(signature.model_version) if signature.model_version else "1"),
@@ -243,12 +243,15 @@ def _batching(config: ModelConfig | None, max_batch: int, where: str) -> Batchin
         return None
     settings = config.dynamic_batching
     for size in settings.preferred_batch_size:
-        # As Triton: a size no batch can reach, or that every batch reaches, is a mistake.
+        # As Triton: a size no batch can reach, or that every batch reaches, is a mistake (with
+        # max_batch_size 0, which batches nothing, every size is).
         if not 1 <= size <= max_batch:
             raise ModelError(
                 f"{where}: config dynamic_batching preferred_batch_size {size} is outside 1 to "
                 f"max_batch_size {max_batch}"
             )
+    if max_batch <= 0:
+        return None  # a model without a batch dimension: nothing to batch
     return BatchingConfig(
         max_delay_seconds=settings.max_queue_delay_microseconds / 1e6,
         preferred_sizes=tuple(int(size) for size in settings.preferred_batch_size),

@@ -166,6 +166,13 @@ def layout(
         )
     _check_platform(config, where)
     max_batch = config.max_batch_size
+    origin = "the model's max_batch_size"
+    if max_batch == 0 and batching and not config.input and not config.output:
+        # A config that gives neither max_batch_size nor tensors (only a version policy, say)
+        # leaves the batch to the server, as no config does; Triton's onnxruntime backend
+        # fills it in too. With tensors listed, 0 is taken as meant: no batch dimension.
+        max_batch = default_max_batch
+        origin = "the server's --max-batch (the config gives no max_batch_size)"
     if max_batch < 0:
         raise ModelError(f"{where}: max_batch_size is {max_batch}, expected 0 or more")
     if max_batch > 0 and not batching:
@@ -192,7 +199,7 @@ def layout(
         inputs=inputs,
         outputs=outputs,
         max_batch=max_batch,
-        max_batch_origin="the model's max_batch_size",
+        max_batch_origin=origin,
         label_files={out.name: out.label_filename for out in config.output if out.label_filename},
     )
 
@@ -236,8 +243,22 @@ def _configured(
     where: str, kind: str, spec: TensorSpec, entry: mc.ModelInput | mc.ModelOutput, max_batch: int
 ) -> TensorSpec:
     what = f"{where}: config {kind} '{entry.name}'"
+    # As Triton (ValidateIOShape): a listed tensor says its type and dims, even where the model
+    # could tell them.
+    if not entry.data_type:
+        raise ModelError(f"{what} must specify 'data_type' (the model's is {spec.datatype.triton})")
+    if not entry.dims:
+        raise ModelError(
+            f"{what} must specify 'dims' (for a scalar per item: dims [ 1 ] and "
+            "reshape { shape: [ ] })"
+        )
+    if entry.HasField("reshape") and not entry.reshape.shape and max_batch <= 0:
+        raise ModelError(
+            f"{what}: an empty reshape without a batch dimension (max_batch_size 0) would make "
+            "a scalar, which Triton does not serve"
+        )
     datatype = datatypes.by_triton(mc.DataType.Name(entry.data_type))
-    if entry.data_type and datatype != spec.datatype:
+    if datatype != spec.datatype:
         raise ModelError(
             f"{what} has data_type {mc.DataType.Name(entry.data_type)}, but the model's is "
             f"{spec.datatype.triton}"

@@ -176,7 +176,8 @@ def _apply_policy(
         ]
         return {version: found[version] for version in wanted if version in found}, missing
     count = policy.latest.num_versions if which == "latest" and policy is not None else 1
-    return {version: found[version] for version in ordered[-max(count, 1) :]}, []
+    # latest { num_versions: 0 } selects none, as in Triton: the model has nothing to serve.
+    return {version: found[version] for version in ordered[-count:]} if count > 0 else {}, []
 
 
 class SingleFile:

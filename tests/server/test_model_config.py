@@ -83,10 +83,23 @@ def test_dims_exclude_the_batch_and_a_reshape_maps_them(model_file: Path) -> Non
             'input [ { name: "images" data_type: TYPE_UINT8 dims: [ 3, 4 ] } ]',
             "has data_type TYPE_UINT8, but the model's is TYPE_FP32",
         ),
-        ('input [ { name: "images" dims: [ 4, 3 ] } ]', "dims give shape [-1,4,3]"),
         (
-            'input [ { name: "images" dims: [ 13 ] reshape { shape: [ 3, 4 ] } } ]',
+            'input [ { name: "images" data_type: TYPE_FP32 dims: [ 4, 3 ] } ]',
+            "dims give shape [-1,4,3]",
+        ),
+        (
+            'input [ { name: "images" data_type: TYPE_FP32 dims: [ 13 ]'
+            " reshape { shape: [ 3, 4 ] } } ]",
             "hold a different number of elements",
+        ),
+        # As Triton's ValidateIOShape: a listed tensor gives its type and dims.
+        (
+            'input [ { name: "images" dims: [ 3, 4 ] } ]',
+            "config input 'images' must specify 'data_type'",
+        ),
+        (
+            'output [ { name: "scores" data_type: TYPE_FP32 } ]',
+            "config output 'scores' must specify 'dims'",
         ),
         ('platform: "tensorflow_savedmodel"', "platform/backend 'tensorflow_savedmodel'"),
     ],
@@ -96,6 +109,33 @@ def test_a_config_that_disagrees_with_the_model_is_refused(
 ) -> None:
     with pytest.raises(ModelError, match=message.replace("[", r"\[").replace("]", r"\]")):
         layout(read_signature(model_file), _config("max_batch_size: 8\n" + text), 16, "model m")
+
+
+def test_a_config_without_tensors_or_a_batch_size_leaves_the_batch_to_the_server(
+    model_file: Path,
+) -> None:
+    # As no config does, and as Triton's onnxruntime backend fills max_batch_size in.
+    signature = read_signature(model_file)
+    partial = layout(signature, _config("version_policy: { latest: { num_versions: 1 } }"), 16, "m")
+    assert (partial.max_batch, partial.max_batch_origin) == (
+        16,
+        "the server's --max-batch (the config gives no max_batch_size)",
+    )
+    # Tensors listed with max_batch_size 0: no batch dimension, as written.
+    listed = _config(
+        'input [ { name: "images" data_type: TYPE_FP32 dims: [ -1, 3, 4 ] } ]\n'
+        'output [ { name: "scores" data_type: TYPE_FP32 dims: [ -1, 2 ] } ]'
+    )
+    assert layout(signature, listed, 16, "m").max_batch == 0
+
+
+def test_an_empty_reshape_without_a_batch_dimension_is_refused(model_file: Path) -> None:
+    text = (
+        'output [ { name: "label" data_type: TYPE_INT64 dims: [ 1 ] reshape { shape: [ ] } } ]\n'
+        'input [ { name: "images" data_type: TYPE_FP32 dims: [ -1, 3, 4 ] } ]'
+    )
+    with pytest.raises(ModelError, match="an empty reshape without a batch dimension"):
+        layout(read_signature(model_file), _config(text), 16, "model m")
 
 
 def test_a_negative_batch_size_or_batching_without_a_batch_dimension_is_refused(

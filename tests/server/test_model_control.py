@@ -188,7 +188,9 @@ def test_a_config_given_with_a_load_lasts_until_the_next_plain_load_or_sync(
     assert plane.model("a").max_batch == 64
     # A refused override neither changes what is served nor sticks to the model's files.
     with pytest.raises(InvalidArgument, match=r"failed to load 'a': .*data_type TYPE_UINT8"):
-        control.load("a", '{"input": [{"name": "images", "data_type": "TYPE_UINT8"}]}')
+        control.load(
+            "a", '{"input": [{"name": "images", "data_type": "TYPE_UINT8", "dims": [4, 5]}]}'
+        )
     control.unload("a")
     control.load("a")
     assert plane.model("a").max_batch == 64
@@ -206,6 +208,12 @@ def test_a_config_given_with_a_load_lasts_until_the_next_plain_load_or_sync(
          "model's folder 'a'"),
         ('{"max_batch_size": 4, "dynamic_batching": {"preferred_batch_size": [8]}}',
          "preferred_batch_size 8 is outside 1 to max_batch_size 4"),
+        # As Triton: with max_batch_size 0 no preferred size can be reached.
+        ('{"input": [{"name": "images", "data_type": "TYPE_FP32", "dims": [-1, 4, 5]}], '
+         '"dynamic_batching": {"preferred_batch_size": [2]}}',
+         "preferred_batch_size 2 is outside 1 to max_batch_size 0"),
+        ('{"version_policy": {"latest": {"num_versions": 0}}}',
+         "version_policy selects none of the versions 1"),
     ]:  # fmt: skip
         with pytest.raises(InvalidArgument, match=message):
             control.load("a", bad)
@@ -254,7 +262,8 @@ def test_a_zero_padded_version_folder_is_ignored_as_triton_ignores_it(tmp_path: 
 def test_label_files_name_the_classes_of_classification(tmp_path: Path) -> None:
     place(tmp_path, "m", 1, seed=4)
     (tmp_path / "m" / "config.pbtxt").write_text(
-        'output [ { name: "scores" dims: [ 3 ] label_filename: "names.txt" } ]\nmax_batch_size: 8\n'
+        'output [ { name: "scores" data_type: TYPE_FP32 dims: [ 3 ]'
+        ' label_filename: "names.txt" } ]\nmax_batch_size: 8\n'
     )
     (tmp_path / "m" / "names.txt").write_text("cat\ndog\nemu\n")
     control, plane = control_of(tmp_path)
