@@ -93,8 +93,9 @@ def batch_size(model: Model, inputs: Sequence[tuple[TensorSpec, NDArray[Any]]]) 
 def requested_outputs(
     model: Model, requested: Sequence[RequestedOutput]
 ) -> list[tuple[TensorSpec, int]]:
-    """The outputs a request asks for, once each, in its order (none: all, in the model's),
-    each with the class count of Triton's classification extension (0: the tensor itself)."""
+    """The outputs a request asks for, in its order (none: all, in the model's), each with the
+    class count of Triton's classification extension (0: the tensor itself); a name asked twice
+    is refused, as Triton refuses it (the two could ask for different things)."""
     specs = model.output_specs
     chosen: dict[str, tuple[TensorSpec, int]] = {}
     for output in requested:
@@ -110,7 +111,12 @@ def requested_outputs(
                 f"{model.describe(spec, 'output')}: parameter '{CLASSIFICATION}' must be a "
                 f"class count >= 0 (0: the tensor itself), got {clip(repr(count))}"
             )
-        chosen.setdefault(output.name, (spec, count))
+        if output.name in chosen:
+            raise InvalidArgument(
+                f"output '{clip(output.name)}' already exists in request: ask for each output "
+                f"of model '{model.name}' once"
+            )
+        chosen[output.name] = (spec, count)
     return list(chosen.values()) or [(spec, 0) for spec in model.outputs]
 
 
@@ -310,9 +316,13 @@ def _check_pixels(model: Model, what: str, images: NDArray[Any]) -> None:
         _check_finite(what, images, "pixels", "image")
     if lowest < 0 or highest > high:
         bad = ((images < 0) | (images > high)).reshape(len(images), -1).any(axis=1)
+        value = lowest if lowest < 0 else highest
+        found = f"{value:.6g}"
+        if 0 <= float(found) <= high:  # rounded into the range (1.0000001 as 1): every digit
+            found = repr(value)
         raise InvalidArgument(
             f"{what}: float pixels must lie in [0, {high:g}] (the model's input_scale is "
-            f"{scale:.6g}), found {lowest if lowest < 0 else highest:.6g} in image "
+            f"{scale:.6g}), found {found} in image "
             f"{int(np.flatnonzero(bad)[0])}: divide 0-{PIXEL_MAX:g} pixels by {1 / scale:g} or "
             "send them as UINT8"
         )

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from scratchnet.errors import InvalidArgument, NotFound, ResourceExhausted, clip
 
@@ -52,16 +52,28 @@ class Region:
 
 
 def requested_region(parameters: Mapping[str, Any], what: str) -> tuple[str, int, int] | None:
-    """(region, offset, byte size) that a tensor's parameters name, or None if they name none."""
+    """(region, offset, byte size) that a tensor's parameters name, or None if they name none;
+    InvalidArgument for an offset or size without a region, or a value of the wrong type (a
+    boolean is not an integer here), as Triton refuses them."""
     if REGION not in parameters:
+        for stray in (BYTE_SIZE, OFFSET):
+            if stray in parameters:
+                raise InvalidArgument(
+                    f"{what}: '{stray}' can not be specified without '{REGION}': name the "
+                    "region, or send the data in the request"
+                )
         return None
     region, size, offset = parameters[REGION], parameters.get(BYTE_SIZE), parameters.get(OFFSET, 0)
-    if not isinstance(region, str) or not isinstance(size, int) or not isinstance(offset, int):
+    if not isinstance(region, str) or not _integer(size) or not _integer(offset):
         raise InvalidArgument(
             f"{what}: shared memory needs parameters {REGION} (string), {BYTE_SIZE} (integer) "
             f"and optionally {OFFSET} (integer)"
         )
     return region, offset, size
+
+
+def _integer(value: Any) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class SharedMemory:

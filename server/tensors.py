@@ -77,7 +77,16 @@ def _from_raw(
             f"{what}: expected {expected} bytes for shape {format_dims(shape)} of {datatype} "
             f"({datatype.itemsize} per element), got {len(data)}"
         )
-    return np.frombuffer(data, dtype=datatype.numpy).reshape(shape)
+    array = np.frombuffer(data, dtype=datatype.numpy).reshape(shape)
+    if array.dtype == np.bool_:
+        # numpy takes any byte as a bool, but a model would compute on the byte itself.
+        octets = np.frombuffer(data, dtype=np.uint8)
+        if octets.size and int(np.maximum.reduce(octets)) > 1:
+            first = int(np.flatnonzero(octets > 1)[0])
+            raise InvalidArgument(
+                f"{what}: BOOL bytes must be 0 or 1, found {int(octets[first])} at index {first}"
+            )
+    return array
 
 
 def _strings(data: bytes | memoryview, shape: tuple[int, ...], what: str) -> NDArray[Any]:

@@ -96,6 +96,11 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
             )
         data: bytes | memoryview | None = None
         if region is not None:
+            if has_contents:
+                raise InvalidArgument(
+                    f"unexpected 'contents' provided when using shared memory for "
+                    f"{_what(name, model)}: its data is the region's"
+                )
             if shared is None:
                 raise InvalidArgument(
                     f"{_what(name, model)}: this transport does not take shared memory"

@@ -267,7 +267,7 @@ def test_request_id_is_echoed_and_outputs_follow_the_request(
     oip: GRPCInferenceServiceStub, mnist: Dataset, reference: Reference
 ) -> None:
     request = infer_request(fp32(mnist.test_images[:4]), "FP32", id="req-42")
-    for name in ("probabilities", "label", "probabilities"):
+    for name in ("probabilities", "label"):
         request.outputs.add(name=name)
     response = oip.ModelInfer(request, timeout=10)
     assert response.id == "req-42"
@@ -275,6 +275,12 @@ def test_request_id_is_echoed_and_outputs_follow_the_request(
     result = outputs(response)
     assert list(result["label"].shape) == [4]
     assert np.array_equal(result["label"], reference.labels[:4])
+    # An output asked twice (perhaps with different parameters) is refused, as Triton does.
+    request.outputs.add(name="probabilities").parameters["classification"].int64_param = 2
+    with pytest.raises(grpc.RpcError) as raised:
+        oip.ModelInfer(request, timeout=10)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert raised.value.details().startswith("output 'probabilities' already exists in request")
 
 
 def test_model_metadata_properties_are_the_onnx_metadata(

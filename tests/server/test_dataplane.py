@@ -102,6 +102,10 @@ def test_huge_finite_pixels_never_give_an_ok_answer_with_non_finite_results(
     with pytest.raises(InvalidArgument, match="found 255 in image 1: divide 0-255 pixels by 255"):
         classify(scaled, np.stack([np.zeros((4, 5)), np.full((4, 5), 255)]).astype(np.float32),
                  model="scaled")  # fmt: skip
+    # Just past 1: every digit, not a rounded "1" that reads as inside the range.
+    above = np.full((1, 4, 5), np.nextafter(np.float32(1), np.float32(2)), np.float32)
+    with pytest.raises(InvalidArgument, match=r"found 1\.0000001\d* in image 0"):
+        classify(scaled, above, model="scaled")
     assert classify(scaled, np.ones((1, 4, 5), np.float32), model="scaled")["label"].shape == (1,)
 
 
@@ -217,6 +221,7 @@ def test_a_request_cancelled_in_the_batch_queue_is_told_with_the_time_it_waited(
 
     async def cancelled() -> None:
         call = asyncio.ensure_future(plane.infer(InferRequest("m", "", [tensor(images)])))
+        await asyncio.sleep(0)  # the call reaches the queue: its wait starts before the 0.2 s
         await asyncio.sleep(0.2)
         call.cancel()
         with pytest.raises(asyncio.CancelledError):

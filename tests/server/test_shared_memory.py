@@ -115,6 +115,30 @@ def test_an_output_region_that_is_not_registered_is_refused_before_the_model_run
     assert oip_codec.infer_request(received, shared).outputs[0].name == "y"
 
 
+def test_region_parameters_are_checked_as_triton_checks_them(key: str) -> None:
+    # An offset or size without a region, a boolean where an integer goes: refused, not taken
+    # as 0 or 1 (an offset of True read shifted bytes and answered OK).
+    with pytest.raises(InvalidArgument, match="'shared_memory_byte_size' can not be specified"):
+        requested_region({"shared_memory_byte_size": 5}, "x")
+    with pytest.raises(InvalidArgument, match="'shared_memory_offset' can not be specified"):
+        requested_region({"shared_memory_offset": 0}, "x")
+    region = {"shared_memory_region": "r", "shared_memory_byte_size": 8}
+    for bad in ({"shared_memory_offset": True}, {"shared_memory_byte_size": True}):
+        with pytest.raises(InvalidArgument, match="needs parameters shared_memory_region"):
+            requested_region({**region, **bad}, "x")
+    # Data in the region and in the message too: which one was meant is unknown.
+    shared = SharedMemory()
+    shared.register("r", key, 0, 8)
+    message = oip.ModelInferRequest(model_name="m")
+    tensor = message.inputs.add(name="x", datatype="FP32", shape=[2])
+    tensor.parameters["shared_memory_region"].string_param = "r"
+    tensor.parameters["shared_memory_byte_size"].int64_param = 8
+    tensor.contents.fp32_contents.extend([1.0, 2.0])
+    received = oip_codec.receive(message.SerializeToString())
+    with pytest.raises(InvalidArgument, match="unexpected 'contents' provided when using shared"):
+        oip_codec.infer_request(received, shared)
+
+
 def test_server_metadata_lists_shared_memory_only_when_it_is_on() -> None:
     request, context = oip.ServerMetadataRequest(), cast(Any, None)
     extensions = {}

@@ -27,6 +27,17 @@ def test_a_byte_length_that_disagrees_with_the_shape_is_refused() -> None:
         decode(InputTensor("x", "FP32", (2, 3, 4), raw=data), FP32, "t")
 
 
+def test_raw_bool_bytes_must_be_0_or_1() -> None:
+    # numpy takes any byte as True, but Not(2) is 253, an OK answer with a wrong result.
+    boolean = datatypes.by_numpy(np.bool_)
+    good = decode(InputTensor("x", "BOOL", (3,), raw=b"\x01\x00\x01"), boolean, "t")
+    np.testing.assert_array_equal(good, [True, False, True])
+    with pytest.raises(
+        InvalidArgument, match=r"^t: BOOL bytes must be 0 or 1, found 2 at index 1$"
+    ):
+        decode(InputTensor("x", "BOOL", (3,), raw=b"\x01\x02\xff"), boolean, "t")
+
+
 def test_bytes_elements_are_length_prefixed_and_must_fill_the_data_exactly() -> None:
     strings = datatypes.by_name("BYTES")
     assert strings is not None
