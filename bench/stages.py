@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
-from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.cli import ArgumentParser, integer, integers, positive_number, run_cli
 from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ScratchnetError
 from server.dataplane import Call, DataPlane
@@ -79,9 +79,11 @@ def main() -> int:
     """Print each stage's median time per call, for each batch size."""
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("artifacts/model.onnx"))
-    parser.add_argument("--batches", default="1,1000", help="comma-separated (default 1,1000)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (1)")
-    parser.add_argument("--seconds", type=float, default=2.0, help="per stage (2)")
+    parser.add_argument(
+        "--batches", type=integers(1), default=[1, 1000], help="comma-separated (default 1,1000)"
+    )
+    parser.add_argument("--threads", type=integer(1), default=1, help="onnxruntime threads (1)")
+    parser.add_argument("--seconds", type=positive_number, default=2.0, help="per stage (2)")
     args = parser.parse_args()
     if not args.model.is_file():
         raise ScratchnetError(f"{args.model} not found: run `python -m export` (or make demo)")
@@ -93,7 +95,7 @@ def main() -> int:
     loop = asyncio.new_event_loop()
     print(f"{args.model}, onnxruntime threads {args.threads}, slices of {model.slice_items or '-'}")
     print(f"{'batch':>6} " + " ".join(f"{name:>10}" for name in COLUMNS))
-    for batch in (int(size) for size in args.batches.split(",")):
+    for batch in args.batches:
         figures = _stages(plane, loop, batch, args.seconds)
         print(f"{batch:>6} " + " ".join(f"{figure:>10.1f}" for figure in figures))
     print("µs per call, medians (the columns: bench/stages.py's COLUMNS)")

@@ -61,6 +61,12 @@ MISMATCH = "MISMATCH"
 """The error counted for an OK reply that differs from the first reply to the same request."""
 DEFAULT_OUTPUTS = ("label", "scores")
 # A few different requests, sent in turn, so that no cache of one answer flatters the server.
+MAX_CONCURRENCY = 4096
+"""Most calls in flight (the server's default --max-concurrent-rpcs): each is a task and its
+buffers, so a typo of 100000000 would fill memory instead of measuring."""
+MAX_WINDOWS = 10
+"""--stability gives up after this many windows unless --max-windows says otherwise."""
+
 DISTINCT_REQUESTS = 8
 SEED = 0
 # Datatype names of the Open Inference Protocol -> little-endian numpy dtypes, for the tensors
@@ -339,7 +345,7 @@ class Stability:
 
     percent: float
     """The last three windows' throughputs and mean latencies within this of their mean."""
-    max_windows: int = 10
+    max_windows: int = MAX_WINDOWS
 
 
 def measure_until_stable(
@@ -716,10 +722,10 @@ def _main() -> int:
     levels = parser.add_mutually_exclusive_group()
     levels.add_argument(
         "--concurrency",
-        type=integer(1),
+        type=integer(1, MAX_CONCURRENCY),
         default=1,
         metavar="N",
-        help="calls in flight (default 1)",
+        help=f"calls in flight, at most {MAX_CONCURRENCY} (default 1)",
     )
     levels.add_argument(
         "--concurrency-range",
@@ -776,7 +782,6 @@ def _main() -> int:
     parser.add_argument(
         "--max-windows",
         type=integer(3),
-        default=10,
         metavar="N",
         help="with --stability: give up after N windows, reporting the last three (default 10)",
     )
@@ -788,6 +793,8 @@ def _main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
+    if args.max_windows is not None and args.stability is None:
+        parser.error("--max-windows applies to --stability only")
     parse_targets(args.target)  # a malformed target fails before any call
     credentials = Credentials.of(**security_options(parser, args))
     spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
@@ -823,7 +830,7 @@ def _main() -> int:
             if args.stability is None:
                 result = measure(args.target, plan, **options)
             else:
-                stability = Stability(args.stability, args.max_windows)
+                stability = Stability(args.stability, args.max_windows or MAX_WINDOWS)
                 result, windows, stable = measure_until_stable(
                     args.target, plan, stability, **options
                 )
@@ -874,6 +881,8 @@ def _concurrency_range(text: str) -> list[int]:
     step = int(parts[2]) if len(parts) > 2 else 1
     if not 1 <= start <= end or step < 1:
         raise ArgumentTypeError(expected)
+    if end > MAX_CONCURRENCY:
+        raise ArgumentTypeError(f"END is {end}: at most {MAX_CONCURRENCY} calls in flight")
     if (end - start) // step + 1 > _MAX_LEVELS:
         raise ArgumentTypeError(
             f"{text!r} makes more than {_MAX_LEVELS} levels: take a larger STEP"

@@ -25,7 +25,7 @@ from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
 from clients.results import check_output, results_table, write_results
-from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.cli import ArgumentParser, file_path, integer, run_cli
 from scratchnet.datasets import Images
 
 __all__ = ["Score", "main", "score"]
@@ -116,9 +116,9 @@ def _main() -> int:
     args = parser.parse_args()
     _check_flags(parser, args)
     security = security_options(parser, args) if args.engine == "server" else {}
-    if args.plot:
+    if args.plot is not None:
         check_plot_path(args.plot)
-    if args.output:
+    if args.output is not None:
         check_output(args.output)
     if args.engine == "ray":
         from clients import ray_engine  # Ray, pyarrow and onnxruntime load only for this engine
@@ -130,7 +130,7 @@ def _main() -> int:
     else:
         result, info, where = _score_on_servers(args, source, security)
     c = result.classification
-    if args.plot and c is not None:
+    if args.plot is not None and c is not None:
         title = f"{info.name} on {source.name} {source.split}: accuracy {c.accuracy:.4f}"
         save_confusion_matrix(args.plot, c.confusion, info.class_labels, title)
     if args.json:
@@ -204,13 +204,17 @@ def _parser() -> ArgumentParser:
     )
     parser.add_argument(
         "--output",
+        type=file_path,
         metavar="OUT.parquet",
         help="also write one row per image (id, label, scores, probabilities) to this Parquet "
         "folder (needs pyarrow: scratchnet[parquet])",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
-        "--plot", metavar="FILE.png", help="also draw the confusion matrix (needs matplotlib)"
+        "--plot",
+        type=file_path,
+        metavar="FILE.png",
+        help="also draw the confusion matrix (needs matplotlib)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar (results are still printed)"
@@ -246,7 +250,9 @@ def _score_on_servers(
         info = client.model_info()
         images = source.load(info.image_shape)
         # Scores and probabilities travel only when they are written out.
-        outputs = tuple(n for n in ("scores", "probabilities") if args.output and n in info.outputs)
+        outputs = tuple(
+            n for n in ("scores", "probabilities") if args.output is not None and n in info.outputs
+        )
         result = score(
             client,
             images,
@@ -255,7 +261,7 @@ def _score_on_servers(
             repeat=args.repeat,
             outputs=outputs,
         )
-    if args.output:
+    if args.output is not None:
         assert result.prediction is not None
         ids = np.arange(len(images), dtype=np.int64)
         files = [str(file) for file in source.files] if source.kind == "folder" else None
@@ -377,7 +383,7 @@ def _text(
         f"throughput  {result.images_per_second:,.0f} images/s ({result.seconds:.3f} s{fixed})",
         latency,
     ]
-    if args.output:
+    if args.output is not None:
         lines.append(f"output      {args.output} (Parquet, one row per image)")
     if c is None:
         return "\n".join(lines)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from onnx import ModelProto, helper
 from export.graph import DEFAULT_OPSET, build_graph, check_opset, ir_version_for
 from export.metadata import metadata_props, model_doc_string
 from scratchnet.artifact import Artifact, load_artifact
-from scratchnet.contract import DEFAULT_MODEL_NAME, PRODUCER_NAME
+from scratchnet.contract import DEFAULT_MODEL_NAME, MODEL_NAME, MODEL_NAME_RULE, PRODUCER_NAME
 from scratchnet.errors import ExportError
 from scratchnet.files import atomic_write, check_writable
 from scratchnet.versions import scratchnet_version
@@ -29,7 +28,6 @@ __all__ = [
     "write_file",
 ]
 
-_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _INT64_MAX = 2**63 - 1
 """The largest ModelProto.model_version."""
 
@@ -57,10 +55,10 @@ def artifact_sha256(path: str | os.PathLike[str]) -> str:
 def build_model(artifact: Artifact, artifact_sha256: str, options: ExportOptions) -> ModelProto:
     """The ONNX model of `artifact`, validated (checker full check and shape inference)."""
     check_opset(options.opset)
-    if not _NAME.fullmatch(options.name):
+    if not MODEL_NAME.fullmatch(options.name):
         raise ExportError(
-            f"model name {options.name!r}: expected letters, digits, '_', '-' and '.', not "
-            "starting with '-' or '.' (it names the Triton model folder)"
+            f"model name {options.name!r}: expected {MODEL_NAME_RULE} (it names the Triton "
+            "model folder)"
         )
     if not 1 <= options.model_version <= _INT64_MAX:
         raise ExportError(

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from scratchnet.errors import ScratchnetError
+from scratchnet.errors import ScratchnetError, one_line
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _fail(program: str, message: str, code: int) -> NoReturn:
-    print(f"{program}: error: {message}", file=sys.stderr, flush=True)
+    print(f"{program}: error: {one_line(message)}", file=sys.stderr, flush=True)
     raise SystemExit(code)
 
 
@@ -74,6 +74,13 @@ def non_negative_number(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+def file_path(text: str) -> str:
+    """An argparse `type`: a path that is not empty (an empty one would mean no file at all)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("expected a file path, got an empty one")
+    return text
 
 
 def _number(text: str) -> float:

@@ -6,6 +6,7 @@ defaults every command shares. The datatype table lives in scratchnet.datatypes.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +108,9 @@ def scale_uint8(pixels: NDArray[np.uint8], input_scale: float = INPUT_SCALE) -> 
 DEFAULT_ARTIFACT = Path("artifacts/model.npz")
 DEFAULT_MODEL = Path("artifacts/model.onnx")
 DEFAULT_MODEL_NAME = "scratchnet"
+MODEL_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+"""What a model may be called: it names a Triton model folder and a segment of HTTP paths."""
+MODEL_NAME_RULE = "letters, digits, '_', '-' and '.', not starting with '-' or '.'"
 DEFAULT_MAX_BATCH = 1024
 """Most images one request may carry (the server's --max-batch, Triton's max_batch_size)."""
 DEFAULT_HOST = "127.0.0.1"

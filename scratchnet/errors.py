@@ -30,6 +30,7 @@ server's transports turn a RequestError into its status code and message.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # only for annotations: the trainer never needs grpc
@@ -55,6 +56,7 @@ __all__ = [
     "Unauthenticated",
     "Unavailable",
     "clip",
+    "one_line",
 ]
 
 CLIP = 200
@@ -64,6 +66,20 @@ CLIP = 200
 def clip(text: str, limit: int = CLIP) -> str:
     """`text` cut to `limit` characters with an ellipsis, so that echoed strings stay short."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# Characters that break or hide a line: C0 and C1 controls, and Unicode's line separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other control characters escaped (a path or a name with a
+    newline or a terminal escape in it), so that a message stays one plain line."""
+    return text if text.isprintable() else _CONTROL.sub(_escaped, text)
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return match[0].encode("unicode_escape").decode("ascii")
 
 
 class ScratchnetError(Exception):

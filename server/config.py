@@ -21,6 +21,8 @@ from scratchnet.contract import (
     DEFAULT_MODEL,
     DEFAULT_MODEL_NAME,
     DEFAULT_PORT,
+    MODEL_NAME,
+    MODEL_NAME_RULE,
 )
 
 __all__ = ["ServerConfig", "parse_config"]
@@ -173,6 +175,14 @@ def _name(text: str) -> str:
     return text
 
 
+def _model_name(text: str) -> str:
+    if not MODEL_NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"expected {MODEL_NAME_RULE} (the name is a segment of the HTTP paths), got {text!r}"
+        )
+    return text
+
+
 def _log_format(text: str) -> str:
     if text.lower() not in LOG_FORMATS:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(LOG_FORMATS)}, got {text!r}")
@@ -230,7 +240,7 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
     ),
     "port": (integer(0, 65535), DEFAULT_PORT, "port to listen on; 0 picks a free one"),
     "model-name": (
-        _name,
+        _model_name,
         DEFAULT_MODEL_NAME,
         "name the --model file is served under, and the model v1 requests that name none go to",
     ),

@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from scratchnet.errors import one_line
 from scratchnet.status import STATUS
 from server.dataplane import Outcome
 
@@ -150,16 +151,7 @@ class TextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         """The line, escaped where it needs to be."""
-        line = super().formatMessage(record)
-        return line if line.isprintable() else _CONTROL.sub(_escaped, line)
-
-
-# Characters that break or hide a line: C0 and C1 controls, and Unicode's line separators.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def _escaped(match: re.Match[str]) -> str:
-    return match[0].encode("unicode_escape").decode("ascii")
+        return one_line(super().formatMessage(record))
 
 
 class JsonFormatter(logging.Formatter):

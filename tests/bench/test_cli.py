@@ -74,6 +74,21 @@ def test_serving_refuses_an_unknown_contender_before_running(tmp_path: Path) -> 
     assert not output.exists()
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batches", "x"], "argument --batches: expected an integer, got 'x'"),
+        (["--batches", "1,0"], "argument --batches: expected an integer >= 1, got 0"),
+        (["--seconds", "nan"], "argument --seconds: expected a positive number, got 'nan'"),
+        (["--threads", "-1"], "argument --threads: expected an integer >= 1, got -1"),
+    ],
+)
+def test_stages_checks_its_flags_before_printing_anything(args: list[str], message: str) -> None:
+    result = _bench("stages.py", *args)
+    assert _one_line(result, "stages.py") == f"{message} (see bench/stages.py --help)"
+    assert result.stdout == ""
+
+
 def test_report_refuses_a_file_that_is_not_results(tmp_path: Path) -> None:
     text = tmp_path / "serving.json"
     text.write_text("# not JSON\n")

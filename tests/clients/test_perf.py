@@ -151,12 +151,15 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
     [
         (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
         (["--target", "not-a-target"], "expected HOST:PORT"),
-        (["--target", "{server}", "--concurrency", "0"], "expected an integer >= 1, got 0"),
+        (["--target", "{server}", "--concurrency", "0"], "between 1 and 4096, got 0"),
         (["--target", "{server}", "--concurrency-range", "0:4"], "and STEP >= 1, got '0:4'"),
         (["--target", "{server}", "--concurrency-range", "4:2"], "and STEP >= 1, got '4:2'"),
         (["--target", "{server}", "--concurrency-range", "1:4:0"], "STEP >= 1, got '1:4:0'"),
         (["--target", "{server}", "--concurrency-range", "1-4"], "expected START[:END[:STEP]]"),
         (["--target", "{server}", "--concurrency-range", "1:999"], "more than 64 levels"),
+        (["--target", "{server}", "--concurrency", "100000000"], "between 1 and 4096"),
+        (["--target", "{server}", "--concurrency-range", "4000:5000:100"], "at most 4096 calls"),
+        (["--target", "{server}", "--max-windows", "3"], "--max-windows applies to --stability"),
         (
             ["--target", "{server}", "--concurrency-range", "1:2", "--concurrency", "2"],
             "not allowed with argument --concurrency-range",

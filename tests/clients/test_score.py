@@ -147,6 +147,8 @@ def test_plot_without_matplotlib_says_which_extra_to_install(
         (["--target", "{server}", "--split", "validation"], "invalid choice: 'validation'"),
         (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found"),
         (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files"),
+        (["--target", "{server}", "--plot", ""], "--plot: expected a file path, got an empty one"),
+        (["--target", "{server}", "--output", ""], "--output: expected a file path"),
         (["--target", "{server}", "--timeout", "0"], "expected a positive number, got '0'"),
         (["--target", "{server}", "--timeout", "1e10"], "expected at most 86400 seconds (a day)"),
         ([], "required: --target"),

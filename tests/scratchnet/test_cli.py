@@ -54,6 +54,20 @@ def test_run_cli_turns_user_errors_into_one_line(capsys: pytest.CaptureFixture[s
     assert capsys.readouterr().err == "prog: error: data x not found: expected a folder\n"
 
 
+def test_a_path_with_control_characters_stays_on_one_plain_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # A name with a newline or a terminal escape would split the message or colour the terminal.
+    def fail() -> int:
+        raise DataError("data a\nb\x1b[31m not found: expected a folder")
+
+    with pytest.raises(SystemExit):
+        run_cli("prog", fail)
+    assert capsys.readouterr().err == (
+        "prog: error: data a\\nb\\x1b[31m not found: expected a folder\n"
+    )
+
+
 def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> None:
     def interrupted() -> int:
         raise KeyboardInterrupt

@@ -92,3 +92,19 @@ def test_a_bad_http_port_names_the_flag(capsys: pytest.CaptureFixture[str]) -> N
     assert "argument --http-port: expected an integer between 0 and 65535, got 70000" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize("name", ["a/b", "a\tb", ".hidden", "", "-x"])
+def test_a_model_name_http_cannot_reach_is_refused(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The name is a segment of /v2/models/{name}/...: "a/b" was served over gRPC only.
+    with pytest.raises(SystemExit) as raised:
+        parse_config([f"--model-name={name}"], {}, "prog")
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert error.startswith(
+        "prog: error: argument --model-name: expected letters, digits, '_', '-' and '.', not "
+        f"starting with '-' or '.' (the name is a segment of the HTTP paths), got {name!r}"
+    ), error
+    assert error.count("\n") == 1
