@@ -60,7 +60,8 @@ def load_images(
             f"name them (e.g. {file / '*'})"
         )
     if not is_file:
-        raise ScratchnetError(f"{file}: no such file (expected {_KINDS})")
+        reason = "no such file" if not file.exists() else "not a regular file"
+        raise ScratchnetError(f"{file}: {reason} (expected {_KINDS})")
     try:
         if file.suffix.lower() == ".npy":
             images = _npy(file)

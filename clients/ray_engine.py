@@ -34,7 +34,7 @@ from clients.client import ModelInfo
 from clients.inputs import Source, check_fits, load_folder_images
 from clients.results import import_pyarrow, read_labels, results_table
 from scratchnet.errors import ModelError, ScratchnetError
-from scratchnet.files import atomic_directory
+from scratchnet.files import atomic_directory, require_model_file
 
 __all__ = [
     "BLOCKS_PER_ACTOR",
@@ -258,10 +258,9 @@ def _checked(ids: NDArray[np.int64], labels: NDArray[np.int64], count: int) -> N
 
 
 def _read_model(path: str | os.PathLike[str]) -> bytes:
+    require_model_file(path, f"model {path}")
     try:
         return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise ModelError(f"model {path} not found (export one with `python -m export`)") from None
     except OSError as error:
         raise ModelError(f"model {path} cannot be read: {error.strerror or error}") from None
 

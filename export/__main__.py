@@ -37,7 +37,7 @@ from scratchnet.contract import (
 )
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import ExportError
-from scratchnet.files import check_writable
+from scratchnet.files import check_writable, require_model_file
 
 # Export options that mean nothing to --check, with their flags for the error message.
 _EXPORT_ONLY = {
@@ -188,8 +188,7 @@ def _check(model_path: Path, artifact_path: Path | None, data: str | None) -> in
 
 
 def _load_model(path: Path) -> ModelProto:
-    if not path.is_file():
-        raise ExportError(f"model {path} not found (export one with `python -m export`)")
+    require_model_file(path, f"model {path}")
     try:
         return onnx.load(path)
     except (DecodeError, OSError, ValueError) as error:

@@ -29,6 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from scratchnet.errors import DataError
+from scratchnet.files import not_a_file
 from scratchnet.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
 
 __all__ = ["BUNDLED_MNIST", "Dataset", "Images", "as_pixels", "load_dataset"]
@@ -95,7 +96,9 @@ def load_dataset(path: str | os.PathLike[str] | None) -> Dataset:
             return _assemble(source.stem, arrays, sources)
     except PermissionError as error:  # a folder or file this user may not read
         raise DataError(f"cannot read {error.filename or source}: permission denied") from None
-    raise DataError(f"data {source} not found: expected a directory of IDX files or an .npz file")
+    raise DataError(
+        f"data {source} {not_a_file(source)}: expected a directory of IDX files or an .npz file"
+    )
 
 
 def _load_bundled() -> Dataset:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from scratchnet.errors import ScratchnetError
+from scratchnet.errors import ModelError, ScratchnetError
 
 __all__ = ["Identity", "atomic_directory", "atomic_write", "check_writable", "identity"]
 
@@ -92,6 +92,26 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def not_a_file(path: str | os.PathLike[str]) -> str:
+    """Why `path` cannot be read as a file, for a message: "not found", "is a directory" or
+    "is not a regular file (a device, FIFO or socket)"."""
+    target = Path(path)
+    if target.is_dir():
+        return "is a directory"
+    if target.exists():
+        return "is not a regular file (a device, FIFO or socket)"
+    return "not found"
+
+
+def require_model_file(path: str | os.PathLike[str], where: str) -> None:
+    """ModelError unless `path` is a regular file, which a model can be loaded from."""
+    if not Path(path).is_file():
+        raise ModelError(
+            f"{where} {not_a_file(path)}, expected an ONNX file (export one with "
+            "`python -m export`)"
+        )
 
 
 def _file_target(path: str | os.PathLike[str]) -> Path:

@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY, PRODUCER_NAME
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
-from scratchnet.files import Identity, identity
+from scratchnet.files import Identity, identity, require_model_file
 from server.classifier import ImageClassifier, image_classifier
 from server.memory import release_free_memory
 from server.model_config import ModelConfig, ignored_fields, layout
@@ -142,8 +142,7 @@ def load_model(
     started = time.perf_counter()
     where = f"model {path}"
     loaded_identity = identity(path)  # before reading: a change while loading counts as one
-    if not Path(path).is_file():
-        raise ModelError(f"{where} not found (export one with `python -m export`)")
+    require_model_file(path, where)
     # First: onnxruntime's verdict on a bad file is the clearest.
     session = Session(path, threads, name)
     signature = read_signature(path)

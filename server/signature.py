@@ -18,6 +18,7 @@ from onnx import numpy_helper
 from scratchnet import datatypes
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
+from scratchnet.files import require_model_file
 
 __all__ = ["Signature", "TensorSpec", "format_dims", "read_signature"]
 
@@ -73,8 +74,7 @@ class Signature:
 def read_signature(path: str | os.PathLike[str]) -> Signature:
     """Read the signature of the ONNX file at `path`; ModelError naming the file if it cannot."""
     where = f"model {path}"
-    if not Path(path).is_file():
-        raise ModelError(f"{where} not found (export one with `python -m export`)")
+    require_model_file(path, where)
     try:
         model = onnx.load(os.fspath(path), load_external_data=False)
     except (DecodeError, OSError, ValueError) as error:

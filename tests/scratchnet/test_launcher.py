@@ -99,8 +99,8 @@ def test_a_server_that_exits_while_loading_is_reported_as_well(tmp_path: Path) -
     with pytest.raises(LaunchError) as raised:
         ServerProcess.start(missing, stdout=tmp_path / "out", stderr=tmp_path / "err")
     assert str(raised.value) == (
-        f"the server exited with code 2: python -m server: error: model {missing} not found "
-        "(export one with `python -m export`)"
+        f"the server exited with code 2: python -m server: error: model {missing} not found, "
+        "expected an ONNX file (export one with `python -m export`)"
     )
     assert (tmp_path / "out").read_text().startswith("listening on ")
 

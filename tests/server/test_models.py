@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,15 @@ REFUSED: dict[str, tuple[Callable[[Path], Path], str]] = {
         lambda p: (p.write_bytes(b"this is not a model"), p)[1],
         "cannot be loaded by onnxruntime",
     ),
-    "missing file": (lambda p: p, "not found (export one with `python -m export`)"),
+    "missing file": (
+        lambda p: p,
+        "not found, expected an ONNX file (export one with `python -m export`)",
+    ),
+    # A FIFO exists but is no model: said so, not "not found".
+    "a fifo": (
+        lambda p: (os.mkfifo(p), p)[1],
+        "is not a regular file (a device, FIFO or socket), expected an ONNX file",
+    ),
     "NaN weights": (_nan_weights, "weights weights hold NaN or infinity, expected finite"),
 }
 

@@ -295,6 +295,10 @@ def _no_idx_files(tmp_path: Path, *_: Any) -> list[str]:
 
 BAD_DATA = {
     "missing-path": (_missing, "not found: expected a directory of IDX files or an .npz file"),
+    "device": (
+        lambda *_: ["--data", "/dev/null"],
+        "data /dev/null is not a regular file (a device, FIFO or socket): expected a directory",
+    ),
     "wrong-idx-magic": (_wrong_magic, "not an IDX image file: magic number 0x00000801"),
     "truncated": (_truncated, "is truncated"),
     "truncated-gzip": (_truncated_gzip, "is truncated: the gzip stream ends early"),
