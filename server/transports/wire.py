@@ -15,7 +15,9 @@ __all__ = ["SPLIT_ABOVE", "split"]
 SPLIT_ABOVE = 64 * 1024
 """Messages smaller than this go to protobuf whole: copying them costs less than splitting."""
 
-_VARINT, _FIXED64, _LENGTH, _FIXED32 = 0, 1, 2, 5
+_VARINT, _FIXED64, _LENGTH, _START_GROUP, _END_GROUP, _FIXED32 = 0, 1, 2, 3, 4, 5
+_MAX_GROUP_DEPTH = 100
+"""As protobuf's own recursion limit: deeper groups are refused, not followed."""
 
 
 def _varint(data: memoryview, offset: int) -> tuple[int, int]:
@@ -48,24 +50,45 @@ def split(data: bytes | memoryview, field: int) -> tuple[list[memoryview], bytes
         number, kind = key >> 3, key & 7
         if number == 0:
             raise DecodeError("field number 0")
-        if kind == _VARINT:
-            _, offset = _varint(view, offset)
-        elif kind == _FIXED64:
-            offset += 8
-        elif kind == _FIXED32:
-            offset += 4
-        elif kind == _LENGTH:
+        if kind == _LENGTH and number == field:
             length, offset = _varint(view, offset)
-            if number == field:
-                if offset + length > len(view):
-                    raise DecodeError(f"field {number} is truncated")
-                found.append(view[offset : offset + length])
-                offset += length
-                continue
+            if offset + length > len(view):
+                raise DecodeError(f"field {number} is truncated")
+            found.append(view[offset : offset + length])
             offset += length
-        else:
-            raise DecodeError(f"wire type {kind} of field {number} is not supported")
-        if offset > len(view):
-            raise DecodeError(f"field {number} is truncated")
+            continue
+        offset = _skip(view, offset, number, kind, 0)
         rest += view[start:offset]
     return found, bytes(rest)
+
+
+def _skip(view: memoryview, offset: int, number: int, kind: int, depth: int) -> int:
+    """The offset after the value of field `number` (wire type `kind`) that starts at `offset`;
+    a group (an unknown field of an old-style message) to its end, as protobuf skips it."""
+    if kind == _VARINT:
+        _, offset = _varint(view, offset)
+    elif kind == _FIXED64:
+        offset += 8
+    elif kind == _FIXED32:
+        offset += 4
+    elif kind == _LENGTH:
+        length, offset = _varint(view, offset)
+        offset += length
+    elif kind == _START_GROUP:
+        if depth >= _MAX_GROUP_DEPTH:
+            raise DecodeError(f"groups nested deeper than {_MAX_GROUP_DEPTH}")
+        while True:
+            key, offset = _varint(view, offset)
+            inner, inner_kind = key >> 3, key & 7
+            if inner_kind == _END_GROUP:
+                if inner != number:
+                    raise DecodeError(f"group {number} ends as group {inner}")
+                break
+            if inner == 0:
+                raise DecodeError("field number 0")
+            offset = _skip(view, offset, inner, inner_kind, depth + 1)
+    else:  # an end of group with no start, or no wire type at all
+        raise DecodeError(f"wire type {kind} of field {number} is not valid here")
+    if offset > len(view):
+        raise DecodeError(f"field {number} is truncated")
+    return offset

@@ -58,3 +58,29 @@ def test_a_predict_request_keeps_its_pixels_in_place() -> None:
 def test_malformed_bytes_are_a_decode_error(data: bytes) -> None:
     with pytest.raises(DecodeError):
         wire.split(data, 7)
+
+
+def _key(number: int, kind: int) -> bytes:
+    """A field's key, for numbers under 16 (one byte)."""
+    return bytes([number << 3 | kind])
+
+
+def test_an_unknown_group_is_skipped_at_every_size_as_protobuf_skips_it() -> None:
+    # Field 15 as an old-style group holding a varint and a nested group: unknown to the schema.
+    group = _key(15, 3) + _key(1, 0) + b"\x05" + _key(2, 3) + _key(2, 4) + _key(15, 4)
+    for size in (16, wire.SPLIT_ABOVE):  # parsed whole, then split in place
+        pixels = np.zeros(size, dtype=np.float32).tobytes()
+        message = pb.ModelInferRequest(model_name="m", raw_input_contents=[pixels])
+        message.inputs.add(name="images", datatype="FP32", shape=[1, size])
+        received = oip_codec.receive(message.SerializeToString() + group)
+        assert received.message.model_name == "m" and [bytes(v) for v in received.raw] == [pixels]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [_key(15, 3) + _key(1, 0) + b"\x05", _key(15, 3) + _key(14, 4), _key(15, 4)],
+    ids=["never ends", "ends as another", "ends without a start"],
+)
+def test_a_malformed_group_is_a_decode_error(data: bytes) -> None:
+    with pytest.raises(DecodeError):
+        wire.split(data, 7)
