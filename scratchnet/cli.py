@@ -15,6 +15,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "ArgumentParser",
+    "file_path",
     "integer",
     "integers",
     "non_negative_number",

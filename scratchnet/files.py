@@ -12,7 +12,15 @@ from typing import BinaryIO, TypeVar
 
 from scratchnet.errors import ModelError, ScratchnetError
 
-__all__ = ["Identity", "atomic_directory", "atomic_write", "check_writable", "identity"]
+__all__ = [
+    "Identity",
+    "atomic_directory",
+    "atomic_write",
+    "check_writable",
+    "identity",
+    "not_a_file",
+    "require_model_file",
+]
 
 _Made = TypeVar("_Made")
 Identity = tuple[int, int, int]

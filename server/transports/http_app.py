@@ -211,8 +211,10 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
 
                 # A compressed body's size says nothing of the work: 56 KB of gzip can hold
                 # 58 MB of JSON (seconds to parse), so it is always decoded in a thread.
-                size = OFF_LOOP_BYTES + 1 if http_codec.is_compressed(encoding) else len(body)
-                decoded, binary = await _maybe_off_loop(size, decode)
+                compressed = http_codec.is_compressed(encoding)
+                decoded, binary = await _maybe_off_loop(
+                    OFF_LOOP_BYTES + 1 if compressed else len(body), decode
+                )
                 answer = await _unless_client_leaves(request, plane.infer(decoded, call), len(body))
                 size = sum(value.nbytes for value in answer.outputs.values())
                 return await _maybe_off_loop(
@@ -271,8 +273,8 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         Route(versioned, _endpoint(model_metadata)),
         Route(f"{model}/ready", _endpoint(model_ready)),
         Route(f"{versioned}/ready", _endpoint(model_ready)),
-        Route(f"{model}/infer", _endpoint(infer), methods=["POST"], name=INFER_ROUTE),
-        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"], name=INFER_ROUTE),
+        Route(f"{model}/infer", _endpoint(infer), methods=["POST"], name=_INFER_ROUTE),
+        Route(f"{versioned}/infer", _endpoint(infer), methods=["POST"], name=_INFER_ROUTE),
         Route(f"{model}/stats", _endpoint(model_statistics)),
         Route(f"{versioned}/stats", _endpoint(model_statistics)),
         Route(f"{model}/config", _endpoint(model_config)),
@@ -356,7 +358,7 @@ def _file_response(found: playground.Asset) -> Response:
     )
 
 
-INFER_ROUTE = "infer"
+_INFER_ROUTE = "infer"
 """The name of the infer routes, whose refusals the data plane's observers hear of."""
 
 
@@ -371,7 +373,7 @@ class _TokenCheck:
         self._tokens = tokens
         self._plane = plane
         self._infer_routes = [
-            route for route in app.routes if isinstance(route, Route) and route.name == INFER_ROUTE
+            route for route in app.routes if isinstance(route, Route) and route.name == _INFER_ROUTE
         ]
 
     def _infers(self, scope: Scope) -> bool:
