@@ -111,11 +111,11 @@ class RepositoryFolder:
         # A version is the folder's number, as Triton reads it (model_lifecycle.cc VersionsToLoad):
         # ASCII digits only, and a folder with leading zeros ("007") is ignored, not version 7.
         found = {
-            entry.name: Path(entry.path) / file_name
+            entry.name: path
             for entry in sorted(_scandir(folder), key=lambda entry: entry.name)
             if entry.is_dir()
             and _is_version_folder(entry.name)
-            and (Path(entry.path) / file_name).is_file()
+            and (path := _model_file(Path(entry.path), file_name)) is not None
         }
         chosen, missing = _apply_policy(name, found, config)
         labels = (
@@ -143,6 +143,16 @@ def _folder_identity(folder: Path) -> tuple[Identity, ...]:
     them is a new version of the model, as Triton's polling sees it (the folder's contents)."""
     files = sorted(Path(root) / name for root, _, names in os.walk(folder) for name in names)
     return tuple(identity(path) for path in files)
+
+
+def _model_file(version_folder: Path, file_name: str) -> Path | None:
+    """The version's model file: `file_name` itself, or, as Triton's onnxruntime backend reads a
+    model kept in a folder of that name with its external data, `model.onnx` inside it."""
+    path = version_folder / file_name
+    if path.is_file():
+        return path
+    inside = path / DEFAULT_MODEL_FILENAME
+    return inside if path.is_dir() and inside.is_file() else None
 
 
 def _is_version_folder(name: str) -> bool:

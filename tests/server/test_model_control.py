@@ -297,6 +297,23 @@ def test_a_change_to_a_models_external_data_is_a_change_to_the_model(tmp_path: P
     labels_of(plane, "m", seed=2)
 
 
+def test_a_model_kept_in_a_folder_with_its_data_is_served_as_triton_serves_it(
+    tmp_path: Path,
+) -> None:
+    # Triton's onnxruntime backend: a model path that is a folder holds model.onnx and its data.
+    path = place(tmp_path, "m", 1, seed=3)
+    inside = tmp_path / "m" / "1" / "model.onnx" / "model.onnx"
+    model = onnx.load(path)
+    path.unlink()
+    inside.parent.mkdir()
+    onnx.save(model, inside, save_as_external_data=True, location="weights.bin", size_threshold=64)
+    assert (inside.parent / "weights.bin").is_file()
+    control, plane = control_of(tmp_path)
+    control.start()
+    assert served(plane.repository) == [("m", "1")]
+    labels_of(plane, "m", seed=3)
+
+
 def test_a_load_whose_policy_selects_no_version_fails_and_keeps_serving(tmp_path: Path) -> None:
     for version in (1, 2):
         place(tmp_path, "m", version, seed=version)
