@@ -29,7 +29,12 @@ from clients.targets import open_channel, parse_targets
 from scratchnet import datatypes
 from scratchnet.api.v1 import classifier_pb2, classifier_pb2_grpc
 from scratchnet.contract import ARTIFACT_SHA256
-from scratchnet.errors import ClientError, InvalidArgumentError, ServerUnavailableError
+from scratchnet.errors import (
+    ClientError,
+    DeadlineExceededError,
+    InvalidArgumentError,
+    ServerUnavailableError,
+)
 
 __all__ = ["BatchPrediction", "Client", "ModelInfo", "Prediction"]
 
@@ -184,8 +189,10 @@ class Client:
                     described[address] = self._describe(
                         classifier_pb2_grpc.ClassifierStub(channel), request
                     )
-                except ServerUnavailableError:
-                    continue  # down for now: the calls go to the others, and retry it later
+                except (ServerUnavailableError, DeadlineExceededError):
+                    # Down, or connected but not answering (stopped, a black hole): the calls go
+                    # to the replicas that answer, as gRPC's round robin picks only those.
+                    continue
         identities = {address: _identity(found) for address, found in described.items()}
         if len(set(identities.values())) > 1:
             shown = "; ".join(f"{address}: {_shown(key)}" for address, key in identities.items())
@@ -289,7 +296,8 @@ class Client:
     def _unary(self, request: classifier_pb2.PredictRequest) -> Iterator[BatchPrediction]:
         started = time.perf_counter()
         reply = self._call(self._stub.Predict, request)
-        yield BatchPrediction(0, _prediction(reply), time.perf_counter() - started)
+        prediction = self._prediction(reply, request.images.shape[0], 0)
+        yield BatchPrediction(0, prediction, time.perf_counter() - started)
 
     def _calls(
         self, requests: Iterator[classifier_pb2.PredictRequest]
@@ -297,7 +305,7 @@ class Client:
         """One Predict call per batch, a window of them in flight, replies yielded in order."""
         self._check_open()
         window = REPLICA_WINDOW * max(2, self._targets.replicas or 2)
-        pending: deque[tuple[float, grpc.Future[classifier_pb2.PredictResponse]]] = deque()
+        pending: deque[tuple[float, int, grpc.Future[classifier_pb2.PredictResponse]]] = deque()
         start = 0
         try:
             while True:
@@ -306,32 +314,59 @@ class Client:
                     future = self._stub.Predict.future(
                         request, timeout=self.timeout, metadata=self._credentials.metadata
                     )
-                    pending.append((sent, future))
+                    pending.append((sent, request.images.shape[0], future))
                 if not pending:
                     return
                 batch = self._answer(start, *pending.popleft())
                 start += len(batch.prediction.labels)
                 yield batch
         finally:
-            for _, call in pending:
+            for _, _, call in pending:
                 call.cancel()
 
     def _answer(
-        self, start: int, sent: float, call: grpc.Future[classifier_pb2.PredictResponse]
+        self,
+        start: int,
+        sent: float,
+        images: int,
+        call: grpc.Future[classifier_pb2.PredictResponse],
     ) -> BatchPrediction:
         try:
             reply = call.result()
         except grpc.RpcError as error:
             note = f" (in the request starting at image {start})" if start else ""
             raise self._error(error, note) from None
-        return BatchPrediction(start, _prediction(reply), time.perf_counter() - sent)
+        prediction = self._prediction(reply, images, start)
+        return BatchPrediction(start, prediction, time.perf_counter() - sent)
+
+    def _prediction(
+        self, reply: classifier_pb2.PredictResponse, images: int, start: int
+    ) -> Prediction:
+        """The reply to a request of `images` images (from image `start`); ClientError unless it
+        answers each of them: a short reply would shift every later image's label."""
+        labels = np.fromiter(reply.labels, dtype=np.int64, count=len(reply.labels))
+        wrong = [f"{len(labels)} labels"] if len(labels) != images else []
+        for name, values in (("scores", reply.scores), ("probabilities", reply.probabilities)):
+            if len(values) % images:
+                wrong.append(f"{len(values)} {name}")
+        if wrong:
+            raise ClientError(
+                f"the server at {self.target} answered the request of {images} images starting "
+                f"at image {start} with {' and '.join(wrong)}, expected one label (and one row "
+                "of scores or probabilities) per image"
+            )
+        return Prediction(
+            labels=labels,
+            scores=_matrix(reply.scores, images),
+            probabilities=_matrix(reply.probabilities, images),
+        )
 
     def _stream(
         self, requests: Iterator[classifier_pb2.PredictRequest], total: int
     ) -> Iterator[BatchPrediction]:
         self._check_open()
         slots = threading.Semaphore(STREAM_WINDOW)
-        sent: deque[float] = deque()
+        sent: deque[tuple[float, int]] = deque()
         done = threading.Event()
 
         def windowed() -> Iterator[classifier_pb2.PredictRequest]:
@@ -340,7 +375,7 @@ class Client:
                 slots.acquire()
                 if done.is_set():
                     return
-                sent.append(time.perf_counter())
+                sent.append((time.perf_counter(), request.images.shape[0]))
                 yield request
 
         call = self._stub.PredictStream(
@@ -349,9 +384,10 @@ class Client:
         start = 0
         try:
             for reply in call:
-                latency = time.perf_counter() - sent.popleft()
+                started, images = sent.popleft()
+                latency = time.perf_counter() - started
                 slots.release()
-                prediction = _prediction(reply)
+                prediction = self._prediction(reply, images, start)
                 yield BatchPrediction(start, prediction, latency)
                 start += len(prediction.labels)
         except grpc.RpcError as error:
@@ -370,7 +406,12 @@ class Client:
 
 
 def _as_images(images: ArrayLike) -> NDArray[Any]:
-    array = np.asarray(images)
+    try:
+        array = np.asarray(images)
+    except ValueError as error:  # ragged: images of different sizes
+        raise InvalidArgumentError(
+            f"images: expected one array [N, H, W] of images of one size ({error})"
+        ) from None
     if np.issubdtype(array.dtype, np.floating):
         array = array.astype("<f4", copy=False)
     if array.dtype not in _WIRE_DTYPES:
@@ -390,15 +431,6 @@ def _tensor(batch: NDArray[Any]) -> classifier_pb2.Tensor:
     dtype = _WIRE_DTYPES[batch.dtype]
     name = classifier_pb2.DataType.Name(dtype)
     return classifier_pb2.Tensor(dtype=name, shape=batch.shape, data=batch.tobytes())
-
-
-def _prediction(reply: classifier_pb2.PredictResponse) -> Prediction:
-    labels = np.fromiter(reply.labels, dtype=np.int64, count=len(reply.labels))
-    return Prediction(
-        labels=labels,
-        scores=_matrix(reply.scores, len(labels)),
-        probabilities=_matrix(reply.probabilities, len(labels)),
-    )
 
 
 def _matrix(values: Sequence[float], rows: int) -> NDArray[np.float32] | None:

@@ -20,6 +20,7 @@ from clients.cli import add_server_flags, security_options
 from clients.client import Client, ModelInfo, Prediction
 from clients.images import INVERT_CHOICES, load_images
 from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.errors import one_line
 
 __all__ = ["main"]
 
@@ -74,7 +75,7 @@ def _main() -> int:
     if args.json:
         print(json.dumps(_report(rows, info, args.target), indent=2))
     else:
-        width = max(len(row.image) for row in rows)
+        width = max(len(one_line(row.image)) for row in rows)
         for row in rows:
             print(_line(row, info.class_labels, width))
     return 0
@@ -105,7 +106,8 @@ def _rows(results: list[tuple[Path, Prediction]]) -> list[_Row]:
 
 
 def _line(row: _Row, class_labels: Sequence[str], width: int) -> str:
-    text = f"{row.image:<{width}}  {class_labels[row.label]}"
+    # A file name with a line break or a terminal escape in it stays on its row.
+    text = f"{one_line(row.image):<{width}}  {class_labels[row.label]}"
     if row.probabilities is None:
         return text
     return f"{text}  ({row.probabilities[row.label]:.3f})   " + " ".join(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -220,3 +221,55 @@ def test_a_closed_client_refuses_calls(server: RunningServer, mnist: Dataset) ->
     client.close()
     with pytest.raises(ClientError, match="closed"):
         client.predict(mnist.test_images[:1])
+
+
+class _ShortAnswers(classifier_pb2_grpc.ClassifierServicer):
+    """A misbehaving server: one label fewer than the images it was sent."""
+
+    def GetModelInfo(
+        self, request: classifier_pb2.GetModelInfoRequest, context: grpc.ServicerContext
+    ) -> classifier_pb2.GetModelInfoResponse:
+        return classifier_pb2.GetModelInfoResponse(
+            model_name="m", model_version="1", input_dtypes=[classifier_pb2.DATA_TYPE_UINT8],
+            input_shape=[-1, 2, 2], num_classes=3, max_batch_size=10, outputs=["label"],
+        )  # fmt: skip
+
+    def Predict(
+        self, request: classifier_pb2.PredictRequest, context: grpc.ServicerContext
+    ) -> classifier_pb2.PredictResponse:
+        return classifier_pb2.PredictResponse(labels=[1] * (request.images.shape[0] - 1))
+
+    def PredictStream(
+        self, requests: Iterator[classifier_pb2.PredictRequest], context: grpc.ServicerContext
+    ) -> Iterator[classifier_pb2.PredictResponse]:
+        for request in requests:
+            yield self.Predict(request, context)
+
+
+@pytest.fixture
+def short_answers() -> Iterator[str]:
+    server = grpc.server(futures.ThreadPoolExecutor(4))
+    classifier_pb2_grpc.add_ClassifierServicer_to_server(_ShortAnswers(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop(0)
+
+
+@pytest.mark.parametrize(("replicas", "count"), [(1, 5), (1, 25), (2, 25)], ids=str)
+def test_a_reply_short_of_labels_is_an_error_not_a_shifted_result(
+    short_answers: str, replicas: int, count: int
+) -> None:
+    # One call (5 images), a stream (25 in batches of 10), one call per batch over replicas.
+    expected = r"answered the request of \d+ images starting at image 0 with \d+ labels, expected"
+    with (
+        Client(",".join([short_answers] * replicas)) as client,
+        pytest.raises(ClientError, match=expected),
+    ):
+        client.predict(np.zeros((count, 2, 2), dtype=np.uint8))
+
+
+def test_ragged_images_are_refused_before_any_call(client: Client) -> None:
+    ragged = [np.zeros((28, 28), np.uint8), np.zeros((27, 28), np.uint8)]
+    with pytest.raises(InvalidArgumentError, match="expected one array"):
+        client.predict(ragged)  # type: ignore[arg-type]

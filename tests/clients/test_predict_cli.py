@@ -102,6 +102,15 @@ def test_text_output_has_one_line_per_image(
         assert len(per_class) == artifact.num_classes
 
 
+def test_a_file_name_with_a_line_break_stays_on_its_row(
+    server: RunningServer, mnist: Dataset, tmp_path: Path
+) -> None:
+    np.save(tmp_path / "a\nb.npy", mnist.test_images[:1])
+    result = run_module("clients.predict", "--target", server.target, tmp_path / "a\nb.npy")
+    (line,) = result.stdout.splitlines()
+    assert line.split()[0] == f"{tmp_path}/a\\nb.npy"
+
+
 def test_bad_input_is_one_line_and_a_nonzero_exit(
     server: RunningServer, mnist: Dataset, tmp_path: Path, closed_port: int
 ) -> None:

@@ -4,6 +4,7 @@ result as one server; a replica killed with SIGKILL mid-run costs no image and n
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,20 @@ def test_the_library_spreads_batches_over_replicas(
     ]
     # Round robin picks among the replicas connected so far: both, after the first calls.
     assert all(count >= 100 for count in served) and sum(served) == 1000, served
+
+
+def test_a_replica_that_accepts_but_never_answers_is_skipped(
+    replicas: list[RunningServer], mnist: Dataset, artifact: Artifact
+) -> None:
+    # A listening socket nobody serves: connected, never answered (a stopped process, say).
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", 0))
+        hole.listen()
+        targets = f"{replicas[0].target},127.0.0.1:{hole.getsockname()[1]}"
+        with Client(targets, timeout=2) as client:
+            labels = client.predict(mnist.test_images[:300]).labels
+    expected = predict(artifact.weights, artifact.biases, mnist.test_images[:300])
+    assert labels.tolist() == expected.tolist()
 
 
 def test_perf_loads_every_replica(replicas: list[RunningServer]) -> None:
