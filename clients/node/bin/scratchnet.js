@@ -6,7 +6,9 @@ const { main } = require('../lib/cli');
 // A reader that stops early (`| head`) closes the pipe: stop quietly, as other Unix tools do.
 process.stdout.on('error', (error) => {
   if (error.code !== 'EPIPE') {
-    throw error;
+    // A full disk or a closed descriptor: one line, as every other error.
+    process.stderr.write(`scratchnet: cannot write to standard output (${error.code ?? error})\n`);
+    process.exit(1);
   }
   process.exit(0);
 });

@@ -108,7 +108,8 @@ class Client {
   /**
    * @param {string} target HOST:PORT; replicas: HOST:PORT,HOST:PORT,... or dns:///NAME:PORT
    * @param {object} [options]
-   * @param {number} [options.timeoutMs] deadline of each call (a stream gets it once per batch)
+   * @param {number} [options.timeoutMs] deadline of each call (a stream gets it once per batch,
+   *   and each of its answers must come within it)
    * @param {string} [options.modelName] the model to ask (both APIs); default: the server's
    *   default model (for the Open Inference Protocol, the one GetModelInfo names)
    * @param {string} [options.modelVersion] its version; default "": the newest the server has
@@ -254,10 +255,37 @@ class Client {
       deadline: this.deadline(this.timeoutMs * requests.length),
     });
     const responses = [];
+    let idle;
     const finished = new Promise((resolve, reject) => {
-      call.on('data', (response) => responses.push(response));
-      call.on('error', (error) => reject(this.failure(method, error)));
-      call.on('end', resolve);
+      // Each answer gets the timeout anew: a server that stops answering fails the call after
+      // it, not after the whole stream's deadline (the timeout times the batches).
+      const wait = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => {
+          reject(
+            new RpcError(
+              method,
+              grpc.status.DEADLINE_EXCEEDED,
+              `no answer within ${this.timeoutMs} ms (${responses.length} of ` +
+                `${requests.length} batches answered)`,
+            ),
+          );
+          call.cancel();
+        }, this.timeoutMs);
+      };
+      wait();
+      call.on('data', (response) => {
+        responses.push(response);
+        wait();
+      });
+      call.on('error', (error) => {
+        clearTimeout(idle);
+        reject(this.failure(method, error));
+      });
+      call.on('end', () => {
+        clearTimeout(idle);
+        resolve();
+      });
     });
     // The writer stops at the first error; `finished` reports it.
     const writing = (async () => {

@@ -233,3 +233,19 @@ test('a missing file or model exits 1 naming it', async () => {
     /cannot load it/,
   );
 });
+
+test('a standard output that cannot be written is one line and exit 1, not a stack trace', () => {
+  const { spawnSync } = require('node:child_process');
+  const full = fs.openSync('/dev/full', 'w');
+  try {
+    const script = path.join(__dirname, '..', 'bin', 'scratchnet.js');
+    const result = spawnSync(process.execPath, [script, '--help'], {
+      stdio: ['ignore', full, 'pipe'],
+      encoding: 'utf8',
+    });
+    assert.equal(result.status, 1);
+    assert.equal(result.stderr, 'scratchnet: cannot write to standard output (ENOSPC)\n');
+  } finally {
+    fs.closeSync(full);
+  }
+});

@@ -16,6 +16,7 @@ const DATA = path.join(REPO, 'data', 'mnist');
 const TEST_IMAGES = path.join(DATA, 't10k-images-idx3-ubyte.gz');
 const INVALID_ARGUMENT = 3;
 const UNAVAILABLE = 14;
+const DEADLINE_EXCEEDED = 4;
 // Bounds for a hung server or client, far above the seconds these normally take.
 const SETUP_TIMEOUT = { timeout: 240_000 };
 const SUITE_TIMEOUT = { timeout: 180_000 };
@@ -300,5 +301,31 @@ describe('against a live server of the uint8-input export', SUITE_TIMEOUT, () =>
     );
     const floats = convertImages(images, 'float32');
     await assert.rejects(() => uint8Client.infer(floats), /expects uint8 pixels, got float32/);
+  });
+});
+
+describe('against a server that stops answering mid-stream', SUITE_TIMEOUT, () => {
+  test('the stream fails after the timeout, not after the timeout times its batches', async () => {
+    const frozen = await startServer(model);
+    const slow = new Client(frozen.target, { timeoutMs: 2_000, batchSize: 1 });
+    try {
+      await slow.waitForReady(60_000);
+      await slow.modelInfo(); // connected: the stream below starts at once
+      frozen.process.kill('SIGSTOP');
+      const started = Date.now();
+      await assert.rejects(
+        () => slow.predict(images, { dtype: 'uint8' }),
+        (error) =>
+          error instanceof RpcError &&
+          error.code === DEADLINE_EXCEEDED &&
+          /no answer within 2000 ms/.test(error.message),
+      );
+      // 10,000 batches of one: the whole-stream deadline alone would be 20,000 s.
+      assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+    } finally {
+      slow.close();
+      frozen.process.kill('SIGCONT');
+      assert.equal(await frozen.stop(), 0);
+    }
   });
 });
