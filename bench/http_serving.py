@@ -51,7 +51,7 @@ from serving import (
     _spec,
 )
 
-from clients.perf import MISMATCH, Measurement, ModelSpec, build_plan, measure
+from clients.perf import MISMATCH, Measurement, ModelSpec, Plan, build_plan, measure
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.contract import LABEL, SCORES
 from scratchnet.datasets import load_dataset
@@ -156,8 +156,14 @@ def main() -> int:
         )
     pixels = _pixels(spec)
     plans = {s.id: _requests(s, pixels, spec.input_name) for s in SCENARIOS}
+    # The same images over scratchnet's gRPC port, raw tensors, built once as the HTTP requests are.
+    twins = {
+        s.id: build_plan(spec, "v2", s.batch, outputs=OUTPUTS, count=s.distinct, pixels=pixels)
+        for s in SCENARIOS
+        if s.id in GRPC_TWINS
+    }
     load_before = os.getloadavg()
-    rows = _measure_all(contenders, plans, session, args)
+    rows = _measure_all(contenders, plans, twins, session, args)
     results = {
         "benchmark": "http",
         "command": shlex.join(["python", *sys.argv]),
@@ -373,7 +379,11 @@ def _answers(url: str) -> bool:
 
 
 def _measure_all(
-    contenders: list[Contender], plans: dict[str, Requests], session: Any, args: Any
+    contenders: list[Contender],
+    plans: dict[str, Requests],
+    twins: dict[str, Plan],
+    session: Any,
+    args: Any,
 ) -> list[dict[str, Any]]:
     runs: dict[tuple[str, str], list[Measurement]] = {}
     checks: dict[tuple[str, str], list[tuple[bool, float | None]]] = {}
@@ -403,7 +413,7 @@ def _measure_all(
                         flush=True,
                     )
                     if server is not None and contender.id == "scratchnet":
-                        twin = _grpc_twin(server, scenario, args, session)
+                        twin = _grpc_twin(server, twins.get(scenario.id), scenario, args)
                         if twin is not None:
                             runs.setdefault((scenario.id, "scratchnet-grpc"), []).append(twin)
                             print(
@@ -422,20 +432,11 @@ def _measure_all(
 
 
 def _grpc_twin(
-    server: ServerProcess, scenario: Scenario, args: Any, session: Any
+    server: ServerProcess, plan: Plan | None, scenario: Scenario, args: Any
 ) -> Measurement | None:
     """The scenario over scratchnet's gRPC port: ModelInfer with raw tensors (clients.perf)."""
-    if scenario.id not in GRPC_TWINS:
+    if plan is None:
         return None
-    spec = _spec(session)
-    plan = build_plan(
-        spec,
-        "v2",
-        scenario.batch,
-        outputs=OUTPUTS,
-        count=scenario.distinct,
-        pixels=_pixels(spec),
-    )
     return measure(
         server.target,
         plan,

@@ -783,7 +783,8 @@ def _main() -> int:
         "--max-windows",
         type=integer(3),
         metavar="N",
-        help="with --stability: give up after N windows, reporting the last three (default 10)",
+        help="with --stability: give up after N windows, reporting the last three (default "
+        f"{MAX_WINDOWS})",
     )
     parser.add_argument(
         "--no-check-replies",
@@ -791,7 +792,11 @@ def _main() -> int:
         help="accept any OK reply (by default a reply that differs from the first to the same "
         "request is an error, MISMATCH: a server answering wrongly under load)",
     )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead (a list of them with --concurrency-range)",
+    )
     args = parser.parse_args()
     if args.max_windows is not None and args.stability is None:
         parser.error("--max-windows applies to --stability only")
