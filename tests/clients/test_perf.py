@@ -27,6 +27,8 @@ from clients.perf import (
     measure,
     measure_until_stable,
 )
+from clients.perf import report as report_module
+from clients.perf.report import text as report_text
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.artifact import Artifact
@@ -261,7 +263,7 @@ def test_calls_the_server_refuses_are_counted_and_the_first_reason_shown(
         "stability_percent": None, "stable": None,
         **result.summary(),
     }  # fmt: skip
-    lines = perf._text(report).splitlines()
+    lines = report_text(report).splitlines()
     assert f"errors      INVALID_ARGUMENT {result.error_count:,}" in lines
     assert f"  first INVALID_ARGUMENT: {result.messages['INVALID_ARGUMENT']}" in lines
 
@@ -352,4 +354,4 @@ def test_stability_passes_measure_windows_until_the_last_three_agree(
     )
     assert (windows, stable) == (4, False)
     report = {"stable": False, "windows": 4, "stability_percent": 1e-9}
-    assert "NOT stable" in perf._windows(report)
+    assert "NOT stable" in report_module._windows(report)

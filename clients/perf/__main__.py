@@ -1,0 +1,3 @@
+from clients.perf.cli import main
+
+main()

@@ -1,0 +1,251 @@
+"""`python -m clients.perf`'s command line: flags, the runs they ask for, and the exit code."""
+
+from __future__ import annotations
+
+import json
+from argparse import ArgumentTypeError
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from clients.cli import add_server_flags, security_options
+from clients.credentials import Credentials
+from clients.perf.load import MAX_WINDOWS, Stability, measure, measure_until_stable
+from clients.perf.model import describe
+from clients.perf.plan import APIS, DEFAULT_OUTPUTS, build_plan, in_shared_memory
+from clients.perf.report import sweep_table, text
+from clients.shared_memory import Region, registered
+from clients.targets import parse_targets
+from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
+from scratchnet.datasets import load_dataset
+from scratchnet.errors import ClientError, ScratchnetError
+
+__all__ = ["MAX_CONCURRENCY", "PROGRAM", "main"]
+
+PROGRAM = "python -m clients.perf"
+MAX_CONCURRENCY = 4096
+"""Most calls in flight (the server's default --max-concurrent-rpcs): each is a task and its
+buffers, so a typo of 100000000 would fill memory instead of measuring."""
+
+_DTYPE_FLAGS = {"uint8": "UINT8", "float32": "FP32"}
+"""--dtype's choices, by their Open Inference Protocol names."""
+
+
+def main() -> None:
+    """The command line; see --help."""
+    run_cli(PROGRAM, _main)
+
+
+def _main() -> int:
+    parser = ArgumentParser(
+        prog=PROGRAM,
+        description="Load a scratchnet or Open Inference Protocol server with inference calls "
+        "and report throughput, latency, errors and the client's own CPU time. Exit code 0; 1 "
+        "if any call failed; 2 for a mistake found before the run (a flag, a file, the server "
+        "or model not reachable).",
+    )
+    add_server_flags(parser, "deadline of each call")
+    parser.add_argument(
+        "--api",
+        choices=tuple(APIS),
+        default="v1",
+        help="v1: scratchnet.v1 Predict; v2: Open Inference Protocol ModelInfer (default: v1)",
+    )
+    parser.add_argument("--model", metavar="NAME", help="default: the model the server reports")
+    parser.add_argument("--version", default="", help="model version (default: the served one)")
+    parser.add_argument(
+        "--batch", type=integer(1), default=1, metavar="B", help="images per request (default 1)"
+    )
+    levels = parser.add_mutually_exclusive_group()
+    levels.add_argument(
+        "--concurrency",
+        type=integer(1, MAX_CONCURRENCY),
+        default=1,
+        metavar="N",
+        help=f"calls in flight, at most {MAX_CONCURRENCY} (default 1)",
+    )
+    levels.add_argument(
+        "--concurrency-range",
+        type=_concurrency_range,
+        metavar="START[:END[:STEP]]",
+        help="measure at START, START+STEP, ... up to END calls in flight in turn, as "
+        "perf_analyzer's --concurrency-range, and end with a table of them (STEP default 1)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=positive_number,
+        default=10.0,
+        metavar="S",
+        help="measuring window in seconds (default 10)",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=non_negative_number,
+        default=1.0,
+        metavar="S",
+        help="seconds of calls before the window, not counted (default 1)",
+    )
+    parser.add_argument(
+        "--dtype", choices=tuple(_DTYPE_FLAGS), help="pixel type sent (default: the model's own)"
+    )
+    parser.add_argument(
+        "--outputs",
+        type=_names,
+        metavar="NAMES",
+        help="outputs asked for, comma-separated (default: label,scores when the model has "
+        "them, else all of its outputs)",
+    )
+    parser.add_argument(
+        "--data",
+        metavar="PATH",
+        help="send the test images of this data set (IDX folder or npz; 'mnist': the bundled "
+        "MNIST) instead of random pixels",
+    )
+    parser.add_argument(
+        "--shared-memory",
+        choices=("none", "system"),
+        default="none",
+        help="system: send the images through shared memory (/dev/shm) instead of the message "
+        "(Triton's extension; --api v2, a server on this host; default: none)",
+    )
+    parser.add_argument(
+        "--stability",
+        type=positive_number,
+        metavar="PCT",
+        help="measure windows of --duration until the last three agree within PCT %% "
+        "(throughput and mean latency, as perf_analyzer's --stability-percentage) and report "
+        "those three; default: one window",
+    )
+    parser.add_argument(
+        "--max-windows",
+        type=integer(3),
+        metavar="N",
+        help="with --stability: give up after N windows, reporting the last three (default "
+        f"{MAX_WINDOWS})",
+    )
+    parser.add_argument(
+        "--no-check-replies",
+        action="store_true",
+        help="accept any OK reply (by default a reply that differs from the first to the same "
+        "request is an error, MISMATCH: a server answering wrongly under load)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object instead (a list of them with --concurrency-range)",
+    )
+    args = parser.parse_args()
+    if args.max_windows is not None and args.stability is None:
+        parser.error("--max-windows applies to --stability only")
+    parse_targets(args.target)  # a malformed target fails before any call
+    credentials = Credentials.of(**security_options(parser, args))
+    spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
+    datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None
+    outputs = args.outputs
+    if outputs is None:
+        classifier = all(name in spec.outputs for name in DEFAULT_OUTPUTS)
+        outputs = DEFAULT_OUTPUTS if classifier else spec.outputs
+    plan = build_plan(
+        spec,
+        args.api,
+        args.batch,
+        datatype=datatype,
+        outputs=outputs,
+        pixels=_dataset_pixels(args.data) if args.data else None,
+    )
+    regions: list[Region] = []
+    if args.shared_memory == "system":
+        plan, regions = in_shared_memory(plan, spec)
+    options: dict[str, Any] = {
+        "concurrency": args.concurrency,
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "timeout": args.timeout,
+        "credentials": credentials,
+        "check_replies": not args.no_check_replies,
+    }
+    reports: list[dict[str, Any]] = []
+    with registered(args.target, regions, args.timeout, credentials):
+        for level in args.concurrency_range or [args.concurrency]:
+            windows, stable = 1, None
+            options["concurrency"] = level
+            if args.stability is None:
+                result = measure(args.target, plan, **options)
+            else:
+                stability = Stability(args.stability, args.max_windows or MAX_WINDOWS)
+                result, windows, stable = measure_until_stable(
+                    args.target, plan, stability, **options
+                )
+            if result.requests + result.error_count == 0:
+                raise ClientError(
+                    f"no call to {args.target} finished within the {args.duration:g} s "
+                    f"({level} in flight)"
+                )
+            report = {
+                "target": args.target,
+                "api": args.api,
+                "model": {"name": spec.name, "version": spec.version},
+                "input": {
+                    "name": spec.input_name,
+                    "datatype": plan.datatype,
+                    "dims": spec.image_dims,
+                },
+                "outputs": list(plan.outputs),
+                "shared_memory": args.shared_memory,
+                "warmup_seconds": args.warmup,
+                "windows": windows,
+                "stability_percent": args.stability,
+                "stable": stable,
+                **result.summary(),
+            }
+            reports.append(report)
+            if not args.json:
+                # Each level as it ends: a sweep takes a while.
+                print(("\n" if len(reports) > 1 else "") + text(report), flush=True)
+    if args.json:
+        # One level: its report; a sweep: the list of them, as perf_analyzer's CSV has a row each.
+        print(json.dumps(reports if args.concurrency_range else reports[0], indent=2))
+    elif args.concurrency_range:
+        print("\n" + sweep_table(reports))
+    return 1 if any(report["errors"] for report in reports) else 0
+
+
+def _concurrency_range(text: str) -> list[int]:
+    """START[:END[:STEP]] (perf_analyzer's --concurrency-range): the levels START to END."""
+    parts = text.split(":")
+    expected = (
+        f"expected START[:END[:STEP]], integers with 1 <= START <= END and STEP >= 1, got {text!r}"
+    )
+    if len(parts) > 3 or not all(part.isdigit() for part in parts):
+        raise ArgumentTypeError(expected)
+    start = int(parts[0])
+    end = int(parts[1]) if len(parts) > 1 else start
+    step = int(parts[2]) if len(parts) > 2 else 1
+    if not 1 <= start <= end or step < 1:
+        raise ArgumentTypeError(expected)
+    if end > MAX_CONCURRENCY:
+        raise ArgumentTypeError(f"END is {end}: at most {MAX_CONCURRENCY} calls in flight")
+    if (end - start) // step + 1 > _MAX_LEVELS:
+        raise ArgumentTypeError(
+            f"{text!r} makes more than {_MAX_LEVELS} levels: take a larger STEP"
+        )
+    return list(range(start, end + 1, step))
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    if not names:
+        raise ArgumentTypeError(f"expected output names separated by commas, got {text!r}")
+    return names
+
+
+def _dataset_pixels(path: str) -> NDArray[np.uint8]:
+    images = load_dataset(None if path == "mnist" else path).test_images
+    if images.dtype != np.uint8:
+        raise ScratchnetError(f"data set {path}: perf sends uint8 pixels, found {images.dtype}")
+    return np.asarray(images, dtype=np.uint8)
+
+
+_MAX_LEVELS = 64
+"""Most concurrency levels one sweep measures (a typo such as 1:10000 would take hours)."""
