@@ -124,6 +124,10 @@ def _channel_options(config: ServerConfig) -> list[tuple[str, Any]]:
         # Linux grpc sets SO_REUSEPORT by default: a second server would share a busy port.
         ("grpc.so_reuseport", 0),
         ("grpc.max_concurrent_streams", config.grpc_max_concurrent_streams),
+        # gRPC's queue of calls the server has not yet taken holds about 1,000 by default and
+        # past that drops calls at random as CANCELLED: let it hold as many as the server serves.
+        ("grpc.server.max_pending_requests", config.max_concurrent_rpcs),
+        ("grpc.server.max_pending_requests_hard_limit", config.max_concurrent_rpcs),
         ("grpc.keepalive_time_ms", config.grpc_keepalive_time),
         ("grpc.keepalive_timeout_ms", config.grpc_keepalive_timeout),
         ("grpc.keepalive_permit_without_calls", int(config.grpc_keepalive_permit_without_calls)),

@@ -172,3 +172,32 @@ def test_a_burst_of_160_large_calls_on_one_new_connection_is_all_answered(
         answers = asyncio.run(burst(server.target))
     expected = images.labels["uint8"][:400].tolist()
     assert Counter("right" if a == expected else str(a) for a in answers) == {"right": 160}
+
+
+def test_a_burst_of_1500_small_calls_on_one_connection_is_all_answered(
+    model_onnx: Path, images: load.Images, tmp_path: Path
+) -> None:
+    # Under --max-concurrent-rpcs (4096), but past the 1,000 calls gRPC's own queue holds by
+    # default before it drops calls as CANCELLED: the server must take them all.
+    image = images.pixels["uint8"][:1]
+    request = v1.PredictRequest(
+        images=v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=image.shape, data=image.tobytes())
+    )
+
+    async def burst(target: str) -> list[grpc.StatusCode | list[int]]:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = ClassifierStub(channel)
+            await channel.channel_ready()
+
+            async def one() -> grpc.StatusCode | list[int]:
+                try:
+                    return list((await stub.Predict(request, timeout=60)).labels)
+                except grpc.aio.AioRpcError as error:
+                    return error.code()
+
+            return await asyncio.gather(*(one() for _ in range(1500)))
+
+    with start_server(model_onnx, "--log-level", "warning", tmp_dir=tmp_path) as server:
+        answers = asyncio.run(burst(server.target))
+    expected = images.labels["uint8"][:1].tolist()
+    assert Counter("right" if a == expected else str(a) for a in answers) == {"right": 1500}
