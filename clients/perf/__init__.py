@@ -14,6 +14,7 @@ from clients.perf.cli import main
 from clients.perf.load import (
     MISMATCH,
     Measurement,
+    Rate,
     Stability,
     measure,
     measure_until_stable,
@@ -28,6 +29,7 @@ __all__ = [
     "Measurement",
     "ModelSpec",
     "Plan",
+    "Rate",
     "Stability",
     "build_plan",
     "describe",

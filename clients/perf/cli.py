@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from argparse import ArgumentTypeError
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,14 @@ from numpy.typing import NDArray
 
 from clients.cli import add_server_flags, security_options
 from clients.credentials import Credentials
-from clients.perf.load import MAX_WINDOWS, Stability, measure, measure_until_stable
+from clients.perf.load import (
+    DISTRIBUTIONS,
+    MAX_WINDOWS,
+    Rate,
+    Stability,
+    measure,
+    measure_until_stable,
+)
 from clients.perf.model import describe
 from clients.perf.plan import APIS, DEFAULT_OUTPUTS, build_plan, in_shared_memory
 from clients.perf.report import sweep_table, text
@@ -71,6 +80,27 @@ def _main() -> int:
         metavar="START[:END[:STEP]]",
         help="measure at START, START+STEP, ... up to END calls in flight in turn, as "
         "perf_analyzer's --concurrency-range, and end with a table of them (STEP default 1)",
+    )
+    levels.add_argument(
+        "--request-rate",
+        type=_rate,
+        metavar="R",
+        help="start R calls a second on a schedule, whether or not earlier calls have answered "
+        f"(perf_analyzer's request-rate mode; at most {MAX_CONCURRENCY} in flight); latency "
+        "counts from each call's scheduled time",
+    )
+    levels.add_argument(
+        "--request-rate-range",
+        type=_rate_range,
+        metavar="START[:END[:STEP]]",
+        help="measure at request rates START, START+STEP, ... up to END in turn, and end with a "
+        "table of them (STEP default 1)",
+    )
+    parser.add_argument(
+        "--request-distribution",
+        choices=DISTRIBUTIONS,
+        help="how a request rate spaces its calls: evenly, or as a Poisson process's arrivals "
+        "(default: constant)",
     )
     parser.add_argument(
         "--duration",
@@ -138,6 +168,13 @@ def _main() -> int:
     args = parser.parse_args()
     if args.max_windows is not None and args.stability is None:
         parser.error("--max-windows applies to --stability only")
+    rates = args.request_rate_range or ([args.request_rate] if args.request_rate else [])
+    if args.request_distribution is not None and not rates:
+        parser.error("--request-distribution applies to --request-rate(-range) only")
+    loads: list[tuple[int, Rate | None]] = [
+        (MAX_CONCURRENCY, Rate(rate, args.request_distribution or "constant")) for rate in rates
+    ] or [(level, None) for level in args.concurrency_range or [args.concurrency]]
+    sweep = bool(args.concurrency_range or args.request_rate_range)
     parse_targets(args.target)  # a malformed target fails before any call
     credentials = Credentials.of(**security_options(parser, args))
     spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
@@ -167,9 +204,9 @@ def _main() -> int:
     }
     reports: list[dict[str, Any]] = []
     with registered(args.target, regions, args.timeout, credentials):
-        for level in args.concurrency_range or [args.concurrency]:
+        for level, rate in loads:
             windows, stable = 1, None
-            options["concurrency"] = level
+            options["concurrency"], options["rate"] = level, rate
             if args.stability is None:
                 result = measure(args.target, plan, **options)
             else:
@@ -180,7 +217,7 @@ def _main() -> int:
             if result.requests + result.error_count == 0:
                 raise ClientError(
                     f"no call to {args.target} finished within the {args.duration:g} s "
-                    f"({level} in flight)"
+                    f"({f'{rate.per_second:g} calls/s' if rate else f'{level} in flight'})"
                 )
             report = {
                 "target": args.target,
@@ -205,32 +242,57 @@ def _main() -> int:
                 print(("\n" if len(reports) > 1 else "") + text(report), flush=True)
     if args.json:
         # One level: its report; a sweep: the list of them, as perf_analyzer's CSV has a row each.
-        print(json.dumps(reports if args.concurrency_range else reports[0], indent=2))
-    elif args.concurrency_range:
+        print(json.dumps(reports if sweep else reports[0], indent=2))
+    elif sweep:
         print("\n" + sweep_table(reports))
     return 1 if any(report["errors"] for report in reports) else 0
 
 
 def _concurrency_range(text: str) -> list[int]:
     """START[:END[:STEP]] (perf_analyzer's --concurrency-range): the levels START to END."""
-    parts = text.split(":")
+    levels = _range(text, "integers", int, MAX_CONCURRENCY, "calls in flight")
+    return [int(level) for level in levels]
+
+
+def _rate_range(text: str) -> list[float]:
+    """START[:END[:STEP]] (perf_analyzer's --request-rate-range): the rates START to END."""
+    return _range(text, "numbers", float, _MAX_RATE, "calls a second")
+
+
+def _range(
+    text: str, kind: str, number: Callable[[str], float], limit: float, unit: str
+) -> list[float]:
+    """START, START+STEP, ... up to END, each a positive `number` at most `limit`."""
     expected = (
-        f"expected START[:END[:STEP]], integers with 1 <= START <= END and STEP >= 1, got {text!r}"
+        f"expected START[:END[:STEP]], {kind} with 0 < START <= END and STEP > 0, got {text!r}"
     )
-    if len(parts) > 3 or not all(part.isdigit() for part in parts):
+    try:
+        parts = [number(part) for part in text.split(":")]
+    except ValueError:
+        raise ArgumentTypeError(expected) from None
+    if len(parts) > 3 or not all(math.isfinite(part) for part in parts):
         raise ArgumentTypeError(expected)
-    start = int(parts[0])
-    end = int(parts[1]) if len(parts) > 1 else start
-    step = int(parts[2]) if len(parts) > 2 else 1
-    if not 1 <= start <= end or step < 1:
+    start = parts[0]
+    end = parts[1] if len(parts) > 1 else start
+    step = parts[2] if len(parts) > 2 else 1
+    if not 0 < start <= end or step <= 0:
         raise ArgumentTypeError(expected)
-    if end > MAX_CONCURRENCY:
-        raise ArgumentTypeError(f"END is {end}: at most {MAX_CONCURRENCY} calls in flight")
-    if (end - start) // step + 1 > _MAX_LEVELS:
+    if end > limit:
+        raise ArgumentTypeError(f"END is {end:g}: at most {limit:g} {unit}")
+    count = int((end - start) / step + 1e-9) + 1
+    if count > _MAX_LEVELS:
         raise ArgumentTypeError(
             f"{text!r} makes more than {_MAX_LEVELS} levels: take a larger STEP"
         )
-    return list(range(start, end + 1, step))
+    return [start + index * step for index in range(count)]
+
+
+def _rate(text: str) -> float:
+    """A request rate: calls a second, positive and at most _MAX_RATE."""
+    value = positive_number(text)
+    if value > _MAX_RATE:
+        raise ArgumentTypeError(f"expected at most {_MAX_RATE:,} calls a second, got {text!r}")
+    return value
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -248,4 +310,7 @@ def _dataset_pixels(path: str) -> NDArray[np.uint8]:
 
 
 _MAX_LEVELS = 64
-"""Most concurrency levels one sweep measures (a typo such as 1:10000 would take hours)."""
+"""Most levels one sweep measures (a typo such as 1:10000 would take hours)."""
+_MAX_RATE = 1_000_000
+"""The highest request rate perf schedules; far beyond what one Python client sends, where the
+calls that start late say so."""

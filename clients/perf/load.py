@@ -4,8 +4,10 @@ observed, perf_analyzer's stability passes, and the server's own statistics over
 from __future__ import annotations
 
 import asyncio
+import itertools
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,15 +18,18 @@ import numpy as np
 from clients.credentials import PLAINTEXT, Credentials
 from clients.errors import from_rpc_error
 from clients.perf.model import CHANNEL_OPTIONS, sync_channel
-from clients.perf.plan import Plan
+from clients.perf.plan import SEED, Plan
 from clients.targets import open_aio_channel, parse_targets
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 
 __all__ = [
+    "DISTRIBUTIONS",
+    "LATE_SECONDS",
     "MAX_WINDOWS",
     "MISMATCH",
     "STAGES",
     "Measurement",
+    "Rate",
     "Stability",
     "measure",
     "measure_until_stable",
@@ -36,6 +41,38 @@ MISMATCH = "MISMATCH"
 
 MAX_WINDOWS = 10
 """--stability gives up after this many windows unless --max-windows says otherwise."""
+DISTRIBUTIONS = ("constant", "poisson")
+"""How a request rate spaces its calls (perf_analyzer's --request-distribution)."""
+LATE_SECONDS = 0.001
+"""A scheduled call that starts more than this after its time is counted late: the client, not
+the server, held it (its latency still counts from the scheduled time)."""
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Calls started on a schedule, whether or not earlier ones have answered (perf_analyzer's
+    request-rate mode): `per_second` on average, evenly spaced or as a Poisson process."""
+
+    per_second: float
+    distribution: str = "constant"
+
+    def __post_init__(self) -> None:
+        if not (self.per_second > 0 and math.isfinite(self.per_second)):
+            raise ValueError(f"a request rate must be a positive number, got {self.per_second}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"distribution must be one of {DISTRIBUTIONS}: {self.distribution!r}")
+
+    def offsets(self) -> Iterator[float]:
+        """Each call's start, in seconds from the run's start, without end."""
+        if self.distribution == "constant":
+            # Multiplied, not summed, so that no rounding adds a call at the window's end.
+            yield from (index / self.per_second for index in itertools.count())
+        rng = np.random.default_rng(SEED)  # the same schedule on every run
+        start = 0.0
+        while True:
+            gaps = rng.exponential(1 / self.per_second, 1024)
+            yield from (start + np.cumsum(gaps)).tolist()
+            start += float(gaps.sum())
 
 
 @dataclass
@@ -55,13 +92,19 @@ class Measurement:
     has Triton's statistics extension."""
     first_replies: dict[int, bytes] = field(default_factory=dict)
     """The first OK reply to each request (by index), which every later reply must equal."""
+    rate: Rate | None = None
+    """The schedule calls started on; None: `concurrency` calls kept in flight."""
+    late: int = 0
+    """Scheduled calls that started later than LATE_SECONDS after their time."""
 
     @classmethod
     def combined(cls, windows: Sequence[Measurement]) -> Measurement:
         """One measurement of several windows of the same run, as if they were one."""
         first = windows[0]
         whole = cls(first.batch, first.concurrency, sum(w.seconds for w in windows))
+        whole.rate = first.rate
         for window in windows:
+            whole.late += window.late
             whole.latencies.extend(window.latencies)
             for code, count in window.errors.items():
                 whole.errors[code] = whole.errors.get(code, 0) + count
@@ -99,7 +142,10 @@ class Measurement:
             latency["mean"] = float(np.mean(self.latencies)) * 1000
         return {
             "batch": self.batch,
-            "concurrency": self.concurrency,
+            "concurrency": None if self.rate else self.concurrency,
+            "request_rate": self.rate.per_second if self.rate else None,
+            "request_distribution": self.rate.distribution if self.rate else None,
+            "late": self.late,
             "seconds": self.seconds,
             "requests": self.requests,
             "requests_per_second": self.requests * per_second,
@@ -126,12 +172,16 @@ def measure(
     timeout: float = 30.0,
     credentials: Credentials = PLAINTEXT,
     check_replies: bool = True,
+    rate: Rate | None = None,
 ) -> Measurement:
     """Keep `concurrency` calls in flight for `warmup` + `duration` seconds, the plan's requests
-    in turn; figures come from the calls started after the warm-up. `check_replies`: an OK
+    in turn; or, with `rate`, start calls on its schedule, at most `concurrency` in flight.
+    Figures come from the calls started (or due) after the warm-up. `check_replies`: an OK
     reply that differs from the first to the same request counts as an error (MISMATCH)."""
     return asyncio.run(
-        _measure(target, plan, concurrency, duration, warmup, timeout, credentials, check_replies)
+        _measure(
+            target, plan, concurrency, duration, warmup, timeout, credentials, check_replies, rate
+        )
     )
 
 
@@ -208,8 +258,9 @@ async def _measure(
     timeout: float,
     credentials: Credentials,
     check_replies: bool,
+    rate: Rate | None,
 ) -> Measurement:
-    result = Measurement(plan.batch, concurrency, seconds=0.0)
+    result = Measurement(plan.batch, concurrency, seconds=0.0, rate=rate)
     requests = plan.requests
     start = time.perf_counter()
     window = start + warmup
@@ -217,33 +268,61 @@ async def _measure(
     cpu_at_window: list[float] = []
     last_done = window
 
-    async def caller(first: int) -> None:
+    async def one(index: int, began: float) -> str | None:
+        """Make call `index`, counted from `began` (its start, or its scheduled time); its
+        error code, or None."""
         nonlocal last_done
-        index = first
-        while (began := time.perf_counter()) < end:
-            if began >= window and not cpu_at_window:
-                cpu_at_window.append(time.process_time())
-            key = index % len(requests)
-            index += concurrency
-            try:
-                reply = await call(requests[key], timeout=timeout, metadata=metadata)
-                first_reply = result.first_replies.setdefault(key, reply)
-                mismatch = check_replies and reply != first_reply
-                code, message = (MISMATCH, _MISMATCH_MESSAGE) if mismatch else (None, "")
-            except grpc.aio.AioRpcError as error:
-                code, message = error.code().name, error.details() or ""
-            done = time.perf_counter()
-            if code == "UNAVAILABLE":
-                # A server that is down or going answers at once: don't spin on it.
-                await asyncio.sleep(_UNAVAILABLE_PAUSE)
-            if began < window:
-                continue
+        if began >= window and not cpu_at_window:
+            cpu_at_window.append(time.process_time())
+        key = index % len(requests)
+        try:
+            reply = await call(requests[key], timeout=timeout, metadata=metadata)
+            first_reply = result.first_replies.setdefault(key, reply)
+            mismatch = check_replies and reply != first_reply
+            code, message = (MISMATCH, _MISMATCH_MESSAGE) if mismatch else (None, "")
+        except grpc.aio.AioRpcError as error:
+            code, message = error.code().name, error.details() or ""
+        done = time.perf_counter()
+        if began >= window:
             last_done = max(last_done, done)
             if code is None:
                 result.latencies.append(done - began)
             else:
                 result.errors[code] = result.errors.get(code, 0) + 1
                 result.messages.setdefault(code, message)
+        return code
+
+    async def caller(first: int) -> None:
+        index = first
+        while (began := time.perf_counter()) < end:
+            if await one(index, began) == "UNAVAILABLE":
+                # A server that is down or going answers at once: don't spin on it.
+                await asyncio.sleep(_UNAVAILABLE_PAUSE)
+            index += concurrency
+
+    async def scheduled(rate: Rate) -> None:
+        # Latency counts from each call's scheduled time, so a server that falls behind shows
+        # in it, rather than slowing the schedule down (coordinated omission).
+        slots = asyncio.Semaphore(concurrency)
+        calls: set[asyncio.Task[str | None]] = set()
+
+        def finished(task: asyncio.Task[str | None]) -> None:
+            calls.discard(task)
+            slots.release()
+
+        for index, offset in enumerate(rate.offsets()):
+            if offset >= warmup + duration:
+                break
+            due = start + offset
+            if (wait := due - time.perf_counter()) > 0:
+                await asyncio.sleep(wait)
+            await slots.acquire()
+            if due >= window and time.perf_counter() - due > LATE_SECONDS:
+                result.late += 1
+            task = asyncio.ensure_future(one(index, due))
+            calls.add(task)
+            task.add_done_callback(finished)
+        await asyncio.gather(*calls)
 
     metadata = credentials.metadata
     targets = parse_targets(target)
@@ -254,7 +333,10 @@ async def _measure(
         before = None
         if targets.replicas == 1:
             before = asyncio.ensure_future(statistics.after(warmup))
-        await asyncio.gather(*(caller(first) for first in range(concurrency)))
+        if rate is None:
+            await asyncio.gather(*(caller(first) for first in range(concurrency)))
+        else:
+            await scheduled(rate)
         if before is not None:
             result.server = statistics.difference(await before, await statistics.after(0))
     # Calls still in flight at the end are waited for, so the window closes with the last answer.

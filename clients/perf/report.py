@@ -6,24 +6,29 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from clients.perf.load import STAGES
+from clients.perf.load import LATE_SECONDS, STAGES
 
 __all__ = ["sweep_table", "text"]
 
 
 def sweep_table(reports: Sequence[dict[str, Any]]) -> str:
-    """One row per concurrency level, as perf_analyzer's summary ends a sweep."""
+    """One row per level (calls in flight, or calls a second asked for), as perf_analyzer's
+    summary ends a sweep; with rates, how many calls started late."""
+    rates = reports[0]["request_rate"] is not None
     lines = [
-        "concurrency  requests/s    images/s    p50 ms    p99 ms  client CPU ms/call  errors",
+        f"{'calls/s asked' if rates else 'concurrency':>13}  requests/s    images/s    p50 ms    "
+        "p99 ms  client CPU ms/call  errors" + ("    late" if rates else "")
     ]
     for report in reports:
         latency = report["latency_ms"]
         cpu = report["client_cpu_ms_per_request"]
+        level = f"{report['request_rate']:,g}" if rates else str(report["concurrency"])
         lines.append(
-            f"{report['concurrency']:>11}  {report['requests_per_second']:>10,.1f}  "
+            f"{level:>13}  {report['requests_per_second']:>10,.1f}  "
             f"{report['images_per_second']:>10,.0f}  {latency.get('p50', math.nan):>8.3f}  "
             f"{latency.get('p99', math.nan):>8.3f}  "
             f"{'n/a' if cpu is None else f'{cpu:.3f}':>18}  {report['errors']:>6,}"
+            + (f"  {report['late']:>6,}" if rates else "")
         )
     return "\n".join(lines)
 
@@ -38,8 +43,8 @@ def text(report: dict[str, Any]) -> str:
         f"'{report['model']['version']}', input '{report['input']['name']}' "
         f"{report['input']['datatype']} [{report['batch']},{dims}]{via}, outputs "
         f"{','.join(report['outputs'])}",
-        f"{report['concurrency']} call(s) in flight for {report['seconds']:.2f} s after "
-        f"{report['warmup_seconds']:g} s of warm-up" + _windows(report),
+        f"{_load(report)} for {report['seconds']:.2f} s after {report['warmup_seconds']:g} s of "
+        "warm-up" + _windows(report),
         f"throughput  {report['requests_per_second']:,.1f} requests/s, "
         f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
         "latency     "
@@ -66,6 +71,18 @@ def text(report: dict[str, Any]) -> str:
             + (" (near a whole core: the client may be the bottleneck)" if busy else "")
         )
     return "\n".join(lines)
+
+
+def _load(report: dict[str, Any]) -> str:
+    """The load the run applied, for the report's second line."""
+    if report["request_rate"] is None:
+        return f"{report['concurrency']} call(s) in flight"
+    late = report["late"]
+    return (
+        f"{report['request_rate']:,g} calls/s asked ({report['request_distribution']}), "
+        f"{late:,} of them started more than {LATE_SECONDS * 1000:g} ms late"
+        + (" (the client could not keep the schedule)" if late else "")
+    )
 
 
 def _windows(report: dict[str, Any]) -> str:

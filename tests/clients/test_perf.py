@@ -3,6 +3,7 @@ that answers inconsistently, and bad input as one line with exit code 2."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from clients.perf import (
     APIS,
     MISMATCH,
     ModelSpec,
+    Rate,
     Stability,
     build_plan,
     describe,
@@ -76,6 +78,45 @@ def test_a_concurrency_sweep_reports_each_level_and_a_table(server: RunningServe
     assert table[0].split()[:3] == ["concurrency", "requests/s", "images/s"]
     assert [row.split()[0] for row in table[1:]] == ["2", "3"]
     assert all(float(row.split()[1].replace(",", "")) > 0 for row in table[1:])
+
+
+def test_a_request_rate_sweep_starts_calls_on_schedule(server: RunningServer) -> None:
+    common = ("--target", server.target, "--api", "v2", "--duration", "1", "--warmup", "0")
+    result = run_module("clients.perf", *common, "--request-rate-range", "20:40:20", "--json")
+    reports = json.loads(result.stdout)
+    assert [(r["request_rate"], r["concurrency"]) for r in reports] == [(20, None), (40, None)]
+    # An open loop sends what it was asked whatever the server does: 20 and 40 calls in 1 s.
+    assert [r["requests"] + r["errors"] for r in reports] == [20, 40]
+    assert all(r["errors"] == 0 and r["request_distribution"] == "constant" for r in reports)
+    text = run_module(
+        "clients.perf", *common, "--request-rate", "30", "--request-distribution", "poisson"
+    ).stdout
+    assert "30 calls/s asked (poisson)" in text.splitlines()[1]
+
+
+def test_a_rate_the_server_cannot_keep_counts_latency_from_the_schedule(
+    server: RunningServer,
+) -> None:
+    # One call in flight at a time and 1,000 asked a second of calls of 1,000 images, which take
+    # milliseconds each: the calls start ever later, and their latency, counted from when each
+    # was due, grows with it (no coordinated omission); from their real start it would not.
+    plan = build_plan(describe(server.target, "v2"), "v2", 1000, count=1)
+    result = measure(server.target, plan, concurrency=1, duration=0.2, warmup=0, rate=Rate(1000))
+    assert result.requests == 200 and result.late > 150
+    latencies = np.array(result.latencies)
+    assert np.median(latencies) > 5 * latencies.min()
+
+
+def test_rates_space_calls_evenly_or_as_poisson_arrivals() -> None:
+    constant = list(itertools.islice(Rate(400).offsets(), 401))
+    assert constant[0] == 0 and constant[400] == 1 and np.diff(constant) == pytest.approx(1 / 400)
+    offsets = np.fromiter(itertools.islice(Rate(400, "poisson").offsets(), 20_000), dtype=float)
+    gaps = np.diff(offsets)
+    assert np.all(gaps > 0) and np.mean(gaps) == pytest.approx(1 / 400, rel=0.03)
+    assert np.std(gaps) == pytest.approx(1 / 400, rel=0.05)  # exponential: std = mean
+    assert offsets.tolist()[:5] == list(itertools.islice(Rate(400, "poisson").offsets(), 5))
+    with pytest.raises(ValueError, match="positive"):
+        Rate(0)
 
 
 def test_text_report_and_dataset_images(server: RunningServer) -> None:
@@ -154,14 +195,28 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
         (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
         (["--target", "not-a-target"], "expected HOST:PORT"),
         (["--target", "{server}", "--concurrency", "0"], "between 1 and 4096, got 0"),
-        (["--target", "{server}", "--concurrency-range", "0:4"], "and STEP >= 1, got '0:4'"),
-        (["--target", "{server}", "--concurrency-range", "4:2"], "and STEP >= 1, got '4:2'"),
-        (["--target", "{server}", "--concurrency-range", "1:4:0"], "STEP >= 1, got '1:4:0'"),
+        (["--target", "{server}", "--concurrency-range", "0:4"], "and STEP > 0, got '0:4'"),
+        (["--target", "{server}", "--concurrency-range", "4:2"], "and STEP > 0, got '4:2'"),
+        (["--target", "{server}", "--concurrency-range", "1:4:0"], "STEP > 0, got '1:4:0'"),
         (["--target", "{server}", "--concurrency-range", "1-4"], "expected START[:END[:STEP]]"),
         (["--target", "{server}", "--concurrency-range", "1:999"], "more than 64 levels"),
         (["--target", "{server}", "--concurrency", "100000000"], "between 1 and 4096"),
         (["--target", "{server}", "--concurrency-range", "4000:5000:100"], "at most 4096 calls"),
         (["--target", "{server}", "--max-windows", "3"], "--max-windows applies to --stability"),
+        (["--target", "{server}", "--concurrency-range", "1.5:3"], "integers with 0 < START"),
+        (["--target", "{server}", "--request-rate", "0"], "expected a positive number, got '0'"),
+        (["--target", "{server}", "--request-rate", "2e6"], "at most 1,000,000 calls a second"),
+        (["--target", "{server}", "--request-rate-range", "50:10"], "STEP > 0, got '50:10'"),
+        (["--target", "{server}", "--request-rate-range", "1:nan"], "got '1:nan'"),
+        (["--target", "{server}", "--request-rate-range", "1:1000"], "more than 64 levels"),
+        (
+            ["--target", "{server}", "--request-distribution", "poisson"],
+            "--request-distribution applies to --request-rate(-range) only",
+        ),
+        (
+            ["--target", "{server}", "--request-rate", "10", "--concurrency", "2"],
+            "not allowed with argument --request-rate",
+        ),
         (
             ["--target", "{server}", "--concurrency-range", "1:2", "--concurrency", "2"],
             "not allowed with argument --concurrency-range",
