@@ -1,10 +1,11 @@
-"""The data plane's checks, each written once: a request's outputs and inputs against the model
-(names, datatypes, shapes, data, values), the model's results against the request, and the
-reshapes between what clients send and receive and what the graph takes and gives.
+"""The data plane's checks, each written once: a request's parameters, its outputs and inputs
+against the model (names, datatypes, shapes, data, values), the model's results against the
+request, and the reshapes between what clients send and receive and what the graph takes and gives.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "check_batch_results",
     "check_finite_results",
     "check_output_room",
+    "check_request_parameters",
     "declared_bytes",
     "input_array",
     "matched_inputs",
@@ -48,6 +50,39 @@ class RequestedOutput:
 
     name: str
     parameters: Mapping[str, Any] = field(default_factory=dict)
+
+
+_SCHEDULING_PARAMETERS = {
+    "priority": "a priority level, 0 for the model's default",
+    "timeout": "microseconds, 0 for none",
+}
+"""Request parameters Triton reads as unsigned 64-bit integers, and what each counts."""
+_UINT64_MAX = 2**64 - 1
+
+
+def check_request_parameters(parameters: Mapping[str, Any], model_name: str) -> None:
+    """Refuse a request's `priority` or `timeout` that is not an integer in [0, 2^64 - 1], as
+    Triton refuses them; plain values, as either binding decodes them (None: no value set)."""
+    for key, counts in _SCHEDULING_PARAMETERS.items():
+        value = parameters.get(key, 0)
+        if type(value) is not int or not 0 <= value <= _UINT64_MAX:  # type(): True is no integer
+            raise InvalidArgument(
+                f"request parameter '{key}' for model '{clip(model_name)}' is "
+                f"{_described(value)}, expected an unsigned integer ({counts})"
+            )
+
+
+def _described(value: Any) -> str:
+    """A parameter's type, with its value, in words that fit JSON and protobuf alike."""
+    if value is None:
+        return "empty (no value set)"
+    if type(value) is int:
+        return f"{'a negative' if value < 0 else 'an out-of-range'} integer ({clip(str(value))})"
+    kind = {bool: "a boolean", str: "a string", float: "a floating-point number"}
+    named = kind.get(type(value))
+    if named is None:  # a JSON array or object
+        return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+    return f"{named} ({clip(json.dumps(value))})"
 
 
 def declared_bytes(tensors: Sequence[InputTensor], model: Model | None = None) -> int:

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from scratchnet import datatypes
 from scratchnet.errors import InvalidArgument, ResourceExhausted, clip
+from server import checks
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
 from server.tensors import JSON_DATA, InputTensor, pack_strings
@@ -167,13 +168,20 @@ def _request_object(body: bytes, what: str, expected: str) -> dict[str, Any]:
 
 
 def _loads(text: bytes) -> Any:
-    """json.loads, with JSON nested past the parser's depth a JSONDecodeError like any other
-    (Python's parser recurses, and would raise RecursionError: a 500)."""
+    """json.loads, with JSON nested past the parser's depth, or an integer past Python's digit
+    limit, a JSONDecodeError like any other (the parser raises RecursionError or ValueError for
+    them: a 500)."""
     try:
         return json.loads(text)
     except RecursionError:
         raise json.JSONDecodeError(
             f"arrays or objects nested more than {sys.getrecursionlimit()} deep", "", 0
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise
+    except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
+        raise json.JSONDecodeError(
+            f"an integer of more than {sys.get_int_max_str_digits()} digits", "", 0
         ) from None
 
 
@@ -280,6 +288,7 @@ def infer_request(
             'object {"inputs": [...]}'
         )
     parameters = _object(document.get("parameters", {}), f"request parameters of model '{model}'")
+    checks.check_request_parameters(parameters, model_name)
     binary_default = parameters.get(BINARY_DATA_OUTPUT, False)
     if not isinstance(binary_default, bool):
         raise InvalidArgument(

@@ -17,6 +17,7 @@ import numpy as np
 from scratchnet import datatypes
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.errors import InvalidArgument, clip
+from server import checks
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
 from server.model_config import ModelConfig
@@ -70,6 +71,8 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
     of `shared` memory are read from it in place."""
     message = received.message
     model = clip(message.model_name)
+    if message.parameters:
+        checks.check_request_parameters(_parameters(message.parameters), message.model_name)
     raw = list(received.raw)
     # Each protobuf field is read once: every read of a upb message builds a Python object.
     tensors = [(tensor, tensor.name) for tensor in message.inputs]
@@ -250,11 +253,12 @@ def load_config(request: pb.RepositoryModelLoadRequest) -> str:
 
 
 def _parameters(parameters: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
-    """Protocol parameters as plain values."""
-    return {
-        key: getattr(value, value.WhichOneof("parameter_choice") or "string_param")
-        for key, value in parameters.items()
-    }
+    """Protocol parameters as plain values (None: a parameter with no value set)."""
+    plain = {}
+    for key, value in parameters.items():
+        choice = value.WhichOneof("parameter_choice")
+        plain[key] = None if choice is None else getattr(value, choice)
+    return plain
 
 
 def model_statistics(stats: list[ModelStatistics]) -> pb.ModelStatisticsResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 import zlib
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,16 @@ def test_json_nested_past_the_parsers_depth_is_refused_as_json() -> None:
         http_codec.infer_request(deep, None, "m")
     with pytest.raises(InvalidArgument, match="repository index: the body is not valid JSON"):
         http_codec.index_ready(b"[" * 100_000)
+
+
+def test_a_json_integer_past_pythons_digit_limit_is_refused_as_json() -> None:
+    # json.loads raises a plain ValueError for it, which was a 500.
+    digits = sys.get_int_max_str_digits() + 1
+    huge = b'{"parameters": {"priority": ' + b"9" * digits + b'}, "inputs": []}'
+    with pytest.raises(InvalidArgument, match=r"is not valid JSON \(an integer of more than "):
+        http_codec.infer_request(huge, None, "m")
+    with pytest.raises(InvalidArgument, match="repository index: the body is not valid JSON"):
+        http_codec.index_ready(b'{"ready": ' + b"1" * digits + b"}")
 
 
 def test_output_parameters_reach_the_data_plane() -> None:

@@ -1,0 +1,159 @@
+"""The request fields both Open Inference Protocol bindings read alike, against the real server
+over gRPC and HTTP: the request parameters `priority` and `timeout`."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import grpc
+import numpy as np
+import pytest
+
+from scratchnet.api.inference import open_inference_grpc_pb2 as pb
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from tests.conftest import RunningServer
+
+MODEL = "scratchnet"
+TIMEOUT = 30.0
+PRIORITY = "(a priority level, 0 for the model's default)"
+MICROSECONDS = "(microseconds, 0 for none)"
+
+
+@pytest.fixture(scope="module")
+def stub(http_server: RunningServer) -> Iterator[GRPCInferenceServiceStub]:
+    with grpc.insecure_channel(http_server.target) as channel:
+        yield GRPCInferenceServiceStub(channel)
+
+
+def http_call(server: RunningServer, method: str, path: str, document: Any = None) -> Any:
+    """(status, JSON answer or None) of one request on a fresh connection."""
+    url = urlsplit(server.http_url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port, timeout=TIMEOUT)
+    try:
+        body = None if document is None else json.dumps(document)
+        connection.request(method, path, body=body)
+        reply = connection.getresponse()
+        data = reply.read()
+        return reply.status, json.loads(data) if data else None
+    finally:
+        connection.close()
+
+
+def images(server: RunningServer) -> Any:
+    """One blank image, in the model's own shape (from its metadata)."""
+    status, metadata = http_call(server, "GET", f"/v2/models/{MODEL}")
+    assert status == 200
+    shape = [1, *metadata["inputs"][0]["shape"][1:]]
+    return np.zeros(shape, np.float32)
+
+
+def grpc_request(
+    pixels: Any, version: str = "", model: str = MODEL, **parameters: tuple[str, Any]
+) -> pb.ModelInferRequest:
+    """A ModelInferRequest; each parameter is (InferParameter field, value), "" for none set."""
+    request = pb.ModelInferRequest(model_name=model, model_version=version)
+    request.inputs.add(name="images", datatype="FP32", shape=pixels.shape)
+    request.raw_input_contents.append(pixels.tobytes())
+    for key, (field, value) in parameters.items():
+        if field:
+            setattr(request.parameters[key], field, value)
+        else:
+            request.parameters[key].SetInParent()
+    return request
+
+
+def json_request(pixels: Any, **parameters: Any) -> dict[str, Any]:
+    tensor = {"name": "images", "shape": list(pixels.shape), "datatype": "FP32"}
+    return {"parameters": parameters, "inputs": [{**tensor, "data": pixels.ravel().tolist()}]}
+
+
+def grpc_error(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request, timeout=TIMEOUT)
+    return caught.value.code(), caught.value.details()
+
+
+@pytest.mark.parametrize(
+    ("key", "field", "value", "found", "expected"),
+    [
+        ("priority", "string_param", "high", 'a string ("high")', PRIORITY),
+        ("priority", "int64_param", -1, "a negative integer (-1)", PRIORITY),
+        ("priority", "bool_param", True, "a boolean (true)", PRIORITY),
+        ("timeout", "double_param", 1.5, "a floating-point number (1.5)", MICROSECONDS),
+        ("timeout", "string_param", "1000", 'a string ("1000")', MICROSECONDS),
+        ("timeout", "int64_param", -5, "a negative integer (-5)", MICROSECONDS),
+    ],
+)
+def test_priority_and_timeout_of_the_wrong_type_are_refused_alike_over_grpc_and_http(
+    http_server: RunningServer,
+    stub: GRPCInferenceServiceStub,
+    key: str,
+    field: str,
+    value: Any,
+    found: str,
+    expected: str,
+) -> None:
+    pixels = images(http_server)
+    message = (
+        f"request parameter '{key}' for model '{MODEL}' is {found}, expected an unsigned "
+        f"integer {expected}"
+    )
+    request = grpc_request(pixels, **{key: (field, value)})
+    assert grpc_error(stub.ModelInfer, request) == (grpc.StatusCode.INVALID_ARGUMENT, message)
+    (answer,) = stub.ModelStreamInfer(iter([request]), timeout=TIMEOUT)
+    assert answer.error_message == message
+    infer = f"/v2/models/{MODEL}/infer"
+    assert http_call(http_server, "POST", infer, json_request(pixels, **{key: value})) == (
+        400,
+        {"error": message},
+    )
+
+
+def test_what_only_one_binding_can_send_is_refused_too(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub
+) -> None:
+    pixels = images(http_server)
+    unset = grpc_request(pixels, priority=("", None))
+    assert grpc_error(stub.ModelInfer, unset) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request parameter 'priority' for model '{MODEL}' is empty (no value set), expected "
+        f"an unsigned integer {PRIORITY}",
+    )
+    infer = f"/v2/models/{MODEL}/infer"
+    for value, found in [
+        (2**64, f"an out-of-range integer ({2**64})"),
+        (None, "empty (no value set)"),
+        ([1], "a JSON array"),
+    ]:
+        status, answer = http_call(http_server, "POST", infer, json_request(pixels, timeout=value))
+        assert (status, answer) == (
+            400,
+            {
+                "error": f"request parameter 'timeout' for model '{MODEL}' is {found}, expected "
+                f"an unsigned integer {MICROSECONDS}"
+            },
+        )
+
+
+def test_valid_priority_and_timeout_are_taken_and_change_nothing(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub
+) -> None:
+    pixels = images(http_server)
+    plain = stub.ModelInfer(grpc_request(pixels), timeout=TIMEOUT)
+    # tritonclient sends priority as uint64_param and timeout as int64_param; a timeout of
+    # 1 µs is Triton's queue timeout, which this server has not: the answer comes all the same.
+    for parameters in [
+        {"priority": ("uint64_param", 2**64 - 1), "timeout": ("int64_param", 1)},
+        {"priority": ("int64_param", 0), "timeout": ("uint64_param", 1000)},
+    ]:
+        answer = stub.ModelInfer(grpc_request(pixels, **parameters), timeout=TIMEOUT)
+        assert answer.raw_output_contents == plain.raw_output_contents
+    infer = f"/v2/models/{MODEL}/infer"
+    status, plain_json = http_call(http_server, "POST", infer, json_request(pixels))
+    assert status == 200
+    valid = json_request(pixels, priority=3, timeout=1)
+    assert http_call(http_server, "POST", infer, valid) == (200, plain_json)
