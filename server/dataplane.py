@@ -236,8 +236,19 @@ class DataPlane:
         return {k: v for k, v in model.signature.metadata.items() if not k.startswith(hidden)}
 
     def model(self, name: str, version: str = "") -> Model:
-        """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable."""
+        """The model serving `name` at `version` ("" = the newest); NotFound or Unavailable, or
+        InvalidArgument for a version that is not a number."""
         return self.repository.get(name, version)
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """Whether model `name` at `version` can infer now: false, not an error, while it loads,
+        when it is not served and during shutdown; InvalidArgument for a version that is not a
+        number, as Triton's ModelReady answers."""
+        try:
+            self.model(name, version)
+        except (NotFound, Unavailable):
+            return False
+        return not self.shutting_down
 
     def model_statistics(self, name: str = "", version: str = "") -> list[ModelStatistics]:
         """Triton's statistics: of every loaded model version, of `name`'s, or of one version;

@@ -185,12 +185,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         return http_codec.model_metadata(model, versions, plane.metadata(model))
 
     async def model_ready(request: Request) -> Reply:
-        name, version = _model_of(request)
-        try:
-            plane.model(name, version)
-        except RequestError:  # still loading, or not this model or version: not ready
-            return http_codec.error_reply(400, _NOT_READY)
-        if plane.shutting_down:
+        if not plane.model_ready(*_model_of(request)):
             return http_codec.error_reply(400, _NOT_READY)
         return Reply(200, b"", {})
 

@@ -74,12 +74,8 @@ class InferenceServicer:
         self, request: pb.ModelReadyRequest, context: Context
     ) -> pb.ModelReadyResponse:
         """Whether this model and version can infer now; false (not an error) for unknown ones,
-        as Triton answers."""
-        try:
-            self._plane.model(request.name, request.version)
-        except RequestError:  # still loading, or not this model or version
-            return pb.ModelReadyResponse(ready=False)
-        return pb.ModelReadyResponse(ready=not self._plane.shutting_down)
+        INVALID_ARGUMENT for a version that is not a number, as Triton answers."""
+        return pb.ModelReadyResponse(ready=self._plane.model_ready(request.name, request.version))
 
     async def ServerMetadata(
         self, request: pb.ServerMetadataRequest, context: Context

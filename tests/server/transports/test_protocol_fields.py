@@ -1,5 +1,5 @@
 """The request fields both Open Inference Protocol bindings read alike, against the real server
-over gRPC and HTTP: the request parameters `priority` and `timeout`."""
+over gRPC and HTTP: the request parameters `priority` and `timeout`, and model version strings."""
 
 from __future__ import annotations
 
@@ -157,3 +157,62 @@ def test_valid_priority_and_timeout_are_taken_and_change_nothing(
     assert status == 200
     valid = json_request(pixels, priority=3, timeout=1)
     assert http_call(http_server, "POST", infer, valid) == (200, plain_json)
+
+
+def not_a_number(version: str) -> str:
+    return (
+        f"model '{MODEL}': version '{version}' is not a version number, expected an integer "
+        ">= 1 (or none, for the newest)"
+    )
+
+
+@pytest.mark.parametrize("version", ["-1", "abc", "1.0", "+1"])
+def test_a_version_that_is_not_a_number_is_invalid_on_every_call_over_both_apis(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub, version: str
+) -> None:
+    # Triton's gRPC server refuses "-1" (and "abc") as INVALID_ARGUMENT, ModelReady included;
+    # its HTTP server does not route the path at all (404). -1 means the newest only inside
+    # Triton, never in a request: the newest is an empty version.
+    message = not_a_number(version)
+    invalid = (grpc.StatusCode.INVALID_ARGUMENT, message)
+    pixels = images(http_server)
+    assert grpc_error(stub.ModelInfer, grpc_request(pixels, version)) == invalid
+    assert grpc_error(stub.ModelReady, pb.ModelReadyRequest(name=MODEL, version=version)) == (
+        invalid
+    )
+    metadata = pb.ModelMetadataRequest(name=MODEL, version=version)
+    assert grpc_error(stub.ModelMetadata, metadata) == invalid
+    versioned = f"/v2/models/{MODEL}/versions/{version}"
+    for method, path, document in [
+        ("POST", f"{versioned}/infer", json_request(pixels)),
+        ("GET", f"{versioned}/ready", None),
+        ("GET", versioned, None),
+    ]:
+        assert http_call(http_server, method, path, document) == (400, {"error": message})
+
+
+def test_a_version_is_read_as_an_integer_alike_over_both_apis(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub
+) -> None:
+    pixels = images(http_server)
+    assert stub.ModelInfer(grpc_request(pixels, "01"), timeout=TIMEOUT).model_version == "1"
+    assert stub.ModelReady(pb.ModelReadyRequest(name=MODEL, version="01")).ready
+    status, answer = http_call(
+        http_server, "POST", f"/v2/models/{MODEL}/versions/01/infer", json_request(pixels)
+    )
+    assert (status, answer["model_version"]) == (200, "1")
+    assert http_call(http_server, "GET", f"/v2/models/{MODEL}/versions/01/ready") == (200, None)
+    # Version 0 is a number, of no version served: not found, and not ready (not an error).
+    message = f"Request for unknown model: '{MODEL}' version 0 is not found"
+    assert grpc_error(stub.ModelInfer, grpc_request(pixels, "0")) == (
+        grpc.StatusCode.NOT_FOUND,
+        message,
+    )
+    assert not stub.ModelReady(pb.ModelReadyRequest(name=MODEL, version="0")).ready
+    assert http_call(
+        http_server, "POST", f"/v2/models/{MODEL}/versions/0/infer", json_request(pixels)
+    ) == (404, {"error": message})
+    assert http_call(http_server, "GET", f"/v2/models/{MODEL}/versions/0/ready") == (
+        400,
+        {"error": "Model version not ready"},
+    )
