@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import uvicorn
 from starlette.applications import Starlette
@@ -228,8 +229,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         return http_codec.json_reply(http_codec.message_json(oip_codec.model_config(model).config))
 
     async def model_statistics(request: Request) -> Reply:
-        name = str(request.path_params.get("name", ""))
-        stats = plane.model_statistics(name, str(request.path_params.get("version", "")))
+        stats = plane.model_statistics(*_model_of(request))
         return http_codec.json_reply(http_codec.message_json(oip_codec.model_statistics(stats)))
 
     async def repository_index(request: Request) -> Reply:
@@ -242,7 +242,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         return http_codec.json_reply(models)
 
     async def load(request: Request) -> Reply:
-        name = str(request.path_params["name"])
+        name = _param(request, "name")
         body = await service.body(request)
         config_json = await _maybe_off_loop(len(body), lambda: http_codec.load_config(body, name))
         # In a thread, as over gRPC: loading reads and checks the file.
@@ -250,7 +250,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         return Reply(200, b"", {})
 
     async def unload(request: Request) -> Reply:
-        name = str(request.path_params["name"])
+        name = _param(request, "name")
         body = await service.body(request)
         await _maybe_off_loop(len(body), lambda: http_codec.unload_request(body, name))
         await asyncio.to_thread(control.unload_requested, name)
@@ -300,8 +300,38 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
 
 
 def _model_of(request: Request) -> tuple[str, str]:
-    params = request.path_params
-    return str(params["name"]), str(params.get("version", ""))
+    """The model name and version the path names ("": none)."""
+    return _param(request, "name"), _param(request, "version")
+
+
+def _param(request: Request, key: str) -> str:
+    """Path parameter `key` as the client meant it ("" if the route has none)."""
+    value = str(request.path_params.get(key, ""))
+    return unquote(value) if request.scope.get(_SEGMENTED) else value
+
+
+_SEGMENTED = "scratchnet.segmented"
+"""The scope key _SegmentRouting sets when it has escaped the path's parameters."""
+
+
+class _SegmentRouting:
+    """ASGI middleware: a path holding an encoded slash (`%2F`) is routed by its segments, as
+    RFC 3986 reads it. uvicorn hands the router the decoded path, where that slash splits its
+    segment: /v2/models/a%2Fb/infer was "no endpoint" rather than model 'a/b' not found, and
+    /v2/models/m%2Fready answered model m's readiness."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw: bytes = scope.get("raw_path") or b""
+        if scope["type"] == "http" and b"%2f" in raw.lower():
+            # Each segment decoded then escaped again ('%' too, so that _param's unquote gives
+            # back exactly what was sent): the router sees one segment, the handler the name.
+            segments = (unquote(part) for part in raw.decode("latin-1").split("/"))
+            path = "/".join(part.replace("%", "%25").replace("/", "%2F") for part in segments)
+            scope = {**scope, "path": path, _SEGMENTED: True}
+        await self._app(scope, receive, send)
 
 
 def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
@@ -311,7 +341,7 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
         return _file_response(playground.INDEX)
 
     async def asset(request: Request) -> Response:
-        found = playground.asset(str(request.path_params["path"]))
+        found = playground.asset(_param(request, "path"))
         if found is None:
             raise HTTPException(404)
         return _file_response(found)
@@ -530,6 +560,7 @@ async def start_http_server(
     app: Any = build_app(plane, config, control)
     if access.tokens is not None:
         app = _TokenCheck(app, access.tokens, plane)
+    app = _SegmentRouting(app)  # first: the token check matches routes too
     settings = uvicorn.Config(
         app,
         log_config=None,

@@ -1,5 +1,6 @@
 """The request fields both Open Inference Protocol bindings read alike, against the real server
-over gRPC and HTTP: the request parameters `priority` and `timeout`, and model version strings."""
+over gRPC and HTTP: the request parameters `priority` and `timeout`, model version strings, and
+a model name holding a slash, which HTTP carries encoded in its path."""
 
 from __future__ import annotations
 
@@ -215,4 +216,42 @@ def test_a_version_is_read_as_an_integer_alike_over_both_apis(
     assert http_call(http_server, "GET", f"/v2/models/{MODEL}/versions/0/ready") == (
         400,
         {"error": "Model version not ready"},
+    )
+
+
+def test_an_encoded_slash_stays_in_its_path_segment(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub
+) -> None:
+    # uvicorn decodes %2F before routing: 'a/b' was "no endpoint", and 'scratchnet/ready' was
+    # scratchnet's readiness.
+    pixels = images(http_server)
+    code, message = grpc_error(stub.ModelInfer, grpc_request(pixels, model="a/b"))
+    assert (code, message) == (
+        grpc.StatusCode.NOT_FOUND,
+        "Request for unknown model: 'a/b' is not found",
+    )
+    assert http_call(http_server, "POST", "/v2/models/a%2Fb/infer", json_request(pixels)) == (
+        404,
+        {"error": message},
+    )
+    for path, name in [
+        (f"/v2/models/{MODEL}%2Fready", f"{MODEL}/ready"),
+        (f"/v2/models/{MODEL}%2fversions%2F1", f"{MODEL}/versions/1"),
+        ("/v2/models/a%2Fb%252Fc/config", "a/b%2Fc"),
+    ]:
+        assert http_call(http_server, "GET", path) == (
+            404,
+            {"error": f"Request for unknown model: '{name}' is not found"},
+        )
+    assert http_call(http_server, "GET", "/v2/models/a%2Fb/ready") == (
+        400,
+        {"error": "Model version not ready"},
+    )
+    assert http_call(http_server, "GET", f"/v2/models/{MODEL}/versions/1%2F2/ready") == (
+        400,
+        {"error": not_a_number("1/2")},
+    )
+    assert http_call(http_server, "GET", "/v2/models/a%2Fb/nothing") == (
+        404,
+        {"error": "no endpoint GET /v2/models/a%2Fb/nothing on this server"},
     )
