@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TextIO
 
 import grpc
 import numpy as np
@@ -50,12 +51,17 @@ def binary() -> Path:
 
 
 def run_client(
-    binary: Path, *args: str | os.PathLike[str], env: dict[str, str] | None = None
+    binary: Path,
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    stdout: TextIO | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run the C++ client with `args` (and `env` added to the environment), capturing text."""
+    """Run the C++ client with `args` (and `env` added to the environment), capturing text;
+    its standard output goes to `stdout` instead when given."""
     return subprocess.run(
         [binary, *map(str, args)],
-        capture_output=True,
+        stdout=stdout or subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         timeout=120,
         stdin=subprocess.DEVNULL,
@@ -299,6 +305,39 @@ def test_silent_server_hits_the_deadline(binary: Path, mnist: Dataset, tmp_path:
         target = f"127.0.0.1:{silent.getsockname()[1]}"
         result = run_client(binary, "--target", target, "--images", images_path, "--timeout", "0.5")
     assert_cpp_error(result, EXIT_SERVER_ERROR, "GetModelInfo", "0.5 s deadline")
+
+
+def test_a_full_standard_output_is_one_line_without_the_summary(
+    binary: Path, server: RunningServer, mnist: Dataset, tmp_path: Path
+) -> None:
+    images_path, labels_path = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    with open("/dev/full", "w") as full:  # every write fails with ENOSPC
+        result = run_client(
+            binary, "--target", server.target, "--images", images_path, "--labels", labels_path,
+            stdout=full,
+        )  # fmt: skip
+    # The labels were not written: the run failed, and no "accuracy ..." line says otherwise.
+    assert result.returncode == EXIT_SERVER_ERROR, result.stderr
+    assert result.stderr == (
+        "scratchnet_predict: error: cannot write to standard output (No space left on device)\n"
+    )
+
+
+def test_labels_out_that_cannot_be_written_after_the_calls_exits_1(
+    binary: Path, server: RunningServer, mnist: Dataset, tmp_path: Path
+) -> None:
+    images_path, _ = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False
+    )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    labels_out = blocker / "labels.txt"  # under a file: only writing it finds that out
+    result = run_client(
+        binary, "--target", server.target, "--images", images_path, "--labels-out", labels_out
+    )
+    assert_cpp_error(result, EXIT_SERVER_ERROR, f"cannot write {labels_out}", "Not a directory")
 
 
 # --- choosing the model and its version --------------------------------------------------------

@@ -6,9 +6,11 @@
 #include <grpc/support/log.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <future>
 #include <iostream>
@@ -128,12 +130,16 @@ void print_results(const Options& options, const Report& report) {
   }
   if (options.json) {
     std::cout << json_summary(report, !options.labels_out_path);
-  } else {
-    if (!options.labels_out_path) std::cout << labels_text(report.labels);
-    // On stderr, so that stdout stays one label per line for pipes and redirections.
-    std::cerr << text_summary(report) << std::endl;
+  } else if (!options.labels_out_path) {
+    std::cout << labels_text(report.labels);
   }
-  if (!std::cout.flush()) throw std::runtime_error("cannot write to standard output");
+  // Checked before the summary, which would otherwise report a run whose labels were lost.
+  if (!std::cout.flush()) {
+    throw OutputError(std::string("cannot write to standard output (") + std::strerror(errno) +
+                      ")");
+  }
+  // On stderr, so that stdout stays one label per line for pipes and redirections.
+  if (!options.json) std::cerr << text_summary(report) << std::endl;
 }
 
 int run(const Options& options) {

@@ -173,7 +173,7 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   // In the same directory, so that the final rename is atomic.
   std::string temporary = (directory / ("." + target.filename().string() + ".XXXXXX.tmp")).string();
   const int fd = ::mkstemps(temporary.data(), 4);
-  if (fd < 0) throw InputError("cannot write " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw OutputError("cannot write " + path + ": " + std::strerror(errno));
   // fsync before the rename: otherwise a crash can leave `path` naming an empty file.
   bool ok = write_all(fd, content) && ::fsync(fd) == 0 && ::fchmod(fd, 0644) == 0;
   int error = ok ? 0 : errno;
@@ -187,7 +187,7 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   }
   if (!ok) {
     std::remove(temporary.c_str());
-    throw InputError("cannot write " + path + ": " + std::strerror(error));
+    throw OutputError("cannot write " + path + ": " + std::strerror(error));
   }
 }
 

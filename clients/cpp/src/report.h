@@ -40,7 +40,8 @@ void check_file_path(const std::string& path);
 
 // Writes `content` to a temporary file next to `path`, then renames it over `path`: readers see
 // the old file or the whole new one, never a partial write. A symbolic link is written through
-// (the file it leads to is replaced, the link kept). Failure throws InputError.
+// (the file it leads to is replaced, the link kept). A path check_file_path refuses throws
+// InputError; a failed write, OutputError.
 void write_file_atomically(const std::string& path, const std::string& content);
 
 }  // namespace scratchnet
