@@ -7,7 +7,7 @@ const path = require('node:path');
 const { parseArgs } = require('node:util');
 const { Client, MAX_TIMEOUT_MS } = require('./client');
 const { TOKEN_VARIABLE, loadCredentials } = require('./credentials');
-const { ScratchnetError } = require('./errors');
+const { InputError, ScratchnetError } = require('./errors');
 const { readImages } = require('./images');
 const { loadMnistSplit } = require('./mnist');
 const { scoreSet } = require('./score');
@@ -39,10 +39,8 @@ Server options (predict, score, info):
   --token-file FILE     send 'authorization: Bearer <token>' with the token in FILE
                         (default: the ${TOKEN_VARIABLE} environment variable, if set)
   --timeout SECONDS     deadline of each call (default 30, at most 86400: a day)
-Exit status: 0 ok, 1 error (file, server, model), 2 bad flags.`;
-
-/** A flag error: printed like any other error, but exits 2. */
-class UsageError extends ScratchnetError {}
+Exit status: 0 ok; 1 a call failed (server unreachable or refusing, deadline, wrong reply,
+output not written); 2 the caller's mistake, found before any call (flags, files, environment).`;
 
 const OPTIONS = {
   target: { type: 'string' },
@@ -68,7 +66,7 @@ const OPTIONS = {
 function positive(name, text, integer) {
   const value = Number(text);
   if (!(Number.isFinite(value) && value > 0) || (integer && !Number.isInteger(value))) {
-    throw new UsageError(
+    throw new InputError(
       `--${name} ${text}: expected a positive ${integer ? 'integer' : 'number'}`,
     );
   }
@@ -79,7 +77,7 @@ function positive(name, text, integer) {
 function timeoutMs(text) {
   const seconds = positive('timeout', text, false);
   if (seconds * 1000 > MAX_TIMEOUT_MS) {
-    throw new UsageError(
+    throw new InputError(
       `--timeout ${text}: expected at most ${MAX_TIMEOUT_MS / 1000} seconds (a day)`,
     );
   }
@@ -121,27 +119,27 @@ function expectFlags(form, values, given, required) {
   const [command] = form.split(' ');
   for (const name of required) {
     if (values[name] === undefined) {
-      throw new UsageError(`${command}: --${name} is required`);
+      throw new InputError(`${command}: --${name} is required`);
     }
   }
   const takes = COMMAND_FLAGS[form];
   for (const name of given) {
     if (name !== 'help' && !takes.includes(name)) {
-      throw new UsageError(
+      throw new InputError(
         `${form}: --${name} does not apply here; expected only ` +
           takes.map((flag) => `--${flag}`).join(', '),
       );
     }
   }
   if (!['test', 'train'].includes(values.split)) {
-    throw new UsageError(`--split ${values.split}: expected test or train`);
+    throw new InputError(`--split ${values.split}: expected test or train`);
   }
 }
 
 /** TLS material and token from the flags (and SCRATCHNET_TOKEN). */
 function credentials(values) {
   if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) {
-    throw new UsageError('--tls-cert and --tls-key go together: give both or neither');
+    throw new InputError('--tls-cert and --tls-key go together: give both or neither');
   }
   return loadCredentials({
     tlsCa: values['tls-ca'],
@@ -154,10 +152,10 @@ function credentials(values) {
 /** A Client for --target, and its predict and describe functions for --api. */
 function connect(values) {
   if (!['v1', 'v2'].includes(values.api)) {
-    throw new UsageError(`--api ${values.api}: expected v1 or v2`);
+    throw new InputError(`--api ${values.api}: expected v1 or v2`);
   }
   if (values.model === '' || values['model-version'] === '') {
-    throw new UsageError(
+    throw new InputError(
       '--model and --model-version take a non-empty value (omit them for the defaults)',
     );
   }
@@ -175,7 +173,7 @@ function connect(values) {
   try {
     client = new Client(values.target, options);
   } catch (error) {
-    throw error instanceof ScratchnetError ? new UsageError(error.message) : error;
+    throw error instanceof ScratchnetError ? new InputError(error.message) : error;
   }
   const v1 = values.api === 'v1';
   return {
@@ -211,7 +209,7 @@ function lastTwo(shape) {
 /** What readImages needs for photos, from the flags. */
 function photoOptions(values, imageShape) {
   if (!['auto', 'yes', 'no'].includes(values.invert)) {
-    throw new UsageError(`--invert ${values.invert}: expected auto, yes or no`);
+    throw new InputError(`--invert ${values.invert}: expected auto, yes or no`);
   }
   return { imageShape, preprocess: !values['no-preprocess'], invert: values.invert };
 }
@@ -219,7 +217,7 @@ function photoOptions(values, imageShape) {
 /** Print the labels of each file. */
 async function predictFiles(predict, files, json, out, photos) {
   if (files.length === 0) {
-    throw new UsageError('no FILE given: expected one or more image files');
+    throw new InputError('no FILE given: expected one or more image files');
   }
   const results = [];
   for (const file of files) {
@@ -268,19 +266,41 @@ async function scoreData(predict, values, source, out, prepare = async () => {})
   );
 }
 
+/**
+ * argv with each `--flag -1` written `--flag=-1`, for the flags that take a value: parseArgs takes
+ * a value starting with a dash for an option and calls it ambiguous, where a negative number is
+ * only a bad value, refused with the flag's own message ("expected a positive number").
+ */
+function joinNegativeValues(argv) {
+  const joined = [];
+  for (let i = 0; i < argv.length; i += 1) {
+    if (argv[i] === '--') {
+      return [...joined, ...argv.slice(i)]; // the rest are FILEs
+    }
+    const takesValue = argv[i].startsWith('--') && OPTIONS[argv[i].slice(2)]?.type === 'string';
+    if (takesValue && /^-[\d.]/.test(argv[i + 1] ?? '')) {
+      joined.push(`${argv[i]}=${argv[i + 1]}`);
+      i += 1;
+    } else {
+      joined.push(argv[i]);
+    }
+  }
+  return joined;
+}
+
 /** Run one command line; resolves to the exit status. */
 async function run(argv, out) {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: joinNegativeValues(argv),
       options: OPTIONS,
       allowPositionals: true,
       strict: true,
       tokens: true,
     });
   } catch (error) {
-    throw new UsageError(parseArgsMessage(error));
+    throw new InputError(parseArgsMessage(error));
   }
   const { values, positionals, tokens } = parsed;
   const given = new Set(tokens.filter((token) => token.kind === 'option').map((t) => t.name));
@@ -297,7 +317,7 @@ async function run(argv, out) {
         await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       } else if (command === 'score') {
         if (files.length) {
-          throw new UsageError(`score takes no FILE (got ${files[0]}); use --data DIR`);
+          throw new InputError(`score takes no FILE (got ${files[0]}); use --data DIR`);
         }
         await scoreData(predict, values, `${values.target} (${values.api})`, out, prepare);
       } else {
@@ -310,7 +330,7 @@ async function run(argv, out) {
   }
   if (command === 'onnx') {
     if (values.data !== undefined && files.length) {
-      throw new UsageError('onnx: give FILE... or --data DIR, not both');
+      throw new InputError('onnx: give FILE... or --data DIR, not both');
     }
     expectFlags(values.data === undefined ? 'onnx FILE...' : 'onnx --data', values, given, [
       'model',
@@ -327,7 +347,7 @@ async function run(argv, out) {
     }
     return 0;
   }
-  throw new UsageError(
+  throw new InputError(
     command === undefined
       ? 'no command given: expected predict, score, info or onnx (see --help)'
       : `unknown command '${command}': expected predict, score, info or onnx (see --help)`,
@@ -336,7 +356,7 @@ async function run(argv, out) {
 
 /**
  * One line from a parseArgs error. Most say it all in their first sentence; a value starting
- * with a dash ('--timeout -1') gets three lines, whose last says how to pass one.
+ * with a dash ('--model -x') gets three lines, whose last says how to pass one.
  */
 function parseArgsMessage(error) {
   const sentences = error.message.split(/(?<=[.?])\s+/);
@@ -362,7 +382,7 @@ async function main(argv, io = process) {
       throw error;
     }
     io.stderr.write(`${PROGRAM}: ${error.message}\n`);
-    return error instanceof UsageError ? 2 : 1;
+    return error instanceof InputError ? 2 : 1;
   }
 }
 

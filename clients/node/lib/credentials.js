@@ -6,28 +6,28 @@
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
-const { ScratchnetError } = require('./errors');
+const { InputError } = require('./errors');
 
 /** The variable the token comes from when no --token-file is given. */
 const TOKEN_VARIABLE = 'SCRATCHNET_TOKEN';
 // What gRPC lets through in a header value: visible ASCII, no spaces inside.
 const TOKEN_CHARACTERS = /^[\x21-\x7e]+$/;
 
-/** The bytes of `file`, given as `flag`; ScratchnetError naming both if unreadable. */
+/** The bytes of `file`, given as `flag`; InputError naming both if unreadable. */
 function readFile(flag, file) {
   try {
     return fs.readFileSync(file);
   } catch (error) {
-    throw new ScratchnetError(`${flag} ${file}: cannot read it (${error.code ?? error.message})`);
+    throw new InputError(`${flag} ${file}: cannot read it (${error.code ?? error.message})`);
   }
 }
 
-/** Check PEM text with `parse`; ScratchnetError saying what the file should hold. */
+/** Check PEM text with `parse`; InputError saying what the file should hold. */
 function checkPem(flag, file, pem, what, parse) {
   try {
     return parse(pem);
   } catch {
-    throw new ScratchnetError(`${flag} ${file}: not a PEM ${what}`);
+    throw new InputError(`${flag} ${file}: not a PEM ${what}`);
   }
 }
 
@@ -40,10 +40,10 @@ function checkPem(flag, file, pem, what, parse) {
 function parseToken(source, text) {
   const token = text.trim();
   if (token === '') {
-    throw new ScratchnetError(`${source} holds no token: expected one token on one line`);
+    throw new InputError(`${source} holds no token: expected one token on one line`);
   }
   if (!TOKEN_CHARACTERS.test(token)) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${source}: expected one token on one line, of visible ASCII characters without spaces`,
     );
   }
@@ -62,7 +62,7 @@ function parseToken(source, text) {
  */
 function loadCredentials({ tlsCa, tlsCert, tlsKey, tokenFile }, env = process.env) {
   if ((tlsCert === undefined) !== (tlsKey === undefined)) {
-    throw new ScratchnetError('--tls-cert and --tls-key go together: give both or neither');
+    throw new InputError('--tls-cert and --tls-key go together: give both or neither');
   }
   const result = {};
   if (tlsCa !== undefined || tlsCert !== undefined) {
@@ -90,7 +90,7 @@ function loadCredentials({ tlsCa, tlsCert, tlsKey, tokenFile }, env = process.en
     );
     const privateKey = checkPem('--tls-key', tlsKey, key, 'private key', crypto.createPrivateKey);
     if (!x509.checkPrivateKey(privateKey)) {
-      throw new ScratchnetError(
+      throw new InputError(
         `--tls-key ${tlsKey} is not the key of --tls-cert ${tlsCert}: expected the pair`,
       );
     }

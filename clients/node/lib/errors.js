@@ -3,13 +3,15 @@
 /**
  * Errors a caller can cause.
  *
- *   ScratchnetError   bad input: a file, a flag, an image batch (one line: what was wrong and what
- *                     was expected)
+ *   ScratchnetError   something the caller can act on: an image batch, a model, a reply (one
+ *   │                 line: what was wrong and what was expected)
+ *   ├── InputError    the caller's input, found before any call: a flag, an input file (images,
+ *   │                 a model, TLS or token files), the environment
  *   └── RpcError      a gRPC call that failed: carries the status code the server (or the
  *                     channel) gave
  *
- * The CLI prints the message of either as one stderr line and exits non-zero; anything else is a
- * bug and keeps its stack trace.
+ * The CLI prints the message of any as one stderr line and exits 2 for an InputError, 1 for the
+ * others; anything else is a bug and keeps its stack trace.
  */
 
 const grpc = require('@grpc/grpc-js');
@@ -24,6 +26,15 @@ class ScratchnetError extends Error {
   constructor(message) {
     super(message);
     this.name = 'ScratchnetError';
+  }
+}
+
+/** The caller's own mistake in a flag, a file or the environment: the CLI exits 2. */
+class InputError extends ScratchnetError {
+  /** @param {string} message what was wrong and what was expected */
+  constructor(message) {
+    super(message);
+    this.name = 'InputError';
   }
 }
 
@@ -65,4 +76,4 @@ function fromGrpcError(method, error, hint) {
   return new RpcError(method, error.code, error.details || error.message, hint);
 }
 
-module.exports = { ScratchnetError, RpcError, fromGrpcError };
+module.exports = { InputError, ScratchnetError, RpcError, fromGrpcError };

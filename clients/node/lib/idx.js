@@ -5,7 +5,7 @@
 
 const fs = require('node:fs');
 const zlib = require('node:zlib');
-const { ScratchnetError } = require('./errors');
+const { InputError } = require('./errors');
 
 const UNSIGNED_BYTE = 0x08;
 const GZIP_MAGIC = [0x1f, 0x8b];
@@ -20,7 +20,7 @@ function readMaybeGzip(file) {
   try {
     bytes = fs.readFileSync(file);
   } catch (error) {
-    throw new ScratchnetError(`${file}: cannot read it (${error.code ?? error.message})`);
+    throw new InputError(`${file}: cannot read it (${error.code ?? error.message})`);
   }
   if (bytes[0] !== GZIP_MAGIC[0] || bytes[1] !== GZIP_MAGIC[1]) {
     return bytes;
@@ -28,9 +28,7 @@ function readMaybeGzip(file) {
   try {
     return zlib.gunzipSync(bytes);
   } catch (error) {
-    throw new ScratchnetError(
-      `${file}: starts like gzip but does not decompress (${error.message})`,
-    );
+    throw new InputError(`${file}: starts like gzip but does not decompress (${error.message})`);
   }
 }
 
@@ -42,12 +40,10 @@ function readMaybeGzip(file) {
  */
 function parseIdx(bytes, name) {
   if (bytes.length < 4 || bytes[0] !== 0 || bytes[1] !== 0) {
-    throw new ScratchnetError(
-      `${name}: not an IDX file (expected the magic bytes 00 00 at the start)`,
-    );
+    throw new InputError(`${name}: not an IDX file (expected the magic bytes 00 00 at the start)`);
   }
   if (bytes[2] !== UNSIGNED_BYTE) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: IDX element type 0x${bytes[2].toString(16).padStart(2, '0')} is not supported; ` +
         'expected 0x08 (unsigned byte)',
     );
@@ -55,7 +51,7 @@ function parseIdx(bytes, name) {
   const dims = bytes[3];
   const headerSize = 4 + 4 * dims;
   if (dims === 0 || bytes.length < headerSize) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: IDX header truncated (${dims} dimensions, ${bytes.length} bytes)`,
     );
   }
@@ -65,7 +61,7 @@ function parseIdx(bytes, name) {
   }
   const expected = shape.reduce((a, b) => a * b, 1);
   if (bytes.length - headerSize !== expected) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: IDX shape [${shape}] needs ${expected} bytes of data, ` +
         `got ${bytes.length - headerSize}`,
     );
@@ -90,7 +86,7 @@ function readIdx(file) {
 function readIdxLabels(file) {
   const { data, shape } = readIdx(file);
   if (shape.length !== 1) {
-    throw new ScratchnetError(`${file}: expected IDX labels of shape [N], got [${shape}]`);
+    throw new InputError(`${file}: expected IDX labels of shape [N], got [${shape}]`);
   }
   return data;
 }

@@ -5,7 +5,7 @@
 // (scratchnet/web/preprocess.mjs, the algorithm of docs/preprocessing.md).
 
 const path = require('node:path');
-const { ScratchnetError } = require('./errors');
+const { InputError } = require('./errors');
 const { parseIdx, readMaybeGzip } = require('./idx');
 const { isNpy, parseNpy } = require('./npy');
 
@@ -36,7 +36,7 @@ function decodePhoto(bytes, file) {
   const png = bytes.subarray(0, 4).equals(PNG_MAGIC);
   const size = png ? pngSize(bytes) : jpegSize(bytes);
   if (size && size.width * size.height > MAX_PIXELS) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${file}: a ${size.width}x${size.height} image (${size.width * size.height} pixels), ` +
         `expected at most ${MAX_PIXELS} pixels`,
     );
@@ -57,7 +57,7 @@ function decodePhoto(bytes, file) {
     });
     return { width, height, data };
   } catch (error) {
-    throw new ScratchnetError(`${file}: not a readable image (${error.message})`);
+    throw new InputError(`${file}: not a readable image (${error.message})`);
   }
 }
 
@@ -98,9 +98,9 @@ async function readPhoto(bytes, file, { imageShape, preprocess = true, invert = 
     return { data: mnistForm(image, [height, width], { invert }), shape: [1, height, width] };
   }
   if (image.width !== width || image.height !== height) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${file}: a ${image.width}x${image.height} image, expected ${width}x${height} ` +
-        '(the model\'s size) with --no-preprocess; drop the flag to have it fitted',
+        "(the model's size) with --no-preprocess; drop the flag to have it fitted",
     );
   }
   const gray = grayOf(image);
@@ -124,7 +124,7 @@ async function readImages(file, options = {}) {
   const bytes = readMaybeGzip(file);
   if (isPhoto(bytes)) {
     if (!options.imageShape) {
-      throw new ScratchnetError(`${file}: a photo, but no model image size to fit it to`);
+      throw new InputError(`${file}: a photo, but no model image size to fit it to`);
     }
     const imageShape = await options.imageShape();
     return readPhoto(bytes, file, { ...options, imageShape });
@@ -145,7 +145,7 @@ function arrayImages(bytes, file) {
   const { data, shape } = isNpy(bytes) ? parseNpy(bytes, file) : parseIdx(bytes, file);
   // Checked here, not only by checkImages later, so that the message names the file.
   if (!(shape.length === 2 || shape.length === 3) || shape.includes(0)) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${file}: expected images of shape [N,H,W] or [H,W] with N, H, W ≥ 1, got [${shape}]`,
     );
   }

@@ -4,7 +4,7 @@
 // onnxruntime's native library.
 
 const { Client } = require('./client');
-const { RpcError, ScratchnetError } = require('./errors');
+const { InputError, RpcError, ScratchnetError } = require('./errors');
 const { readIdx, readIdxLabels } = require('./idx');
 const { readImages } = require('./images');
 const { loadMnistSplit } = require('./mnist');
@@ -13,6 +13,7 @@ const { convertImages } = require('./tensor');
 
 module.exports = {
   Client,
+  InputError,
   RpcError,
   ScratchnetError,
   convertImages,

@@ -5,7 +5,7 @@
 
 const fs = require('node:fs');
 const path = require('node:path');
-const { ScratchnetError } = require('./errors');
+const { InputError } = require('./errors');
 const { readIdxLabels } = require('./idx');
 const { readImageArray } = require('./images');
 
@@ -22,7 +22,7 @@ function findSetFile(dir, stem) {
       return file;
     }
   }
-  throw new ScratchnetError(
+  throw new InputError(
     `${dir}: no ${stem} or ${stem}.gz in it (expected an MNIST-style IDX folder)`,
   );
 }
@@ -36,17 +36,17 @@ function findSetFile(dir, stem) {
 function loadMnistSplit(dir, split = 'test') {
   const prefix = { test: 't10k', train: 'train' }[split];
   if (!prefix) {
-    throw new ScratchnetError(`split '${split}': expected 'test' or 'train'`);
+    throw new InputError(`split '${split}': expected 'test' or 'train'`);
   }
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) {
-    throw new ScratchnetError(`${dir}: not a folder (expected an MNIST-style IDX folder)`);
+    throw new InputError(`${dir}: not a folder (expected an MNIST-style IDX folder)`);
   }
   const imagesFile = findSetFile(dir, `${prefix}-images-idx3-ubyte`);
   const labelsFile = findSetFile(dir, `${prefix}-labels-idx1-ubyte`);
   const images = readImageArray(imagesFile);
   const labels = readIdxLabels(labelsFile);
   if (labels.length !== images.shape[0]) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${labelsFile}: ${labels.length} labels for ${images.shape[0]} images in ` +
         `${imagesFile}; expected one per image`,
     );

@@ -4,7 +4,7 @@
 // the dtype, the memory order and the shape, then the elements.
 
 const os = require('node:os');
-const { ScratchnetError } = require('./errors');
+const { InputError } = require('./errors');
 
 const MAGIC = Buffer.from('\x93NUMPY', 'latin1');
 // dtype descriptors this reader accepts, each mapped to a typed array.
@@ -27,7 +27,7 @@ function isNpy(bytes) {
  */
 function parseNpy(bytes, name) {
   if (!isNpy(bytes) || bytes.length < 10) {
-    throw new ScratchnetError(`${name}: not a .npy file (expected the magic string \\x93NUMPY)`);
+    throw new InputError(`${name}: not a .npy file (expected the magic string \\x93NUMPY)`);
   }
   const major = bytes[6];
   const lengthSize = major === 1 ? 2 : 4;
@@ -38,16 +38,16 @@ function parseNpy(bytes, name) {
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new ScratchnetError(`${name}: malformed .npy header ${JSON.stringify(header.trim())}`);
+    throw new InputError(`${name}: malformed .npy header ${JSON.stringify(header.trim())}`);
   }
   const ArrayType = DESCRIPTORS[descr];
   if (!ArrayType) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: .npy dtype '${descr}' is not supported; expected uint8 or float32 (little-endian)`,
     );
   }
   if (fortran === 'True') {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: .npy array is in Fortran order; expected C order (numpy.ascontiguousarray)`,
     );
   }
@@ -59,7 +59,7 @@ function parseNpy(bytes, name) {
   const count = shape.reduce((a, b) => a * b, 1);
   const available = bytes.length - dataStart;
   if (available !== count * ArrayType.BYTES_PER_ELEMENT) {
-    throw new ScratchnetError(
+    throw new InputError(
       `${name}: .npy shape (${shape}) needs ${count * ArrayType.BYTES_PER_ELEMENT} bytes ` +
         `of data, got ${available}`,
     );

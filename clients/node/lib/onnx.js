@@ -6,7 +6,7 @@
 const fs = require('node:fs');
 const ort = require('onnxruntime-node');
 const protobuf = require('protobufjs');
-const { ScratchnetError } = require('./errors');
+const { InputError, ScratchnetError } = require('./errors');
 const {
   DTYPES,
   PIXEL_MAX,
@@ -42,7 +42,7 @@ class OnnxModel {
     this.inputType = Object.hasOwn(DTYPES, input.type) ? input.type : undefined;
     this.inputShape = input.shape;
     if (session.inputMetadata.length !== 1 || !this.inputType) {
-      throw new ScratchnetError(
+      throw new InputError(
         `${file}: expected one float32 or uint8 input [N,H,W], ` +
           `got ${describe(session.inputMetadata)}`,
       );
@@ -54,7 +54,7 @@ class OnnxModel {
       outputs.find((o) => o.type === 'float32' && o.shape.length === 2)
     )?.name;
     if (!this.labelOutput && !this.scoresOutput) {
-      throw new ScratchnetError(
+      throw new InputError(
         `${file}: expected an int64 [N] label or float32 [N,C] scores output, ` +
           `got ${describe(outputs)}`,
       );
@@ -76,7 +76,7 @@ class OnnxModel {
         ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
       });
     } catch (error) {
-      throw new ScratchnetError(
+      throw new InputError(
         `${file}: onnxruntime-node cannot load it (${firstLine(error.message)})`,
       );
     }

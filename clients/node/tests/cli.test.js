@@ -1,7 +1,7 @@
 'use strict';
 
 // The CLI's handling of bad flags and files, before any server is involved: one line on stderr,
-// exit 2 for flags and 1 for files, never a stack trace.
+// exit 2 for the caller's mistakes (flags, files, the environment), never a stack trace.
 
 const assert = require('node:assert/strict');
 const fs = require('node:fs');
@@ -25,6 +25,23 @@ async function run(...args) {
     });
   const status = await main(args, { stdout: sink('stdout'), stderr: sink('stderr') });
   return { status, ...captured };
+}
+
+/** Run the CLI in-process with `variables` set in process.env meanwhile. */
+async function runWith(variables, ...args) {
+  const saved = Object.fromEntries(Object.keys(variables).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, variables);
+  try {
+    return await run(...args);
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) {
+        delete process.env[name];
+      } else {
+        process.env[name] = value;
+      }
+    }
+  }
 }
 
 /** Assert one stderr line matching `pattern` and exit status `status`. */
@@ -131,17 +148,33 @@ test('--timeout is at most a day and finite, in the CLI and the library', async 
   );
 });
 
-test('a negative flag value is one line saying how to give one', async () => {
+test('a negative number is refused as any bad value; another dash value says how to give it', async () => {
+  // parseArgs would call '-1' an ambiguous option rather than a value.
+  for (const timeout of [['--timeout', '-1'], ['--timeout=-1']]) {
+    await assertFails(
+      ['info', '--target', 'h:1', ...timeout],
+      2,
+      /^scratchnet: --timeout -1: expected a positive number$/m,
+    );
+  }
+  await assertFails(['info', '--target', 'h:1', '--timeout', '-.5'], 2, /--timeout -\.5: expected/);
+  for (const batchSize of [['--batch-size', '-5'], ['--batch-size=-5']]) {
+    await assertFails(
+      ['score', '--target', 'h:1', ...batchSize],
+      2,
+      /--batch-size -5: expected a positive integer/,
+    );
+  }
   await assertFails(
-    ['info', '--target', 'h:1', '--timeout', '-1'],
+    ['info', '--target', 'h:1', '--model', '-x'],
     2,
-    /Option '--timeout' argument is ambiguous: to specify an option argument starting with a dash use '--timeout=-XYZ'$/m,
+    /Option '--model' argument is ambiguous: to specify an option argument starting with a dash use '--model=-XYZ'$/m,
   );
-  await assertFails(['score', '--target', 'h:1', '--batch-size', '-5'], 2, /'--batch-size=-XYZ'/);
+  // After '--', '--model' and '-1' are FILEs, not a flag and its value.
   await assertFails(
-    ['score', '--target', 'h:1', '--batch-size=-5'],
+    ['predict', '--target', 'h:1', '--', '--model', '-1'],
     2,
-    /--batch-size -5: expected a positive integer/,
+    /^scratchnet: --model: cannot read it \(ENOENT\)$/m,
   );
 });
 
@@ -178,7 +211,7 @@ test('a malformed list of targets exits 2 saying what is expected', async () => 
   }
 });
 
-test('TLS and token files: pairs, unreadable or wrong files, never the token', async () => {
+test('TLS and token files and variable: pairs, unreadable or wrong ones exit 2, never the token', async () => {
   const dir = tempDir();
   const notPem = path.join(__dirname, 'cli.test.js');
   const empty = path.join(dir, 'empty');
@@ -190,46 +223,50 @@ test('TLS and token files: pairs, unreadable or wrong files, never the token', a
   await assertFails([...info, '--tls-key', 'k.pem'], 2, /--tls-cert and --tls-key go together/);
   await assertFails(
     [...info, '--tls-ca', path.join(dir, 'nope.pem')],
-    1,
+    2,
     /--tls-ca .*nope\.pem: cannot read it \(ENOENT\)/,
   );
   await assertFails(
     [...info, '--tls-ca', notPem],
-    1,
+    2,
     /--tls-ca .*cli\.test\.js: not a PEM certificate/,
   );
   await assertFails(
     [...info, '--tls-cert', notPem, '--tls-key', notPem],
-    1,
+    2,
     /--tls-cert .*cli\.test\.js: not a PEM certificate/,
   );
   await assertFails(
     [...info, '--token-file', empty],
-    1,
+    2,
     /--token-file .*empty holds no token: expected one token on one line/,
   );
   const result = await run(...info, '--token-file', twoLines);
-  assert.equal(result.status, 1);
+  assert.equal(result.status, 2);
   assert.match(result.stderr, /--token-file .*two-lines: expected one token on one line/);
   assert.doesNotMatch(result.stderr, /secret/);
+  const variable = await runWith({ SCRATCHNET_TOKEN: 'secret one' }, ...info);
+  assert.equal(variable.status, 2);
+  assert.match(variable.stderr, /^scratchnet: SCRATCHNET_TOKEN: expected one token on one line/);
+  assert.doesNotMatch(variable.stderr, /secret/);
 });
 
-test('a missing file or model exits 1 naming it', async () => {
+test('a missing file or model exits 2 naming it', async () => {
   const missing = path.join(__dirname, 'no-such-file.idx');
   await assertFails(
     ['predict', '--target', '127.0.0.1:9', missing],
-    1,
+    2,
     /no-such-file\.idx: cannot read it \(ENOENT\)/,
   );
   const missingModel = path.join(__dirname, 'no-such-model.onnx');
   await assertFails(
     ['onnx', '--model', missingModel, missing],
-    1,
+    2,
     /no-such-model\.onnx: onnxruntime-node cannot load it/,
   );
   await assertFails(
     ['onnx', '--model', path.join(__dirname, 'cli.test.js'), missing],
-    1,
+    2,
     /cannot load it/,
   );
 });

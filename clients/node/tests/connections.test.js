@@ -362,7 +362,7 @@ describe('TLS, mutual TLS and bearer tokens', TIMEOUT, () => {
     ];
     assertOneLineError(
       await cli(['info', '--target', secured.target, ...flags]),
-      1,
+      2,
       /--tls-key .*stranger\.key is not the key of --tls-cert .*client\.crt/,
     );
   });

@@ -255,7 +255,7 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
     assert.match(text.stdout, /\nimages\/s \d+ \(\d+ images in [\d.]+ s\)\n$/);
   });
 
-  test('CLI errors: one line on stderr, exit 1, no stack trace', async () => {
+  test('CLI errors: one line on stderr, exit 1 for a call, 2 for a file, no stack trace', async () => {
     assertOneLineError(
       await cli('predict', '--target', await deadTarget(), TEST_IMAGES),
       1,
@@ -264,12 +264,12 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
     const notImages = path.join(__dirname, '..', 'package.json');
     assertOneLineError(
       await cli('predict', '--target', server.target, notImages),
-      1,
+      2,
       /not an IDX file/,
     );
     assertOneLineError(
       await cli('score', '--target', server.target, '--data', __dirname),
-      1,
+      2,
       /no t10k-images-idx3-ubyte/,
     );
   });
