@@ -8,7 +8,7 @@ const { parseArgs } = require('node:util');
 const { Client, MAX_TIMEOUT_MS } = require('./client');
 const { TOKEN_VARIABLE, loadCredentials } = require('./credentials');
 const { InputError, ScratchnetError } = require('./errors');
-const { readImages } = require('./images');
+const { checkImageShape, readImages } = require('./images');
 const { loadMnistSplit } = require('./mnist');
 const { scoreSet } = require('./score');
 
@@ -27,9 +27,10 @@ const USAGE = `usage:
 
 TARGET: HOST:PORT; replicas, balanced round robin with retries: HOST:PORT,HOST:PORT,... or
 dns:///NAME:PORT (every address of NAME).
-FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of uint8 or float32, or a PNG or JPEG
-photo, put in MNIST's form (inverted if on light paper, cropped to the ink, fitted into 20x20 of
-28x28, centred by mass; docs/preprocessing.md) unless --no-preprocess (then it must be HxW).
+FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of integers 0-255 or floats in [0, 1]
+(either byte order), each of the model's HxW; or a PNG or JPEG photo, put in MNIST's form
+(inverted if on light paper, cropped to the ink, fitted into 20x20 of 28x28, centred by mass;
+docs/preprocessing.md) unless --no-preprocess (then it must be HxW).
 DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
 Server options (predict, score, info):
   --model NAME          the model to ask (default: the server's default model)
@@ -182,9 +183,11 @@ function connect(values) {
     describe: v1 ? () => client.modelInfo() : () => client.modelMetadata(),
     // What predictions need from the server before the first one (score times predictions only).
     prepare: v1 ? () => client.modelInfo() : () => client.modelConfig(),
+    // Asked once per file: the first answer serves the rest, and the predictions after them.
     imageShape: v1
-      ? async () => lastTwo((await client.modelInfo()).input_shape)
-      : async () => lastTwo((await client.modelMetadata()).inputs[0].shape),
+      ? async () => lastTwo((client.cachedInfo ?? (await client.modelInfo())).input_shape)
+      : async () =>
+          lastTwo((client.cachedMetadata ?? (await client.modelMetadata())).inputs[0].shape),
   };
 }
 
@@ -219,9 +222,15 @@ async function predictFiles(predict, files, json, out, photos) {
   if (files.length === 0) {
     throw new InputError('no FILE given: expected one or more image files');
   }
-  const results = [];
+  // Every file is read, and checked against the model's image size, before the first
+  // prediction: a bad one is the caller's mistake (exit 2), found before any is sent.
+  const batches = [];
   for (const file of files) {
-    const { labels, modelName, modelVersion } = await predict(await readImages(file, photos));
+    batches.push(await readImages(file, photos));
+  }
+  const results = [];
+  for (const [i, file] of files.entries()) {
+    const { labels, modelName, modelVersion } = await predict(batches[i]);
     results.push({ file, labels, ...answeredBy(modelName, modelVersion) });
   }
   if (json) {
@@ -241,11 +250,14 @@ function answeredBy(modelName, modelVersion) {
 
 /**
  * Score a split and print accuracy and throughput. `prepare` runs before the clock starts (it
- * connects and fetches what predict needs), so images/s measures predictions only.
+ * connects and fetches what predict needs), so images/s measures predictions only; images not
+ * of the model's size are refused before any is sent.
  */
-async function scoreData(predict, values, source, out, prepare = async () => {}) {
-  const { images, labels } = loadMnistSplit(values.data ?? DEFAULT_DATA, values.split);
-  await prepare();
+async function scoreData({ predict, imageShape, prepare }, values, source, out) {
+  const data = values.data ?? DEFAULT_DATA;
+  const { images, labels } = loadMnistSplit(data, values.split);
+  await prepare?.();
+  checkImageShape(images.shape, await imageShape(), `${data} (${values.split} split)`);
   const score = await scoreSet(predict, images, labels);
   const model = answeredBy(score.modelName, score.modelVersion);
   if (values.json) {
@@ -319,7 +331,8 @@ async function run(argv, out) {
         if (files.length) {
           throw new InputError(`score takes no FILE (got ${files[0]}); use --data DIR`);
         }
-        await scoreData(predict, values, `${values.target} (${values.api})`, out, prepare);
+        const source = `${values.target} (${values.api})`;
+        await scoreData({ predict, imageShape, prepare }, values, source, out);
       } else {
         out.write(`${JSON.stringify(await describe(), null, 2)}\n`);
       }
@@ -338,7 +351,7 @@ async function run(argv, out) {
     const { model, predict, imageShape } = await loadOnnx(values);
     try {
       if (values.data !== undefined) {
-        await scoreData(predict, values, `${values.model} (onnxruntime-node)`, out);
+        await scoreData({ predict, imageShape }, values, `${values.model} (onnxruntime-node)`, out);
       } else {
         await predictFiles(predict, files, values.json, out, photoOptions(values, imageShape));
       }

@@ -12,6 +12,7 @@ const { isNpy, parseNpy } = require('./npy');
 /** The shared preprocessing module, in the repository this package lives in. */
 const PREPROCESS = path.resolve(__dirname, '..', '..', '..', 'scratchnet', 'web', 'preprocess.mjs');
 
+const KINDS = 'a complete PNG or JPEG photo, a .npy array or an IDX image file';
 const PNG_MAGIC = Buffer.from([0x89, 0x50, 0x4e, 0x47]);
 const JPEG_MAGIC = Buffer.from([0xff, 0xd8, 0xff]);
 // The most pixels a photo may have: Pillow's MAX_IMAGE_PIXELS, the Python client's limit. A small
@@ -30,9 +31,9 @@ function isPhoto(bytes) {
  * Decode a PNG or JPEG file to RGBA pixels.
  * @param {Buffer} bytes
  * @param {string} file for messages
- * @returns {{width: number, height: number, data: Uint8Array}}
+ * @returns {Promise<{width: number, height: number, data: Uint8Array}>}
  */
-function decodePhoto(bytes, file) {
+async function decodePhoto(bytes, file) {
   const png = bytes.subarray(0, 4).equals(PNG_MAGIC);
   const size = png ? pngSize(bytes) : jpegSize(bytes);
   if (size && size.width * size.height > MAX_PIXELS) {
@@ -43,8 +44,7 @@ function decodePhoto(bytes, file) {
   }
   try {
     if (png) {
-      const { PNG } = require('pngjs');
-      const { width, height, data } = PNG.sync.read(bytes);
+      const { width, height, data } = await decodePng(bytes);
       return { width, height, data };
     }
     const jpeg = require('jpeg-js');
@@ -57,8 +57,28 @@ function decodePhoto(bytes, file) {
     });
     return { width, height, data };
   } catch (error) {
-    throw new InputError(`${file}: not a readable image (${error.message})`);
+    const reason = String(error.message).split('\n')[0];
+    throw new InputError(
+      `${file}: not a readable ${png ? 'PNG' : 'JPEG'} image (${reason}), expected ${KINDS}`,
+    );
   }
+}
+
+/**
+ * A PNG decoded by pngjs's parser. Not PNG.sync.read: its reader throws "unrecognised content at
+ * end of stream" (or "read requests waitng on finished stream") for any malformed file, hiding
+ * the parser's reason ("Crc error", "Unexpected end of input").
+ * @param {Buffer} bytes
+ * @returns {Promise<{width: number, height: number, data: Buffer}>}
+ */
+function decodePng(bytes) {
+  const { PNG } = require('pngjs');
+  return new Promise((resolve, reject) => {
+    const png = new PNG();
+    // parse() listens once: a second error from the same stream would otherwise be uncaught.
+    png.on('error', () => {});
+    png.parse(bytes, (error, decoded) => (error ? reject(error) : resolve(decoded)));
+  });
 }
 
 /** {width, height} from a PNG's IHDR chunk (the first), or undefined if it has none. */
@@ -92,7 +112,7 @@ function jpegSize(bytes) {
  */
 async function readPhoto(bytes, file, { imageShape, preprocess = true, invert = 'auto' }) {
   const [height, width] = imageShape;
-  const image = decodePhoto(bytes, file);
+  const image = await decodePhoto(bytes, file);
   const { mnistForm, grayOf, inverts } = await import(PREPROCESS);
   if (preprocess) {
     return { data: mnistForm(image, [height, width], { invert }), shape: [1, height, width] };
@@ -111,11 +131,11 @@ async function readPhoto(bytes, file, { imageShape, preprocess = true, invert = 
 
 /**
  * Read a file of images as a batch [N, H, W]; a single [H, W] image becomes a batch of one.
- * @param {string} file an IDX file (raw or .gz) of unsigned bytes, a .npy of uint8 or float32,
- *   or a PNG or JPEG photo
- * @param {object} [options] for photos
- * @param {() => Promise<[number, number]>} [options.imageShape] the model's [H, W], asked for
- *   only when a photo needs it
+ * @param {string} file an IDX file (raw or .gz) of unsigned bytes, a .npy of integers 0–255 or
+ *   floats in [0, 1] (lib/npy.js), or a PNG or JPEG photo
+ * @param {object} [options]
+ * @param {() => Promise<[number, number]>} [options.imageShape] the model's [H, W]: photos are
+ *   fitted to it, and arrays of another size refused (InputError)
  * @param {boolean} [options.preprocess] put photos in MNIST's form (default true)
  * @param {'auto'|'yes'|'no'} [options.invert] whether photos are light paper (default auto)
  * @returns {Promise<import('./tensor').ImageBatch>}
@@ -129,7 +149,29 @@ async function readImages(file, options = {}) {
     const imageShape = await options.imageShape();
     return readPhoto(bytes, file, { ...options, imageShape });
   }
-  return arrayImages(bytes, file);
+  const images = arrayImages(bytes, file);
+  if (options.imageShape) {
+    checkImageShape(images.shape, await options.imageShape(), file);
+  }
+  return images;
+}
+
+/**
+ * Refuse images [N, H, W] whose H x W is not the model's [H, W] (a size it leaves open, not a
+ * positive number, takes any), naming `file`: the server would refuse them without naming it.
+ * @param {number[]} shape
+ * @param {[number, number]} imageShape
+ * @param {string} file
+ */
+function checkImageShape(shape, imageShape, file) {
+  const [height, width] = imageShape;
+  const fits = (size, expected) => !(expected > 0) || size === expected;
+  if (!fits(shape[1], height) || !fits(shape[2], width)) {
+    throw new InputError(
+      `${file}: images of shape [${shape}], expected [${height},${width}] or ` +
+        `[N,${height},${width}] (the model's image size)`,
+    );
+  }
 }
 
 /**
@@ -152,4 +194,4 @@ function arrayImages(bytes, file) {
   return { data, shape: shape.length === 2 ? [1, ...shape] : shape };
 }
 
-module.exports = { PREPROCESS, readImageArray, readImages };
+module.exports = { PREPROCESS, checkImageShape, readImageArray, readImages };

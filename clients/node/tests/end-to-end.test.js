@@ -10,7 +10,7 @@ const { after, before, describe, test } = require('node:test');
 const { Client, OnnxModel, RpcError, convertImages, loadMnistSplit } = require('../lib');
 const { assertOneLineError, cli: runCli, deadTarget } = require('./support/cli');
 const { buildModels, pythonLabels, REPO, startServer } = require('./support/live');
-const { npyBytes, tempDir } = require('./support/files');
+const { npyBytes, npyElements, tempDir, writeIdx } = require('./support/files');
 
 const DATA = path.join(REPO, 'data', 'mnist');
 const TEST_IMAGES = path.join(DATA, 't10k-images-idx3-ubyte.gz');
@@ -108,11 +108,11 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
     } finally {
       await onnx.release();
     }
-    // The CLI on a .npy of NaN: one line, exit 1, no label.
+    // The CLI on a .npy of NaN: refused as it is read, as the Python client does; exit 2.
     const file = path.join(tempDir(), 'nan.npy');
     const nan = new Float32Array(height * width).fill(NaN);
     fs.writeFileSync(file, npyBytes('<f4', [1, height, width], Buffer.from(nan.buffer)));
-    assertOneLineError(await cli('onnx', '--model', model, file), 1, /pixels must be finite/);
+    assertOneLineError(await cli('onnx', '--model', model, file), 2, /pixels must be finite/);
   });
 
   test('v1 scores and probabilities: [N,C] rows whose argmax is the label', async () => {
@@ -272,6 +272,76 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
       2,
       /no t10k-images-idx3-ubyte/,
     );
+  });
+
+  test("CLI: images not of the model's size are refused before any call, naming the file", async () => {
+    const [, height, width] = images.shape;
+    const dir = tempDir();
+    const cropped = path.join(dir, 'cropped.npy');
+    const count = 3;
+    const pixels = new Uint8Array(count * (height - 1) * width);
+    fs.writeFileSync(cropped, npyBytes('|u1', [count, height - 1, width], pixels));
+    const message =
+      `${cropped}: images of shape [${count},${height - 1},${width}], ` +
+      `expected [${height},${width}] or [N,${height},${width}] (the model's image size)`;
+    const runs = [
+      ['predict', '--target', server.target, TEST_IMAGES, cropped],
+      ['predict', '--target', server.target, '--api', 'v2', cropped],
+      ['onnx', '--model', model, cropped],
+    ];
+    // Triton's statistics count every inference, refused ones included.
+    const statistics = async () => (await client.unary('v2', 'ModelStatistics', {})).model_stats;
+    const before = await statistics();
+    for (const args of runs) {
+      const result = await cli(...args);
+      assertOneLineError(result, 2);
+      assert.equal(result.stderr, `scratchnet: ${message}\n`, args.join(' '));
+    }
+    // No Predict or ModelInfer reached the server: not even the first file's.
+    assert.deepEqual(await statistics(), before);
+    // An MNIST-style folder of them too, for score.
+    const folder = tempDir();
+    writeIdx(path.join(folder, 't10k-images-idx3-ubyte'), [count, height - 1, width], pixels);
+    writeIdx(path.join(folder, 't10k-labels-idx1-ubyte'), [count], new Uint8Array(count));
+    for (const args of [
+      ['score', '--target', server.target, '--data', folder],
+      ['onnx', '--model', model, '--data', folder],
+    ]) {
+      assertOneLineError(
+        await cli(...args),
+        2,
+        new RegExp(
+          `^scratchnet: ${folder} \\(test split\\): images of shape \\[${count},${height - 1},`,
+        ),
+      );
+    }
+  });
+
+  test('CLI: .npy files of other dtypes and byte orders give the labels of their pixels', async () => {
+    const [, height, width] = images.shape;
+    const count = 50;
+    const shape = [count, height, width];
+    const pixels = Array.from(images.data.subarray(0, count * height * width));
+    const dir = tempDir();
+    const files = {
+      'big-endian-float64.npy': npyBytes(
+        '>f8',
+        shape,
+        npyElements(
+          '>f8',
+          pixels.map((p) => p / 255),
+        ),
+      ),
+      'int16.npy': npyBytes('<i2', shape, npyElements('<i2', pixels)),
+      'uint64.npy': npyBytes('>u8', shape, npyElements('>u8', pixels.map(BigInt))),
+    };
+    for (const [name, bytes] of Object.entries(files)) {
+      const file = path.join(dir, name);
+      fs.writeFileSync(file, bytes);
+      const result = await cli('predict', '--target', server.target, '--json', file);
+      assert.equal(result.status, 0, result.stderr);
+      assert.deepEqual(JSON.parse(result.stdout).files[0].labels, expected.slice(0, count), name);
+    }
   });
 });
 

@@ -7,8 +7,8 @@ const { test } = require('node:test');
 const { parseIdx, readIdx, readIdxLabels } = require('../lib/idx');
 const { readImages } = require('../lib/images');
 const { loadMnistSplit } = require('../lib/mnist');
-const { ScratchnetError } = require('../lib/errors');
-const { idxBytes, npyBytes, tempDir, writeIdx } = require('./support/files');
+const { InputError, ScratchnetError } = require('../lib/errors');
+const { idxBytes, npyBytes, npyElements, tempDir, writeIdx } = require('./support/files');
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const dir = tempDir();
@@ -98,26 +98,101 @@ test('files of zero images, or of images of size 0, are refused naming the file'
   );
 });
 
-test('.npy files of uint8 and float32 read like IDX', async () => {
-  const u8 = path.join(dir, 'u8.npy');
-  fs.writeFileSync(u8, npyBytes('|u1', [2, 3, 4], pixels));
-  assert.deepEqual(await readImages(u8), { data: pixels, shape: [2, 3, 4] });
-  const values = Float32Array.from(pixels, (p) => p / 255);
-  const f32 = path.join(dir, 'f32.npy');
-  fs.writeFileSync(f32, npyBytes('<f4', [2, 3, 4], Buffer.from(values.buffer)));
-  const read = await readImages(f32);
-  assert.ok(read.data instanceof Float32Array);
-  assert.deepEqual(Array.from(read.data), Array.from(values));
+/** Write a .npy of `values` as elements of `descr`, shaped [2, 3, 4] unless said; its path. */
+function writeNpy(descr, values, shape = [2, 3, 4]) {
+  const file = path.join(
+    dir,
+    `${descr.replace(/[<>|]/g, (c) => ({ '<': 'le', '>': 'be', '|': '' })[c])}.npy`,
+  );
+  fs.writeFileSync(file, npyBytes(descr, shape, npyElements(descr, values)));
+  return file;
+}
+
+test('.npy files of integers of any size and byte order read as uint8 pixels', async () => {
+  for (const descr of ['|u1', '|i1', '<u2', '>u2', '<i2', '>i4', '<u4', '<i8', '>u8']) {
+    const values = Array.from(pixels, (p) => (descr.endsWith('8') ? BigInt(p) : p));
+    const file = writeNpy(descr, descr === '|i1' ? values.map((p) => p % 128) : values);
+    const read = await readImages(file);
+    assert.ok(read.data instanceof Uint8Array, descr);
+    const expected = descr === '|i1' ? pixels.map((p) => p % 128) : pixels;
+    assert.deepEqual(read, { data: expected, shape: [2, 3, 4] }, descr);
+  }
 });
 
-test('.npy files of other dtypes or Fortran order are refused', async () => {
-  const f64 = path.join(dir, 'f64.npy');
-  fs.writeFileSync(f64, npyBytes('<f8', [1], Buffer.alloc(8)));
-  await assert.rejects(() => readImages(f64), /dtype '<f8' is not supported; expected uint8 or float32/);
+test('.npy files of floats: exactly k/255 read as uint8 k, others as float32 (any byte order)', async () => {
+  for (const descr of ['<f4', '>f4', '<f8', '>f8']) {
+    const exact = await readImages(
+      writeNpy(
+        descr,
+        Array.from(pixels, (p) => p / 255),
+      ),
+    );
+    assert.deepEqual(exact, { data: pixels, shape: [2, 3, 4] }, descr);
+    const values = [0.1, 0.5, 1, 0, 2 / 3, 0.25];
+    const other = await readImages(writeNpy(descr, values, [2, 3]));
+    assert.ok(other.data instanceof Float32Array, descr);
+    assert.deepEqual(Array.from(other.data), values.map(Math.fround), descr);
+  }
+  // float16 by its bits: 0, 1 and 128/255 (0x3804, as numpy rounds it) are exact; 0.5 is not.
+  for (const descr of ['<f2', '>f2']) {
+    const exact = await readImages(writeNpy(descr, [0, 0x3c00, 0x3804], [1, 3]));
+    assert.deepEqual(exact, { data: Uint8Array.from([0, 255, 128]), shape: [1, 1, 3] }, descr);
+    const other = await readImages(writeNpy(descr, [0x3800, 0x3c00, 0, 0x2e66], [2, 2]));
+    assert.deepEqual(Array.from(other.data), [0.5, 1, 0, 0.0999755859375], descr);
+  }
+});
+
+test('.npy pixels out of range, dtypes without pixels, Fortran order: one line naming the file', async () => {
+  const accepted =
+    'expected integers (u1, u2, u4, u8, i1, i2, i4, i8) of pixels 0..255 or floats (f2, f4, f8) ' +
+    'in [0, 1], either byte order';
+  const cases = [
+    [
+      writeNpy('<i2', [0, -3, 300, 7], [2, 2]),
+      'integer pixels range over -3..300, expected 0..255',
+    ],
+    [
+      writeNpy('>u8', [1n, 2n ** 64n - 1n], [1, 2]),
+      'integer pixels range over 1..18446744073709551615, expected 0..255',
+    ],
+    [writeNpy('<f8', [0.5, NaN], [1, 2]), 'pixels must be finite (found NaN or inf)'],
+    [writeNpy('>f4', [-Infinity, 0], [1, 2]), 'pixels must be finite (found NaN or inf)'],
+    [
+      writeNpy('<f4', [0, 1.5, 0.25, 1], [2, 2]),
+      'float pixels range over [0, 1.5], expected [0, 1] (or uint8 0..255)',
+    ],
+  ];
+  for (const [descr, bytes] of [
+    ['|b1', Buffer.from([1])],
+    ['<c8', Buffer.alloc(8)],
+    ['<U2', Buffer.alloc(8)],
+  ]) {
+    const file = path.join(dir, `kind-${descr.slice(1)}.npy`);
+    fs.writeFileSync(file, npyBytes(descr, [1, 1], bytes));
+    cases.push([file, `.npy of dtype '${descr}', ${accepted}`]);
+  }
+  const structured = path.join(dir, 'structured.npy');
+  fs.writeFileSync(structured, npyBytes("[('a', '<f4')]", [1, 1], Buffer.alloc(4)));
+  cases.push([structured, `.npy of a structured dtype, ${accepted}`]);
   const fortran = path.join(dir, 'fortran.npy');
-  const text = npyBytes('|u1', [2, 2], [1, 2, 3, 4]).toString('latin1').replace('False', 'True ');
-  fs.writeFileSync(fortran, Buffer.from(text, 'latin1'));
-  await assert.rejects(() => readImages(fortran), /Fortran order/);
+  const ordered = npyBytes('|u1', [2, 2], [1, 2, 3, 4])
+    .toString('latin1')
+    .replace('False', 'True ');
+  fs.writeFileSync(fortran, Buffer.from(ordered, 'latin1'));
+  cases.push([
+    fortran,
+    '.npy array is in Fortran order; expected C order (numpy.ascontiguousarray)',
+  ]);
+  for (const [file, message] of cases) {
+    await assert.rejects(
+      () => readImages(file),
+      (error) => {
+        assert.ok(error instanceof InputError, String(error));
+        assert.equal(error.message, `${file}: ${message}`);
+        return true;
+      },
+    );
+  }
 });
 
 test('the bundled MNIST test split: 10000 images with one label each', () => {

@@ -9,9 +9,9 @@ const path = require('node:path');
 const zlib = require('node:zlib');
 const { test } = require('node:test');
 const { PNG } = require('pngjs');
-const { ScratchnetError } = require('../lib/errors');
+const { InputError, ScratchnetError } = require('../lib/errors');
 const { readImages } = require('../lib/images');
-const { tempDir } = require('./support/files');
+const { npyBytes, tempDir, writeIdx } = require('./support/files');
 
 const dir = tempDir();
 const MNIST = { imageShape: async () => [28, 28] };
@@ -101,4 +101,61 @@ test('a photo within the limit is decoded and put in MNIST form', async () => {
   const images = await readImages(file, MNIST);
   assert.deepEqual(images.shape, [1, 28, 28]);
   assert.ok(images.data.some((pixel) => pixel > 0));
+});
+
+test('a truncated or damaged photo is one line naming the file and what was expected', async () => {
+  const png = new PNG({ width: 40, height: 30 });
+  png.data.fill(255);
+  const whole = PNG.sync.write(png);
+  const damaged = Buffer.from(whole);
+  damaged.write('XXXX', 37, 'latin1'); // IDAT's type: a chunk pngjs does not know
+  const expected = 'expected a complete PNG or JPEG photo, a .npy array or an IDX image file';
+  const cases = [
+    ['cut.png', whole.subarray(0, whole.length - 20), 'Unexpected end of input'],
+    ['header-only.png', whole.subarray(0, 30), 'Unexpected end of input'],
+    ['damaged.png', damaged, 'Unsupported critical chunk type XXXX'],
+  ];
+  for (const [name, bytes, reason] of cases) {
+    const file = path.join(dir, name);
+    fs.writeFileSync(file, bytes);
+    await assert.rejects(
+      () => readImages(file, MNIST),
+      (error) => {
+        assert.ok(error instanceof InputError, String(error));
+        assert.equal(error.message, `${file}: not a readable PNG image (${reason}), ${expected}`);
+        return true;
+      },
+    );
+  }
+});
+
+test("arrays not of the model's image size are refused naming the file and both sizes", async () => {
+  const idx = writeIdx(path.join(dir, 'small-idx3'), [2, 27, 28], new Uint8Array(2 * 27 * 28));
+  const npy = path.join(dir, 'wide.npy');
+  fs.writeFileSync(npy, npyBytes('|u1', [28, 30], new Uint8Array(28 * 30)));
+  for (const [file, shape] of [
+    [idx, '2,27,28'],
+    [npy, '1,28,30'],
+  ]) {
+    await assert.rejects(
+      () => readImages(file, MNIST),
+      (error) => {
+        assert.ok(error instanceof InputError, String(error));
+        assert.equal(
+          error.message,
+          `${file}: images of shape [${shape}], expected [28,28] or [N,28,28] (the model's image size)`,
+        );
+        return true;
+      },
+    );
+  }
+  // The size comes from the model, whatever it is; one it leaves open (-1) takes any.
+  assert.deepEqual(
+    (await readImages(idx, { imageShape: async () => [27, 28] })).shape,
+    [2, 27, 28],
+  );
+  assert.deepEqual(
+    (await readImages(npy, { imageShape: async () => [-1, 30] })).shape,
+    [1, 28, 30],
+  );
 });

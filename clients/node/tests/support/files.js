@@ -34,10 +34,11 @@ function writeIdx(file, shape, data, { gzip = false } = {}) {
   return file;
 }
 
-/** .npy (version 1.0) bytes of a C-ordered array. */
+/** .npy (version 1.0) bytes of a C-ordered array; a structured `descr` is a list: "[('a', '<f4')]". */
 function npyBytes(descr, shape, payload) {
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
-  let header = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  const descrText = descr.startsWith('[') ? descr : `'${descr}'`;
+  let header = `{'descr': ${descrText}, 'fortran_order': False, 'shape': ${shapeText}, }`;
   // Pad so that magic (6) + version (2) + length (2) + header ends on a 64-byte boundary.
   header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
   const prefix = Buffer.alloc(10);
@@ -47,4 +48,31 @@ function npyBytes(descr, shape, payload) {
   return Buffer.concat([prefix, Buffer.from(header, 'latin1'), Buffer.from(payload)]);
 }
 
-module.exports = { idxBytes, npyBytes, tempDir, writeIdx };
+/**
+ * The bytes of `values` as .npy elements of `descr` ('>i4', '<f8', ...): numbers, BigInts for
+ * 8-byte integers, and the bits of each float16 for 'f2'.
+ */
+function npyElements(descr, values) {
+  const little = descr[0] !== '>';
+  const kind = descr.slice(1);
+  const size = Number(kind.slice(1));
+  const setter = {
+    u1: 'setUint8',
+    i1: 'setInt8',
+    u2: 'setUint16',
+    i2: 'setInt16',
+    u4: 'setUint32',
+    i4: 'setInt32',
+    u8: 'setBigUint64',
+    i8: 'setBigInt64',
+    f2: 'setUint16',
+    f4: 'setFloat32',
+    f8: 'setFloat64',
+  }[kind];
+  const bytes = Buffer.alloc(values.length * size);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  values.forEach((value, i) => view[setter](i * size, value, little));
+  return bytes;
+}
+
+module.exports = { idxBytes, npyBytes, npyElements, tempDir, writeIdx };
