@@ -242,13 +242,14 @@ class ServerState:
             )
         state = GaugeMetricFamily(
             "scratchnet_model_state",
-            "1 for the state each model version is in (READY, UNAVAILABLE) as the repository "
-            "index reports it, 0 for the others.",
+            "1 for the state each model version is in (READY, UNAVAILABLE, LOADING) as the "
+            "repository index reports it, 0 for the others.",
             labels=["model", "version", "state"],
         )
         for entry in self._plane.repository.index(list(self._known_names())):
-            for name in sorted({READY, UNAVAILABLE, entry.state}):
-                state.add_metric([entry.name, entry.version, name], float(entry.state == name))
+            current = entry.state or UNAVAILABLE  # a model never loaded: the index has its name
+            for name in sorted({READY, UNAVAILABLE, current}):
+                state.add_metric([entry.name, entry.version, name], float(current == name))
         load = GaugeMetricFamily(
             "scratchnet_model_load_seconds",
             "Seconds the loaded model version took to load: reading and checking its file, "

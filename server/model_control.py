@@ -8,6 +8,8 @@ served versions of a model in line with its files: a new or changed file is load
 the old version serving, is logged, and shows in the index with its reason. `none` loads every
 model at start, `poll` also syncs every model every few seconds, `explicit` loads the models
 named at start and then what RepositoryModelLoad / Unload ask for; SIGHUP syncs in every mode.
+While a version that is not served yet loads, the index lists it LOADING; once it no longer serves
+(unloaded, or replaced by a newer version), UNAVAILABLE with the reason "unloaded", as Triton.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -346,17 +349,23 @@ class ModelControl:
             if old is not None and old.stamps == stamps and not forced and not old.overridden:
                 kept[slot] = old
                 continue
+            # As Triton: a version not served yet is LOADING meanwhile; one served keeps
+            # serving (and being listed READY) while its new file loads.
+            loading: AbstractContextManager[None] = (
+                self.repository.loading_version(name, slot) if old is None else nullcontext()
+            )
             try:
-                model = load_model(
-                    path,
-                    name,
-                    slot,
-                    config=desired.config,
-                    threads=self.options.threads,
-                    max_batch=self.options.max_batch,
-                    image_shape=self.options.image_shape,
-                    model_dir=desired.folder,
-                )
+                with loading:
+                    model = load_model(
+                        path,
+                        name,
+                        slot,
+                        config=desired.config,
+                        threads=self.options.threads,
+                        max_batch=self.options.max_batch,
+                        image_shape=self.options.image_shape,
+                        model_dir=desired.folder,
+                    )
             except ModelError as error:
                 if strict:
                     raise
@@ -411,12 +420,12 @@ class ModelControl:
             )
 
     def unload(self, name: str) -> None:
-        """Stop serving every version of `name`."""
+        """Stop serving every version of `name`; the index keeps listing them, unloaded (and
+        the versions that failed to load, with why)."""
         with self._lock:
             for loaded in self._loaded.pop(name, {}).values():
                 _log.info("unloaded model '%s' version %s", name, loaded.model.version)
             self.repository.set_versions(name, {})
-            self.repository.set_problems(name, [])
             self._said.pop(name, None)
 
     def load(self, name: str, config_json: str = "") -> None:

@@ -1,27 +1,34 @@
 """The models a server serves right now, by name and version, and what the index says of each.
 
 A name's versions are replaced all at once (`set_versions`), so a request sees either the old set
-or the new one; a request already running keeps the model object it was given.
+or the new one; a request already running keeps the model object it was given. As Triton's model
+lifecycle does, the index remembers a version once served: it stays listed, UNAVAILABLE with the
+reason "unloaded", after an unload or a newer version replaced it.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from scratchnet.errors import InvalidArgument, NotFound, Unavailable, clip
 from server.model import Model
 
-__all__ = ["READY", "UNAVAILABLE", "IndexEntry", "ModelRepository"]
+__all__ = ["LOADING", "READY", "UNAVAILABLE", "UNLOADED", "IndexEntry", "ModelRepository"]
 
 READY = "READY"
 UNAVAILABLE = "UNAVAILABLE"
 LOADING = "LOADING"
+UNLOADED = "unloaded"
+"""The reason Triton gives for a version it served and no longer does."""
 
 
 @dataclass(frozen=True)
 class IndexEntry:
-    """One row of the repository index, as Triton's RepositoryIndex reports it."""
+    """One row of the repository index, as Triton's RepositoryIndex reports it; a model never
+    loaded has its name alone (no version, no state)."""
 
     name: str
     version: str
@@ -37,6 +44,8 @@ class ModelRepository:
         self._lock = threading.Lock()
         self._models: dict[str, dict[str, Model]] = {}
         self._problems: dict[tuple[str, str], IndexEntry] = {}
+        self._unloaded: set[tuple[str, str]] = set()
+        self._loading_versions: set[tuple[str, str]] = set()
         self._loading = set(loading)
         self._started = not loading
 
@@ -58,16 +67,32 @@ class ModelRepository:
             versions = dict(self._models.get(model.name, {}))
             versions[model.version] = model
             self._models[model.name] = versions
+            self._unloaded.discard((model.name, model.version))
             self._loading.discard(model.name)
 
     def set_versions(self, name: str, models: dict[str, Model]) -> None:
-        """Serve exactly `models` (version -> model) under `name`; none: stop serving the name."""
+        """Serve exactly `models` (version -> model) under `name`; none: stop serving the name.
+        The versions no longer served are listed as unloaded."""
         with self._lock:
+            before = self._models.get(name, {})
+            self._unloaded |= {(name, version) for version in before if version not in models}
+            self._unloaded -= {(name, version) for version in models}
             if models:
                 self._models[name] = dict(models)
             else:
                 self._models.pop(name, None)
             self._loading.discard(name)
+
+    @contextmanager
+    def loading_version(self, name: str, version: str) -> Iterator[None]:
+        """The index lists `version` of `name` as LOADING for the duration of the block."""
+        with self._lock:
+            self._loading_versions.add((name, version))
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._loading_versions.discard((name, version))
 
     def set_problems(self, name: str, entries: list[IndexEntry]) -> None:
         """Replace what the index says of `name`'s versions that are not (or not freshly) loaded."""
@@ -87,20 +112,26 @@ class ModelRepository:
             ]
 
     def index(self, names: list[str] | None = None) -> list[IndexEntry]:
-        """Every model version loaded or tried, and `names` (known but not loaded) as such."""
+        """Every model version served, loading, tried or once served; of a model no longer in
+        `names` (its folder gone), only the versions it still serves; and of `names` never
+        loaded, the name alone, as Triton lists them."""
         with self._lock:
-            rows = {
-                (model.name, model.version): IndexEntry(model.name, model.version, READY)
-                for versions in self._models.values()
-                for model in versions.values()
-            }
-            for key, entry in self._problems.items():
-                loaded = rows.get(key)
-                rows[key] = entry if loaded is None else IndexEntry(*key, READY, entry.reason)
+            rows = {key: IndexEntry(*key, UNAVAILABLE, UNLOADED) for key in self._unloaded}
+            # A READY entry only adds its reason to a version served (below).
+            rows.update({key: e for key, e in self._problems.items() if e.state != READY})
+            rows.update({key: IndexEntry(*key, LOADING) for key in self._loading_versions})
+            for versions in self._models.values():
+                for model in versions.values():
+                    key = (model.name, model.version)
+                    problem = self._problems.get(key)
+                    rows[key] = IndexEntry(*key, READY, problem.reason if problem else "")
+        if names is not None:
+            known = set(names)
+            rows = {key: row for key, row in rows.items() if key[0] in known or row.state == READY}
         listed = {name for name, _ in rows}
         for name in names or ():
             if name not in listed:
-                rows[name, ""] = IndexEntry(name, "", UNAVAILABLE, "unloaded")
+                rows[name, ""] = IndexEntry(name, "", "")
         return [rows[key] for key in sorted(rows, key=lambda k: (k[0], _version_key(k[1])))]
 
     def get(self, name: str, version: str = "") -> Model:

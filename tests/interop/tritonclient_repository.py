@@ -83,6 +83,7 @@ def main() -> int:
         report["index_loaded"] = index(client)
         client.unload_model(args.model)
         report["ready_unloaded"] = client.is_model_ready(args.model)
+        report["index_unloaded"] = index(client)
         try:
             client.load_model(args.other)
             report["other"] = {"status": None}

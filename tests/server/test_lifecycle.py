@@ -25,6 +25,7 @@ from scratchnet.api.v1 import classifier_pb2_grpc
 from scratchnet.datasets import Dataset
 from tests.conftest import RunningServer, assert_one_line_error, run_module, start_server
 from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
+from tests.server.workers import start_loads_gated_server
 
 SERVICES = ("", "scratchnet.v1.Classifier", "inference.GRPCInferenceService")
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -79,33 +80,10 @@ def test_reflection_lists_every_service_and_describes_them_without_proto_files(
         assert call(request_class(), timeout=10).model_name == "scratchnet"
 
 
-# `python -m server` whose model loading waits until the file named by its first argument exists,
-# so that a test can look at the server while it loads, however fast the machine loads models.
-GATED_SERVER = """
-import sys, time
-from pathlib import Path
-from server import model_control
-gate = Path(sys.argv.pop(1))
-load = model_control.load_model
-def wait_for_gate(*args, **options):
-    while not gate.exists():
-        time.sleep(0.01)
-    return load(*args, **options)
-model_control.load_model = wait_for_gate
-from server.__main__ import main
-main()
-"""
-
-
 def _start_gated_server(model: Path, gate: Path, tmp_path: Path, *args: str) -> RunningServer:
     """Start the server with its model loading held back until `gate` exists."""
-    return start_server(
-        model,
-        *args,
-        tmp_dir=tmp_path,
-        wait_serving=False,
-        env={"GRPC_VERBOSITY": "NONE"},
-        python_args=("-c", GATED_SERVER, str(gate)),
+    return start_loads_gated_server(
+        model, gate, *args, tmp_dir=tmp_path, env={"GRPC_VERBOSITY": "NONE"}
     )
 
 

@@ -1,24 +1,32 @@
 """server.model_control in process, on a repository folder in tmp_path: what is served follows the
-files, version policies select, and a bad file never replaces a good one."""
+files, version policies select, and a bad file never replaces a good one; then the real server in
+explicit mode, whose index shows a model loading and unloaded as Triton's does."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import onnx
 import pytest
 
+from scratchnet.api.inference import open_inference_grpc_pb2 as oip
+from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from scratchnet.errors import InvalidArgument, NotFound
 from server.dataplane import DataPlane, InferRequest, RequestedOutput
 from server.model_control import LoadOptions, ModelControl, RepositoryFolder
-from server.repository import ModelRepository
+from server.repository import IndexEntry, ModelRepository
+from tests.conftest import RunningServer
 from tests.server.conftest import infer, tensor
 from tests.server.onnx_models import build_classifier, numpy_scores, random_classifier
+from tests.server.workers import start_loads_gated_server, until
 
 SHAPE = (3, 4, 5)  # classes, height, width
 
@@ -75,6 +83,44 @@ def test_each_model_serves_its_newest_version_by_default(tmp_path: Path) -> None
         ("empty", "", "UNAVAILABLE"),
         ("other", "1", "READY"),
     ]
+
+
+def test_the_index_keeps_every_version_once_served_as_triton_does(tmp_path: Path) -> None:
+    place(tmp_path, "m", 1, seed=1)
+    place(tmp_path, "never", 1)
+    control, _ = control_of(tmp_path, "explicit")
+    control.start(["m"])
+    # A model never loaded is its name alone, as Triton lists it.
+    assert control.index() == [IndexEntry("m", "1", "READY"), IndexEntry("never", "", "")]
+    # A newer version replaces version 1, which stays listed (Triton's qa/L0_storage_S3).
+    place(tmp_path, "m", 2, seed=2)
+    (tmp_path / "m" / "3").mkdir()
+    (tmp_path / "m" / "3" / "model.onnx").write_bytes(b"not onnx")
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy { specific { versions: [2] } }")
+    control.load("m")
+    unloaded = IndexEntry("m", "1", "UNAVAILABLE", "unloaded")
+    assert control.index()[:2] == [unloaded, IndexEntry("m", "2", "READY")]
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy { all { } }")
+    with pytest.raises(InvalidArgument, match="failed to load 'm'"):
+        control.load("m")
+    broken = next(e for e in control.index() if e.version == "3")
+    assert broken.state == "UNAVAILABLE" and "cannot be loaded by onnxruntime" in broken.reason
+    # Unloaded, each version served is listed so; the one that failed keeps its reason.
+    control.unload_requested("m")
+    assert control.index() == [
+        unloaded, IndexEntry("m", "2", "UNAVAILABLE", "unloaded"), broken,
+        IndexEntry("never", "", ""),
+    ]  # fmt: skip
+    assert control.index(ready_only=True) == []
+    # Loaded again, a version is READY again; a model whose folder is gone leaves the index.
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy { specific { versions: [2] } }")
+    control.load("m")
+    assert control.index()[:2] == [unloaded, IndexEntry("m", "2", "READY")]
+    control.unload("m")
+    for path in sorted((tmp_path / "m").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (tmp_path / "m").rmdir()
+    assert control.index() == [IndexEntry("never", "", "")]
 
 
 @pytest.mark.parametrize(
@@ -374,3 +420,62 @@ def test_a_load_in_which_one_version_fails_changes_no_version(tmp_path: Path) ->
     assert {model.max_batch for model in after} == {8}
     control.sync("m")  # the same broken file again: nothing reloaded
     assert [id(model) for model in plane.repository.models()] == [id(model) for model in before]
+
+
+# --- the real server ----------------------------------------------------------------------------
+
+
+def _http(server: RunningServer, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
+    """POST `body` as JSON to `path`: the status and the JSON answer (None if empty)."""
+    data = json.dumps(body or {}).encode()
+    request = urllib.request.Request(server.http_url + path, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            status, answer = reply.status, reply.read()
+    except urllib.error.HTTPError as error:
+        status, answer = error.code, error.read()
+    return status, json.loads(answer) if answer else None
+
+
+def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repository"
+    place(root, "m", 1)
+    gate = tmp_path / "load-now"
+    server = start_loads_gated_server(
+        root, gate, "--model-control-mode", "explicit", tmp_dir=tmp_path,
+        model_flag="--model-repository", http=True, wait_serving=True,
+    )  # fmt: skip
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+
+            def rows(ready: bool = False) -> list[dict[str, str]]:
+                """The index over gRPC, as Triton's HTTP index writes it; the same over HTTP."""
+                answer = stub.RepositoryIndex(oip.RepositoryIndexRequest(ready=ready), timeout=30)
+                found = [
+                    {key: value for key, value in zip(("name", "version", "state", "reason"),
+                     (m.name, m.version, m.state, m.reason), strict=True) if value}
+                    for m in answer.models
+                ]  # fmt: skip
+                assert _http(server, "/v2/repository/index", {"ready": ready}) == (200, found)
+                return found
+
+            assert rows() == [{"name": "m"}]
+            load = stub.RepositoryModelLoad.future(
+                oip.RepositoryModelLoadRequest(model_name="m"), timeout=60
+            )
+            # The load waits at the gate: the index shows the version LOADING, not ready.
+            until(lambda: rows() == [{"name": "m", "version": "1", "state": "LOADING"}])
+            assert rows(ready=True) == []
+            gate.touch()
+            load.result()
+            assert rows(ready=True) == [{"name": "m", "version": "1", "state": "READY"}]
+            stub.RepositoryModelUnload(oip.RepositoryModelUnloadRequest(model_name="m"), timeout=30)
+            unloaded = {"name": "m", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
+            assert rows() == [unloaded]
+            assert rows(ready=True) == []
+    finally:
+        gate.touch()  # a load still waiting would hold the server's shutdown
+        assert server.stop() == 0

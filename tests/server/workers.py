@@ -1,8 +1,10 @@
 """A server whose model runs wait at a gate, for tests of the inference threads and their queue
 (--workers, --max-queue) and of deadlines: while the gate file exists, every run that reaches an
-inference thread waits there, whatever the speed of the machine.
+inference thread waits there, whatever the speed of the machine. The server is started with
+--inline-us 0, so that every run goes to the inference threads.
 
-The server is started with --inline-us 0, so that every run goes to the inference threads.
+And a server whose model loads wait for a gate, for tests that look at the server while it loads:
+every load waits until the gate file exists.
 """
 
 from __future__ import annotations
@@ -40,6 +42,33 @@ scheduling.Runner._sliced = wait_at_gate
 from server.__main__ import main
 main()
 """
+
+
+GATED_LOADS = """
+import sys, time
+from pathlib import Path
+from server import model_control
+gate = Path(sys.argv.pop(1))
+load = model_control.load_model
+def wait_for_gate(*args, **options):
+    while not gate.exists():
+        time.sleep(0.01)
+    return load(*args, **options)
+model_control.load_model = wait_for_gate
+from server.__main__ import main
+main()
+"""
+
+
+def start_loads_gated_server(
+    model: Path, gate: Path, *args: str, tmp_dir: Path, wait_serving: bool = False, **options: Any
+) -> RunningServer:
+    """`python -m server --model MODEL ARGS` whose model loads wait until `gate` exists
+    (`options`, such as http=True, go to start_server)."""
+    return start_server(
+        model, *args, tmp_dir=tmp_dir, wait_serving=wait_serving,
+        python_args=("-c", GATED_LOADS, str(gate)), **options,
+    )  # fmt: skip
 
 
 def uint8_request(images: NDArray[Any]) -> pb.PredictRequest:
