@@ -296,10 +296,12 @@ def test_tritonclient_lists_loads_infers_and_unloads(
         (row["name"], row.get("version", ""), row.get("state", ""))
         for row in report["index_loaded"]
     }
-    # Unloaded, a version stays listed, as Triton lists it.
+    # Unloaded, a version stays listed, as Triton lists it; unloading a name the repository
+    # does not hold succeeds.
     assert {"name": "cnn", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"} in (
         report["index_unloaded"]
     )
+    assert report["unload_unknown"] == {"status": None}
     sent = dict(np.load(tmp_path / "inputs.npz"))
     expected = _run_directly(repository["cnn"], sent)
     np.testing.assert_allclose(report["outputs"]["logits"], expected["logits"], rtol=1e-6)

@@ -7,9 +7,9 @@ it saw as one JSON object.
 
 Lists the repository, loads MODEL, reads its configuration, infers with its own input and output
 names (also with class_count) on random inputs saved to --inputs, reads its statistics, unloads
-it, and tries OTHER (a model that fails to load). Like tritonclient_session.py it imports only
-tritonclient and numpy: tritonclient and scratchnet's generated code both register the protobuf
-package `inference`.
+it (and a model the repository does not hold), and tries OTHER (a model that fails to load).
+Like tritonclient_session.py it imports only tritonclient and numpy: tritonclient and
+scratchnet's generated code both register the protobuf package `inference`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,15 @@ def index(client: Any) -> list[dict[str, Any]]:
     rows = as_json(client, "get_model_repository_index")
     # gRPC's answer is the message {"models": [...]}; Triton's HTTP answer is the array itself.
     return list(rows.get("models", []) if isinstance(rows, dict) else rows)
+
+
+def outcome(call: Callable[[], Any]) -> dict[str, Any]:
+    """{"status": None} if `call()` succeeds, else the status and message it failed with."""
+    try:
+        call()
+    except InferenceServerException as error:
+        return {"status": error.status(), "message": error.message()}
+    return {"status": None}
 
 
 def main() -> int:
@@ -84,11 +94,8 @@ def main() -> int:
         client.unload_model(args.model)
         report["ready_unloaded"] = client.is_model_ready(args.model)
         report["index_unloaded"] = index(client)
-        try:
-            client.load_model(args.other)
-            report["other"] = {"status": None}
-        except InferenceServerException as error:
-            report["other"] = {"status": error.status(), "message": error.message()}
+        report["unload_unknown"] = outcome(lambda: client.unload_model("no-such-model"))
+        report["other"] = outcome(lambda: client.load_model(args.other))
         report["index_after"] = index(client)
     json.dump(report, sys.stdout)
     return 0

@@ -19,7 +19,7 @@ import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
-from scratchnet.errors import InvalidArgument, NotFound
+from scratchnet.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.dataplane import DataPlane, InferRequest, RequestedOutput
 from server.model_control import LoadOptions, ModelControl, RepositoryFolder
 from server.repository import IndexEntry, ModelRepository
@@ -121,6 +121,20 @@ def test_the_index_keeps_every_version_once_served_as_triton_does(tmp_path: Path
         path.unlink() if path.is_file() else path.rmdir()
     (tmp_path / "m").rmdir()
     assert control.index() == [IndexEntry("never", "", "")]
+
+
+def test_unloading_a_model_the_repository_does_not_hold_succeeds_as_in_triton(
+    tmp_path: Path,
+) -> None:
+    place(tmp_path, "m", 1)
+    control, plane = control_of(tmp_path, "explicit")
+    control.start(["m"])
+    control.unload_requested("nope")  # nothing to unload: the model is not served either way
+    assert served(plane.repository) == [("m", "1")]
+    control.mode = "poll"  # outside explicit mode, a refusal, for unknown names too
+    with pytest.raises(FailedPrecondition, match="explicit model unload is not allowed with "
+                       "--model-control-mode poll"):  # fmt: skip
+        control.unload_requested("nope")
 
 
 @pytest.mark.parametrize(
@@ -476,6 +490,12 @@ def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
             unloaded = {"name": "m", "version": "1", "state": "UNAVAILABLE", "reason": "unloaded"}
             assert rows() == [unloaded]
             assert rows(ready=True) == []
+            # A model the repository does not hold has nothing to unload: a success, as Triton.
+            stub.RepositoryModelUnload(
+                oip.RepositoryModelUnloadRequest(model_name="nope"), timeout=30
+            )
+            assert _http(server, "/v2/repository/models/nope/unload") == (200, None)
+            assert rows() == [unloaded]
     finally:
         gate.touch()  # a load still waiting would hold the server's shutdown
         assert server.stop() == 0
