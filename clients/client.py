@@ -198,7 +198,8 @@ class Client:
             shown = "; ".join(f"{address}: {_shown(key)}" for address, key in identities.items())
             raise ClientError(
                 f"the replicas of {self.target} serve different models as '{info.name}' version "
-                f"{info.version} ({shown}): expected the same model on every replica"
+                f"{info.version} ({shown}): expected the same model on every replica",
+                failure=True,
             )
 
         def tightest(limits: list[int]) -> int:
@@ -353,7 +354,8 @@ class Client:
             raise ClientError(
                 f"the server at {self.target} answered the request of {images} images starting "
                 f"at image {start} with {' and '.join(wrong)}, expected one label (and one row "
-                "of scores or probabilities) per image"
+                "of scores or probabilities) per image",
+                failure=True,
             )
         return Prediction(
             labels=labels,
@@ -401,7 +403,8 @@ class Client:
         if start != total:
             raise ClientError(
                 f"the server at {self.target} ended the stream after {start} of {total} images, "
-                "expected a reply to every request"
+                "expected a reply to every request",
+                failure=True,
             )
 
 

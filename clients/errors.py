@@ -23,7 +23,7 @@ def from_rpc_error(
     that failed; `note` is appended to the message, then what to try if the credentials may be
     the cause (no token, no TLS, the wrong CA)."""
     if not isinstance(error, grpc.Call):
-        return ClientError(f"call to {target} failed: {error}")
+        return ClientError(f"call to {target} failed: {error}", failure=True)
     code = error.code()
     # gRPC's details can span lines (e.g. for connection errors); CLIs print one line.
     details = " ".join((error.details() or "").split())

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from clients.client import ModelInfo
 from clients.inputs import Source, check_fits, load_folder_images
 from clients.results import import_pyarrow, read_labels, results_table
-from scratchnet.errors import ModelError, ScratchnetError
+from scratchnet.errors import JobFailed, ModelError, ScratchnetError
 from scratchnet.files import atomic_directory, require_model_file
 
 __all__ = [
@@ -250,7 +250,7 @@ def _checked(ids: NDArray[np.int64], labels: NDArray[np.int64], count: int) -> N
     """`labels`, once `ids` are exactly 0..count-1: every image scored once, in order."""
     if not np.array_equal(ids, np.arange(count)):
         missing = count - len(np.unique(ids))
-        raise ScratchnetError(
+        raise JobFailed(
             f"the Ray job returned {len(ids)} rows for {count} images ({missing} missing): "
             "expected every image exactly once, in id order"
         )
@@ -301,7 +301,7 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
             ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False)
     except Exception as error:  # Ray raises ConnectionError, ValueError, RuntimeError, …
         where = f"at {address}" if address else "locally"
-        raise ScratchnetError(f"cannot start Ray {where}: {_first_line(error)}") from None
+        raise JobFailed(f"cannot start Ray {where}: {_first_line(error)}") from None
     session.start_seconds = time.perf_counter() - started
     try:
         yield session
@@ -313,8 +313,8 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
 
 @contextlib.contextmanager
 def _job_errors() -> Iterator[None]:
-    """A failed job as one line: a ScratchnetError raised in a task as it is, anything else
-    (an actor that died for good, …) as "the Ray job failed"."""
+    """A failed job as one line: a ScratchnetError raised in a task as it is (a bad file: a
+    mistake), anything else (an actor that died for good, …) as "the Ray job failed"."""
     try:
         yield
     except ScratchnetError:
@@ -326,7 +326,7 @@ def _job_errors() -> Iterator[None]:
         found = _SCRATCHNET_ERROR.findall(str(error))
         if found:
             raise ScratchnetError(found[-1]) from None
-        raise ScratchnetError(f"the Ray job failed: {_first_line(error)}") from None
+        raise JobFailed(f"the Ray job failed: {_first_line(error)}") from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -12,6 +12,7 @@ from typing import NoReturn
 from scratchnet.errors import ScratchnetError, one_line
 
 __all__ = [
+    "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
     "ArgumentParser",
@@ -23,7 +24,10 @@ __all__ = [
     "run_cli",
 ]
 
+EXIT_FAILED = 1
+"""A call or job that failed: a server down or refusing, a deadline, a wrong reply."""
 EXIT_USAGE = 2
+"""The caller's mistake, found before any call: a flag, a file, the environment."""
 EXIT_INTERRUPTED = 130
 
 
@@ -93,12 +97,13 @@ def _number(text: str) -> float:
 
 
 def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:
-    """Run `main` and exit with its code; user errors and Ctrl-C become one line on stderr."""
+    """Run `main` and exit with its code; errors and Ctrl-C become one line on stderr, exiting
+    EXIT_FAILED for a failure, EXIT_USAGE for a mistake."""
     try:
         code = main() or 0
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
     except ScratchnetError as error:
-        _fail(program, str(error), EXIT_USAGE)
+        _fail(program, str(error), EXIT_FAILED if error.failure else EXIT_USAGE)
     except KeyboardInterrupt:
         _fail(program, "interrupted", EXIT_INTERRUPTED)
     except BrokenPipeError:

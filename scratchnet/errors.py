@@ -1,12 +1,15 @@
 """Every error scratchnet reports, drawn once:
 
-    ScratchnetError             a user's mistake (a file, a flag, a request); one line that says
-    │                           what was wrong and what was expected
+    ScratchnetError             a user's mistake (a file, a flag, a request), or with `failure`
+    │                           set a call or job that failed; one line that says what was wrong
+    │                           and what was expected
     ├── DataError               a data set that is missing, malformed or inconsistent
     ├── ArtifactError           a trainer artifact that is missing, malformed or inconsistent
     ├── ExportError             an export or parity check that cannot go ahead
     ├── ModelError              a model the server cannot serve (missing, unreadable, refused)
     ├── LaunchError             a server subprocess that did not start or reach a health status
+    ├── JobFailed               a batch job (the Ray engine) that failed while running: Ray not
+    │                           starting, a worker lost for good, a wrong result, its time up
     ├── RequestError            a request the server cannot answer; scratchnet.status maps each
     │   │                       kind to its gRPC and HTTP status
     │   ├── InvalidArgument     the client's mistake: datatype, shape, bytes, values, batch size
@@ -20,12 +23,15 @@
     │   └── ModelFailed         the model failed on this request inside onnxruntime (INTERNAL,
     │                           with onnxruntime's reason, as Triton's onnxruntime backend)
     └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
+                                (None for a mistake found before any call: a malformed target, an
+                                unreadable certificate)
         ├── ServerUnavailableError   UNAVAILABLE: nothing listening, or shutting down
         ├── InvalidArgumentError     INVALID_ARGUMENT: inputs the server (or the client) rejects
         └── DeadlineExceededError    DEADLINE_EXCEEDED: no answer within the call's timeout
 
-`scratchnet.cli.run_cli` turns any of them into one line on stderr and a non-zero exit; the
-server's transports turn a RequestError into its status code and message.
+`scratchnet.cli.run_cli` turns any of them into one line on stderr and a non-zero exit: 1 for a
+`failure` (a failed call or job), 2 for a mistake; the server's transports turn a RequestError
+into its status code and message.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ __all__ = [
     "FailedPrecondition",
     "InvalidArgument",
     "InvalidArgumentError",
+    "JobFailed",
     "LaunchError",
     "ModelError",
     "NotFound",
@@ -83,7 +90,12 @@ def _escaped(match: re.Match[str]) -> str:
 
 
 class ScratchnetError(Exception):
-    """A user mistake; its message is one line saying what was wrong and what was expected."""
+    """A user mistake, or a `failure`; its message is one line saying what was wrong and what was
+    expected."""
+
+    failure = False
+    """True when a call or a job failed (a server down or refusing, a deadline, a wrong reply),
+    False for a mistake in what the command was given: command lines exit 1 and 2 for them."""
 
 
 class DataError(ScratchnetError):
@@ -104,6 +116,12 @@ class ModelError(ScratchnetError):
 
 class LaunchError(ScratchnetError):
     """A server that exited, or did not listen or reach the health status asked, in time."""
+
+
+class JobFailed(ScratchnetError):
+    """A batch job that failed while it ran, through no fault of its input."""
+
+    failure = True
 
 
 class RequestError(ScratchnetError):
@@ -151,9 +169,14 @@ class ModelFailed(RequestError):
 class ClientError(ScratchnetError):
     """A call to a scratchnet server failed; `code` is its gRPC status code (None if no call)."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(
+        self, message: str, code: grpc.StatusCode | None = None, *, failure: bool | None = None
+    ) -> None:
+        """`failure` defaults to whether there is a `code`: a status means a call was made and
+        failed; without one, a mistake was found before any call, unless told otherwise."""
         super().__init__(message)
         self.code = code
+        self.failure = code is not None if failure is None else failure
 
 
 class ServerUnavailableError(ClientError):

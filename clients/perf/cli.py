@@ -217,7 +217,8 @@ def _main() -> int:
             if result.requests + result.error_count == 0:
                 raise ClientError(
                     f"no call to {args.target} finished within the {args.duration:g} s "
-                    f"({f'{rate.per_second:g} calls/s' if rate else f'{level} in flight'})"
+                    f"({f'{rate.per_second:g} calls/s' if rate else f'{level} in flight'})",
+                    failure=True,
                 )
             report = {
                 "target": args.target,

@@ -264,9 +264,10 @@ def test_a_reply_short_of_labels_is_an_error_not_a_shifted_result(
     expected = r"answered the request of \d+ images starting at image 0 with \d+ labels, expected"
     with (
         Client(",".join([short_answers] * replicas)) as client,
-        pytest.raises(ClientError, match=expected),
+        pytest.raises(ClientError, match=expected) as raised,
     ):
         client.predict(np.zeros((count, 2, 2), dtype=np.uint8))
+    assert raised.value.failure, "a wrong reply is a failed call (exit 1), not a mistake"
 
 
 def test_ragged_images_are_refused_before_any_call(client: Client) -> None:

@@ -139,10 +139,11 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     ]
     for args, message in cases:
         result = run_module("clients.predict", "--target", server.target, *args, check=False)
-        assert_one_line_error(result, PROGRAM, message, code=None)
-    for target, message in [
-        (f"127.0.0.1:{closed_port}", "UNAVAILABLE"),
-        ("no-port", "expected HOST:PORT"),
+        assert_one_line_error(result, PROGRAM, message)
+    # A mistake exits 2; a call that failed, 1.
+    for target, message, code in [
+        (f"127.0.0.1:{closed_port}", "UNAVAILABLE", 1),
+        ("no-port", "expected HOST:PORT", 2),
     ]:
         result = run_module("clients.predict", "--target", target, tmp_path / "ok.npy", check=False)
-        assert_one_line_error(result, PROGRAM, message, code=None)
+        assert_one_line_error(result, PROGRAM, message, code=code)

@@ -174,6 +174,6 @@ def test_without_restarts_a_killed_actor_fails_the_job(
             ray_remote_args=no_restarts,
         )
     assert killer.killed is not None
-    assert str(raised.value).startswith("the Ray job failed: ")
+    assert str(raised.value).startswith("the Ray job failed: ") and raised.value.failure
     assert "\n" not in str(raised.value)
     assert not output.exists() and not list(tmp_path.iterdir()), "no partial output"

@@ -173,8 +173,10 @@ def test_replicas_must_serve_one_model_and_the_tightest_limits_hold(
             Client(f"{replicas[0].target},{stranger.target}") as client,
             pytest.raises(ClientError, match=r"serve different models as 'scratchnet' version 1 "
                           r"\(.*: artifact [0-9a-f]{12}, 28x28 images, 10 classes; .*: 28x28 "
-                          r"images, 10 classes\): expected the same model on every replica"),
+                          r"images, 10 classes\): expected the same model on every replica")
+            as raised,
         ):  # fmt: skip
             client.model_info()
+        assert raised.value.failure
     finally:
         assert small.stop() == 0 and stranger.stop() == 0

@@ -136,32 +136,41 @@ def test_plot_without_matplotlib_says_which_extra_to_install(
 
 
 @pytest.mark.parametrize(
-    ("args", "message"),
+    ("args", "message", "code"),
     [
-        (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
-        (["--target", "not-a-target"], "expected HOST:PORT"),
+        (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:", 1),
+        (["--target", "not-a-target"], "expected HOST:PORT", 2),
         (
             ["--target", "{server}", "--batch-size", "0"],
             "--batch-size: expected an integer >= 1, got 0",
+            2,
         ),
-        (["--target", "{server}", "--split", "validation"], "invalid choice: 'validation'"),
-        (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found"),
-        (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files"),
-        (["--target", "{server}", "--plot", ""], "--plot: expected a file path, got an empty one"),
-        (["--target", "{server}", "--output", ""], "--output: expected a file path"),
-        (["--target", "{server}", "--timeout", "0"], "expected a positive number, got '0'"),
-        (["--target", "{server}", "--timeout", "1e10"], "expected at most 86400 seconds (a day)"),
-        ([], "required: --target"),
+        (["--target", "{server}", "--split", "validation"], "invalid choice: 'validation'", 2),
+        (["--target", "{server}", "--data", "/nonexistent"], "data /nonexistent not found", 2),
+        (["--target", "{server}", "--plot", "cm.unknown"], "cannot draw .unknown files", 2),
+        (
+            ["--target", "{server}", "--plot", ""],
+            "--plot: expected a file path, got an empty one",
+            2,
+        ),
+        (["--target", "{server}", "--output", ""], "--output: expected a file path", 2),
+        (["--target", "{server}", "--timeout", "0"], "expected a positive number, got '0'", 2),
+        (
+            ["--target", "{server}", "--timeout", "1e10"],
+            "expected at most 86400 seconds (a day)",
+            2,
+        ),
+        ([], "required: --target", 2),
     ],
 )
-def test_bad_input_is_one_line_and_a_nonzero_exit(
-    server: RunningServer, closed_port: int, args: list[str], message: str
+def test_bad_input_exits_2_and_a_failed_call_1_with_one_line(
+    server: RunningServer, closed_port: int, args: list[str], message: str, code: int
 ) -> None:
     args = [
         arg.replace("{server}", server.target).replace("{closed}", str(closed_port)) for arg in args
     ]
     result = run_module("clients.score", *args, check=False)
-    assert_one_line_error(result, "python -m clients.score", message, code=None)
+    assert_one_line_error(result, "python -m clients.score", message, code=code)
 
 
 def test_a_server_too_busy_to_answer_in_time_is_one_line(gated_server: GatedServer) -> None:
@@ -169,7 +178,7 @@ def test_a_server_too_busy_to_answer_in_time_is_one_line(gated_server: GatedServ
     # The server's runs wait at the gate: the first call waits until its deadline.
     with closed(gated_server.gate):
         result = run_module("clients.score", "--target", target, "--timeout", "0.5", check=False)
-    assert result.returncode != 0 and result.stdout == ""
+    assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == (
         f"python -m clients.score: error: DEADLINE_EXCEEDED from {target}: no answer within "
         "0.5 s (the timeout: raise it for a busy server)\n"

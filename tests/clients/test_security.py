@@ -159,13 +159,26 @@ def test_the_command_lines_take_the_same_options(
     )  # fmt: skip
     report = json.loads(perf.stdout)
     assert report["requests"] > 0 and report["errors"] == 0
-    # Refusals and misuse: one line each, exit 2.
+    # A refusal and a misuse: one line each, exit 1 (the call failed) and 2 (a mistake).
     refused = run_module("clients.score", "--target", secured.target, *tls, check=False)
     assert_one_line_error(
-        refused, "python -m clients.score", "UNAUTHENTICATED", "give --token-file FILE"
+        refused, "python -m clients.score", "UNAUTHENTICATED", "give --token-file FILE", code=1
     )
     half = run_module(
         "clients.perf", "--target", secured.target, "--tls-cert", str(pki["client"].cert),
         check=False,
     )  # fmt: skip
     assert_one_line_error(half, "python -m clients.perf", "--tls-cert and --tls-key go together")
+
+
+def test_an_unreadable_token_file_is_a_mistake_found_before_any_call(tmp_path: Path) -> None:
+    missing = tmp_path / "missing-token"
+    for program in ("clients.score", "clients.predict", "clients.perf"):
+        files = [str(tmp_path / "ok.npy")] if program == "clients.predict" else []
+        # Port 1: nothing listens there, so reaching for the server would fail with exit 1.
+        result = run_module(
+            program, "--target", "127.0.0.1:1", "--token-file", missing, *files, check=False
+        )
+        assert_one_line_error(
+            result, f"python -m {program}", f"--token-file {missing}: cannot read"
+        )

@@ -7,9 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
 from scratchnet.cli import (
+    EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
     integer,
@@ -17,7 +19,13 @@ from scratchnet.cli import (
     positive_number,
     run_cli,
 )
-from scratchnet.errors import DataError
+from scratchnet.errors import (
+    ClientError,
+    DataError,
+    DeadlineExceededError,
+    JobFailed,
+    ScratchnetError,
+)
 
 
 def test_integer_bounds() -> None:
@@ -52,6 +60,30 @@ def test_run_cli_turns_user_errors_into_one_line(capsys: pytest.CaptureFixture[s
         run_cli("prog", fail)
     assert exited.value.code == EXIT_USAGE
     assert capsys.readouterr().err == "prog: error: data x not found: expected a folder\n"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (DeadlineExceededError("DEADLINE_EXCEEDED from h:1", grpc.StatusCode.DEADLINE_EXCEEDED), 1),
+        (ClientError("NOT_FOUND from h:1: unknown model 'x'", grpc.StatusCode.NOT_FOUND), 1),
+        (ClientError("the server at h:1 answered with 2 labels", failure=True), 1),
+        (JobFailed("the Ray job failed: an actor died"), 1),
+        (ClientError("target 'x': expected HOST:PORT"), 2),
+        (DataError("data x not found"), 2),
+    ],
+    ids=["deadline", "a status", "a wrong reply", "a job", "a bad target", "a bad file"],
+)
+def test_a_failed_call_exits_1_and_a_mistake_2(
+    error: ScratchnetError, code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fail() -> int:
+        raise error
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli("prog", fail)
+    assert exited.value.code == code and code in (EXIT_FAILED, EXIT_USAGE)
+    assert capsys.readouterr().err == f"prog: error: {error}\n"
 
 
 def test_a_path_with_control_characters_stays_on_one_plain_line(
