@@ -11,6 +11,7 @@ from scratchnet.errors import (
     ClientError,
     DeadlineExceededError,
     InvalidArgumentError,
+    NotFoundError,
     ServerUnavailableError,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
     "DeadlineExceededError",
     "InvalidArgumentError",
     "ModelInfo",
+    "NotFoundError",
     "Prediction",
     "ServerUnavailableError",
 ]

@@ -1,5 +1,6 @@
 """What the client command lines share: the flags that say which server to call, how long to wait
-for it, and how to reach it when it is secured (TLS, mutual TLS, a bearer token)."""
+for it, how to reach it when it is secured (TLS, mutual TLS, a bearer token) and which of its
+models to ask for."""
 
 from __future__ import annotations
 
@@ -12,10 +13,19 @@ from clients.client import DEFAULT_TIMEOUT, MAX_TIMEOUT
 from clients.credentials import TOKEN_VARIABLE, read_token
 from scratchnet.cli import positive_number
 
-__all__ = ["SECURITY_FLAGS", "add_server_flags", "security_options"]
+__all__ = [
+    "MODEL_FLAGS",
+    "SECURITY_FLAGS",
+    "add_model_flags",
+    "add_server_flags",
+    "model_options",
+    "security_options",
+]
 
 SECURITY_FLAGS = ("tls_ca", "tls_cert", "tls_key", "token_file")
 """The flags of a secured server, as argparse names them."""
+MODEL_FLAGS = ("model_name", "model_version")
+"""The flags that choose the served model, as argparse names them."""
 
 
 def add_server_flags(
@@ -54,6 +64,26 @@ def add_server_flags(
         help="send 'authorization: Bearer <token>' with the token in FILE (default: the "
         f"variable {TOKEN_VARIABLE}, if set)",
     )
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """Add --model-name NAME and --model-version VERSION, the server's own flag names: --model is
+    clients.score's ONNX file for its Ray engine, and clients.perf's name (perf_analyzer's -m)."""
+    parser.add_argument(
+        "--model-name",
+        metavar="NAME",
+        help="the served model to ask for (default: the server's default model)",
+    )
+    parser.add_argument(
+        "--model-version",
+        metavar="VERSION",
+        help="its version (default: the newest the server has ready)",
+    )
+
+
+def model_options(args: argparse.Namespace) -> dict[str, str]:
+    """The Client keyword arguments of the model flags (model_name, model_version)."""
+    return {flag: getattr(args, flag) or "" for flag in MODEL_FLAGS}
 
 
 def _timeout(text: str) -> float:

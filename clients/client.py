@@ -117,9 +117,13 @@ class Client:
         tls_cert: Pem | None = None,
         tls_key: Pem | None = None,
         token: str | None = None,
+        model_name: str = "",
+        model_version: str = "",
     ) -> None:
         """`timeout`: seconds allowed for each call (one stream is one call); `batch_size`: images
-        per request, capped by the server's limit; `options`: extra gRPC channel arguments.
+        per request, capped by the server's limit; `options`: extra gRPC channel arguments;
+        `model_name` and `model_version`: the model every call asks for ("": the server's
+        default model, its newest version), NotFoundError if the server does not serve it.
 
         `tls_ca` (a PEM file's path or its bytes): call over TLS, trusting that CA (with only
         `tls_cert`, the system's CAs); `tls_cert` and `tls_key`: the client certificate and key
@@ -138,6 +142,8 @@ class Client:
         self.target = target
         self.timeout = timeout
         self.batch_size = batch_size
+        self.model_name = model_name
+        self.model_version = model_version
         # Replies are as large as the server makes them: the server's --max-message-mb governs.
         settings = {"grpc.max_receive_message_length": -1, **(options or {})}
         self._targets = targets
@@ -148,20 +154,26 @@ class Client:
         self._closed = False
 
     def model_info(self) -> ModelInfo:
-        """The served model's description, fetched once and then remembered. Over listed
-        replicas, every one that answers must serve the same model, and the tightest of their
-        batch and message limits holds."""
+        """The model's description (the one named, else the server's default), fetched once and
+        then remembered. Over listed replicas, every one that answers must serve that model, the
+        same one, and the tightest of their batch and message limits holds."""
         if self._info is None:
-            info = self._describe(self._stub, classifier_pb2.GetModelInfoRequest())
+            request = classifier_pb2.GetModelInfoRequest(
+                model_name=self.model_name, model_version=self.model_version
+            )
+            info = self._describe(self._stub, request)
             if len(self._targets.addresses) > 1:
                 info = self._agreed(info)
             self._info = info
         return self._info
 
     def _describe(
-        self, stub: classifier_pb2_grpc.ClassifierStub, request: classifier_pb2.GetModelInfoRequest
+        self,
+        stub: classifier_pb2_grpc.ClassifierStub,
+        request: classifier_pb2.GetModelInfoRequest,
+        note: str = "",
     ) -> ModelInfo:
-        reply = self._call(stub.GetModelInfo, request)
+        reply = self._call(stub.GetModelInfo, request, note)
         return ModelInfo(
             name=reply.model_name,
             version=reply.model_version,
@@ -186,8 +198,9 @@ class Client:
         for address in self._targets.addresses:
             with open_channel(parse_targets(address), self._credentials, self._settings) as channel:
                 try:
+                    # A replica without the model fails the call (NotFoundError), named.
                     described[address] = self._describe(
-                        classifier_pb2_grpc.ClassifierStub(channel), request
+                        classifier_pb2_grpc.ClassifierStub(channel), request, f" (at {address})"
                     )
                 except (ServerUnavailableError, DeadlineExceededError):
                     # Down, or connected but not answering (stopped, a black hole): the calls go
@@ -232,7 +245,11 @@ class Client:
         info = self.model_info()
         # Replicas are asked for the model and version the first one described, so that a
         # replica serving another version fails the call (NOT_FOUND) instead of answering.
-        name, version = (info.name, info.version) if self._targets.balanced else ("", "")
+        name, version = (
+            (info.name, info.version)
+            if self._targets.balanced
+            else (self.model_name, self.model_version)
+        )
         requests = (
             classifier_pb2.PredictRequest(
                 images=_tensor(array[start : start + size]),
@@ -284,12 +301,12 @@ class Client:
         if self._closed:
             raise ClientError(f"the client for {self.target} is closed")
 
-    def _call(self, method: Callable[..., _Reply], request: Message) -> _Reply:
+    def _call(self, method: Callable[..., _Reply], request: Message, note: str = "") -> _Reply:
         self._check_open()
         try:
             return method(request, timeout=self.timeout, metadata=self._credentials.metadata)
         except grpc.RpcError as error:
-            raise self._error(error) from None
+            raise self._error(error, note) from None
 
     def _error(self, error: grpc.RpcError, note: str = "") -> ClientError:
         return from_rpc_error(error, self.target, self.timeout, note, self._credentials)

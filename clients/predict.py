@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from clients.cli import add_server_flags, security_options
+from clients.cli import add_model_flags, add_server_flags, model_options, security_options
 from clients.client import Client, ModelInfo, Prediction
 from clients.images import INVERT_CHOICES, load_images
 from scratchnet.cli import ArgumentParser, run_cli
@@ -44,6 +44,7 @@ def _main() -> int:
         help="a photo (.png, .jpg, …), a .npy array [H,W] or [N,H,W], or an IDX image file",
     )
     add_server_flags(parser, "deadline of each call")
+    add_model_flags(parser)
     parser.add_argument(
         "--invert",
         choices=INVERT_CHOICES,
@@ -61,7 +62,8 @@ def _main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
-    with Client(args.target, timeout=args.timeout, **security_options(parser, args)) as client:
+    options = {**security_options(parser, args), **model_options(args)}
+    with Client(args.target, timeout=args.timeout, **options) as client:
         info = client.model_info()
         # Read every file before the first call, so that a bad one fails fast.
         inputs = [

@@ -19,7 +19,14 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from clients.cli import SECURITY_FLAGS, add_server_flags, security_options
+from clients.cli import (
+    MODEL_FLAGS,
+    SECURITY_FLAGS,
+    add_model_flags,
+    add_server_flags,
+    model_options,
+    security_options,
+)
 from clients.client import Client, ModelInfo, Prediction
 from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
@@ -115,7 +122,10 @@ def _main() -> int:
     parser = _parser()
     args = parser.parse_args()
     _check_flags(parser, args)
-    security = security_options(parser, args) if args.engine == "server" else {}
+    # The Client's keyword arguments: how to reach the servers and which model to ask for.
+    options = (
+        {**security_options(parser, args), **model_options(args)} if args.engine == "server" else {}
+    )
     if args.plot is not None:
         check_plot_path(args.plot)
     if args.output is not None:
@@ -128,7 +138,7 @@ def _main() -> int:
     if args.engine == "ray":
         result, info, where = _score_on_ray(args, source)
     else:
-        result, info, where = _score_on_servers(args, source, security)
+        result, info, where = _score_on_servers(args, source, options)
     c = result.classification
     if args.plot is not None and c is not None:
         title = f"{info.name} on {source.name} {source.split}: accuracy {c.accuracy:.4f}"
@@ -156,6 +166,7 @@ def _parser() -> ArgumentParser:
     add_server_flags(
         parser, "deadline of each call, a whole set being one call to one server", required=False
     )
+    add_model_flags(parser)
     parser.add_argument(
         "--repeat",
         type=integer(1),
@@ -231,6 +242,12 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
             parser.error("--repeat is for --engine server")
         if args.model is None:
             parser.error("--engine ray needs --model MODEL.onnx")
+        for flag in MODEL_FLAGS:
+            if getattr(args, flag) is not None:
+                parser.error(
+                    f"--{flag.replace('_', '-')} chooses a server's model, for --engine server; "
+                    "--engine ray runs --model MODEL.onnx itself"
+                )
         for flag in SECURITY_FLAGS:
             if getattr(args, flag) is not None:
                 parser.error(f"--{flag.replace('_', '-')} is for --engine server")
@@ -243,9 +260,9 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
 
 
 def _score_on_servers(
-    args: argparse.Namespace, source: Source, security: dict[str, Any]
+    args: argparse.Namespace, source: Source, options: dict[str, Any]
 ) -> tuple[Score, ModelInfo, dict[str, Any]]:
-    client = Client(args.target, timeout=args.timeout, batch_size=args.batch_size, **security)
+    client = Client(args.target, timeout=args.timeout, batch_size=args.batch_size, **options)
     with client:
         info = client.model_info()
         images = source.load(info.image_shape)

@@ -27,6 +27,7 @@
                                 unreadable certificate)
         ├── ServerUnavailableError   UNAVAILABLE: nothing listening, or shutting down
         ├── InvalidArgumentError     INVALID_ARGUMENT: inputs the server (or the client) rejects
+        ├── NotFoundError            NOT_FOUND: a model name or version the server does not serve
         └── DeadlineExceededError    DEADLINE_EXCEEDED: no answer within the call's timeout
 
 `scratchnet.cli.run_cli` turns any of them into one line on stderr and a non-zero exit: 1 for a
@@ -56,6 +57,7 @@ __all__ = [
     "LaunchError",
     "ModelError",
     "NotFound",
+    "NotFoundError",
     "RequestError",
     "ResourceExhausted",
     "ScratchnetError",
@@ -185,6 +187,10 @@ class ServerUnavailableError(ClientError):
 
 class InvalidArgumentError(ClientError):
     """The inputs or options were rejected (INVALID_ARGUMENT)."""
+
+
+class NotFoundError(ClientError):
+    """The model (name or version) asked for is not served there (NOT_FOUND)."""
 
 
 class DeadlineExceededError(ClientError):

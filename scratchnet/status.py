@@ -19,6 +19,7 @@ from scratchnet.errors import (
     InvalidArgumentError,
     ModelFailed,
     NotFound,
+    NotFoundError,
     RequestError,
     ResourceExhausted,
     ServerUnavailableError,
@@ -53,6 +54,7 @@ a ModelFailed has the same status, with its reason in the message."""
 CLIENT_ERRORS: dict[grpc.StatusCode, type[ClientError]] = {
     grpc.StatusCode.UNAVAILABLE: ServerUnavailableError,
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgumentError,
+    grpc.StatusCode.NOT_FOUND: NotFoundError,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
 """The ClientError a client raises for a failed call's status; other codes raise ClientError."""

@@ -342,6 +342,14 @@ def test_ray_engine_without_ray_says_how_to_install_it(tmp_path: Path, model_onn
         (["--engine", "ray", "--target", "127.0.0.1:1", "--model", "m.onnx"], "--target is for"),
         (["--engine", "ray"], "--engine ray needs --model MODEL.onnx"),
         (["--engine", "ray", "--model", "m.onnx", "--repeat", "2"], "--repeat is for --engine"),
+        (
+            ["--engine", "ray", "--model", "m.onnx", "--model-name", "digits"],
+            "--model-name chooses a server's model, for --engine server; --engine ray runs --model",
+        ),
+        (
+            ["--engine", "ray", "--model", "m.onnx", "--model-version", "2"],
+            "--model-version chooses a server's model, for --engine server",
+        ),
         (["--target", "127.0.0.1:1", "--address", "auto"], "--address is for --engine ray"),
         (["--target", "127.0.0.1:1", "--actors", "2"], "--actors is for --engine ray"),
         (["--engine", "ray", "--model", "m.onnx", "--actors", "0"], "expected an integer >= 1"),
