@@ -27,7 +27,7 @@ from clients.cli import (
     model_options,
     security_options,
 )
-from clients.client import Client, ModelInfo, Prediction
+from clients.client import DEFAULT_TIMEOUT, Client, ModelInfo, Prediction
 from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
@@ -164,8 +164,13 @@ def _parser() -> ArgumentParser:
         "running --model in onnxruntime (needs scratchnet[ray]) (default: server)",
     )
     add_server_flags(
-        parser, "deadline of each call, a whole set being one call to one server", required=False
+        parser,
+        "deadline of each call, a whole set being one call to one server; refused with "
+        "--engine ray",
+        required=False,
     )
+    # Unset unless given, so that --engine ray can refuse it (a server's call has DEFAULT_TIMEOUT).
+    parser.set_defaults(timeout=None)
     add_model_flags(parser)
     parser.add_argument(
         "--repeat",
@@ -240,6 +245,13 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
             parser.error("--target is for --engine server; --engine ray runs --model itself")
         if args.repeat != 1:
             parser.error("--repeat is for --engine server")
+        if args.timeout is not None:
+            # Ray offers no deadline for a whole job, and interrupting one from a signal handler
+            # broke Ray's own calls (a SystemError, a crash while it started): none is promised.
+            parser.error(
+                "--timeout is for --engine server (each call's deadline); a Ray job runs "
+                "without one: stop it with Ctrl-C"
+            )
         if args.model is None:
             parser.error("--engine ray needs --model MODEL.onnx")
         for flag in MODEL_FLAGS:
@@ -262,7 +274,8 @@ def _check_flags(parser: ArgumentParser, args: argparse.Namespace) -> None:
 def _score_on_servers(
     args: argparse.Namespace, source: Source, options: dict[str, Any]
 ) -> tuple[Score, ModelInfo, dict[str, Any]]:
-    client = Client(args.target, timeout=args.timeout, batch_size=args.batch_size, **options)
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    client = Client(args.target, timeout=timeout, batch_size=args.batch_size, **options)
     with client:
         info = client.model_info()
         images = source.load(info.image_shape)

@@ -342,6 +342,8 @@ def test_ray_engine_without_ray_says_how_to_install_it(tmp_path: Path, model_onn
         (["--engine", "ray", "--target", "127.0.0.1:1", "--model", "m.onnx"], "--target is for"),
         (["--engine", "ray"], "--engine ray needs --model MODEL.onnx"),
         (["--engine", "ray", "--model", "m.onnx", "--repeat", "2"], "--repeat is for --engine"),
+        # Refused when given, even at the default's value: a Ray job has no deadline to set.
+        (["--engine", "ray", "--model", "m.onnx", "--timeout", "30"], "--timeout is for --engine"),
         (
             ["--engine", "ray", "--model", "m.onnx", "--model-name", "digits"],
             "--model-name chooses a server's model, for --engine server; --engine ray runs --model",
