@@ -51,8 +51,8 @@ def _main() -> int:
         prog=PROGRAM,
         description="Load a scratchnet or Open Inference Protocol server with inference calls "
         "and report throughput, latency, errors and the client's own CPU time. Exit code 0; 1 "
-        "if any call failed; 2 for a mistake found before the run (a flag, a file, the server "
-        "or model not reachable).",
+        "if a call failed (any call of the run, or the server or model not reachable); 2 for "
+        "the caller's mistake found before any call (a flag, a file).",
     )
     add_server_flags(parser, "deadline of each call")
     parser.add_argument(
