@@ -57,10 +57,12 @@ def test_json_figures_are_sane(server: RunningServer, api: str) -> None:
     assert 0 < latency["p50"] <= latency["p90"] <= latency["p95"] <= latency["p99"]
     assert latency["p99"] <= latency["max"] and 0 < latency["mean"] <= latency["max"]
     assert report["client_cpu_ms_per_request"] > 0
-    # The server's own figures over the window, from its statistics (calls at the window's
-    # edges may fall on either side of a reading).
+    # The server's own figures over the window, from its statistics: calls at the window's
+    # edges may fall on either side of a reading, and on a busy machine a reading goes out a
+    # little after the window opens, while calls go on.
     server_ms = report["server_ms"]
-    assert abs(server_ms["requests"] - report["requests"]) <= report["concurrency"]
+    edges = max(report["concurrency"], 0.03 * report["requests"])
+    assert abs(server_ms["requests"] - report["requests"]) <= edges
     stages = ("queue", "compute_input", "compute_infer", "compute_output")
     assert 0 < sum(server_ms[stage] for stage in stages) <= server_ms["total"] < latency["mean"]
     assert result.stderr == ""
