@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import re
+import socket
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -38,6 +39,7 @@ from scratchnet.files import atomic_directory, require_model_file
 
 __all__ = [
     "BLOCKS_PER_ACTOR",
+    "CONNECT_SECONDS",
     "DEFAULT_BATCH",
     "MAX_BLOCK_BYTES",
     "RAY_ENVIRONMENT",
@@ -62,6 +64,9 @@ RAY_ENVIRONMENT = {
     "RAY_enable_metrics_collection": "0",
 }
 """Set (unless already set) before Ray is imported: no usage reports or metrics agent."""
+CONNECT_SECONDS = 3.0
+"""How long a cluster's address gets to accept a TCP connection before the job is given up:
+ray.init itself waits from 40 s to several minutes for an address where nothing listens."""
 _INSTALL = "pip install 'scratchnet[ray]'"
 _COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 _SCRATCHNET_ERROR = re.compile(r"^scratchnet\.errors\.\w+: (.+)$", re.MULTILINE)
@@ -288,6 +293,8 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
     if ray.is_initialized():
         yield session
         return
+    if address is not None:
+        _check_listening(address)
     started = time.perf_counter()
     try:
         if address is None:
@@ -309,6 +316,34 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
         stopping = time.perf_counter()
         ray.shutdown()
         session.stop_seconds = time.perf_counter() - stopping
+
+
+def _check_listening(address: str) -> None:
+    """JobFailed at once, rather than after ray.init's minutes of retries, when nothing accepts a
+    connection at a head node's GCS (HOST:PORT) or Ray Client server (ray://HOST:PORT)."""
+    if address in ("auto", "local"):
+        return  # Ray finds (or starts) the cluster itself, and fails fast when there is none
+    scheme, _, where = address.rpartition("://")
+    if scheme not in ("", "ray"):
+        return  # another client's address: Ray's to interpret
+    host, _, port = where.rpartition(":")
+    if not (host and port.isdigit() and int(port) <= 65535):
+        raise ScratchnetError(
+            f"Ray address {address!r}: expected auto, local, HOST:PORT (a head node's GCS) "
+            "or ray://HOST:PORT (its Ray Client server)"
+        )
+    if scheme:
+        expected = "the Ray Client server of a running Ray head node (port 10001 by default)"
+    else:
+        expected = "the GCS of a running Ray head node (`ray start --head`, port 6379 by default)"
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS).close()
+    except OSError as error:
+        reason = error.strerror or str(error) or type(error).__name__
+        raise JobFailed(
+            f"cannot start Ray at {address}: nothing accepts connections there ({reason}; "
+            f"tried for up to {CONNECT_SECONDS:g} s): expected {expected}"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -336,6 +336,29 @@ def test_ray_engine_without_ray_says_how_to_install_it(tmp_path: Path, model_onn
     )  # fmt: skip
 
 
+REFUSED = "cannot start Ray at {address}: nothing accepts connections there (Connection refused"
+
+
+@pytest.mark.parametrize(
+    ("address", "code", "message"),
+    [
+        ("127.0.0.1:{port}", 1, f"{REFUSED}; tried for up to 3 s): expected the GCS of a running"),
+        ("ray://127.0.0.1:{port}", 1, f"{REFUSED}; tried for up to 3 s): expected the Ray Client"),
+        ("localhost", 2, "expected auto, local, HOST:PORT (a head node's GCS) or ray://HOST:PORT"),
+    ],
+    ids=["gcs", "ray client", "no port"],
+)
+def test_ray_engine_fails_fast_where_no_ray_listens(
+    model_onnx: Path, closed_port: int, address: str, code: int, message: str
+) -> None:
+    # ray.init alone retries such an address for 40 s to minutes; the command takes about 5 s
+    # (15 s on a busy machine), most of it importing Ray.
+    address = address.format(port=closed_port)
+    args = ("--engine", "ray", "--model", model_onnx, "--address", address)
+    result = run_module("clients.score", *args, check=False, timeout=90, env=RAY_QUIET)
+    assert_one_line_error(result, PROGRAM, message.format(address=address), code=code)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
