@@ -247,7 +247,7 @@ def wait_for_health(
                 pass  # not answering yet: ask again
             time.sleep(_POLL_SECONDS)
     name = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
-    raise LaunchError(f"the server at {target} was not {name} after {timeout:g} s")
+    raise _failed(f"the server at {target} was not {name} after {timeout:g} s")
 
 
 def _wait_listening(
@@ -280,7 +280,7 @@ def _wait_listening(
     missing = [f"`{name} listening on`" for name in names if name not in listeners]
     if grpc_address is None:
         missing.insert(0, "`listening on`")
-    raise LaunchError(f"the server printed no {' or '.join(missing)} line in {timeout:g} s")
+    raise _failed(f"the server printed no {' or '.join(missing)} line in {timeout:g} s")
 
 
 def _check_alive(process: subprocess.Popen[bytes], stderr: Path | None) -> None:
@@ -288,7 +288,14 @@ def _check_alive(process: subprocess.Popen[bytes], stderr: Path | None) -> None:
         text = stderr.read_text(errors="replace") if stderr is not None else ""
         lines = text.strip().splitlines()
         last = lines[-1] if lines else "no output"
-        raise LaunchError(f"the server exited with code {process.returncode}: {last}")
+        raise _failed(f"the server exited with code {process.returncode}: {last}")
+
+
+def _failed(message: str) -> LaunchError:
+    """A server that did not start or answer: a failure (exit 1), as a call that failed."""
+    error = LaunchError(message)
+    error.failure = True
+    return error
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int, timeout: float) -> int:

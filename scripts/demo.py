@@ -8,7 +8,9 @@
 4. score the test set over gRPC          python -m clients.score --target HOST:PORT --json
 5. stop the server with SIGTERM (also when a step fails or on Ctrl-C)
 
-The server's log goes to DIR/server.log and the score report to DIR/score.json.
+The server's log goes to DIR/server.log and the score report to DIR/score.json. A step that failed
+(a server that did not start, a failed call, a crash) exits 1, one that refused what it was given
+(its own exit 2: --data not found) exits 2: docs/clients.md's exit table.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.cli import EXIT_USAGE, ArgumentParser, run_cli
 from scratchnet.errors import ScratchnetError
 from scratchnet.files import atomic_write
 from scratchnet.launcher import ServerProcess, server_command
@@ -107,9 +109,13 @@ def _run(module: str, *args: str | os.PathLike[str], capture: bool = False) -> s
         raise
     if process.returncode != 0:
         code = process.returncode
-        raise ScratchnetError(
+        error = ScratchnetError(
             f"`python -m {module}` failed with exit code {code} (its message is above)"
         )
+        # The step's verdict is the demo's: 2 if it was given something wrong (--data), any
+        # other exit (1, a crash, a signal) a failure.
+        error.failure = code != EXIT_USAGE
+        raise error
     print(f"done in {time.monotonic() - started:.1f} s", flush=True)
     return stdout or ""
 

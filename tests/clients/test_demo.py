@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from scratchnet.cli import EXIT_INTERRUPTED
+import pytest
+
+from scratchnet.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from tests.conftest import REPO, processes_mentioning
 
 
@@ -45,12 +48,41 @@ def test_a_failing_step_is_one_line_and_starts_no_server(tmp_path: Path) -> None
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    assert result.returncode != 0
+    assert result.returncode == EXIT_USAGE, "the trainer's exit 2: --data is the caller's mistake"
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
         "scripts/demo.py: error: `python -m trainer` failed with exit code 2 (its message is above)"
     )
     assert "[3/5]" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        ("trainer", "`python -m trainer` failed with exit code 1 (its message is above)"),
+        ("server", "the server exited with code 1: OSError: cannot serve today"),
+    ],
+)
+def test_a_step_that_fails_exits_1(tmp_path: Path, module: str, message: str) -> None:
+    # A stand-in for the step's package, found before the repository's: it fails as a step fails
+    # through no fault of the demo's flags (an error, a crash).
+    package = tmp_path / "fake" / module
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "__main__.py").write_text("import sys\nsys.exit('OSError: cannot serve today')\n")
+    result = subprocess.run(
+        [sys.executable, REPO / "scripts" / "demo.py", "--artifacts", tmp_path / "artifacts"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        cwd=tmp_path,  # not the repository, whose packages `python -m` would find first
+        env={**os.environ, "PYTHONPATH": f"{tmp_path / 'fake'}{os.pathsep}{REPO}"},
+    )
+    assert result.returncode == EXIT_FAILED, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"scripts/demo.py: error: {message}"
 
 
 def test_an_interrupted_demo_still_stops_the_server(tmp_path: Path) -> None:
