@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from server.tensors import JSON_DATA, InputTensor, decode, raw_size
 
 __all__ = [
     "CLASSIFICATION",
+    "EMPTY_FINAL_RESPONSE",
     "RequestedOutput",
     "as_client_gets",
     "as_model_takes",
@@ -57,19 +58,56 @@ _SCHEDULING_PARAMETERS = {
     "timeout": "microseconds, 0 for none",
 }
 """Request parameters Triton reads as unsigned 64-bit integers, and what each counts."""
+_SEQUENCE_FLAGS = {
+    "sequence_start": "true on a sequence's first request",
+    "sequence_end": "true on a sequence's last request",
+}
+"""The sequence extension's request parameters Triton reads as booleans, and what each says."""
+_SEQUENCE_ID = "sequence_id"
+EMPTY_FINAL_RESPONSE = "triton_enable_empty_final_response"
+"""The one `triton_` request parameter Triton's gRPC binding takes (a boolean); its HTTP binding
+refuses every `triton_` name."""
+_RESERVED_PREFIX = "triton_"
 _UINT64_MAX = 2**64 - 1
 
 
-def check_request_parameters(parameters: Mapping[str, Any], model_name: str) -> None:
-    """Refuse a request's `priority` or `timeout` that is not an integer in [0, 2^64 - 1], as
-    Triton refuses them; plain values, as either binding decodes them (None: no value set)."""
-    for key, counts in _SCHEDULING_PARAMETERS.items():
-        value = parameters.get(key, 0)
-        if type(value) is not int or not 0 <= value <= _UINT64_MAX:  # type(): True is no integer
+def check_request_parameters(
+    parameters: Mapping[str, Any], model_name: str, reserved: Collection[str] = ()
+) -> None:
+    """Refuse the request parameters Triton refuses: `priority` or `timeout` not an integer in
+    [0, 2^64 - 1], `sequence_id` neither such an integer nor a string, `sequence_start`,
+    `sequence_end` or a `reserved` name not a boolean, and any other name starting with
+    `triton_`; plain values, as either binding decodes them (None: no value set)."""
+    for key, value in parameters.items():
+        if key in _SCHEDULING_PARAMETERS:
+            valid = _is_uint64(value)
+            expected = f"an unsigned integer ({_SCHEDULING_PARAMETERS[key]})"
+        elif key == _SEQUENCE_ID:
+            valid = _is_uint64(value) or type(value) is str
+            expected = 'an unsigned integer or a string (the sequence\'s id, 0 or "" for none)'
+        elif key in _SEQUENCE_FLAGS:
+            valid = type(value) is bool
+            expected = f"a boolean ({_SEQUENCE_FLAGS[key]})"
+        elif key in reserved:
+            valid, expected = type(value) is bool, "a boolean"
+        elif key.startswith(_RESERVED_PREFIX):
+            allowed = "".join(f" or '{name}'" for name in reserved)
+            raise InvalidArgument(
+                f"request parameter '{clip(key)}' for model '{clip(model_name)}': names "
+                f"starting with '{_RESERVED_PREFIX}' are reserved for Triton, expected another "
+                f"name{allowed}"
+            )
+        else:
+            continue
+        if not valid:
             raise InvalidArgument(
                 f"request parameter '{key}' for model '{clip(model_name)}' is "
-                f"{_described(value)}, expected an unsigned integer ({counts})"
+                f"{_described(value)}, expected {expected}"
             )
+
+
+def _is_uint64(value: Any) -> bool:
+    return type(value) is int and 0 <= value <= _UINT64_MAX  # type(): True is no integer
 
 
 def _described(value: Any) -> str:
@@ -77,7 +115,8 @@ def _described(value: Any) -> str:
     if value is None:
         return "empty (no value set)"
     if type(value) is int:
-        return f"{'a negative' if value < 0 else 'an out-of-range'} integer ({clip(str(value))})"
+        sign = "a negative" if value < 0 else "an out-of-range" if value > _UINT64_MAX else "an"
+        return f"{sign} integer ({clip(str(value))})"
     kind = {bool: "a boolean", str: "a string", float: "a floating-point number"}
     named = kind.get(type(value))
     if named is None:  # a JSON array or object

@@ -72,7 +72,11 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
     message = received.message
     model = clip(message.model_name)
     if message.parameters:
-        checks.check_request_parameters(_parameters(message.parameters), message.model_name)
+        # Triton's gRPC binding also takes its empty-final-response option, which only
+        # decoupled models act on: these answer once, so it changes nothing here.
+        checks.check_request_parameters(
+            _parameters(message.parameters), message.model_name, (checks.EMPTY_FINAL_RESPONSE,)
+        )
     raw = list(received.raw)
     # Each protobuf field is read once: every read of a upb message builds a Python object.
     tensors = [(tensor, tensor.name) for tensor in message.inputs]

@@ -1,6 +1,7 @@
 """The request fields both Open Inference Protocol bindings read alike, against the real server
-over gRPC and HTTP: the request parameters `priority` and `timeout`, model version strings, and
-a model name holding a slash, which HTTP carries encoded in its path."""
+over gRPC and HTTP: the request parameters (`priority`, `timeout`, the sequence extension's and
+the names reserved for Triton), model version strings, and a model name holding a slash, which
+HTTP carries encoded in its path."""
 
 from __future__ import annotations
 
@@ -20,8 +21,11 @@ from tests.conftest import RunningServer
 
 MODEL = "scratchnet"
 TIMEOUT = 30.0
-PRIORITY = "(a priority level, 0 for the model's default)"
-MICROSECONDS = "(microseconds, 0 for none)"
+PRIORITY = "an unsigned integer (a priority level, 0 for the model's default)"
+MICROSECONDS = "an unsigned integer (microseconds, 0 for none)"
+SEQUENCE_ID = 'an unsigned integer or a string (the sequence\'s id, 0 or "" for none)'
+FIRST = "a boolean (true on a sequence's first request)"
+LAST = "a boolean (true on a sequence's last request)"
 
 
 @pytest.fixture(scope="module")
@@ -87,9 +91,15 @@ def grpc_error(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
         ("timeout", "double_param", 1.5, "a floating-point number (1.5)", MICROSECONDS),
         ("timeout", "string_param", "1000", 'a string ("1000")', MICROSECONDS),
         ("timeout", "int64_param", -5, "a negative integer (-5)", MICROSECONDS),
+        ("sequence_id", "bool_param", True, "a boolean (true)", SEQUENCE_ID),
+        ("sequence_id", "double_param", 4.0, "a floating-point number (4.0)", SEQUENCE_ID),
+        ("sequence_id", "int64_param", -7, "a negative integer (-7)", SEQUENCE_ID),
+        ("sequence_start", "int64_param", 1, "an integer (1)", FIRST),
+        ("sequence_start", "string_param", "true", 'a string ("true")', FIRST),
+        ("sequence_end", "int64_param", 0, "an integer (0)", LAST),
     ],
 )
-def test_priority_and_timeout_of_the_wrong_type_are_refused_alike_over_grpc_and_http(
+def test_request_parameters_of_the_wrong_type_are_refused_alike_over_grpc_and_http(
     http_server: RunningServer,
     stub: GRPCInferenceServiceStub,
     key: str,
@@ -99,10 +109,7 @@ def test_priority_and_timeout_of_the_wrong_type_are_refused_alike_over_grpc_and_
     expected: str,
 ) -> None:
     pixels = images(http_server)
-    message = (
-        f"request parameter '{key}' for model '{MODEL}' is {found}, expected an unsigned "
-        f"integer {expected}"
-    )
+    message = f"request parameter '{key}' for model '{MODEL}' is {found}, expected {expected}"
     request = grpc_request(pixels, **{key: (field, value)})
     assert grpc_error(stub.ModelInfer, request) == (grpc.StatusCode.INVALID_ARGUMENT, message)
     (answer,) = stub.ModelStreamInfer(iter([request]), timeout=TIMEOUT)
@@ -114,6 +121,45 @@ def test_priority_and_timeout_of_the_wrong_type_are_refused_alike_over_grpc_and_
     )
 
 
+def test_names_starting_with_triton_are_reserved_over_both_apis(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub
+) -> None:
+    pixels = images(http_server)
+    reserved = (
+        f"request parameter 'triton_x' for model '{MODEL}': names starting with 'triton_' are "
+        "reserved for Triton, expected another name"
+    )
+    empty_final = "triton_enable_empty_final_response"
+    request = grpc_request(pixels, triton_x=("bool_param", True))
+    assert grpc_error(stub.ModelInfer, request) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"{reserved} or '{empty_final}'",
+    )
+    # gRPC takes Triton's one option of that name, a boolean; HTTP takes none, as Triton.
+    plain = stub.ModelInfer(grpc_request(pixels), timeout=TIMEOUT)
+    option = grpc_request(pixels, **{empty_final: ("bool_param", True)})
+    assert stub.ModelInfer(option, timeout=TIMEOUT).raw_output_contents == (
+        plain.raw_output_contents
+    )
+    (answer,) = stub.ModelStreamInfer(iter([option]), timeout=TIMEOUT)
+    assert answer.infer_response.raw_output_contents == plain.raw_output_contents
+    wrong = grpc_request(pixels, **{empty_final: ("string_param", "yes")})
+    assert grpc_error(stub.ModelInfer, wrong) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"request parameter '{empty_final}' for model '{MODEL}' is a string (\"yes\"), expected a "
+        "boolean",
+    )
+    infer = f"/v2/models/{MODEL}/infer"
+    assert http_call(http_server, "POST", infer, json_request(pixels, triton_x=True)) == (
+        400,
+        {"error": reserved},
+    )
+    status, answer = http_call(
+        http_server, "POST", infer, json_request(pixels, **{empty_final: True})
+    )
+    assert (status, answer) == (400, {"error": reserved.replace("triton_x", empty_final)})
+
+
 def test_what_only_one_binding_can_send_is_refused_too(
     http_server: RunningServer, stub: GRPCInferenceServiceStub
 ) -> None:
@@ -122,7 +168,7 @@ def test_what_only_one_binding_can_send_is_refused_too(
     assert grpc_error(stub.ModelInfer, unset) == (
         grpc.StatusCode.INVALID_ARGUMENT,
         f"request parameter 'priority' for model '{MODEL}' is empty (no value set), expected "
-        f"an unsigned integer {PRIORITY}",
+        f"{PRIORITY}",
     )
     infer = f"/v2/models/{MODEL}/infer"
     for value, found in [
@@ -135,29 +181,42 @@ def test_what_only_one_binding_can_send_is_refused_too(
             400,
             {
                 "error": f"request parameter 'timeout' for model '{MODEL}' is {found}, expected "
-                f"an unsigned integer {MICROSECONDS}"
+                f"{MICROSECONDS}"
             },
         )
 
 
-def test_valid_priority_and_timeout_are_taken_and_change_nothing(
+def test_valid_scheduling_and_sequence_parameters_are_taken_and_change_nothing(
     http_server: RunningServer, stub: GRPCInferenceServiceStub
 ) -> None:
     pixels = images(http_server)
     plain = stub.ModelInfer(grpc_request(pixels), timeout=TIMEOUT)
     # tritonclient sends priority as uint64_param and timeout as int64_param; a timeout of
     # 1 µs is Triton's queue timeout, which this server has not: the answer comes all the same.
+    # As Triton for a model without a sequence batcher, a sequence is not followed (no start
+    # is needed) and changes nothing.
     for parameters in [
         {"priority": ("uint64_param", 2**64 - 1), "timeout": ("int64_param", 1)},
         {"priority": ("int64_param", 0), "timeout": ("uint64_param", 1000)},
+        {"sequence_id": ("int64_param", 42), "sequence_start": ("bool_param", True)},
+        {"sequence_id": ("string_param", "a-uuid"), "sequence_end": ("bool_param", True)},
+        {"sequence_id": ("uint64_param", 2**64 - 1), "sequence_start": ("bool_param", False)},
     ]:
         answer = stub.ModelInfer(grpc_request(pixels, **parameters), timeout=TIMEOUT)
         assert answer.raw_output_contents == plain.raw_output_contents
     infer = f"/v2/models/{MODEL}/infer"
     status, plain_json = http_call(http_server, "POST", infer, json_request(pixels))
     assert status == 200
-    valid = json_request(pixels, priority=3, timeout=1)
-    assert http_call(http_server, "POST", infer, valid) == (200, plain_json)
+    for valid in [
+        {"priority": 3, "timeout": 1},
+        {"sequence_id": 42, "sequence_start": True, "sequence_end": True},
+        {"sequence_id": "a-uuid", "sequence_end": False},
+        {"sequence_id": 0},
+    ]:
+        assert http_call(http_server, "POST", infer, json_request(pixels, **valid)) == (
+            200,
+            plain_json,
+        )
 
 
 def not_a_number(version: str) -> str:
