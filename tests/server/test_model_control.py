@@ -465,15 +465,17 @@ def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
         with grpc.insecure_channel(server.target) as channel:
             stub = GRPCInferenceServiceStub(channel)
 
-            def rows(ready: bool = False) -> list[dict[str, str]]:
-                """The index over gRPC, as Triton's HTTP index writes it; the same over HTTP."""
+            def rows(ready: bool = False, settled: bool = True) -> list[dict[str, str]]:
+                """The index over gRPC, as Triton's HTTP index writes it; the same over HTTP
+                if `settled` (no load under way between the two calls)."""
                 answer = stub.RepositoryIndex(oip.RepositoryIndexRequest(ready=ready), timeout=30)
                 found = [
                     {key: value for key, value in zip(("name", "version", "state", "reason"),
                      (m.name, m.version, m.state, m.reason), strict=True) if value}
                     for m in answer.models
                 ]  # fmt: skip
-                assert _http(server, "/v2/repository/index", {"ready": ready}) == (200, found)
+                if settled:
+                    assert _http(server, "/v2/repository/index", {"ready": ready}) == (200, found)
                 return found
 
             assert rows() == [{"name": "m"}]
@@ -481,7 +483,10 @@ def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
                 oip.RepositoryModelLoadRequest(model_name="m"), timeout=60
             )
             # The load waits at the gate: the index shows the version LOADING, not ready.
-            until(lambda: rows() == [{"name": "m", "version": "1", "state": "LOADING"}])
+            until(
+                lambda: rows(settled=False) == [{"name": "m", "version": "1", "state": "LOADING"}]
+            )
+            assert rows() == [{"name": "m", "version": "1", "state": "LOADING"}]
             assert rows(ready=True) == []
             gate.touch()
             load.result()
