@@ -135,15 +135,21 @@ class ModelRepository:
         return [rows[key] for key in sorted(rows, key=lambda k: (k[0], _version_key(k[1])))]
 
     def get(self, name: str, version: str = "") -> Model:
-        """The model `name` at `version` ("" = its newest); NotFound or Unavailable if none."""
+        """The model `name` at `version` ("" = its newest); NotFound or Unavailable if none, in
+        the words of Triton's model lifecycle (GetModel) for a name with versions loading."""
         with self._lock:
-            versions = self._models.get(name)
+            versions = self._models.get(name, {})
             loading = name in self._loading
-        if versions is None:
-            if loading:
+            pending = {slot for known, slot in self._loading_versions if known == name}
+        if not versions and (loading or not pending):
+            if loading:  # still starting up: not ready, whichever version is loading
                 raise Unavailable(f"model '{clip(name)}' is still loading, retry shortly")
             raise NotFound(f"Request for unknown model: '{clip(name)}' is not found")
         if not version:
+            if not versions:
+                raise NotFound(
+                    f"Request for unknown model: '{clip(name)}' has no available versions"
+                )
             return versions[max(versions, key=_version_key)]
         # As Triton reads a version: an integer, so "01" is version 1 and "abc" a mistake.
         if not (version.isascii() and version.isdigit()):
@@ -151,8 +157,14 @@ class ModelRepository:
                 f"model '{clip(name)}': version '{clip(version)}' is not a version number, "
                 "expected an integer >= 1 (or none, for the newest)"
             )
-        found = versions.get(str(int(version)))
+        number = str(int(version))
+        found = versions.get(number)
         if found is None:
+            if number in pending:
+                raise Unavailable(
+                    f"Request for unknown model: '{clip(name)}' version {number} is not at "
+                    "ready state"
+                )
             raise NotFound(
                 f"Request for unknown model: '{clip(name)}' version {clip(version)} is not found"
             )

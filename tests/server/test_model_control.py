@@ -19,7 +19,7 @@ import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
-from scratchnet.errors import FailedPrecondition, InvalidArgument, NotFound
+from scratchnet.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.dataplane import DataPlane, InferRequest, RequestedOutput
 from server.model_control import LoadOptions, ModelControl, RepositoryFolder
 from server.repository import IndexEntry, ModelRepository
@@ -501,6 +501,75 @@ def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
             )
             assert _http(server, "/v2/repository/models/nope/unload") == (200, None)
             assert rows() == [unloaded]
+    finally:
+        gate.touch()  # a load still waiting would hold the server's shutdown
+        assert server.stop() == 0
+
+
+def test_a_version_loading_beside_one_served_is_unavailable_and_the_served_one_answers(
+    tmp_path: Path,
+) -> None:
+    place(tmp_path, "m", 1)
+    control, plane = control_of(tmp_path, "explicit")
+    control.sync("m")
+    with plane.repository.loading_version("m", "2"):
+        assert plane.model("m").version == "1"  # the newest ready, as Triton's GetModel
+        with pytest.raises(Unavailable) as caught:
+            plane.model("m", "02")
+        assert str(caught.value) == "Request for unknown model: 'm' version 2 is not at ready state"
+        assert not plane.model_ready("m", "2")
+    with pytest.raises(NotFound) as unknown:
+        plane.model("m", "2")
+    assert str(unknown.value) == "Request for unknown model: 'm' version 2 is not found"
+
+
+def test_inference_on_a_model_still_loading_is_answered_as_triton_answers_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repository"
+    place(root, "m", 1)
+    gate = tmp_path / "load-now"
+    server = start_loads_gated_server(
+        root, gate, "--model-control-mode", "explicit", tmp_dir=tmp_path,
+        model_flag="--model-repository", http=True, wait_serving=True,
+    )  # fmt: skip
+    images = np.zeros((1, *SHAPE[1:]), np.float32)
+    document = {"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
+                            "data": images.ravel().tolist()}]}  # fmt: skip
+    try:
+        with grpc.insecure_channel(server.target) as channel:
+            stub = GRPCInferenceServiceStub(channel)
+
+            def grpc_infer(version: str) -> tuple[grpc.StatusCode, str]:
+                request = oip.ModelInferRequest(model_name="m", model_version=version)
+                request.inputs.add(name="images", datatype="FP32", shape=images.shape)
+                request.raw_input_contents.append(images.tobytes())
+                try:
+                    stub.ModelInfer(request, timeout=30)
+                except grpc.RpcError as error:
+                    return error.code(), error.details()
+                return grpc.StatusCode.OK, ""
+
+            load = stub.RepositoryModelLoad.future(
+                oip.RepositoryModelLoadRequest(model_name="m"), timeout=60
+            )
+            index = oip.RepositoryIndexRequest()
+            until(lambda: [m.state for m in stub.RepositoryIndex(index).models] == ["LOADING"])
+            # As Triton's model lifecycle: a model with a version loading is known, and has
+            # no version to answer yet; the version loading is not ready; any other is unknown.
+            for version, code, status, message in [
+                ("", grpc.StatusCode.NOT_FOUND, 404, "'m' has no available versions"),
+                ("1", grpc.StatusCode.UNAVAILABLE, 503, "'m' version 1 is not at ready state"),
+                ("2", grpc.StatusCode.NOT_FOUND, 404, "'m' version 2 is not found"),
+            ]:
+                expected = f"Request for unknown model: {message}"
+                assert grpc_infer(version) == (code, expected)
+                path = f"/v2/models/m/versions/{version}/infer" if version else "/v2/models/m/infer"
+                assert _http(server, path, document) == (status, {"error": expected})
+            assert not stub.ModelReady(oip.ModelReadyRequest(name="m"), timeout=30).ready
+            gate.touch()
+            load.result()
+            assert grpc_infer("") == grpc_infer("1") == (grpc.StatusCode.OK, "")
     finally:
         gate.touch()  # a load still waiting would hold the server's shutdown
         assert server.stop() == 0
