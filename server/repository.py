@@ -157,7 +157,14 @@ class ModelRepository:
                 f"model '{clip(name)}': version '{clip(version)}' is not a version number, "
                 "expected an integer >= 1 (or none, for the newest)"
             )
-        number = str(int(version))
+        number = version.lstrip("0") or "0"
+        # Triton reads a version as a signed 64-bit integer (and Python's int() takes 4300
+        # digits at most).
+        if len(number) > len(str(_LARGEST_VERSION)) or int(number) > _LARGEST_VERSION:
+            raise InvalidArgument(
+                f"model '{clip(name)}': version '{clip(version)}' is out of range, expected an "
+                f"integer from 1 to {_LARGEST_VERSION} (or none, for the newest)"
+            )
         found = versions.get(number)
         if found is None:
             if number in pending:
@@ -188,6 +195,9 @@ class ModelRepository:
                 )
             return self.get(preferred)
         return self.get(names[0])
+
+
+_LARGEST_VERSION = 2**63 - 1
 
 
 def _version_key(version: str) -> tuple[int, str]:

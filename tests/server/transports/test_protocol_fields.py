@@ -17,6 +17,7 @@ import pytest
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
+from scratchnet.errors import clip
 from tests.conftest import RunningServer
 
 MODEL = "scratchnet"
@@ -249,6 +250,25 @@ def test_a_version_that_is_not_a_number_is_invalid_on_every_call_over_both_apis(
         ("GET", versioned, None),
     ]:
         assert http_call(http_server, method, path, document) == (400, {"error": message})
+
+
+@pytest.mark.parametrize("version", [str(2**63), "1" * 5000])
+def test_a_version_past_a_signed_64_bit_integer_is_invalid_over_both_apis(
+    http_server: RunningServer, stub: GRPCInferenceServiceStub, version: str
+) -> None:
+    # Triton reads a version with std::stol: one out of its range is INVALID_ARGUMENT. A
+    # 5000-digit version was an internal error here (Python's int() takes 4300 digits at most).
+    message = (
+        f"model '{MODEL}': version '{clip(version)}' is out of range, expected an integer from 1 "
+        f"to {2**63 - 1} (or none, for the newest)"
+    )
+    pixels = images(http_server)
+    invalid = (grpc.StatusCode.INVALID_ARGUMENT, message)
+    assert grpc_error(stub.ModelInfer, grpc_request(pixels, version)) == invalid
+    ready = pb.ModelReadyRequest(name=MODEL, version=version)
+    assert grpc_error(stub.ModelReady, ready) == invalid
+    path = f"/v2/models/{MODEL}/versions/{version}/infer"
+    assert http_call(http_server, "POST", path, json_request(pixels)) == (400, {"error": message})
 
 
 def test_a_version_is_read_as_an_integer_alike_over_both_apis(
