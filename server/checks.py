@@ -76,8 +76,9 @@ def check_request_parameters(
 ) -> None:
     """Refuse the request parameters Triton refuses: `priority` or `timeout` not an integer in
     [0, 2^64 - 1], `sequence_id` neither such an integer nor a string, `sequence_start`,
-    `sequence_end` or a `reserved` name not a boolean, and any other name starting with
-    `triton_`; plain values, as either binding decodes them (None: no value set)."""
+    `sequence_end` or a `reserved` name not a boolean, any other name starting with `triton_`,
+    and other parameters with no value or an array or object for one; plain values, as either
+    binding decodes them (None: no value set)."""
     for key, value in parameters.items():
         if key in _SCHEDULING_PARAMETERS:
             valid = _is_uint64(value)
@@ -97,11 +98,12 @@ def check_request_parameters(
                 f"starting with '{_RESERVED_PREFIX}' are reserved for Triton, expected another "
                 f"name{allowed}"
             )
-        else:
-            continue
+        else:  # a parameter of the model's or the client's own, which Triton passes on
+            valid = type(value) in (bool, int, float, str)
+            expected = "a boolean, a number or a string"
         if not valid:
             raise InvalidArgument(
-                f"request parameter '{key}' for model '{clip(model_name)}' is "
+                f"request parameter '{clip(key)}' for model '{clip(model_name)}' is "
                 f"{_described(value)}, expected {expected}"
             )
 

@@ -288,13 +288,13 @@ def infer_request(
             'object {"inputs": [...]}'
         )
     parameters = _object(document.get("parameters", {}), f"request parameters of model '{model}'")
-    checks.check_request_parameters(parameters, model_name)
     binary_default = parameters.get(BINARY_DATA_OUTPUT, False)
     if not isinstance(binary_default, bool):
         raise InvalidArgument(
             f"request parameter '{BINARY_DATA_OUTPUT}' for model '{model}' is "
             f"{json.dumps(binary_default)}, expected true or false"
         )
+    checks.check_request_parameters(parameters, model_name)
     inputs = _inputs(document.get("inputs"), binary, model)
     outputs = _outputs(document.get("outputs", []), model)
     request_id = document.get("id", "")

@@ -184,6 +184,8 @@ def sized(size: int) -> dict[str, Any]:
         ({"inputs": []}, (b"12",), "\u0663", "is '\u0663', expected the JSON's length in bytes"),
         ({"inputs": [], "parameters": {"binary_data_output": "yes"}}, (), None,
          "'binary_data_output' for model 'm' is \"yes\", expected true or false"),
+        ({"inputs": [], "parameters": {"binary_data_output": None}}, (), None,
+         "'binary_data_output' for model 'm' is null, expected true or false"),
         ({"inputs": [], "outputs": [{"name": "y", "parameters": {"shared_memory_region": "r"}}]},
          (), None, "needs Triton's shared-memory extension"),
         ({"inputs": [], "outputs": {"name": "y"}}, (), None, "'outputs' of the request for "

@@ -27,6 +27,7 @@ MICROSECONDS = "an unsigned integer (microseconds, 0 for none)"
 SEQUENCE_ID = 'an unsigned integer or a string (the sequence\'s id, 0 or "" for none)'
 FIRST = "a boolean (true on a sequence's first request)"
 LAST = "a boolean (true on a sequence's last request)"
+OTHER = "a boolean, a number or a string"
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,7 @@ def grpc_error(call: Any, request: Any) -> tuple[grpc.StatusCode, str]:
         ("sequence_start", "int64_param", 1, "an integer (1)", FIRST),
         ("sequence_start", "string_param", "true", 'a string ("true")', FIRST),
         ("sequence_end", "int64_param", 0, "an integer (0)", LAST),
+        ("custom", "", None, "empty (no value set)", OTHER),
     ],
 )
 def test_request_parameters_of_the_wrong_type_are_refused_alike_over_grpc_and_http(
@@ -172,22 +174,23 @@ def test_what_only_one_binding_can_send_is_refused_too(
         f"{PRIORITY}",
     )
     infer = f"/v2/models/{MODEL}/infer"
-    for value, found in [
-        (2**64, f"an out-of-range integer ({2**64})"),
-        (None, "empty (no value set)"),
-        ([1], "a JSON array"),
+    for key, value, found, expected in [
+        ("timeout", 2**64, f"an out-of-range integer ({2**64})", MICROSECONDS),
+        ("timeout", None, "empty (no value set)", MICROSECONDS),
+        ("timeout", [1], "a JSON array", MICROSECONDS),
+        ("custom", {"a": 1}, "a JSON object", OTHER),
     ]:
-        status, answer = http_call(http_server, "POST", infer, json_request(pixels, timeout=value))
-        assert (status, answer) == (
+        document = json_request(pixels, **{key: value})
+        assert http_call(http_server, "POST", infer, document) == (
             400,
             {
-                "error": f"request parameter 'timeout' for model '{MODEL}' is {found}, expected "
-                f"{MICROSECONDS}"
+                "error": f"request parameter '{key}' for model '{MODEL}' is {found}, expected "
+                f"{expected}"
             },
         )
 
 
-def test_valid_scheduling_and_sequence_parameters_are_taken_and_change_nothing(
+def test_valid_request_parameters_are_taken_and_change_nothing(
     http_server: RunningServer, stub: GRPCInferenceServiceStub
 ) -> None:
     pixels = images(http_server)
@@ -202,6 +205,7 @@ def test_valid_scheduling_and_sequence_parameters_are_taken_and_change_nothing(
         {"sequence_id": ("int64_param", 42), "sequence_start": ("bool_param", True)},
         {"sequence_id": ("string_param", "a-uuid"), "sequence_end": ("bool_param", True)},
         {"sequence_id": ("uint64_param", 2**64 - 1), "sequence_start": ("bool_param", False)},
+        {"custom": ("double_param", 1.5), "other": ("string_param", "x")},
     ]:
         answer = stub.ModelInfer(grpc_request(pixels, **parameters), timeout=TIMEOUT)
         assert answer.raw_output_contents == plain.raw_output_contents
@@ -213,6 +217,7 @@ def test_valid_scheduling_and_sequence_parameters_are_taken_and_change_nothing(
         {"sequence_id": 42, "sequence_start": True, "sequence_end": True},
         {"sequence_id": "a-uuid", "sequence_end": False},
         {"sequence_id": 0},
+        {"custom": 1.5, "other": "x", "flag": True, "big": 2**70},
     ]:
         assert http_call(http_server, "POST", infer, json_request(pixels, **valid)) == (
             200,
