@@ -16,6 +16,7 @@ from clients.credentials import Credentials
 from clients.perf.load import (
     DISTRIBUTIONS,
     MAX_WINDOWS,
+    RATE_CONCURRENCY,
     Rate,
     Stability,
     measure,
@@ -61,8 +62,12 @@ def _main() -> int:
         default="v1",
         help="v1: scratchnet.v1 Predict; v2: Open Inference Protocol ModelInfer (default: v1)",
     )
-    parser.add_argument("--model", metavar="NAME", help="default: the model the server reports")
-    parser.add_argument("--version", default="", help="model version (default: the served one)")
+    parser.add_argument(
+        "--model", metavar="NAME", help="the model to call (default: the server's default model)"
+    )
+    parser.add_argument(
+        "--version", default="", help="its version (default: the newest the server has ready)"
+    )
     parser.add_argument(
         "--batch", type=integer(1), default=1, metavar="B", help="images per request (default 1)"
     )
@@ -86,7 +91,7 @@ def _main() -> int:
         type=_rate,
         metavar="R",
         help="start R calls a second on a schedule, whether or not earlier calls have answered "
-        f"(perf_analyzer's request-rate mode; at most {MAX_CONCURRENCY} in flight); latency "
+        f"(perf_analyzer's request-rate mode; at most {RATE_CONCURRENCY} in flight); latency "
         "counts from each call's scheduled time",
     )
     levels.add_argument(
@@ -163,7 +168,8 @@ def _main() -> int:
     parser.add_argument(
         "--json",
         action="store_true",
-        help="print one JSON object instead (a list of them with --concurrency-range)",
+        help="print one JSON object instead (a list of them with --concurrency-range or "
+        "--request-rate-range)",
     )
     args = parser.parse_args()
     if args.max_windows is not None and args.stability is None:
@@ -171,9 +177,12 @@ def _main() -> int:
     rates = args.request_rate_range or ([args.request_rate] if args.request_rate else [])
     if args.request_distribution is not None and not rates:
         parser.error("--request-distribution applies to --request-rate(-range) only")
-    loads: list[tuple[int, Rate | None]] = [
-        (MAX_CONCURRENCY, Rate(rate, args.request_distribution or "constant")) for rate in rates
-    ] or [(level, None) for level in args.concurrency_range or [args.concurrency]]
+    schedules = [Rate(rate, args.request_distribution or "constant") for rate in rates]
+    for schedule in schedules:
+        _check_due(parser, schedule, args.warmup, args.duration, args.stability is not None)
+    loads: list[tuple[int, Rate | None]] = [(RATE_CONCURRENCY, rate) for rate in schedules] or [
+        (level, None) for level in args.concurrency_range or [args.concurrency]
+    ]
     sweep = bool(args.concurrency_range or args.request_rate_range)
     parse_targets(args.target)  # a malformed target fails before any call
     credentials = Credentials.of(**security_options(parser, args))
@@ -214,10 +223,11 @@ def _main() -> int:
                 result, windows, stable = measure_until_stable(
                     args.target, plan, stability, **options
                 )
-            if result.requests + result.error_count == 0:
+            # A schedule too fast to send any call at says so in its report (all of them unsent).
+            if rate is None and result.requests + result.error_count == 0:
                 raise ClientError(
                     f"no call to {args.target} finished within the {args.duration:g} s "
-                    f"({f'{rate.per_second:g} calls/s' if rate else f'{level} in flight'})",
+                    f"({level} in flight)",
                     failure=True,
                 )
             report = {
@@ -247,6 +257,19 @@ def _main() -> int:
     elif sweep:
         print("\n" + sweep_table(reports))
     return 1 if any(report["errors"] for report in reports) else 0
+
+
+def _check_due(
+    parser: ArgumentParser, rate: Rate, warmup: float, duration: float, windows: bool
+) -> None:
+    """A usage error unless `rate` starts a call in the measuring window (and, for later
+    --stability windows, which have no warm-up, in one from the start)."""
+    spans = [(warmup, warmup + duration)] + ([(0.0, duration)] if windows else [])
+    if any(rate.count(start, stop) == 0 for start, stop in spans):
+        parser.error(
+            f"at {rate.per_second:g} calls a second no call falls in a {duration:g} s window: "
+            "ask for a higher rate or a longer --duration"
+        )
 
 
 def _concurrency_range(text: str) -> list[int]:

@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import numpy as np
+from numpy.typing import NDArray
 
 from clients.credentials import PLAINTEXT, Credentials
 from clients.errors import from_rpc_error
@@ -27,6 +28,7 @@ __all__ = [
     "LATE_SECONDS",
     "MAX_WINDOWS",
     "MISMATCH",
+    "RATE_CONCURRENCY",
     "STAGES",
     "Measurement",
     "Rate",
@@ -44,8 +46,13 @@ MAX_WINDOWS = 10
 DISTRIBUTIONS = ("constant", "poisson")
 """How a request rate spaces its calls (perf_analyzer's --request-distribution)."""
 LATE_SECONDS = 0.001
-"""A scheduled call that starts more than this after its time is counted late: the client, not
-the server, held it (its latency still counts from the scheduled time)."""
+"""A scheduled call that starts more than this after its time is counted late: the client held it,
+busy or with RATE_CONCURRENCY calls in flight (its latency still counts from the scheduled time)."""
+RATE_CONCURRENCY = 1024
+"""Most calls in flight at a request rate, a server too slow for it having fallen behind. Below
+our server's default stream limit (4,096 a connection): held at that limit, calls ending and
+starting raced its count of open streams and it refused some (REFUSED_STREAM, UNAVAILABLE), errors
+of perf's own making. A server 1,024 calls behind is seconds behind: more would measure no more."""
 
 
 @dataclass(frozen=True)
@@ -64,14 +71,43 @@ class Rate:
 
     def offsets(self) -> Iterator[float]:
         """Each call's start, in seconds from the run's start, without end."""
+        for chunk in self._chunks():
+            yield from chunk.tolist()
+
+    def count(self, start: float, stop: float) -> int:
+        """How many calls the schedule starts from `start` up to (not including) `stop`."""
+        if stop <= start:
+            return 0
+        if self.distribution == "constant":
+            return self._before(stop) - self._before(start)
+        calls = 0
+        for chunk in self._chunks():
+            calls += int(np.searchsorted(chunk, stop) - np.searchsorted(chunk, start))
+            if chunk[-1] >= stop:
+                return calls
+        raise AssertionError("a schedule has no end")  # _chunks never ends
+
+    def _before(self, moment: float) -> int:
+        """Constant: how many calls start before `moment`, the n with n / per_second < moment
+        (ceil(moment * per_second), give or take the rounding of the product)."""
+        calls = max(0, math.ceil(moment * self.per_second))
+        while calls > 0 and (calls - 1) / self.per_second >= moment:
+            calls -= 1
+        while calls / self.per_second < moment:
+            calls += 1
+        return calls
+
+    def _chunks(self) -> Iterator[NDArray[np.float64]]:
+        """The offsets, a thousand-odd at a time."""
         if self.distribution == "constant":
             # Multiplied, not summed, so that no rounding adds a call at the window's end.
-            yield from (index / self.per_second for index in itertools.count())
+            for first in itertools.count(0, _CHUNK):
+                yield np.arange(first, first + _CHUNK) / self.per_second
         rng = np.random.default_rng(SEED)  # the same schedule on every run
         start = 0.0
         while True:
-            gaps = rng.exponential(1 / self.per_second, 1024)
-            yield from (start + np.cumsum(gaps)).tolist()
+            gaps = rng.exponential(1 / self.per_second, _CHUNK)
+            yield start + np.cumsum(gaps)
             start += float(gaps.sum())
 
 
@@ -96,6 +132,8 @@ class Measurement:
     """The schedule calls started on; None: `concurrency` calls kept in flight."""
     late: int = 0
     """Scheduled calls that started later than LATE_SECONDS after their time."""
+    scheduled: int = 0
+    """Calls the schedule puts in the window: each is answered, fails, or is never sent."""
 
     @classmethod
     def combined(cls, windows: Sequence[Measurement]) -> Measurement:
@@ -105,6 +143,7 @@ class Measurement:
         whole.rate = first.rate
         for window in windows:
             whole.late += window.late
+            whole.scheduled += window.scheduled
             whole.latencies.extend(window.latencies)
             for code, count in window.errors.items():
                 whole.errors[code] = whole.errors.get(code, 0) + count
@@ -145,7 +184,10 @@ class Measurement:
             "concurrency": None if self.rate else self.concurrency,
             "request_rate": self.rate.per_second if self.rate else None,
             "request_distribution": self.rate.distribution if self.rate else None,
-            "late": self.late,
+            "scheduled": self.scheduled if self.rate else None,
+            "late": self.late if self.rate else None,
+            # Calls the window's end came before: the schedule was behind by then.
+            "unsent": self.scheduled - calls if self.rate else None,
             "seconds": self.seconds,
             "requests": self.requests,
             "requests_per_second": self.requests * per_second,
@@ -310,18 +352,30 @@ async def _measure(
             calls.discard(task)
             slots.release()
 
+        def expired(due: float) -> bool:
+            # Late, and its part of the run (warm-up or window) over: sending it now would only
+            # stretch the run, by as long as the schedule is behind, without bound.
+            now = time.perf_counter()
+            return now - due > LATE_SECONDS and now >= (window if due < window else end)
+
         for index, offset in enumerate(rate.offsets()):
             if offset >= warmup + duration:
                 break
             due = start + offset
             if (wait := due - time.perf_counter()) > 0:
                 await asyncio.sleep(wait)
-            await slots.acquire()
-            if due >= window and time.perf_counter() - due > LATE_SECONDS:
-                result.late += 1
-            task = asyncio.ensure_future(one(index, due))
-            calls.add(task)
-            task.add_done_callback(finished)
+            if not expired(due):
+                await slots.acquire()
+                if not expired(due):
+                    if due >= window:
+                        result.late += time.perf_counter() - due > LATE_SECONDS
+                    task = asyncio.ensure_future(one(index, due))
+                    calls.add(task)
+                    task.add_done_callback(finished)
+                    continue
+                slots.release()
+            if due >= window:
+                break  # the window is over: the calls still due in it are not sent
         await asyncio.gather(*calls)
 
     metadata = credentials.metadata
@@ -339,8 +393,11 @@ async def _measure(
             await scheduled(rate)
         if before is not None:
             result.server = statistics.difference(await before, await statistics.after(0))
-    # Calls still in flight at the end are waited for, so the window closes with the last answer.
-    result.seconds = last_done - window
+    # Calls still in flight at the end are waited for, so the window closes with the last answer;
+    # it is never shorter than asked, so that a schedule's throughput is calls over its window.
+    result.seconds = max(last_done, end) - window
+    if rate is not None:
+        result.scheduled = rate.count(warmup, warmup + duration)
     result.cpu_seconds = time.process_time() - (cpu_at_window or [time.process_time()])[0]
     return result
 
@@ -351,6 +408,8 @@ _MISMATCH_MESSAGE = (
 )
 _MAX_REQUEST_BYTES = 1 << 30
 """The largest request perf builds (a gigabyte of images): protobuf's own limit is 2 GB."""
+_CHUNK = 1024
+"""Offsets a schedule draws at a time."""
 _UNAVAILABLE_PAUSE = 0.1
 """Seconds a caller waits after an UNAVAILABLE answer before its next call."""
 STAGES = ("queue", "compute_input", "compute_infer", "compute_output")

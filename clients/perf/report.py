@@ -6,18 +6,18 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from clients.perf.load import LATE_SECONDS, STAGES
+from clients.perf.load import LATE_SECONDS, RATE_CONCURRENCY, STAGES
 
 __all__ = ["sweep_table", "text"]
 
 
 def sweep_table(reports: Sequence[dict[str, Any]]) -> str:
     """One row per level (calls in flight, or calls a second asked for), as perf_analyzer's
-    summary ends a sweep; with rates, how many calls started late."""
+    summary ends a sweep; with rates, how many calls started late and how many were not sent."""
     rates = reports[0]["request_rate"] is not None
     lines = [
-        f"{'calls/s asked' if rates else 'concurrency':>13}  requests/s    images/s    p50 ms    "
-        "p99 ms  client CPU ms/call  errors" + ("    late" if rates else "")
+        f"{'calls/s asked' if rates else 'concurrency':>13}  requests/s    images/s     p50 ms     "
+        "p99 ms  client CPU ms/call  errors" + ("    late  unsent" if rates else "")
     ]
     for report in reports:
         latency = report["latency_ms"]
@@ -25,10 +25,10 @@ def sweep_table(reports: Sequence[dict[str, Any]]) -> str:
         level = f"{report['request_rate']:,g}" if rates else str(report["concurrency"])
         lines.append(
             f"{level:>13}  {report['requests_per_second']:>10,.1f}  "
-            f"{report['images_per_second']:>10,.0f}  {latency.get('p50', math.nan):>8.3f}  "
-            f"{latency.get('p99', math.nan):>8.3f}  "
+            f"{report['images_per_second']:>10,.0f}  {latency.get('p50', math.nan):>9.3f}  "
+            f"{latency.get('p99', math.nan):>9.3f}  "
             f"{'n/a' if cpu is None else f'{cpu:.3f}':>18}  {report['errors']:>6,}"
-            + (f"  {report['late']:>6,}" if rates else "")
+            + (f"  {report['late']:>6,}  {report['unsent']:>6,}" if rates else "")
         )
     return "\n".join(lines)
 
@@ -47,6 +47,7 @@ def text(report: dict[str, Any]) -> str:
         "warm-up" + _windows(report),
         f"throughput  {report['requests_per_second']:,.1f} requests/s, "
         f"{report['images_per_second']:,.0f} images/s ({report['requests']:,} requests)",
+        *_schedule(report),
         "latency     "
         + ", ".join(f"{name} {ms:.3f} ms" for name, ms in latency.items())
         + ("" if latency else "none answered"),
@@ -77,12 +78,26 @@ def _load(report: dict[str, Any]) -> str:
     """The load the run applied, for the report's second line."""
     if report["request_rate"] is None:
         return f"{report['concurrency']} call(s) in flight"
-    late = report["late"]
-    return (
-        f"{report['request_rate']:,g} calls/s asked ({report['request_distribution']}), "
-        f"{late:,} of them started more than {LATE_SECONDS * 1000:g} ms late"
-        + (" (the client could not keep the schedule)" if late else "")
+    return f"{report['request_rate']:,g} calls/s asked ({report['request_distribution']})"
+
+
+def _schedule(report: dict[str, Any]) -> list[str]:
+    """How a request rate's calls went out: on time, late, or not at all (none without one)."""
+    if report["request_rate"] is None:
+        return []
+    scheduled, late, unsent = report["scheduled"], report["late"], report["unsent"]
+    sent = scheduled - unsent
+    line = (
+        f"schedule    {scheduled:,} calls due in the window, "
+        f"{f'{sent:,} ({sent / scheduled:.0%})' if unsent else 'all'} sent, {late:,} of them more "
+        f"than {LATE_SECONDS * 1000:g} ms late"
     )
+    if unsent:
+        line += (
+            f"; {unsent:,} not sent by its end: behind schedule, the client too slow for the "
+            f"rate or {RATE_CONCURRENCY:,} calls already in flight"
+        )
+    return [line]
 
 
 def _windows(report: dict[str, Any]) -> str:
