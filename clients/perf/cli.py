@@ -184,7 +184,16 @@ def _main() -> int:
         (level, None) for level in args.concurrency_range or [args.concurrency]
     ]
     sweep = bool(args.concurrency_range or args.request_rate_range)
-    parse_targets(args.target)  # a malformed target fails before any call
+    targets = parse_targets(args.target)  # a malformed target fails before any call
+    if args.shared_memory != "none":
+        # in_shared_memory and registered check these too, but only after calls were made.
+        if args.api != "v2":
+            parser.error("--shared-memory belongs to the Open Inference Protocol: use --api v2")
+        if targets.replicas is None:
+            parser.error(
+                "--shared-memory needs the servers listed (HOST:PORT,…), to register its "
+                f"regions with each, not {args.target!r}"
+            )
     credentials = Credentials.of(**security_options(parser, args))
     spec = describe(args.target, args.api, args.model, args.version, args.timeout, credentials)
     datatype = _DTYPE_FLAGS[args.dtype] if args.dtype else None

@@ -252,6 +252,10 @@ def test_inconsistent_replies_are_errors(fickle_server: str) -> None:
             "at 0.1 calls a second no call falls in a 0.2 s window",
         ),
         (
+            ["--target", "127.0.0.1:{closed}", "--api", "v1", "--shared-memory", "system"],
+            "--shared-memory belongs to the Open Inference Protocol: use --api v2",
+        ),
+        (
             ["--target", "{server}", "--request-distribution", "poisson"],
             "--request-distribution applies to --request-rate(-range) only",
         ),
@@ -351,6 +355,16 @@ def test_images_through_shared_memory(server: RunningServer) -> None:
         check=False,
     )  # fmt: skip
     assert refused.returncode == 2 and "use --api v2" in refused.stderr
+    # A target whose servers are not listed cannot have the regions registered with each: refused
+    # before any region is made (they were made, and left in /dev/shm).
+    port = server.target.rsplit(":", 1)[1]
+    refused = run_module(
+        "clients.perf", "--target", f"dns:///localhost:{port}", "--api", "v2",
+        "--shared-memory", "system", check=False,
+    )  # fmt: skip
+    assert_one_line_error(refused, "python -m clients.perf", "needs the servers listed")
+    left = {path for path in set(Path("/dev/shm").iterdir()) - before if "scratchnet-" in path.name}
+    assert left == set()
 
 
 def test_calls_the_server_refuses_are_counted_and_the_first_reason_shown(
