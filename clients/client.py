@@ -33,6 +33,7 @@ from scratchnet.errors import (
     ClientError,
     DeadlineExceededError,
     InvalidArgumentError,
+    NotFoundError,
     ServerUnavailableError,
 )
 
@@ -161,7 +162,13 @@ class Client:
             request = classifier_pb2.GetModelInfoRequest(
                 model_name=self.model_name, model_version=self.model_version
             )
-            info = self._describe(self._stub, request)
+            try:
+                info = self._describe(self._stub, request)
+            except NotFoundError:
+                if len(self._targets.addresses) > 1:
+                    # Round robin asked one replica, unnamed: name the first that lacks it.
+                    self._described_by_each(request)
+                raise
             if len(self._targets.addresses) > 1:
                 info = self._agreed(info)
             self._info = info
@@ -194,18 +201,7 @@ class Client:
         request = classifier_pb2.GetModelInfoRequest(
             model_name=info.name, model_version=info.version
         )
-        described = {}
-        for address in self._targets.addresses:
-            with open_channel(parse_targets(address), self._credentials, self._settings) as channel:
-                try:
-                    # A replica without the model fails the call (NotFoundError), named.
-                    described[address] = self._describe(
-                        classifier_pb2_grpc.ClassifierStub(channel), request, f" (at {address})"
-                    )
-                except (ServerUnavailableError, DeadlineExceededError):
-                    # Down, or connected but not answering (stopped, a black hole): the calls go
-                    # to the replicas that answer, as gRPC's round robin picks only those.
-                    continue
+        described = self._described_by_each(request)
         identities = {address: _identity(found) for address, found in described.items()}
         if len(set(identities.values())) > 1:
             shown = "; ".join(f"{address}: {_shown(key)}" for address, key in identities.items())
@@ -223,6 +219,24 @@ class Client:
             max_batch_size=tightest([found.max_batch_size for found in described.values()]),
             max_message_bytes=tightest([found.max_message_bytes for found in described.values()]),
         )
+
+    def _described_by_each(
+        self, request: classifier_pb2.GetModelInfoRequest
+    ) -> dict[str, ModelInfo]:
+        """The model of `request` as each listed replica that answers describes it; a replica
+        without it fails the call (NotFoundError), named."""
+        described = {}
+        for address in self._targets.addresses:
+            with open_channel(parse_targets(address), self._credentials, self._settings) as channel:
+                try:
+                    described[address] = self._describe(
+                        classifier_pb2_grpc.ClassifierStub(channel), request, f" (at {address})"
+                    )
+                except (ServerUnavailableError, DeadlineExceededError):
+                    # Down, or connected but not answering (stopped, a black hole): the calls go
+                    # to the replicas that answer, as gRPC's round robin picks only those.
+                    continue
+        return described
 
     def predict(
         self, images: ArrayLike, *, scores: bool = False, probabilities: bool = False
