@@ -68,13 +68,13 @@ def registered(
     """Register `regions` with the server at `target` (with every replica of a list, since
     calls go to any of them; over TLS and with a token if `credentials` say so) for the block;
     then unregister them and remove their objects, whatever happened."""
-    targets = parse_targets(target)
-    if regions and targets.replicas is None:
-        raise ClientError(
-            f"target {target!r}: shared memory needs the servers listed (HOST:PORT,…), "
-            "to register its regions with each"
-        )
     try:
+        targets = parse_targets(target)
+        if regions and targets.replicas is None:
+            raise ClientError(
+                f"target {target!r}: shared memory needs the servers listed (HOST:PORT,…), "
+                "to register its regions with each"
+            )
         with contextlib.ExitStack() as registrations:
             for address in targets.addresses:
                 registrations.enter_context(
