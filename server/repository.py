@@ -136,46 +136,37 @@ class ModelRepository:
 
     def get(self, name: str, version: str = "") -> Model:
         """The model `name` at `version` ("" = its newest); NotFound or Unavailable if none, in
-        the words of Triton's model lifecycle (GetModel) for a name with versions loading."""
+        the words of Triton's model lifecycle (GetModel) for a name whose versions are loading,
+        unloaded or failed: its table keeps them, not ready."""
         with self._lock:
             versions = self._models.get(name, {})
             loading = name in self._loading
-            pending = {slot for known, slot in self._loading_versions if known == name}
-        if not versions and (loading or not pending):
-            if loading:  # still starting up: not ready, whichever version is loading
-                raise Unavailable(f"model '{clip(name)}' is still loading, retry shortly")
+        if not version and versions:
+            return versions[max(versions, key=_version_key)]
+        number = _version_number(name, version) if version else ""
+        found = versions.get(number)
+        if found is not None:
+            return found
+        held = self._held(name)
+        if loading and not versions:  # still starting up: not ready, whichever version loads
+            raise Unavailable(f"model '{clip(name)}' is still loading, retry shortly")
+        if not versions and not held:
             raise NotFound(f"Request for unknown model: '{clip(name)}' is not found")
         if not version:
-            if not versions:
-                raise NotFound(
-                    f"Request for unknown model: '{clip(name)}' has no available versions"
-                )
-            return versions[max(versions, key=_version_key)]
-        # As Triton reads a version: an integer, so "01" is version 1 and "abc" a mistake.
-        if not (version.isascii() and version.isdigit()):
-            raise InvalidArgument(
-                f"model '{clip(name)}': version '{clip(version)}' is not a version number, "
-                "expected an integer >= 1 (or none, for the newest)"
+            raise NotFound(f"Request for unknown model: '{clip(name)}' has no available versions")
+        if number in held:
+            raise Unavailable(
+                f"Request for unknown model: '{clip(name)}' version {number} is not at ready state"
             )
-        number = version.lstrip("0") or "0"
-        # Triton reads a version as a signed 64-bit integer (and Python's int() takes 4300
-        # digits at most).
-        if len(number) > len(str(_LARGEST_VERSION)) or int(number) > _LARGEST_VERSION:
-            raise InvalidArgument(
-                f"model '{clip(name)}': version '{clip(version)}' is out of range, expected an "
-                f"integer from 1 to {_LARGEST_VERSION} (or none, for the newest)"
-            )
-        found = versions.get(number)
-        if found is None:
-            if number in pending:
-                raise Unavailable(
-                    f"Request for unknown model: '{clip(name)}' version {number} is not at "
-                    "ready state"
-                )
-            raise NotFound(
-                f"Request for unknown model: '{clip(name)}' version {clip(version)} is not found"
-            )
-        return found
+        raise NotFound(
+            f"Request for unknown model: '{clip(name)}' version {clip(version)} is not found"
+        )
+
+    def _held(self, name: str) -> set[str]:
+        """The versions of `name` tried and not serving: loading, unloaded or failed."""
+        with self._lock:
+            keys = {*self._loading_versions, *self._unloaded, *self._problems}
+        return {version for known, version in keys if known == name and version}
 
     def versions(self, name: str) -> list[str]:
         """The versions of model `name` being served, oldest first."""
@@ -202,3 +193,21 @@ _LARGEST_VERSION = 2**63 - 1
 
 def _version_key(version: str) -> tuple[int, str]:
     return (int(version), version) if version.isdigit() else (-1, version)
+
+
+def _version_number(name: str, version: str) -> str:
+    """`version` as Triton reads it, an integer (so "01" is "1"); InvalidArgument if it is not
+    one or is past a signed 64-bit integer."""
+    if not (version.isascii() and version.isdigit()):
+        raise InvalidArgument(
+            f"model '{clip(name)}': version '{clip(version)}' is not a version number, "
+            "expected an integer >= 1 (or none, for the newest)"
+        )
+    number = version.lstrip("0") or "0"
+    # Python's int() takes 4300 digits at most: compare lengths first.
+    if len(number) > len(str(_LARGEST_VERSION)) or int(number) > _LARGEST_VERSION:
+        raise InvalidArgument(
+            f"model '{clip(name)}': version '{clip(version)}' is out of range, expected an "
+            f"integer from 1 to {_LARGEST_VERSION} (or none, for the newest)"
+        )
+    return number

@@ -123,6 +123,33 @@ def test_the_index_keeps_every_version_once_served_as_triton_does(tmp_path: Path
     assert control.index() == [IndexEntry("never", "", "")]
 
 
+def test_versions_unloaded_or_failed_are_answered_as_triton_answers_them(tmp_path: Path) -> None:
+    # Triton's model table keeps every version it tried: one not serving is "not at ready
+    # state" (UNAVAILABLE), and a name none of whose versions serves "has no available versions".
+    place(tmp_path, "m", 1, seed=1)
+    control, plane = control_of(tmp_path, "explicit")
+    control.load("m")
+    (tmp_path / "m" / "2").mkdir()
+    (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"not onnx")
+    (tmp_path / "m" / "config.pbtxt").write_text("version_policy { all { } }")
+    with pytest.raises(InvalidArgument, match=r"failed to load 'm'"):
+        control.load("m")
+    assert plane.repository.get("m").version == "1"
+    with pytest.raises(Unavailable, match=r"^Request for unknown model: 'm' version 2 is not at"):
+        plane.repository.get("m", "2")  # failed to load
+    control.unload_requested("m")
+    with pytest.raises(Unavailable, match=r"'m' version 1 is not at ready state$"):
+        plane.repository.get("m", "01")
+    with pytest.raises(
+        NotFound, match=r"^Request for unknown model: 'm' has no available versions$"
+    ):
+        plane.repository.get("m")
+    with pytest.raises(NotFound, match=r"'m' version 3 is not found$"):
+        plane.repository.get("m", "3")
+    with pytest.raises(NotFound, match=r"^Request for unknown model: 'x' is not found$"):
+        plane.repository.get("x", "1")
+
+
 def test_unloading_a_model_the_repository_does_not_hold_succeeds_as_in_triton(
     tmp_path: Path,
 ) -> None:
