@@ -57,7 +57,7 @@ def text(report: dict[str, Any]) -> str:
         stages = ", ".join(f"{stage} {server[stage]:.3f}" for stage in STAGES)
         lines.append(
             f"server      {server['total']:.3f} ms per request in the server: {stages} "
-            f"(its statistics, {server['requests']:,.0f} requests)"
+            f"(its statistics, {server['requests']:,.0f} request(s))"
         )
     errors = report["errors_by_code"]
     lines.append("errors      " + (", ".join(f"{c} {n:,}" for c, n in errors.items()) or "none"))
