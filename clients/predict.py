@@ -34,7 +34,10 @@ def main() -> None:
 
 def _main() -> int:
     parser = ArgumentParser(
-        prog=PROGRAM, description="Classify image files with a scratchnet server over gRPC."
+        prog=PROGRAM,
+        description="Classify image files with a scratchnet server over gRPC. Exit code 0; 1 if "
+        "a call failed (the server unreachable, a refusal, a wrong reply); 2 for the caller's "
+        "mistake found before any call (a flag, a file).",
     )
     parser.add_argument(
         "files",

@@ -154,7 +154,8 @@ def _parser() -> ArgumentParser:
     parser = ArgumentParser(
         prog=PROGRAM,
         description="Score a labelled image set with scratchnet servers over gRPC, or as a batch "
-        "job on Ray that runs model.onnx itself.",
+        "job on Ray that runs model.onnx itself. Exit code 0; 1 if a call or the Ray job failed; "
+        "2 for the caller's mistake found before any call (a flag, a file).",
     )
     parser.add_argument(
         "--engine",
