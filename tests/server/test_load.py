@@ -145,6 +145,25 @@ def test_sigterm_under_load_loses_no_call_the_server_accepted(
     assert "cancelling" not in server.stderr()  # every accepted call finished within the grace
 
 
+async def _burst(
+    target: str, request: v1.PredictRequest, calls: int, connected: bool = False
+) -> list[grpc.StatusCode | list[int]]:
+    """`calls` Predict calls sent at once on one connection (`connected`: once it is up); each
+    call's labels, or its status code."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = ClassifierStub(channel)
+        if connected:
+            await channel.channel_ready()
+
+        async def one() -> grpc.StatusCode | list[int]:
+            try:
+                return list((await stub.Predict(request, timeout=60)).labels)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+
+        return await asyncio.gather(*(one() for _ in range(calls)))
+
+
 def test_a_burst_of_160_large_calls_on_one_new_connection_is_all_answered(
     model_onnx: Path, images: load.Images, tmp_path: Path
 ) -> None:
@@ -155,21 +174,8 @@ def test_a_burst_of_160_large_calls_on_one_new_connection_is_all_answered(
         images=v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=batch.shape, data=batch.tobytes())
     )
     assert request.ByteSize() > 256 * 1024
-
-    async def burst(target: str) -> list[grpc.StatusCode | list[int]]:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = ClassifierStub(channel)
-
-            async def one() -> grpc.StatusCode | list[int]:
-                try:
-                    return list((await stub.Predict(request, timeout=60)).labels)
-                except grpc.aio.AioRpcError as error:
-                    return error.code()
-
-            return await asyncio.gather(*(one() for _ in range(160)))
-
     with start_server(model_onnx, tmp_dir=tmp_path) as server:
-        answers = asyncio.run(burst(server.target))
+        answers = asyncio.run(_burst(server.target, request, 160))
     expected = images.labels["uint8"][:400].tolist()
     assert Counter("right" if a == expected else str(a) for a in answers) == {"right": 160}
 
@@ -183,21 +189,7 @@ def test_a_burst_of_1500_small_calls_on_one_connection_is_all_answered(
     request = v1.PredictRequest(
         images=v1.Tensor(dtype=v1.DATA_TYPE_UINT8, shape=image.shape, data=image.tobytes())
     )
-
-    async def burst(target: str) -> list[grpc.StatusCode | list[int]]:
-        async with grpc.aio.insecure_channel(target) as channel:
-            stub = ClassifierStub(channel)
-            await channel.channel_ready()
-
-            async def one() -> grpc.StatusCode | list[int]:
-                try:
-                    return list((await stub.Predict(request, timeout=60)).labels)
-                except grpc.aio.AioRpcError as error:
-                    return error.code()
-
-            return await asyncio.gather(*(one() for _ in range(1500)))
-
     with start_server(model_onnx, "--log-level", "warning", tmp_dir=tmp_path) as server:
-        answers = asyncio.run(burst(server.target))
+        answers = asyncio.run(_burst(server.target, request, 1500, connected=True))
     expected = images.labels["uint8"][:1].tolist()
     assert Counter("right" if a == expected else str(a) for a in answers) == {"right": 1500}

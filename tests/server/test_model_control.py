@@ -478,16 +478,22 @@ def _http(server: RunningServer, path: str, body: dict[str, Any] | None = None) 
     return status, json.loads(answer) if answer else None
 
 
-def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
-    tmp_path: Path,
-) -> None:
+def _explicit_server_loading_at(gate: Path, tmp_path: Path) -> RunningServer:
+    """A server in explicit mode, gRPC and HTTP, over a repository holding model 'm' version 1
+    (not loaded), whose loads wait until `gate` exists."""
     root = tmp_path / "repository"
     place(root, "m", 1)
-    gate = tmp_path / "load-now"
-    server = start_loads_gated_server(
+    return start_loads_gated_server(
         root, gate, "--model-control-mode", "explicit", tmp_dir=tmp_path,
         model_flag="--model-repository", http=True, wait_serving=True,
     )  # fmt: skip
+
+
+def test_the_server_lists_a_model_loading_then_unloaded_over_grpc_and_http(
+    tmp_path: Path,
+) -> None:
+    gate = tmp_path / "load-now"
+    server = _explicit_server_loading_at(gate, tmp_path)
     try:
         with grpc.insecure_channel(server.target) as channel:
             stub = GRPCInferenceServiceStub(channel)
@@ -553,13 +559,8 @@ def test_a_version_loading_beside_one_served_is_unavailable_and_the_served_one_a
 def test_inference_on_a_model_still_loading_is_answered_as_triton_answers_it(
     tmp_path: Path,
 ) -> None:
-    root = tmp_path / "repository"
-    place(root, "m", 1)
     gate = tmp_path / "load-now"
-    server = start_loads_gated_server(
-        root, gate, "--model-control-mode", "explicit", tmp_dir=tmp_path,
-        model_flag="--model-repository", http=True, wait_serving=True,
-    )  # fmt: skip
+    server = _explicit_server_loading_at(gate, tmp_path)
     images = np.zeros((1, *SHAPE[1:]), np.float32)
     document = {"inputs": [{"name": "images", "shape": list(images.shape), "datatype": "FP32",
                             "data": images.ravel().tolist()}]}  # fmt: skip
