@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 from numpy.typing import NDArray
 
@@ -45,6 +46,7 @@ __all__ = [
     "RAY_ENVIRONMENT",
     "ROWS_PER_FILE",
     "RayRun",
+    "check_address",
     "import_ray",
     "score_on_ray",
 ]
@@ -294,7 +296,7 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
         yield session
         return
     if address is not None:
-        _check_listening(address)
+        check_address(address)
     started = time.perf_counter()
     try:
         if address is None:
@@ -318,9 +320,9 @@ def _session(ray: Any, address: str | None) -> Iterator[_Session]:
         session.stop_seconds = time.perf_counter() - stopping
 
 
-def _check_listening(address: str) -> None:
-    """JobFailed at once, rather than after ray.init's minutes of retries, when nothing accepts a
-    connection at a head node's GCS (HOST:PORT) or Ray Client server (ray://HOST:PORT)."""
+def check_address(address: str) -> None:
+    """JobFailed at once, rather than after ray.init's minutes of retries, when no gRPC server
+    answers at a head node's GCS (HOST:PORT) or Ray Client server (ray://HOST:PORT)."""
     if address in ("auto", "local"):
         return  # Ray finds (or starts) the cluster itself, and fails fast when there is none
     scheme, _, where = address.rpartition("://")
@@ -336,6 +338,7 @@ def _check_listening(address: str) -> None:
         expected = "the Ray Client server of a running Ray head node (port 10001 by default)"
     else:
         expected = "the GCS of a running Ray head node (`ray start --head`, port 6379 by default)"
+    started = time.monotonic()
     try:
         socket.create_connection((host.strip("[]"), int(port)), CONNECT_SECONDS).close()
     except OSError as error:
@@ -344,6 +347,17 @@ def _check_listening(address: str) -> None:
             f"cannot start Ray at {address}: nothing accepts connections there ({reason}; "
             f"tried for up to {CONNECT_SECONDS:g} s): expected {expected}"
         ) from None
+    # Both are gRPC servers: something else listening there (an HTTP server, a database) would
+    # keep ray.init retrying for minutes too.
+    left = max(CONNECT_SECONDS - (time.monotonic() - started), 0.5)
+    with grpc.insecure_channel(where) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=left)
+        except grpc.FutureTimeoutError:
+            raise JobFailed(
+                f"cannot start Ray at {address}: something accepts connections there but does "
+                f"not answer as a gRPC server (waited {CONNECT_SECONDS:g} s): expected {expected}"
+            ) from None
 
 
 @contextlib.contextmanager

@@ -14,14 +14,16 @@ import struct
 import subprocess
 import tempfile
 import termios
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from clients.ray_engine import RAY_ENVIRONMENT
+from clients.ray_engine import RAY_ENVIRONMENT, check_address
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict, probabilities, scores
@@ -337,6 +339,7 @@ def test_ray_engine_without_ray_says_how_to_install_it(tmp_path: Path, model_onn
 
 
 REFUSED = "cannot start Ray at {address}: nothing accepts connections there (Connection refused"
+SILENT = "cannot start Ray at {address}: something accepts connections there but does not answer as"
 
 
 @pytest.mark.parametrize(
@@ -357,6 +360,36 @@ def test_ray_engine_fails_fast_where_no_ray_listens(
     args = ("--engine", "ray", "--model", model_onnx, "--address", address)
     result = run_module("clients.score", *args, check=False, timeout=90, env=RAY_QUIET)
     assert_one_line_error(result, PROGRAM, message.format(address=address), code=code)
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [("127.0.0.1:{port}", "expected the GCS of"), ("ray://127.0.0.1:{port}", "expected the Ray C")],
+    ids=["gcs", "ray client"],
+)
+def test_ray_engine_fails_fast_where_something_else_listens(
+    model_onnx: Path, silent_port: int, address: str, expected: str
+) -> None:
+    # A listener that is not Ray's (an HTTP server, a database) had kept ray.init retrying for
+    # minutes: both of Ray's addresses are gRPC servers, and this one never answers as one.
+    address = address.format(port=silent_port)
+    args = ("--engine", "ray", "--model", model_onnx, "--address", address)
+    result = run_module("clients.score", *args, check=False, timeout=90, env=RAY_QUIET)
+    message = f"{SILENT.format(address=address)} a gRPC server (waited 3 s): {expected}"
+    assert_one_line_error(result, PROGRAM, message, code=1)
+
+
+def test_a_grpc_server_passes_the_ray_address_check() -> None:
+    # What the check lets through: any gRPC server (a Ray head's GCS and Ray Client server are
+    # two); Ray itself then says whether it is one of them.
+    server = grpc.server(ThreadPoolExecutor(1))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        check_address(f"127.0.0.1:{port}")
+        check_address(f"ray://127.0.0.1:{port}")
+    finally:
+        server.stop(None)
 
 
 @pytest.mark.parametrize(
