@@ -9,10 +9,10 @@ contender runs alone in its turn (a server is started, measured in all scenarios
   S2  batch 1, 1 call in flight: latency p50 / p99
   S3  batch 1, 32 calls in flight: requests/s and p99
 Servers: ours with default flags and with --threads 1; a bare grpc.aio + onnxruntime ModelInfer
-(bench/peers/bare_server.py); with --peers, KServe and PyTriton from build/peers-venv (`make
-bench-peers`). Requests are ModelInfer with raw_input_contents asking for label and scores; the
-first reply to each distinct request is checked against in-process onnxruntime every repeat, and
-every later reply must equal it. Writes bench/results/serving.json (bench/report.py renders it).
+(bench/peers/bare_server.py), and the same on grpc's synchronous server; with --peers, KServe and
+PyTriton from build/peers-venv (`make bench-peers`). Requests are ModelInfer with
+raw_input_contents asking for label and scores; the first reply to each distinct request is
+checked against in-process onnxruntime every repeat, and every later reply must equal it. Writes bench/results/serving.json (bench/report.py renders it).
 """
 
 from __future__ import annotations
@@ -256,17 +256,23 @@ def _contenders(args: Any) -> tuple[list[Contender], list[dict[str, str]]]:
         ),
     ]
     bare = PEERS / "bare_server.py"
-    contenders.append(
-        Contender(
-            id="bare",
-            row="bare",
-            label="bare grpc.aio + onnxruntime, ModelInfer only",
-            model=args.model,
-            scenarios=_ALL,
-            command=["python", str(bare.relative_to(ROOT)), "--model", str(args.model)],
-            python_args=(str(bare),),
+    for suffix, flags, label in (
+        ("", (), "bare grpc.aio + onnxruntime, ModelInfer only"),
+        ("-sync", ("--sync",), "bare synchronous grpc (4 threads) + onnxruntime, ModelInfer only"),
+    ):
+        command = ["python", str(bare.relative_to(ROOT)), "--model", str(args.model), *flags]
+        contenders.append(
+            Contender(
+                id=f"bare{suffix}",
+                row=f"bare{suffix}",
+                label=label,
+                model=args.model,
+                scenarios=_ALL,
+                command=command,
+                python_args=(str(bare),),
+                args=flags,
+            )
         )
-    )
     skipped: list[dict[str, str]] = []
     python = args.peers_venv / "bin" / "python"
     for peer, package, label in (

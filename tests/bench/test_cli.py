@@ -68,7 +68,8 @@ def test_serving_refuses_an_unknown_contender_before_running(tmp_path: Path) -> 
     result = _bench("serving.py", "--only", "scratchnet,bogus", "--warmup", "0", "--output", output)
     message = _one_line(result, "serving.py")
     assert message.startswith("--only: unknown contender id 'bogus': expected some of scratchnet,")
-    for known in ("scratchnet-threads1", "scratchnet-v1", "scratchnet-shm", "bare", "kserve"):
+    known_ids = ("scratchnet-threads1", "scratchnet-v1", "scratchnet-shm", "bare", "bare-sync")
+    for known in (*known_ids, "kserve"):
         assert f" {known}," in message or message.endswith(f" {known}")
     assert result.stdout == ""
     assert not output.exists()
