@@ -12,7 +12,8 @@ Servers: ours with default flags and with --threads 1; a bare grpc.aio + onnxrun
 (bench/peers/bare_server.py), and the same on grpc's synchronous server; with --peers, KServe and
 PyTriton from build/peers-venv (`make bench-peers`). Requests are ModelInfer with
 raw_input_contents asking for label and scores; the first reply to each distinct request is
-checked against in-process onnxruntime every repeat, and every later reply must equal it. Writes bench/results/serving.json (bench/report.py renders it).
+checked against in-process onnxruntime every repeat, and every later reply must equal it. Writes
+bench/results/serving.json (bench/report.py renders it).
 """
 
 from __future__ import annotations
@@ -256,11 +257,12 @@ def _contenders(args: Any) -> tuple[list[Contender], list[dict[str, str]]]:
         ),
     ]
     bare = PEERS / "bare_server.py"
-    for suffix, flags, label in (
-        ("", (), "bare grpc.aio + onnxruntime, ModelInfer only"),
-        ("-sync", ("--sync",), "bare synchronous grpc (4 threads) + onnxruntime, ModelInfer only"),
+    for suffix, sync, label in (
+        ("", False, "bare grpc.aio + onnxruntime, ModelInfer only"),
+        ("-sync", True, "bare synchronous grpc (4 threads) + onnxruntime, ModelInfer only"),
     ):
-        command = ["python", str(bare.relative_to(ROOT)), "--model", str(args.model), *flags]
+        bare_flags = ("--sync",) if sync else ()
+        command = ["python", str(bare.relative_to(ROOT)), "--model", str(args.model), *bare_flags]
         contenders.append(
             Contender(
                 id=f"bare{suffix}",
@@ -270,7 +272,7 @@ def _contenders(args: Any) -> tuple[list[Contender], list[dict[str, str]]]:
                 scenarios=_ALL,
                 command=command,
                 python_args=(str(bare),),
-                args=flags,
+                args=bare_flags,
             )
         )
     skipped: list[dict[str, str]] = []
