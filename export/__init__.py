@@ -9,6 +9,11 @@ triton    a Triton Inference Server model repository
 
 from __future__ import annotations
 
+# First: Ctrl-C while the imports below run is one line, not a traceback (scratchnet.starting).
+import scratchnet.starting  # noqa: F401
+
+# isort: split
+
 from export.graph import DEFAULT_OPSET, MIN_OPSET
 from export.model import ExportOptions, build_model, export_artifact, model_bytes, write_file
 from export.parity import ParityReport, check_parity

@@ -8,6 +8,7 @@ forward    the numpy forward pass, the reference every runtime is checked agains
 artifact   the trainer artifact's format (written by the trainer, read by the exporter)
 datasets   data sets: the bundled MNIST, IDX folders, npz files; idx reads IDX files
 cli        what every command line shares: one-line errors, exit codes
+starting   imported first by the command packages: Ctrl-C while they import is one line too
 files      atomic file writes
 versions   the installed scratchnet version
 launcher   running `python -m server` as a subprocess (demo, benchmarks, tests)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 from typing import NoReturn
 
 from scratchnet.errors import ScratchnetError, one_line
 
 __all__ = [
+    "COMMAND_PACKAGES",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_USAGE",
@@ -21,6 +24,7 @@ __all__ = [
     "integers",
     "non_negative_number",
     "positive_number",
+    "quiet_interrupt_while_starting",
     "run_cli",
 ]
 
@@ -29,6 +33,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 """The caller's mistake, found before any call: a flag, a file, the environment."""
 EXIT_INTERRUPTED = 130
+COMMAND_PACKAGES = ("trainer", "export", "server", "clients")
+"""The packages whose modules are commands (`python -m server`, `python -m clients.score`, …)."""
 
 
 def _fail(program: str, message: str, code: int) -> NoReturn:
@@ -96,9 +102,52 @@ def _number(text: str) -> float:
         return math.nan
 
 
+def quiet_interrupt_while_starting() -> None:
+    """When this process is `python -m` one of COMMAND_PACKAGES (or a module of one), make Ctrl-C
+    before run_cli starts (while the package's imports run) one line and EXIT_INTERRUPTED, as
+    run_cli makes it afterwards, instead of a traceback from inside whichever import it landed
+    in (scratchnet.starting calls this). A program that merely imports a package keeps its own
+    SIGINT handler."""
+    module = _module_run()
+    if module is None or module.partition(".")[0] not in COMMAND_PACKAGES:
+        return
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return  # ignored by the parent, or set already
+    line = f"python -m {module}: error: interrupted\n".encode()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        os.write(2, line)
+        # Not SystemExit: an import may catch BaseException, and half-imported modules have
+        # nothing to clean up; no output has been written to flush.
+        os._exit(EXIT_INTERRUPTED)
+
+    global _starting_handler
+    _starting_handler = interrupted
+    signal.signal(signal.SIGINT, interrupted)
+
+
+_starting_handler: Callable[[int, FrameType | None], None] | None = None
+
+
+def _module_run() -> str | None:
+    """The module of `python [options] -m MODULE …` while Python is still importing its packages
+    (sys.argv[0] is "-m" until then, as the docs of sys.argv say); else None."""
+    if not sys.argv or sys.argv[0] != "-m":
+        return None
+    arguments = iter(sys.orig_argv[1:])
+    for argument in arguments:
+        if argument == "-m":
+            return next(arguments, None)
+        if argument.startswith("-m"):
+            return argument[2:]
+    return None
+
+
 def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:
     """Run `main` and exit with its code; errors and Ctrl-C become one line on stderr, exiting
     EXIT_FAILED for a failure, EXIT_USAGE for a mistake."""
+    if _starting_handler is not None and signal.getsignal(signal.SIGINT) is _starting_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here
     try:
         code = main() or 0
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit

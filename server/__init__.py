@@ -27,3 +27,6 @@ health          grpc.health.v1 statuses
 memory          glibc allocator tuning
 playground      the HTTP playground's page and what it is told about a model
 """
+
+# First: Ctrl-C while the imports below run is one line, not a traceback (scratchnet.starting).
+import scratchnet.starting  # noqa: F401

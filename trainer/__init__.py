@@ -7,6 +7,11 @@ save_artifact("artifacts/model.npz", result.artifact)
 
 from __future__ import annotations
 
+# First: Ctrl-C while the imports below run is one line, not a traceback (scratchnet.starting).
+import scratchnet.starting  # noqa: F401
+
+# isort: split
+
 from scratchnet.artifact import Artifact, load_artifact, save_artifact
 from scratchnet.contract import DEFAULT_ARTIFACT, INPUT_SCALE
 from scratchnet.datasets import Dataset, load_dataset

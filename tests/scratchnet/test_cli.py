@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -26,6 +29,7 @@ from scratchnet.errors import (
     JobFailed,
     ScratchnetError,
 )
+from tests.conftest import REPO
 
 
 def test_integer_bounds() -> None:
@@ -108,6 +112,47 @@ def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> Non
         run_cli("prog", interrupted)
     assert exited.value.code == EXIT_INTERRUPTED
     assert capsys.readouterr().err == "prog: error: interrupted\n"
+
+
+def _interrupted_while_importing(*command: str) -> subprocess.CompletedProcess[str]:
+    """Run `command`, send it Ctrl-C's SIGINT once numpy's core is loaded (its package imports
+    are under way, run_cli not yet begun), and return how it ended."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    maps = Path(f"/proc/{process.pid}/maps")
+    deadline = time.monotonic() + 30
+    while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("module", ["server", "clients.score", "trainer"])
+def test_ctrl_c_while_a_command_imports_is_one_line(module: str) -> None:
+    # Before run_cli begins, Python's own handler raised KeyboardInterrupt inside whichever
+    # import was running: a traceback of a dozen lines.
+    result = _interrupted_while_importing(sys.executable, "-m", module)
+    assert (result.returncode, result.stdout) == (EXIT_INTERRUPTED, "")
+    assert result.stderr == f"python -m {module}: error: interrupted\n"
+
+
+@pytest.mark.parametrize("run_as", ["-c", "-m"])
+def test_a_program_that_imports_a_command_package_keeps_its_sigint_handler(
+    tmp_path: Path, run_as: str
+) -> None:
+    # Someone else's program, run as a script or as `python -m theirtool`, using our client.
+    source = "import clients, signal\nprint(signal.getsignal(signal.SIGINT).__name__)\n"
+    (tmp_path / "theirtool.py").write_text(source)
+    command = (
+        [sys.executable, "-c", source] if run_as == "-c" else [sys.executable, "-m", "theirtool"]
+    )
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd=REPO,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
+    )  # fmt: skip
+    assert (result.returncode, result.stdout) == (0, "default_int_handler\n"), result.stderr
 
 
 def test_a_reader_that_goes_away_is_a_quiet_success() -> None:

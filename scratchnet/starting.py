@@ -1,0 +1,7 @@
+"""Imported first by every package whose modules are commands (scratchnet.cli.COMMAND_PACKAGES),
+before the imports that take a second or two: Ctrl-C meanwhile is one line and exit 130, as
+run_cli makes it once the command runs, not a traceback."""
+
+from scratchnet.cli import quiet_interrupt_while_starting
+
+quiet_interrupt_while_starting()
