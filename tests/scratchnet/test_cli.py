@@ -114,12 +114,19 @@ def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().err == "prog: error: interrupted\n"
 
 
+def _sigint_as_in_a_shell() -> None:
+    """In the child: SIGINT as a terminal's shell starts a command, not ignored as pytest-xdist's
+    workers have it (a child inherits an ignored signal, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupted_while_importing(*command: str) -> subprocess.CompletedProcess[str]:
     """Run `command`, send it Ctrl-C's SIGINT once numpy's core is loaded (its package imports
     are under way, run_cli not yet begun), and return how it ended."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
-    )
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=_sigint_as_in_a_shell,
+    )  # fmt: skip
     maps = Path(f"/proc/{process.pid}/maps")
     deadline = time.monotonic() + 30
     while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:
@@ -151,6 +158,7 @@ def test_a_program_that_imports_a_command_package_keeps_its_sigint_handler(
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=60, cwd=REPO,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
+        preexec_fn=_sigint_as_in_a_shell,
     )  # fmt: skip
     assert (result.returncode, result.stdout) == (0, "default_int_handler\n"), result.stderr
 
