@@ -3,11 +3,12 @@ figures the machine's load does not move (docs/performance.md).
 
     .venv/bin/python bench/instructions.py [--model artifacts/model.onnx] [--calls 400]
 
-Each contender (our server with its default flags, ours with --no-access-log, the bare grpc.aio
-server of bench/peers/) runs under valgrind's callgrind, all at once: a count does not depend on
-the load. Once a contender answers: 50 warm-up calls, its counters zeroed (`callgrind_control
--z`), `--calls` calls one after another from this process, its counters dumped (`-d`); the dump's
-total, every thread of the process included, divided by the calls. Needs valgrind (Debian's
+Each contender (our server with its default flags, ours with --no-access-log, the bare server of
+bench/peers/ on grpc.aio and on grpc's synchronous server) runs under valgrind's callgrind, all at
+once: a count does not depend on the load. Once a contender answers: 50 warm-up calls, its
+counters zeroed (`callgrind_control -z`), `--calls` calls one after another from this process,
+its counters dumped (`-d`); the dump's total, every thread of the process included, divided by
+the calls. Needs valgrind (Debian's
 `valgrind`); a contender takes a minute or two to start under it. Writes nothing but callgrind's
 dumps, in a temporary directory.
 """
@@ -35,6 +36,7 @@ CONTENDERS = {
     "scratchnet, default flags": ((), ("-m", "server")),
     "scratchnet, --no-access-log": (("--no-access-log",), ("-m", "server")),
     "bare grpc.aio + onnxruntime": ((), (str(PEERS / "bare_server.py"),)),
+    "bare synchronous grpc + onnxruntime": (("--sync",), (str(PEERS / "bare_server.py"),)),
 }
 """Label: (server flags, python arguments)."""
 
