@@ -347,6 +347,8 @@ def check_address(address: str) -> None:
             f"cannot start Ray at {address}: nothing accepts connections there ({reason}; "
             f"tried for up to {CONNECT_SECONDS:g} s): expected {expected}"
         ) from None
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # Ray's TLS (its own variables, as Ray reads them): no plaintext handshake there
     # Both are gRPC servers: something else listening there (an HTTP server, a database) would
     # keep ray.init retrying for minutes too.
     left = max(CONNECT_SECONDS - (time.monotonic() - started), 0.5)

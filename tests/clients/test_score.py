@@ -379,6 +379,14 @@ def test_ray_engine_fails_fast_where_something_else_listens(
     assert_one_line_error(result, PROGRAM, message, code=1)
 
 
+def test_the_ray_address_check_leaves_a_tls_cluster_to_ray(
+    silent_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With Ray's TLS on, its GCS answers no plaintext handshake: only the connection is checked.
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    check_address(f"127.0.0.1:{silent_port}")
+
+
 def test_a_grpc_server_passes_the_ray_address_check() -> None:
     # What the check lets through: any gRPC server (a Ray head's GCS and Ray Client server are
     # two); Ray itself then says whether it is one of them.
