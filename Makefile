@@ -54,9 +54,11 @@ proto-check: $(INSTALLED)
 
 pytest: $(INSTALLED) cpp-client $(NODE_INSTALLED) playground chromium
 	# Two workers: most tests wait on a server or a subprocess, so two at a time take about 4 min
-	# where one takes 7 (loadgroup keeps an xdist_group on one worker). Tests marked serial (Ray)
-	# need the machine to themselves and run after, alone.
-	$(PY) -m pytest -n 2 --dist loadgroup -m 'not serial'
+	# where one takes 7. loadscope gives each worker whole modules, so that a module's servers and
+	# the browser session start once (spread test by test, a module's fixtures started again each
+	# time a worker came back to it: 277 s against 242). Tests marked serial (Ray) need the
+	# machine to themselves and run after, alone.
+	$(PY) -m pytest -n 2 --dist loadscope -m 'not serial'
 	$(PY) -m pytest -m serial
 
 # Regenerate scratchnet/api/ from proto/ (`make proto-check` fails when it is stale).

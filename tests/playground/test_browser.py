@@ -32,9 +32,6 @@ from server import playground
 from tests.conftest import REPO, RunningServer, start_server
 from tests.server.onnx_models import build_classifier
 
-# One worker runs the module (make test runs two), so its servers and browser start once.
-pytestmark = pytest.mark.xdist_group("browser")
-
 SESSION = Path(__file__).with_name("browser_session.mjs")
 CHROMIUM = Path("/usr/bin/chromium")
 PLAYWRIGHT = REPO / "server" / "playground" / "node_modules" / "playwright-core"
