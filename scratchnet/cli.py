@@ -103,12 +103,12 @@ def _number(text: str) -> float:
 
 
 def quiet_interrupt_while_starting() -> None:
-    """When this process is `python -m` one of COMMAND_PACKAGES (or a module of one), make Ctrl-C
-    before run_cli starts (while the package's imports run) one line and EXIT_INTERRUPTED, as
-    run_cli makes it afterwards, instead of a traceback from inside whichever import it landed
-    in (scratchnet.starting calls this). A program that merely imports a package keeps its own
-    SIGINT handler."""
-    module = _module_run()
+    """When this process is `python -m` one of COMMAND_PACKAGES (or a module of one), or one of
+    scratchnet's console scripts, make Ctrl-C before run_cli starts (while the package's imports
+    run) one line and EXIT_INTERRUPTED, as run_cli makes it afterwards, instead of a traceback
+    from inside whichever import it landed in (scratchnet.starting calls this). A program that
+    merely imports a package keeps its own SIGINT handler."""
+    module = _module_run() or _console_script_run()
     if module is None or module.partition(".")[0] not in COMMAND_PACKAGES:
         return
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
@@ -140,6 +140,24 @@ def _module_run() -> str | None:
             return next(arguments, None)
         if argument.startswith("-m"):
             return argument[2:]
+    return None
+
+
+def _console_script_run() -> str | None:
+    """The module a console script of scratchnet's (`scratchnet-serve`: server) runs, when this
+    process is one, as `python -m` would name it; else None."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if not name.startswith("scratchnet-"):
+        return None
+    import importlib.metadata  # here: only a process that may be one of ours pays for it
+
+    try:
+        entry_points = importlib.metadata.distribution("scratchnet").entry_points
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    for entry in entry_points:
+        if entry.group == "console_scripts" and entry.name == name:
+            return entry.module.removesuffix(".__main__")
     return None
 
 

@@ -145,6 +145,13 @@ def test_ctrl_c_while_a_command_imports_is_one_line(module: str) -> None:
     assert result.stderr == f"python -m {module}: error: interrupted\n"
 
 
+def test_ctrl_c_while_a_console_script_imports_is_one_line() -> None:
+    script = Path(sys.executable).with_name("scratchnet-serve")  # installed with the package
+    result = _interrupted_while_importing(str(script))
+    assert (result.returncode, result.stdout) == (EXIT_INTERRUPTED, "")
+    assert result.stderr == "python -m server: error: interrupted\n"
+
+
 @pytest.mark.parametrize("run_as", ["-c", "-m"])
 def test_a_program_that_imports_a_command_package_keeps_its_sigint_handler(
     tmp_path: Path, run_as: str
