@@ -156,9 +156,12 @@ def test_ctrl_c_while_a_console_script_imports_is_one_line() -> None:
 def test_a_program_that_imports_a_command_package_keeps_its_sigint_handler(
     tmp_path: Path, run_as: str
 ) -> None:
-    # Someone else's program, run as a script or as `python -m theirtool`, using our client.
+    # Someone else's program using our client: a script, or `python -m theirtool` whose package
+    # imports it (while Python imports that package, sys.argv[0] is "-m", as for ours).
     source = "import clients, signal\nprint(signal.getsignal(signal.SIGINT).__name__)\n"
-    (tmp_path / "theirtool.py").write_text(source)
+    (tmp_path / "theirtool").mkdir()
+    (tmp_path / "theirtool" / "__init__.py").write_text("import clients\n")
+    (tmp_path / "theirtool" / "__main__.py").write_text(source)
     command = (
         [sys.executable, "-c", source] if run_as == "-c" else [sys.executable, "-m", "theirtool"]
     )
