@@ -30,7 +30,7 @@ from scratchnet.datasets import as_pixels
 from scratchnet.errors import ScratchnetError
 from scratchnet.idx import IMAGES_MAGIC, read_idx
 
-__all__ = ["INVERT_CHOICES", "Invert", "load_images", "mnist_form"]
+__all__ = ["INVERT_CHOICES", "Invert", "load_images", "mnist_form", "plain_form"]
 
 Invert = Literal["auto", "yes", "no"]
 INVERT_CHOICES: tuple[Invert, ...] = ("auto", "yes", "no")
@@ -122,7 +122,6 @@ def _photo(
             f"{file}: reading photos needs Pillow, which is not installed: "
             "pip install scratchnet[images]"
         ) from None
-    height, width = image_shape
     bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
         # Past Pillow's pixel limit, a photo is refused in one line (Pillow itself only warns,
@@ -131,21 +130,12 @@ def _photo(
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(file)
         with opened:
-            image: Any = _eight_bit(opened, file)
-            if preprocess:
-                return mnist_form(np.asarray(image.convert("RGBA")), image_shape, invert)
-            if "A" in image.getbands():
-                # Transparent pixels count as white paper, whatever colour they hide.
-                paper = Image.new("RGBA", image.size, "white")
-                image = Image.alpha_composite(paper, image.convert("RGBA"))
-            gray = image.convert("L").resize((width, height), Image.Resampling.LANCZOS)
+            rgba = np.asarray(_eight_bit(opened, file).convert("RGBA"))
     except (UnidentifiedImageError, OSError, ValueError, *bombs) as error:
         message = f"{file}: not a readable image ({error}), expected {_KINDS}"
         raise ScratchnetError(message) from None
-    pixels = np.asarray(gray, dtype=np.uint8)
-    if invert == "yes" or (invert == "auto" and _light_border(pixels)):
-        pixels = 255 - pixels
-    return pixels
+    form = mnist_form if preprocess else plain_form
+    return form(rgba, image_shape, invert)
 
 
 # The pixel range of Pillow's modes wider than 8 bits: "I" is what Pillow reads 16-bit PGM (and,
@@ -183,11 +173,6 @@ def _eight_bit(image: Any, file: Path) -> Any:
     return gray
 
 
-def _light_border(pixels: NDArray[np.uint8]) -> bool:
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    return bool(border.mean() > 127.5)
-
-
 def mnist_form(
     rgba: NDArray[np.uint8], image_shape: tuple[int, int], invert: Invert = "auto"
 ) -> NDArray[np.uint8]:
@@ -218,6 +203,22 @@ def mnist_form(
     return np.clip(np.floor(frame + 0.5), 0, 255).astype(np.uint8)
 
 
+def plain_form(
+    rgba: NDArray[np.uint8], image_shape: tuple[int, int], invert: Invert = "auto"
+) -> NDArray[np.uint8]:
+    """An RGBA image [h, w, 4] (or grayscale [h, w]) taken as it is, for one already in MNIST's
+    form (--no-preprocess): grayscale over white paper, resized to [H, W] with the fitting's
+    triangle filter when it is another size, inverted if `invert` says so; [H, W] uint8, as
+    preprocess.mjs's plainForm makes it."""
+    gray = _gray(rgba)
+    height, width = image_shape
+    if gray.shape != (height, width):
+        gray = _resample(gray.shape[0], height) @ gray @ _resample(gray.shape[1], width).T
+    if _inverts(gray, invert):
+        gray = 255 - gray
+    return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
+
+
 def _gray(image: NDArray[np.uint8]) -> NDArray[np.float64]:
     """Luma (ITU-R 601) of an RGBA image composited over white paper, as float64 0-255."""
     if image.ndim == 2:
@@ -232,14 +233,24 @@ def _gray(image: NDArray[np.uint8]) -> NDArray[np.float64]:
 def _ink(gray: NDArray[np.float64], invert: Invert) -> NDArray[np.float64]:
     """Ink as light on black: inverted if the paper is light, background subtracted, stretched
     so that the darkest ink is 255."""
-    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if invert == "yes" or (invert == "auto" and border.mean() > 127.5):
+    border = _border(gray)
+    if _inverts(gray, invert):
         gray, border = 255 - gray, 255 - border
     background = np.sort(border)[(border.size - 1) // 2]  # the lower median
     ink = np.maximum(gray - background, 0)
     peak = float(ink.max())
     stretched: NDArray[np.float64] = ink * (255 / peak) if peak > 0 else ink
     return stretched
+
+
+def _border(gray: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The outermost ring of pixels: top row, bottom row, left column, right column."""
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
+def _inverts(gray: NDArray[np.float64], invert: Invert) -> bool:
+    """Whether to invert: `invert` "yes", or "auto" and a light border (paper)."""
+    return invert == "yes" or (invert == "auto" and bool(_border(gray).mean() > 127.5))
 
 
 def _resample(size: int, new_size: int) -> NDArray[np.float64]:

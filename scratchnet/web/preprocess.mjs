@@ -40,25 +40,7 @@ export function mnistForm(image, [height, width], { invert = 'auto' } = {}) {
   const scale = Math.min(boxHeight / cropHeight, boxWidth / cropWidth);
   const fitHeight = Math.max(1, round(cropHeight * scale));
   const fitWidth = Math.max(1, round(cropWidth * scale));
-  const rows = resampleWeights(cropHeight, fitHeight);
-  const cols = resampleWeights(cropWidth, fitWidth);
-  // fitted = rows · crop · colsᵀ, as the numpy version computes it.
-  const half = new Float64Array(fitHeight * cropWidth);
-  for (let i = 0; i < fitHeight; i++) {
-    for (let x = 0; x < cropWidth; x++) {
-      let sum = 0;
-      for (let k = 0; k < cropHeight; k++) sum += rows[i * cropHeight + k] * crop[k * cropWidth + x];
-      half[i * cropWidth + x] = sum;
-    }
-  }
-  const fitted = new Float64Array(fitHeight * fitWidth);
-  for (let i = 0; i < fitHeight; i++) {
-    for (let j = 0; j < fitWidth; j++) {
-      let sum = 0;
-      for (let k = 0; k < cropWidth; k++) sum += half[i * cropWidth + k] * cols[j * cropWidth + k];
-      fitted[i * fitWidth + j] = sum;
-    }
-  }
+  const fitted = resized(crop, [cropHeight, cropWidth], [fitHeight, fitWidth]);
   let mass = 0;
   let weightedY = 0;
   let weightedX = 0;
@@ -80,6 +62,24 @@ export function mnistForm(image, [height, width], { invert = 'auto' } = {}) {
   const pixels = new Uint8Array(height * width);
   for (let i = 0; i < frame.length; i++) pixels[i] = clamp(Math.floor(frame[i] + 0.5), 0, 255);
   return pixels;
+}
+
+/**
+ * An RGBA image taken as it is, for one already in MNIST's form (--no-preprocess): grayscale over
+ * white paper, resized to [H, W] with the fitting's triangle filter when it is another size, and
+ * inverted if `invert` says so (auto: a light border).
+ * @param {{width: number, height: number, data: ArrayLike<number>}} image RGBA, 4 bytes a pixel
+ * @param {[number, number]} shape the model's [H, W]
+ * @param {{invert?: 'auto' | 'yes' | 'no'}} [options]
+ * @returns {Uint8Array} H*W pixels, row-major, 0-255
+ */
+export function plainForm(image, [height, width], { invert = 'auto' } = {}) {
+  let gray = grayOf(image);
+  if (image.width !== width || image.height !== height) {
+    gray = resized(gray, [image.height, image.width], [height, width]);
+  }
+  const flip = inverts(gray, width, height, invert);
+  return Uint8Array.from(gray, (value) => clamp(round(flip ? 255 - value : value), 0, 255));
 }
 
 /** Luma (ITU-R 601) of RGBA pixels composited over white paper, as floats 0-255. */
@@ -155,6 +155,34 @@ function inkBox(ink, width, height) {
     }
   }
   return bottom < 0 ? null : { top, bottom, left, right };
+}
+
+/**
+ * Gray pixels [height, width] resized to [newHeight, newWidth] with the triangle filter of
+ * resampleWeights: rows · pixels · colsᵀ, as the numpy version computes it.
+ * @param {ArrayLike<number>} pixels row-major
+ * @returns {Float64Array} row-major
+ */
+export function resized(pixels, [height, width], [newHeight, newWidth]) {
+  const rows = resampleWeights(height, newHeight);
+  const cols = resampleWeights(width, newWidth);
+  const half = new Float64Array(newHeight * width);
+  for (let i = 0; i < newHeight; i++) {
+    for (let x = 0; x < width; x++) {
+      let sum = 0;
+      for (let k = 0; k < height; k++) sum += rows[i * height + k] * pixels[k * width + x];
+      half[i * width + x] = sum;
+    }
+  }
+  const out = new Float64Array(newHeight * newWidth);
+  for (let i = 0; i < newHeight; i++) {
+    for (let j = 0; j < newWidth; j++) {
+      let sum = 0;
+      for (let k = 0; k < width; k++) sum += half[i * width + k] * cols[j * width + k];
+      out[i * newWidth + j] = sum;
+    }
+  }
+  return out;
 }
 
 /**

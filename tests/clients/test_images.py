@@ -133,10 +133,10 @@ def test_paper_ink_transparency_and_blank_pages() -> None:
 NODE_SCRIPT = """
 const { readImages } = require(process.argv[1]);
 (async () => {
-  const [shape, ...files] = JSON.parse(process.argv[2]);
+  const [shape, preprocess, ...files] = JSON.parse(process.argv[2]);
   const out = {};
   for (const file of files) {
-    const { data } = await readImages(file, { imageShape: async () => shape });
+    const { data } = await readImages(file, { imageShape: async () => shape, preprocess });
     out[file] = Array.from(data);
   }
   process.stdout.write(JSON.stringify(out));
@@ -145,7 +145,9 @@ const { readImages } = require(process.argv[1]);
 NODE_IMAGES = REPO / "clients" / "node" / "lib" / "images.js"
 
 
-def javascript_pixels(files: list[Path], shape: tuple[int, int]) -> dict[str, NDArray[np.uint8]]:
+def javascript_pixels(
+    files: list[Path], shape: tuple[int, int], preprocess: bool = True
+) -> dict[str, NDArray[np.uint8]]:
     """What the Node.js client's image input (scratchnet/web/preprocess.mjs) makes of `files`."""
     node = shutil.which("node")
     modules = REPO / "clients" / "node" / "node_modules" / "pngjs"
@@ -154,8 +156,9 @@ def javascript_pixels(files: list[Path], shape: tuple[int, int]) -> dict[str, ND
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+    arguments = json.dumps([shape, preprocess, *map(str, files)])
     result = subprocess.run(
-        [node, "-e", NODE_SCRIPT, str(NODE_IMAGES), json.dumps([list(shape), *map(str, files)])],
+        [node, "-e", NODE_SCRIPT, str(NODE_IMAGES), arguments],
         capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -199,6 +202,43 @@ def test_python_and_javascript_preprocessing_agree(
     python = np.stack([load_images(file, (28, 28))[0] for file in [*files, jpeg]])
     javascript = np.stack([both[str(file)] for file in [*files, jpeg]])
     assert np.array_equal(labels_of(artifact, python), labels_of(artifact, javascript))
+
+
+def test_python_and_javascript_take_photos_as_they_are_alike(
+    mnist: Dataset, tmp_path: Path
+) -> None:
+    # --no-preprocess: grayscale over white paper, resized with the fitting's triangle filter,
+    # inverted on a light border; Python had used Pillow's own gray and Lanczos, and Node.js
+    # refused a photo that was not the model's size.
+    rng = np.random.default_rng(2)
+    digit = mnist.test_images[0]
+    colour = np.zeros((*digit.shape, 4), dtype=np.uint8)
+    colour[..., :3] = rng.integers(0, 256, (*digit.shape, 3), dtype=np.uint8)
+    colour[..., 3] = digit  # ink as opacity over coloured pixels
+    pictures = {
+        "same-size.png": Image.fromarray(255 - digit),
+        "coloured.png": Image.fromarray(colour, "RGBA"),
+        "big.png": Image.fromarray(np.kron(digit, np.ones((3, 2), dtype=np.uint8))),
+        "small.png": Image.fromarray(on_paper(digit, rng)).resize((19, 23)),
+    }
+    files = []
+    for name, picture in pictures.items():
+        files.append(tmp_path / name)
+        picture.save(files[-1])
+    for shape in ((28, 28), (20, 24)):
+        from_js = javascript_pixels(files, shape, preprocess=False)
+        for file in files:
+            ours = load_images(file, shape, preprocess=False)[0]
+            theirs = from_js[str(file)]
+            if shape == pictures[file.name].size[::-1]:  # not resized: the same float sums
+                assert np.array_equal(ours, theirs), file.name
+            # Resized: summation order may differ in the last bit, so a pixel may round the
+            # other way, never by more than 1.
+            difference = np.abs(ours.astype(np.int16) - theirs.astype(np.int16))
+            assert difference.max() <= 1, file.name
+            assert np.mean(difference > 0) < 0.01, file.name
+    same = load_images(tmp_path / "same-size.png", (28, 28), preprocess=False)[0]
+    assert np.array_equal(same, digit)  # light paper inverted back, nothing else done
 
 
 # --- pixels wider than 8 bits ---------------------------------------------------------------

@@ -30,7 +30,7 @@ dns:///NAME:PORT (every address of NAME).
 FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of integers 0-255 or floats in [0, 1]
 (either byte order), each of the model's HxW; or a PNG or JPEG photo, put in MNIST's form
 (inverted if on light paper, cropped to the ink, fitted into 20x20 of 28x28, centred by mass;
-docs/preprocessing.md) unless --no-preprocess (then it must be HxW).
+docs/preprocessing.md) unless --no-preprocess (then only made gray and resized to HxW).
 DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
 Server options (predict, score, info):
   --model NAME          the model to ask (default: the server's default model)

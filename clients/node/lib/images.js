@@ -108,25 +108,14 @@ function jpegSize(bytes) {
 
 /**
  * A photo as one image [1, H, W] of uint8 pixels: in MNIST's form unless `preprocess` is false,
- * when it must already be H x W (it is then only made grayscale, and inverted if need be).
+ * when it is only made grayscale, resized to H x W and inverted if need be.
  */
 async function readPhoto(bytes, file, { imageShape, preprocess = true, invert = 'auto' }) {
   const [height, width] = imageShape;
   const image = await decodePhoto(bytes, file);
-  const { mnistForm, grayOf, inverts } = await import(PREPROCESS);
-  if (preprocess) {
-    return { data: mnistForm(image, [height, width], { invert }), shape: [1, height, width] };
-  }
-  if (image.width !== width || image.height !== height) {
-    throw new InputError(
-      `${file}: a ${image.width}x${image.height} image, expected ${width}x${height} ` +
-        "(the model's size) with --no-preprocess; drop the flag to have it fitted",
-    );
-  }
-  const gray = grayOf(image);
-  const flip = inverts(gray, width, height, invert);
-  const data = Uint8Array.from(gray, (v) => Math.floor((flip ? 255 - v : v) + 0.5));
-  return { data, shape: [1, height, width] };
+  const { mnistForm, plainForm } = await import(PREPROCESS);
+  const form = preprocess ? mnistForm : plainForm;
+  return { data: form(image, [height, width], { invert }), shape: [1, height, width] };
 }
 
 /**
