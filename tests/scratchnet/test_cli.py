@@ -127,9 +127,15 @@ def _interrupted_while_importing(*command: str) -> subprocess.CompletedProcess[s
         command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
         preexec_fn=_sigint_as_in_a_shell,
     )  # fmt: skip
-    maps = Path(f"/proc/{process.pid}/maps")
+    proc = Path(f"/proc/{process.pid}")
+    last = command[-1].encode()  # the module, or the console script (run by its interpreter)
     deadline = time.monotonic() + 30
-    while "_multiarray_umath" not in maps.read_text() and time.monotonic() < deadline:
+    # Until exec, the child is a copy of this process, numpy included: wait for its own command
+    # line first (SIGINT before Python has imported `site` is Python's own fatal error).
+    while time.monotonic() < deadline and not (
+        last in (proc / "cmdline").read_bytes().split(b"\0")
+        and "_multiarray_umath" in (proc / "maps").read_text()
+    ):
         time.sleep(0.002)
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
