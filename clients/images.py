@@ -214,7 +214,7 @@ def plain_form(
     height, width = image_shape
     if gray.shape != (height, width):
         gray = _resample(gray.shape[0], height) @ gray @ _resample(gray.shape[1], width).T
-    if _inverts(gray, invert):
+    if _inverts(_border(gray), invert):
         gray = 255 - gray
     return np.clip(np.floor(gray + 0.5), 0, 255).astype(np.uint8)
 
@@ -234,7 +234,7 @@ def _ink(gray: NDArray[np.float64], invert: Invert) -> NDArray[np.float64]:
     """Ink as light on black: inverted if the paper is light, background subtracted, stretched
     so that the darkest ink is 255."""
     border = _border(gray)
-    if _inverts(gray, invert):
+    if _inverts(border, invert):
         gray, border = 255 - gray, 255 - border
     background = np.sort(border)[(border.size - 1) // 2]  # the lower median
     ink = np.maximum(gray - background, 0)
@@ -248,9 +248,9 @@ def _border(gray: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
 
 
-def _inverts(gray: NDArray[np.float64], invert: Invert) -> bool:
-    """Whether to invert: `invert` "yes", or "auto" and a light border (paper)."""
-    return invert == "yes" or (invert == "auto" and bool(_border(gray).mean() > 127.5))
+def _inverts(border: NDArray[np.float64], invert: Invert) -> bool:
+    """Whether to invert: `invert` "yes", or "auto" and a light `border` (paper)."""
+    return invert == "yes" or (invert == "auto" and bool(border.mean() > 127.5))
 
 
 def _resample(size: int, new_size: int) -> NDArray[np.float64]:
