@@ -127,10 +127,12 @@ def infer_request(received: Received, shared: SharedMemory | None = None) -> Inf
         for output in message.outputs
     ]
     for output in outputs:
+        if not output.parameters:
+            continue
         # A region that is not there, or too small for its own offset, is refused before the
         # model runs; whether the output fits, once it has (checks.check_output_room).
         what = f"output '{clip(output.name)}' of model '{model}'"
-        region = requested_region(output.parameters, what) if output.parameters else None
+        region = requested_region(output.parameters, what)
         if region is not None:
             if shared is None:
                 raise InvalidArgument(f"{what}: this transport does not take shared memory")

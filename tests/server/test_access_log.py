@@ -20,7 +20,14 @@ import pytest
 from scratchnet.api.inference import open_inference_grpc_pb2 as oip
 from scratchnet.api.inference.open_inference_grpc_pb2_grpc import GRPCInferenceServiceStub
 from server.dataplane import Outcome
-from server.logs import ACCESS_LOGGER, AccessEntry, AccessLog, JsonFormatter, configure
+from server.logs import (
+    ACCESS_LOGGER,
+    AccessEntry,
+    AccessLog,
+    JsonFormatter,
+    TextFormatter,
+    configure,
+)
 from server.statistics import Timing
 from tests.conftest import start_server
 from tests.server.calls import APIS, Caller, images
@@ -101,6 +108,17 @@ def test_access_lines_are_info_and_json_lines_carry_typed_fields(root_logging: N
     assert (refused["status"], refused["reason"]) == ("RESOURCE_EXHAUSTED", "the queue is full")
     assert error["message"] == "it broke\nover two lines"
     assert "ValueError: boom" in error["exception"]
+
+
+def test_text_lines_carry_loggings_own_time_stamps() -> None:
+    """The text formatter makes each second's date and time once; every stamp must still be
+    the one logging itself would print, across second boundaries and with a datefmt of its own."""
+    ours, theirs = TextFormatter("%(asctime)s %(message)s"), logging.Formatter("%(asctime)s")
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005, 1_700_000_000.5):
+        record = logging.makeLogRecord({"msg": "x", "created": created})
+        record.msecs = (created - int(created)) * 1000
+        assert ours.formatTime(record) == theirs.formatTime(record)
+        assert ours.formatTime(record, "%H:%M") == theirs.formatTime(record, "%H:%M")
 
 
 def test_configure_formats_every_logger_and_warnings_as_json(
