@@ -5,9 +5,10 @@ Methods are registered by hand from the .proto descriptors, each taking the raw 
 a request that does not parse is INVALID_ARGUMENT (grpc's own answer would be INTERNAL). Unary
 methods are registered as client-streaming, so that the handler runs as soon as the call starts
 and can close an upload that stalls (`Timeouts.upload_seconds`); the handler reads the one message
-with `context.read()` (no async generator, as the request iterator has). That costs 2.5 % of a
-batch-1 call's instructions over grpc's plain unary path (docs/performance.md), too little for a
-second way to register methods. A stream whose client sends nothing for
+with `context.read()` (no async generator, as the request iterator has), and one timer guards
+every call still waiting for its message (`TimeLimit`). That costs under 1 % of a batch-1
+call's instructions over grpc's plain unary path (docs/performance.md), too little for a second
+way to register methods. A stream whose client sends nothing for
 `Timeouts.idle_seconds` is closed too. A RequestError becomes
 `context.abort(code, message)` with the code scratchnet.status gives it; anything else is
 INTERNAL with the traceback in the log only. Every call counts as open in the data plane while it
@@ -22,7 +23,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import message_factory
@@ -32,7 +33,7 @@ from scratchnet.errors import DeadlineExceeded, InvalidArgument, RequestError
 from scratchnet.status import INTERNAL, status_of
 from server.dataplane import Call, DataPlane
 
-__all__ = ["Context", "Timeouts", "add_service", "call_of", "status_on_error"]
+__all__ = ["Context", "TimeLimit", "Timeouts", "add_service", "call_of", "status_on_error"]
 
 _log = logging.getLogger(__name__)
 if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # grpc's classes are generic in grpc-stubs only
 else:
     Context = grpc.aio.ServicerContext
     Handler = grpc.RpcMethodHandler
+T = TypeVar("T")
 Parser = Callable[[bytes], Any]
 Unary = Callable[[Any, Context], Awaitable[Message]]
 Streaming = Callable[[AsyncIterator[Any], Context], AsyncIterator[Message]]
@@ -105,29 +107,74 @@ def _parse(parse: Parser, data: bytes, method: str, type_name: str) -> Any:
         ) from None
 
 
-async def _next(requests: AsyncIterator[bytes], seconds: float, what: str) -> bytes | None:
-    """The next message of the call, None at its end; DeadlineExceeded after `seconds`."""
+class TimeLimit:
+    """Cancels the waits (for a unary call's message, for a stream's next one) that outlast
+    `seconds`, with one timer for all of them: an `asyncio.timeout` per wait cost 37k
+    instructions (a TimerHandle pushed on the loop's heap and cancelled again), 2.7 % of a
+    batch-1 call (docs/performance.md).
+
+    Every wait lasts the same `seconds`, so the waits, in the order they began, are in the order
+    of their deadlines: the timer is set for the oldest, and when it fires cancels those past
+    their deadline and is set again for the oldest left."""
+
+    __slots__ = ("_cancelled", "_seconds", "_timer", "_waiting")
+
+    def __init__(self, seconds: float) -> None:
+        """`seconds`: how long a wait may last (0: no limit)."""
+        self._seconds = seconds
+        self._waiting: dict[asyncio.Task[Any], float] = {}
+        """The task of each wait and its deadline (the loop's clock), oldest first."""
+        self._cancelled: set[asyncio.Task[Any]] = set()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def within(self, waiting: Awaitable[T], what: str) -> T:
+        """What `waiting` gives; DeadlineExceeded, saying `what`, once `seconds` have passed."""
+        if not self._seconds:
+            return await waiting
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._seconds
+        self._waiting[task] = deadline
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if task in self._cancelled and task.uncancel() == 0:  # ours, and no one else's
+                raise DeadlineExceeded(what) from None
+            raise
+        finally:
+            del self._waiting[task]
+            self._cancelled.discard(task)
+
+    def _expire(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._timer = None
+        for task, deadline in self._waiting.items():
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._expire)
+                return
+            if task not in self._cancelled:
+                self._cancelled.add(task)
+                task.cancel()
+
+
+async def _message(context: Context, limit: TimeLimit, what: str) -> bytes | None:
+    """A unary call's one message (None if there is none), within `limit`."""
+    # context.read(), not the request iterator: no async generator to run, and none whose
+    # frame keeps the message after the call.
+    data = await limit.within(context.read(), what)
+    return data if isinstance(data, bytes) else None  # else grpc.aio.EOF: the call ended
+
+
+async def _next(requests: AsyncIterator[bytes], limit: TimeLimit, what: str) -> bytes | None:
+    """A stream's next message, None at its end, within `limit`."""
     try:
-        # asyncio.timeout, not wait_for: no task of its own for every message.
-        async with asyncio.timeout(seconds):
-            return await anext(requests)
+        return await limit.within(anext(requests), what)
     except StopAsyncIteration:
         return None
-    except TimeoutError:
-        raise DeadlineExceeded(what) from None
-
-
-async def _first(context: Context, seconds: float, what: str) -> bytes | None:
-    """The call's one message (None if there is none); DeadlineExceeded after `seconds` (0: no
-    limit)."""
-    try:
-        # context.read(), not the request iterator: no async generator to run, and none whose
-        # frame keeps the message after the call.
-        async with asyncio.timeout(seconds or None):
-            data = await context.read()
-    except TimeoutError:
-        raise DeadlineExceeded(what) from None
-    return data if isinstance(data, bytes) else None  # else grpc.aio.EOF: the call ended
 
 
 _GRPC_CANCELS_WITHIN = 0.25
@@ -158,14 +205,16 @@ def _unary_handler(
         "(--upload-seconds): the call is closed"
     )
 
+    upload = TimeLimit(timeouts.upload_seconds)
+
     async def handle(requests: AsyncIterator[bytes], context: Context) -> Any:
         """Answer one call, its message read within the upload limit."""
-        del requests  # read through the context instead (see _first)
+        del requests  # read through the context instead (see _message)
         started = time.perf_counter_ns()
         async with status_on_error(context):
             try:
                 with plane.call_opened():
-                    data = await _first(context, timeouts.upload_seconds, stalled)
+                    data = await _message(context, upload, stalled)
                     if data is None:
                         await _left_to_grpc()
                         raise InvalidArgument(f"the call to {path} ended without a request message")
@@ -195,10 +244,11 @@ def _streaming_handler(
         f"no request on this stream of {path} for {timeouts.idle_seconds:g} s "
         "(--stream-idle-seconds): the stream is closed"
     )
+    idle_limit = TimeLimit(timeouts.idle_seconds)
 
     async def requests_of(raw: AsyncIterator[bytes], context: Context) -> AsyncIterator[Any]:
         while True:
-            data = await _next(raw, timeouts.idle_seconds, idle)
+            data = await _next(raw, idle_limit, idle)
             if data is None:
                 return
             yield _parse(parse, data, path, method.input_type.full_name)
