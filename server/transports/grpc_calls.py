@@ -141,12 +141,16 @@ class TimeLimit:
         try:
             return await waiting
         except asyncio.CancelledError:
-            if task in self._cancelled and task.uncancel() == 0:  # ours, and no one else's
-                raise DeadlineExceeded(what) from None
+            if task in self._cancelled:
+                self._cancelled.discard(task)
+                if task.uncancel() == 0:  # ours, and no one else's
+                    raise DeadlineExceeded(what) from None
             raise
         finally:
             del self._waiting[task]
-            self._cancelled.discard(task)
+            if task in self._cancelled:  # `waiting` ended as it was cancelled: take that back
+                self._cancelled.discard(task)
+                task.uncancel()
 
     def _expire(self) -> None:
         loop = asyncio.get_running_loop()

@@ -85,3 +85,20 @@ def test_without_a_limit_a_call_waits_for_its_message() -> None:
         return await TimeLimit(0).within(upload.read(), "stalled")
 
     assert asyncio.run(run()) == b"late"
+
+
+def test_a_wait_that_ends_on_its_own_when_cancelled_leaves_no_cancellation_behind() -> None:
+    async def stubborn() -> bytes:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return b"ended its own way"  # as a read might answer EOF
+        return b""
+
+    async def run() -> tuple[bytes, int]:
+        answer = await TimeLimit(0.05).within(stubborn(), "stalled")
+        task = asyncio.current_task()
+        assert task is not None
+        return answer, task.cancelling()
+
+    assert asyncio.run(run()) == (b"ended its own way", 0)
