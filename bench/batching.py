@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import shlex
 import statistics
@@ -35,7 +34,7 @@ import numpy as np
 import onnx
 from numpy.typing import NDArray
 from onnx import TensorProto, helper, numpy_helper
-from report import render_batching
+from report import render_batching, write_results
 from serving import (
     _FIGURES,
     CALL_TIMEOUT,
@@ -60,7 +59,7 @@ from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ScratchnetError
-from scratchnet.files import atomic_write
+from scratchnet.files import atomic_write, check_writable
 
 PROGRAM = "bench/batching.py"
 DELAY_US = 0
@@ -165,6 +164,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/batching.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/batching-logs"))
     args = parser.parse_args()
+    check_writable(args.output)
     if not args.model.is_file():
         raise ScratchnetError(
             f"{args.model} not found: `python -m trainer && python -m export` (or `make bench`)"
@@ -246,8 +246,7 @@ def main() -> int:
         "checks_ok": all(not row["errors"] and row["check"]["ok"] for row in rows),
         "memory": memory,
     }
-    with atomic_write(args.output) as handle:
-        handle.write((json.dumps(results, indent=2) + "\n").encode())
+    write_results(args.output, results)
     print(f"\nwrote {args.output}\n\n{render_batching(results)}")
     return 0 if results["checks_ok"] else 1
 

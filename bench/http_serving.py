@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 from numpy.typing import NDArray
-from report import render_http
+from report import render_http, write_results
 from serving import (
     _EXEC,
     MODEL_NAME,
@@ -56,6 +56,7 @@ from scratchnet.cli import ArgumentParser, integer, non_negative_number, positiv
 from scratchnet.contract import LABEL, SCORES
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import LaunchError, ScratchnetError
+from scratchnet.files import check_writable
 from scratchnet.launcher import ServerProcess
 
 PROGRAM = "bench/http_serving.py"
@@ -120,6 +121,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/http.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/http-serving-logs"))
     args = parser.parse_args()
+    check_writable(args.output)
     if not args.model.is_file():
         raise ScratchnetError(f"{args.model} not found: `python -m trainer && python -m export`")
     python = args.peers_venv / "bin" / "python"
@@ -183,8 +185,7 @@ def main() -> int:
         "skipped": skipped,
         "results": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(f"\nwrote {args.output}\n\n{render_http(results)}")
     return 1 if any(r["errors"] or not r["check_ok"] for r in rows) else 0
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from scratchnet.cli import ArgumentParser, run_cli
 from scratchnet.errors import ScratchnetError
+from scratchnet.files import atomic_write
 
 PROGRAM = "bench/report.py"
 BEGIN = "<!-- bench:serving -->"
@@ -636,6 +637,13 @@ def _read(path: Path) -> tuple[str, dict[str, Any]]:
     return kind, results
 
 
+def write_results(path: Path, results: dict[str, Any]) -> None:
+    """Write a bench script's results as the JSON file this module renders, atomically (check
+    the path with scratchnet.files.check_writable before the benchmark runs)."""
+    with atomic_write(path) as handle:
+        handle.write((json.dumps(results, indent=2) + "\n").encode())
+
+
 def main() -> int:
     """Print the tables, or write them into a file's marked blocks."""
     parser = ArgumentParser(prog=PROGRAM, description=__doc__.split("\n\n")[0])
@@ -672,7 +680,8 @@ def main() -> int:
     text = args.write.read_text()
     for kind, block in blocks.items():
         text = replace_block(text, block, str(args.write), kind)
-    args.write.write_text(text)
+    with atomic_write(args.write) as handle:
+        handle.write(text.encode())
     print(f"rewrote the {' and '.join(blocks)} tables in {args.write}")
     return 0
 

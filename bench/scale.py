@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -36,7 +35,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from report import render_scale
+from report import render_scale, write_results
 
 from clients.client import Client
 from clients.inputs import Source
@@ -46,6 +45,7 @@ from clients.score import score
 from scratchnet.cli import ArgumentParser, integer, run_cli
 from scratchnet.datasets import load_dataset
 from scratchnet.errors import ScratchnetError
+from scratchnet.files import check_writable
 from scratchnet.launcher import ServerProcess
 
 PROGRAM = "bench/scale.py"
@@ -66,6 +66,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/scale.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/scale-logs"))
     args = parser.parse_args()
+    check_writable(args.output)
     if not args.model.is_file():
         raise ScratchnetError(f"{args.model} not found: `python -m trainer && python -m export`")
     load_before = os.getloadavg()
@@ -100,8 +101,7 @@ def main() -> int:
             {"id": key, **_medians(rows), "samples": rows} for key, rows in samples.items()
         ],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(render_scale(results))
     print(f"\nwrote {args.output}")
     return 0

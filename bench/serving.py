@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from report import render
+from report import render, write_results
 
 from clients.perf import (
     Measurement,
@@ -52,6 +52,7 @@ from clients.shared_memory import Region, registered
 from scratchnet.cli import ArgumentParser, integer, non_negative_number, positive_number, run_cli
 from scratchnet.contract import LABEL, SCORES
 from scratchnet.errors import ClientError, LaunchError, ScratchnetError
+from scratchnet.files import check_writable
 from scratchnet.launcher import ServerProcess
 
 PROGRAM = "bench/serving.py"
@@ -134,6 +135,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/serving.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/serving-logs"))
     args = parser.parse_args()
+    check_writable(args.output)
     contenders, skipped = _contenders(args)
     if args.only is not None:
         contenders = _only(args.only, contenders, skipped)
@@ -179,8 +181,7 @@ def main() -> int:
         "results": rows,
         "memory": memory,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(f"\nwrote {args.output}\n\n{render(results)}")
     failed = [row for row in rows if row["errors"] or not row["check"]["ok"]]
     return 1 if failed else 0

@@ -19,7 +19,6 @@ call failed, the results written all the same.
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
 import shlex
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from report import render_soak
+from report import render_soak, write_results
 from serving import (
     CALL_TIMEOUT,
     OUTPUTS,
@@ -51,6 +50,7 @@ from clients.perf import Measurement, ModelSpec, Plan, build_plan, measure
 from scratchnet.cli import ArgumentParser, positive_number, run_cli
 from scratchnet.contract import scale_uint8
 from scratchnet.errors import ScratchnetError
+from scratchnet.files import check_writable
 
 PROGRAM = "bench/soak.py"
 TARGETS = {"idle_mb": 150.0, "peak_mb": 300.0, "growth_pct": 5.0}
@@ -131,6 +131,7 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=Path("bench/results/soak.json"))
     parser.add_argument("--logs", type=Path, default=Path("build/soak-logs"))
     args = parser.parse_args()
+    check_writable(args.output)
     if not args.model.is_file():
         raise ScratchnetError(
             f"{args.model} not found: `python -m trainer && python -m export` (or `make bench`)"
@@ -179,8 +180,7 @@ def main() -> int:
         "figures": figures,
         "verdicts": verdicts,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
     print(f"\nwrote {args.output}\n\n{render_soak(results)}")
     return 0 if verdicts["all"] else 1
 

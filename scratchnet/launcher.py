@@ -122,8 +122,13 @@ class ServerProcess:
         passes one that holds them back, so that none leaves a server running that nobody stops.
         """
         stderr = stderr or stdout
-        stdout.parent.mkdir(parents=True, exist_ok=True)
-        stderr.parent.mkdir(parents=True, exist_ok=True)
+        for log in (stdout, stderr):
+            try:
+                log.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):  # a part of the folder path is a file
+                raise LaunchError(
+                    f"cannot write the server's log {log}: {log.parent} is not a folder"
+                ) from None
         process: subprocess.Popen[bytes] | None = None
         try:
             with contextlib.ExitStack() as files:

@@ -62,6 +62,22 @@ def test_a_file_onnxruntime_cannot_load_is_one_line(script: str, tmp_path: Path)
     assert not out.exists()
 
 
+@pytest.mark.parametrize(
+    "script", ["serving.py", "http_serving.py", "scale.py", "soak.py", "batching.py"]
+)
+def test_a_results_file_that_cannot_be_written_is_refused_before_running(
+    script: str, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where the results' folder would be\n")
+    result = _bench(script, "--output", blocker / "out.json")
+    assert _one_line(result, script) == (
+        f"cannot write {blocker / 'out.json'}: {blocker} is not a folder (part of that path is a "
+        "file)"
+    )
+    assert result.stdout == ""
+
+
 def test_serving_refuses_an_unknown_contender_before_running(tmp_path: Path) -> None:
     output = tmp_path / "serving.json"
     # --warmup 0 is accepted (the error is --only's), as clients.perf accepts it.

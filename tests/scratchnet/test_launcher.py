@@ -105,6 +105,21 @@ def test_a_server_that_exits_while_loading_is_reported_as_well(tmp_path: Path) -
     assert (tmp_path / "out").read_text().startswith("listening on ")
 
 
+def test_a_log_under_a_file_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    python_args = fake_server("import time; time.sleep(60)")
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the logs' folder would be\n")
+    for stdout, stderr in ((blocker / "out", None), (tmp_path / "out", blocker / "err")):
+        with pytest.raises(LaunchError) as raised:
+            ServerProcess.start(
+                tmp_path / "m.onnx", stdout=stdout, stderr=stderr, python_args=python_args
+            )
+        log = stdout if stderr is None else stderr
+        expected = f"cannot write the server's log {log}: {blocker} is not a folder"
+        assert str(raised.value) == expected
+    assert not appears(python_args[-1], 0.5)
+
+
 def test_a_silent_server_times_out_and_is_stopped(tmp_path: Path) -> None:
     python_args = fake_server("import time; time.sleep(60)")
     with pytest.raises(LaunchError) as raised:
