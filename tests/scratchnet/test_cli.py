@@ -114,24 +114,27 @@ def test_run_cli_reports_an_interrupt(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().err == "prog: error: interrupted\n"
 
 
-def _sigint_as_in_a_shell() -> None:
-    """In the child: SIGINT as a terminal's shell starts a command, not ignored as pytest-xdist's
-    workers have it (a child inherits an ignored signal, and Python then leaves it ignored)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+SIGINT_AS_IN_A_SHELL = ("env", "--default-signal=INT")
+"""A command prefix: SIGINT as a terminal's shell starts a command, not ignored as the tests may
+have it (started in the background, as CI starts them: a child inherits an ignored signal, and
+Python then leaves it ignored). Not a
+preexec_fn: Python code between fork and exec in a process with gRPC's threads can abort the
+child there (a CI run lost one to gRPC's poller: "epoll_wait error: Bad file descriptor")."""
 
 
 def _interrupted_while_importing(*command: str) -> subprocess.CompletedProcess[str]:
     """Run `command`, send it Ctrl-C's SIGINT once numpy's core is loaded (its package imports
     are under way, run_cli not yet begun), and return how it ended."""
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-        preexec_fn=_sigint_as_in_a_shell,
+        [*SIGINT_AS_IN_A_SHELL, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, cwd=REPO,
     )  # fmt: skip
     proc = Path(f"/proc/{process.pid}")
     last = command[-1].encode()  # the module, or the console script (run by its interpreter)
     deadline = time.monotonic() + 30
     # Until exec, the child is a copy of this process, numpy included: wait for its own command
-    # line first (SIGINT before Python has imported `site` is Python's own fatal error).
+    # line first (SIGINT before Python has imported `site` is Python's own fatal error), then
+    # for numpy in its memory (`env`, run first, has the command in its line too).
     while time.monotonic() < deadline and not (
         last in (proc / "cmdline").read_bytes().split(b"\0")
         and "_multiarray_umath" in (proc / "maps").read_text()
@@ -172,9 +175,8 @@ def test_a_program_that_imports_a_command_package_keeps_its_sigint_handler(
         [sys.executable, "-c", source] if run_as == "-c" else [sys.executable, "-m", "theirtool"]
     )
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=60, cwd=REPO,
+        [*SIGINT_AS_IN_A_SHELL, *command], capture_output=True, text=True, timeout=60, cwd=REPO,
         env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"},
-        preexec_fn=_sigint_as_in_a_shell,
     )  # fmt: skip
     assert (result.returncode, result.stdout) == (0, "default_int_handler\n"), result.stderr
 
