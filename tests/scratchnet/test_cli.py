@@ -141,7 +141,12 @@ def _interrupted_while_importing(*command: str) -> subprocess.CompletedProcess[s
     ):
         time.sleep(0.002)
     process.send_signal(signal.SIGINT)
-    stdout, stderr = process.communicate(timeout=60)
+    try:
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:  # it kept going (the test fails): no server left behind
+            process.kill()
+            process.wait()
     return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
