@@ -33,6 +33,12 @@ PAPER_CORES = 16
 PAPER_MACHINES = (1, 4, 16, 64)
 WIDTH = 100
 """The README's line length for prose."""
+S1_FLOAT_IMAGES, S1_FLOAT_SHARE, S1_UINT8_IMAGES = 180_000, 0.55, 250_000
+SHARED_SHARE = 0.80
+S2_P50_MS, S2_P99_MS = 0.65, 1.0
+S3_REQUESTS, S3_P99_MS = 3_500, 20.0
+"""The performance issue's targets for the serving table (images/s, shares of the in-process
+ceiling, milliseconds, requests/s)."""
 _HEADER = (
     "| server | S1 float32 images/s | S1 uint8 images/s | S2 p50 / p99 ms "
     "| S3 requests/s | S3 p99 ms |\n|---|---:|---:|---:|---:|---:|"
@@ -58,7 +64,50 @@ def render(results: dict[str, Any]) -> str:
             f"{s3['median']['p99_ms']:.2f}" if s3 else "—",
         ]
         lines.append(f"| {label} | " + " | ".join(figures) + " |")
-    return "\n".join([*lines, "", *_notes(results)])
+    return "\n".join([*lines, "", *_notes(results, _serving_targets(cells))])
+
+
+def _serving_targets(cells: dict[tuple[str, str, str], dict[str, Any]]) -> list[str]:
+    """The performance issue's targets for our server with its default flags, each with the
+    figure measured and whether it is met (those whose rows ran)."""
+    found = []
+    s1f, s1u = cells.get(("S1", "scratchnet", "FP32")), cells.get(("S1", "scratchnet", "UINT8"))
+    shared = cells.get(("S1", "scratchnet-shm", "FP32"))
+    s2, s3 = cells.get(("S2", "scratchnet", "FP32")), cells.get(("S3", "scratchnet", "FP32"))
+    if s1f:
+        rate, share = s1f["median"]["images_per_second"], s1f["vs_in_process"]["images_per_second"]
+        met = rate >= S1_FLOAT_IMAGES and share >= S1_FLOAT_SHARE
+        found.append(
+            f"S1 float32 at least {S1_FLOAT_IMAGES:,} images/s and {S1_FLOAT_SHARE:.2f} of the "
+            f"ceiling ({rate:,.0f}, {share:.2f} {_met(met)})"
+        )
+    if s1u:
+        rate = s1u["median"]["images_per_second"]
+        found.append(
+            f"S1 uint8 at least {S1_UINT8_IMAGES:,} images/s ({rate:,.0f} "
+            f"{_met(rate >= S1_UINT8_IMAGES)})"
+        )
+    if shared:
+        share = shared["vs_in_process"]["images_per_second"]
+        found.append(
+            f"S1 float32 through shared memory at least {SHARED_SHARE:.2f} of the ceiling "
+            f"({share:.2f} {_met(share >= SHARED_SHARE)})"
+        )
+    if s2:
+        p50, p99 = s2["median"]["p50_ms"], s2["median"]["p99_ms"]
+        met = p50 <= S2_P50_MS and p99 <= S2_P99_MS
+        found.append(
+            f"S2 p50 at most {S2_P50_MS:g} ms and p99 at most {S2_P99_MS:g} ms "
+            f"({p50:.3f} / {p99:.3f} {_met(met)})"
+        )
+    if s3:
+        rate, p99 = s3["median"]["requests_per_second"], s3["median"]["p99_ms"]
+        met = rate >= S3_REQUESTS and p99 <= S3_P99_MS
+        found.append(
+            f"S3 at least {S3_REQUESTS:,} requests/s with p99 at most {S3_P99_MS:g} ms "
+            f"({rate:,.0f}, {p99:.2f} ms {_met(met)})"
+        )
+    return found
 
 
 def _rate(result: dict[str, Any] | None, name: str) -> str:
@@ -84,7 +133,7 @@ def _flag(result: dict[str, Any]) -> str:
     return " ⚠" if result["errors"] or not result["check"]["ok"] else ""
 
 
-def _notes(results: dict[str, Any]) -> list[str]:
+def _notes(results: dict[str, Any], targets: list[str]) -> list[str]:
     settings, machine, versions = results["settings"], results["machine"], results["versions"]
     served = [r for r in results["results"] if not r["contender"].startswith("in-process")]
     peer = {
@@ -111,6 +160,13 @@ def _notes(results: dict[str, Any]) -> list[str]:
         f"({machine['cpu_model']}), Python {machine['python']}, onnxruntime "
         f"{versions['onnxruntime']}, grpcio {versions['grpcio']}" + peers + ".",
     ]
+    if targets:
+        notes += [
+            "",
+            "Targets (the performance issue's, for scratchnet with its default flags): "
+            + "; ".join(targets)
+            + ".",
+        ]
     cpu = [r["median"]["client_cpu_ms_per_request"] for r in served if r["scenario"] != "S1"]
     if cpu:
         notes += [
