@@ -55,9 +55,16 @@ def _stages(
     model = plane.model("m")
     spec = model.inputs[0]
     dims = tuple(dim for dim in spec.dims if dim > 0)
-    images = np.random.default_rng(0).random((batch, *dims), dtype=np.float32)
+    # Pixels in the model's own datatype and range: 0-255 for UINT8, the [0, 1) of
+    # scratchnet's float models (their input_scale is 1/255).
+    pixels = np.random.default_rng(0).random((batch, *dims))
+    images = (
+        pixels.astype(spec.datatype.numpy)
+        if spec.datatype.is_float
+        else (pixels * 256).astype(np.uint8)
+    )
     message = pb.ModelInferRequest(model_name="m")
-    message.inputs.add(name=spec.name, datatype="FP32", shape=images.shape)
+    message.inputs.add(name=spec.name, datatype=str(spec.datatype), shape=images.shape)
     for name in OUTPUTS:
         message.outputs.add(name=name)
     message.raw_input_contents.append(images.tobytes())

@@ -106,6 +106,18 @@ def test_stages_checks_its_flags_before_printing_anything(args: list[str], messa
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize("fixture", ["model_onnx", "model_onnx_uint8"])
+def test_stages_times_a_model_in_its_own_datatype(
+    fixture: str, request: pytest.FixtureRequest
+) -> None:
+    model = request.getfixturevalue(fixture)
+    result = _bench("stages.py", "--model", model, "--batches", "1,40", "--seconds", "0.05")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:4]]
+    assert [row[0] for row in rows] == ["1", "40"]
+    assert all(float(figure) > 0 for row in rows for figure in row[1:])
+
+
 def test_report_refuses_a_file_that_is_not_results(tmp_path: Path) -> None:
     text = tmp_path / "serving.json"
     text.write_text("# not JSON\n")
