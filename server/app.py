@@ -190,12 +190,13 @@ async def _serve(config: ServerConfig) -> int:
         await health_status.serving()
         for model in plane.repository.models():
             _log.info(
-                "serving '%s' version %s from %s: inputs %s; outputs %s",
+                "serving '%s' version %s from %s: inputs %s; outputs %s%s",
                 model.name,
                 model.version,
                 model.path,
                 ", ".join(map(str, model.inputs)),
                 ", ".join(map(str, model.outputs)),
+                model.slicing,
             )
     poll_stop = threading.Event()
     if config.model_control_mode == "poll":

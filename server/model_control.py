@@ -382,7 +382,9 @@ class ModelControl:
                 continue
             self._failed.pop((name, slot), None)
             verb = "reloaded" if old is not None else "loaded"
-            _log.info("%s model '%s' version %s from %s", verb, name, model.version, path)
+            _log.info(
+                "%s model '%s' version %s from %s%s", verb, name, model.version, path, model.slicing
+            )
             if model.not_classifier:
                 _log.info(
                     "model '%s' serves the Open Inference Protocol only: %s",
