@@ -42,9 +42,11 @@ would raise the server's memory high-water mark for little (a run of 512 images 
 article's model already computes 16 MB of intermediates)."""
 _SLICE_RUN_SECONDS = 0.02
 """No larger size is tried once a run takes this long: per-item gains are small by then."""
+_SLICE_ROUNDS = 3
+"""Rounds of the sizes, each timed once a round and keeping its best: a burst of other load on a
+busy machine then slows one timing of a size, not every one of the larger sizes."""
 _SLICE_SLACK = 1.10
-"""The largest size within this factor of the best time per item wins: fewer, larger runs, and
-a choice that the noise of a busy machine moves less."""
+"""Sizes within this factor of the best time per item count as equally fast."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -315,9 +317,11 @@ def _dry_run(model: Model, where: str) -> tuple[float, float]:
 
 
 def _fastest_slice(model: Model) -> int:
-    """The largest batch size within _SLICE_SLACK of the fastest per item, from runs on zeros of
-    growing sizes (0 if the model does not batch, or runs too few items for two sizes)."""
+    """The middle one (the smaller of two) of the sizes within _SLICE_SLACK of the fastest per
+    item, from runs on zeros of growing sizes (0 if the model does not batch, or runs too few
+    items for two sizes)."""
     outputs = [spec.name for spec in model.signature.outputs]
+    probes: dict[int, dict[str, NDArray[Any]]] = {}
     per_item: dict[int, float] = {}
     for size in _SLICE_SIZES:
         feeds = _zeros(model, size) if size <= model.max_batch else None
@@ -327,9 +331,13 @@ def _fastest_slice(model: Model) -> int:
             seconds = _timed(model, outputs, feeds)
         except Exception:  # a model that batches only some sizes: keep what was measured
             break
-        per_item[size] = seconds / size
+        probes[size], per_item[size] = feeds, seconds / size
         if seconds > _SLICE_RUN_SECONDS:
             break
+    for _ in range(_SLICE_ROUNDS - 1):
+        for size, feeds in probes.items():
+            per_item[size] = min(per_item[size], _timed(model, outputs, feeds) / size)
+    del probes
     # The probes' memory goes back to the system: an idle server must not keep what a run of
     # 512 items took. A last run tells onnxruntime's arena to shrink (asked of every probe, it
     # would make each pay for fresh pages and skew the timings); glibc then returns the pages.
@@ -342,10 +350,13 @@ def _fastest_slice(model: Model) -> int:
     if len(per_item) < 2:
         return 0
     best = min(per_item.values())
-    # The largest size tried wins too: sizes past it are not known to be as fast. Taken for
-    # "no slices needed", it let 1000-image requests to the uint8 model run whole, 1.3 times
-    # slower than in slices of 256 (docs/performance.md).
-    return max(size for size, seconds in per_item.items() if seconds <= best * _SLICE_SLACK)
+    fast = sorted(size for size, seconds in per_item.items() if seconds <= best * _SLICE_SLACK)
+    # Within the slack the order of the sizes is the machine's noise. The largest of them
+    # risks what these runs, each repeated on an input hot in the cache, do not show: the
+    # spill of a request's intermediates; the smallest, more runs. The largest, taken for "no
+    # slices needed" as it was before, let 1000-image requests to the uint8 model run whole,
+    # 1.3 times slower than in slices of 256; 512 was 1.1 times slower (docs/performance.md).
+    return fast[(len(fast) - 1) // 2]
 
 
 def _timed(model: Model, outputs: list[str], feeds: dict[str, NDArray[Any]]) -> float:
