@@ -195,6 +195,11 @@ async def _left_to_grpc() -> None:
     await asyncio.sleep(_GRPC_CANCELS_WITHIN)
 
 
+def _serialize(message: Any) -> bytes:
+    """A reply as sent: a message serialized, or bytes a codec has serialized itself."""
+    return message if isinstance(message, bytes) else message.SerializeToString()
+
+
 def _unary_handler(
     method: Any,
     behavior: Unary,
@@ -230,9 +235,7 @@ def _unary_handler(
                     plane.refused(observed, error, started=started)
                 raise
 
-    return grpc.stream_unary_rpc_method_handler(
-        handle, response_serializer=lambda message: message.SerializeToString()
-    )
+    return grpc.stream_unary_rpc_method_handler(handle, response_serializer=_serialize)
 
 
 def _streaming_handler(
@@ -269,9 +272,7 @@ def _streaming_handler(
                     plane.refused(observed, error, started=started)
                 raise
 
-    return grpc.stream_stream_rpc_method_handler(
-        handle, response_serializer=lambda message: message.SerializeToString()
-    )
+    return grpc.stream_stream_rpc_method_handler(handle, response_serializer=_serialize)
 
 
 def add_service(

@@ -17,6 +17,10 @@ __all__ = ["Received", "classify_request", "model_info", "predict_response", "re
 
 _IMAGES = pb.PredictRequest.DESCRIPTOR.fields_by_name["images"].number
 _DATA = pb.Tensor.DESCRIPTOR.fields_by_name["data"].number
+_MATRICES = tuple(
+    (name, pb.PredictResponse.DESCRIPTOR.fields_by_name[name].number)
+    for name in (SCORES, PROBABILITIES)
+)
 
 
 @dataclass(frozen=True)
@@ -72,8 +76,9 @@ def classify_request(received: Received, default_model: str) -> ClassifyRequest:
     )
 
 
-def predict_response(response: ClassifyResponse) -> pb.PredictResponse:
-    """A PredictResponse: labels, and scores and probabilities row-major when asked for."""
+def predict_response(response: ClassifyResponse) -> bytes:
+    """A serialized PredictResponse: labels, and scores and probabilities row-major when asked
+    for (written from numpy as packed floats, see server.transports.wire)."""
     message = pb.PredictResponse(
         num_classes=response.num_classes,
         model_name=response.model_name,
@@ -82,11 +87,12 @@ def predict_response(response: ClassifyResponse) -> pb.PredictResponse:
     )
     # tolist() hands protobuf plain Python numbers in one C loop.
     message.labels.extend(response.outputs[LABEL].tolist())
-    if SCORES in response.outputs:
-        message.scores.extend(response.outputs[SCORES].ravel().tolist())
-    if PROBABILITIES in response.outputs:
-        message.probabilities.extend(response.outputs[PROBABILITIES].ravel().tolist())
-    return message
+    parts = [message.SerializeToString()]
+    for name, field in _MATRICES:
+        if name in response.outputs:
+            floats = response.outputs[name].astype("<f4", copy=False)
+            parts.append(wire.length_delimited(field, floats.tobytes()))
+    return b"".join(parts)
 
 
 def model_info(

@@ -30,9 +30,7 @@ class ClassifierServicer:
         self._model_name = model_name
         self._max_message_bytes = max_message_bytes
 
-    async def Predict(
-        self, request: v1_codec.Received, context: Context
-    ) -> classifier_pb2.PredictResponse:
+    async def Predict(self, request: v1_codec.Received, context: Context) -> bytes:
         """Classify one batch."""
         return await self._predict(request, context, "Predict")
 
@@ -40,7 +38,7 @@ class ClassifierServicer:
         self,
         requests: AsyncIterator[v1_codec.Received],
         context: Context,
-    ) -> AsyncIterator[classifier_pb2.PredictResponse]:
+    ) -> AsyncIterator[bytes]:
         """Classify a stream of batches, one response per request, in order."""
         async for request in requests:
             yield await self._predict(request, context, "PredictStream")
@@ -61,9 +59,7 @@ class ClassifierServicer:
     def _default_model(self) -> str:
         return self._plane.repository.default(self._model_name).name
 
-    async def _predict(
-        self, request: v1_codec.Received, context: Context, method: str
-    ) -> classifier_pb2.PredictResponse:
+    async def _predict(self, request: v1_codec.Received, context: Context, method: str) -> bytes:
         call = call_of(context, API, method)
         message = request.message
         name = message.model_name

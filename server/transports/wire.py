@@ -1,16 +1,21 @@
-"""Reading the tensor bytes of a request straight out of its serialized message, without copies.
+"""Tensor bytes in serialized messages, read and written in the protobuf wire format directly.
 
 protobuf copies every bytes field it parses (a 3 MB batch of images twice over: into the message,
-then out of it). `split` walks the message's top-level fields in the protobuf wire format, keeps
-the occurrences of the one field that holds tensor data as views of the received bytes, and
-hands the rest — a few hundred bytes of names, shapes and datatypes — to protobuf as usual.
+then out of it). `split` walks the message's top-level fields, keeps the occurrences of the one
+field that holds tensor data as views of the received bytes, and hands the rest — a few hundred
+bytes of names, shapes and datatypes — to protobuf as usual.
+
+protobuf also converts every value of a repeated number field to and from a Python object: 250 µs
+for the scores of 1000 images of 10 classes. `length_delimited` writes such a field, packed, from
+the bytes numpy makes; appended to the rest of the message as protobuf serialized it, it parses
+to the same message.
 """
 
 from __future__ import annotations
 
 from google.protobuf.message import DecodeError
 
-__all__ = ["SPLIT_ABOVE", "split"]
+__all__ = ["SPLIT_ABOVE", "length_delimited", "split"]
 
 SPLIT_ABOVE = 64 * 1024
 """Messages smaller than this go to protobuf whole: copying them costs less than splitting."""
@@ -32,6 +37,23 @@ def _varint(data: memoryview, offset: int) -> tuple[int, int]:
         if not byte & 0x80:
             return value, offset
         shift += 7
+
+
+def _varint_bytes(value: int) -> bytes:
+    """`value` (≥ 0) as a varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def length_delimited(field: int, payload: bytes) -> bytes:
+    """Field `field` holding `payload`, as serialized: a bytes or string field, or a packed
+    repeated number field whose values `payload` holds (for `repeated float`, float32
+    little-endian)."""
+    return _varint_bytes(field << 3 | _LENGTH) + _varint_bytes(len(payload)) + payload
 
 
 def split(data: bytes | memoryview, field: int) -> tuple[list[memoryview], bytes]:

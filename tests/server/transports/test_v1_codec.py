@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from scratchnet.api.v1 import classifier_pb2 as pb
 from server.dataplane import ClassifyResponse
@@ -40,7 +41,30 @@ def test_a_response_carries_labels_and_row_major_matrices() -> None:
         "label": np.array([2, 0], dtype=np.int64),
         "scores": np.arange(6, dtype=np.float32).reshape(2, 3),
     }
-    message = v1_codec.predict_response(ClassifyResponse("d", "1", "x", 3, outputs))
+    data = v1_codec.predict_response(ClassifyResponse("d", "1", "x", 3, outputs))
+    message = pb.PredictResponse.FromString(data)
     assert list(message.labels) == [2, 0] and list(message.scores) == [0, 1, 2, 3, 4, 5]
     assert not message.probabilities and message.num_classes == 3
     assert (message.model_name, message.model_version, message.request_id) == ("d", "1", "x")
+
+
+@pytest.mark.parametrize("rows", [1, 3, 1000])
+def test_a_response_parses_as_the_message_protobuf_writes(rows: int) -> None:
+    scores = np.random.default_rng(rows).normal(size=(rows, 10)).astype(np.float32)
+    outputs = {
+        "label": scores.argmax(axis=1).astype(np.int64),
+        "scores": scores,
+        "probabilities": np.full((rows, 10), 0.1, dtype=np.float32),
+    }
+    expected = pb.PredictResponse(
+        labels=outputs["label"].tolist(),
+        scores=scores.ravel().tolist(),
+        probabilities=outputs["probabilities"].ravel().tolist(),
+        num_classes=10,
+        model_name="m",
+        model_version="2",
+        request_id="r",
+    )
+    data = v1_codec.predict_response(ClassifyResponse("m", "2", "r", 10, outputs))
+    assert pb.PredictResponse.FromString(data) == expected
+    assert len(data) == len(expected.SerializeToString())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from google.protobuf import descriptor_pb2
 from google.protobuf.message import DecodeError
 
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
@@ -50,6 +51,17 @@ def test_a_predict_request_keeps_its_pixels_in_place() -> None:
     assert v1_codec.receive(v1.PredictRequest().SerializeToString()).pixels is None
     empty = v1_codec.receive(v1.PredictRequest(images=v1.Tensor()).SerializeToString())
     assert empty.pixels is not None and len(empty.pixels) == 0
+
+
+@pytest.mark.parametrize("length", [0, 1, 127, 128, 300, 70_000])
+def test_a_length_delimited_field_is_written_as_protobuf_writes_it(length: int) -> None:
+    payload = bytes(range(256)) * (length // 256) + bytes(length % 256)
+    one_byte_key = pb.ModelInferRequest(raw_input_contents=[payload])  # field 7
+    assert wire.length_delimited(7, payload) == one_byte_key.SerializeToString()
+    text = payload.decode("latin-1")
+    two_byte_key = descriptor_pb2.FileOptions(swift_prefix=text)  # field 39; "" is not written
+    if length:
+        assert wire.length_delimited(39, text.encode()) == two_byte_key.SerializeToString()
 
 
 @pytest.mark.parametrize(
