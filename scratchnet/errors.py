@@ -20,6 +20,7 @@
     │   ├── ResourceExhausted   more than the server accepts at once
     │   ├── DeadlineExceeded    no answer before the call's (or the server's) deadline
     │   ├── Unavailable         no model ready yet, or the server is shutting down
+    │   ├── Unimplemented       something this server does not do (a named model repository)
     │   └── ModelFailed         the model failed on this request inside onnxruntime (INTERNAL,
     │                           with onnxruntime's reason, as Triton's onnxruntime backend)
     └── ClientError             a failed call, as the clients report it; `code` is its gRPC status
@@ -64,6 +65,7 @@ __all__ = [
     "ServerUnavailableError",
     "Unauthenticated",
     "Unavailable",
+    "Unimplemented",
     "clip",
     "one_line",
 ]
@@ -160,6 +162,10 @@ class DeadlineExceeded(RequestError):
 
 class Unavailable(RequestError):
     """The server cannot answer now (loading, shutting down); retrying later may succeed."""
+
+
+class Unimplemented(RequestError):
+    """A request for something this server does not do (Triton's UNSUPPORTED)."""
 
 
 class ModelFailed(RequestError):

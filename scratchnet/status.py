@@ -25,6 +25,7 @@ from scratchnet.errors import (
     ServerUnavailableError,
     Unauthenticated,
     Unavailable,
+    Unimplemented,
 )
 
 __all__ = ["CLIENT_ERRORS", "INTERNAL", "STATUS", "Status", "status_of"]
@@ -45,6 +46,7 @@ STATUS: dict[type[RequestError], Status] = {
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
     DeadlineExceeded: Status(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+    Unimplemented: Status(grpc.StatusCode.UNIMPLEMENTED, 501),
     ModelFailed: Status(grpc.StatusCode.INTERNAL, 500),
 }
 INTERNAL = Status(grpc.StatusCode.INTERNAL, 500)

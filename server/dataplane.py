@@ -427,16 +427,23 @@ class DataPlane:
 
     def refused_naming(
         self, call: Call, error: Exception, name: str, version: str, started: int | None = None
-    ) -> None:
+    ) -> Exception:
         """`refused`, for a request that names model `name` at `version` but does not decode:
         counted under that model if it is served, like every request that fails once its model
         is found, whichever check caught it. Not a server shutting down (Unavailable): that is
-        no model's failure, and gRPC refuses it before it knows the model."""
+        no model's failure, and gRPC refuses it before it knows the model.
+
+        Returns the error to answer: when `name` at `version` is not served, the lookup's own
+        (NotFound, ...) in place of the request's mistake, as the checks go model first."""
         model: Model | None = None
         if not isinstance(error, Unavailable):
-            with contextlib.suppress(RequestError):
+            try:
                 model = self.model(name, version)
+            except RequestError as lookup:
+                if isinstance(error, RequestError) and not getattr(error, "observed", False):
+                    error = lookup
         self.refused(call, error, model, started)
+        return error
 
     def _model_for(self, call: Call, name: str, version: str) -> Model:
         try:

@@ -130,12 +130,12 @@ class SharedMemory:
             self._regions[name] = Region(name, key, offset, byte_size, memory)
 
     def unregister(self, name: str = "") -> None:
-        """Forget region `name` (every region if "")."""
+        """Forget region `name` (every region if ""); a name not registered is no error, as in
+        Triton, so that a client's cleanup may unregister what it may not have registered."""
         self._check_enabled()
         with self._lock:
-            if name and name not in self._regions:
-                raise NotFound(f"shared memory region '{clip(name)}' is not registered")
             names = [name] if name else list(self._regions)
+            names = [each for each in names if each in self._regions]
             regions = [self._regions.pop(each) for each in names]
         for region in regions:
             # A call still reading it keeps the mapping until its last view goes.

@@ -221,8 +221,7 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         except Exception as error:  # a refusal, or a bug (500): counted either way
             # Once: if the data plane refused it, it has told them. Else under the model the
             # path names, if it is served (a body that does not decode, or too large).
-            plane.refused_naming(call, error, name, version, started)
-            raise
+            raise plane.refused_naming(call, error, name, version, started) from None
 
     async def model_config(request: Request) -> Reply:
         model = plane.model(*_model_of(request))
@@ -248,6 +247,10 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         # In a thread, as over gRPC: loading reads and checks the file.
         await asyncio.to_thread(control.load_requested, name, config_json)
         return Reply(200, b"", {})
+
+    async def named_repository(request: Request) -> Reply:
+        oip_codec.check_repository(_param(request, "repository"))  # a path segment is never ""
+        raise AssertionError("unreachable: check_repository refuses every name")
 
     async def unload(request: Request) -> Reply:
         name = _param(request, "name")
@@ -277,6 +280,13 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
         Route(f"{repository}/index", _endpoint(repository_index), methods=["POST"]),
         Route(f"{repository}/models/{{name}}/load", _endpoint(load), methods=["POST"]),
         Route(f"{repository}/models/{{name}}/unload", _endpoint(unload), methods=["POST"]),
+        # Triton's paths that name a repository: it has one, unnamed (Unimplemented, 501).
+        *(
+            Route(
+                f"{repository}/{{repository}}/{path}", _endpoint(named_repository), methods=["POST"]
+            )
+            for path in ("index", "models/{name}/load", "models/{name}/unload")
+        ),
         *_playground_routes(plane, service),
     ]
 

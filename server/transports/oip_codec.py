@@ -16,7 +16,7 @@ import numpy as np
 
 from scratchnet import datatypes
 from scratchnet.api.inference import open_inference_grpc_pb2 as pb
-from scratchnet.errors import InvalidArgument, clip
+from scratchnet.errors import InvalidArgument, Unimplemented, clip
 from server import checks
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
@@ -30,6 +30,7 @@ from server.transports import wire
 __all__ = [
     "PLATFORM",
     "Received",
+    "check_repository",
     "infer_request",
     "infer_response",
     "model_config",
@@ -244,15 +245,32 @@ def repository_index(entries: Sequence[IndexEntry]) -> pb.RepositoryIndexRespons
     )
 
 
+def check_repository(name: str) -> None:
+    """Unimplemented for a repository named in a repository request: there is one, unnamed."""
+    if name:
+        raise Unimplemented(
+            f"'repository_name' specification is not supported (got '{clip(name)}'): this "
+            "server has one model repository, leave the name empty"
+        )
+
+
 def load_config(request: pb.RepositoryModelLoadRequest) -> str:
     """The JSON model configuration a load request carries in its parameter 'config' ("" if
-    none); InvalidArgument for any other parameter."""
+    none); InvalidArgument for any other parameter, or a 'config' that is not a string."""
+    check_repository(request.repository_name)
     config = ""
     for key, value in request.parameters.items():
-        if key != "config" or value.WhichOneof("parameter_choice") != "string_param":
+        if key != "config":
             raise InvalidArgument(
                 f"failed to load '{clip(request.model_name)}': parameter '{clip(key)}' is not "
                 "supported, expected only 'config' (JSON text)"
+            )
+        kind = value.WhichOneof("parameter_choice")
+        if kind != "string_param":
+            raise InvalidArgument(
+                f"failed to load '{clip(request.model_name)}': parameter 'config' is "
+                f"{kind or 'empty'}, expected a string_param holding the model configuration "
+                "as JSON"
             )
         config = value.string_param
     return config

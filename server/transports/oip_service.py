@@ -106,6 +106,7 @@ class InferenceServicer:
         self, request: pb.RepositoryIndexRequest, context: Context
     ) -> pb.RepositoryIndexResponse:
         """Every model of the repository with each version's state (only READY ones if asked)."""
+        oip_codec.check_repository(request.repository_name)
         return oip_codec.repository_index(self._control.index(request.ready))
 
     async def RepositoryModelLoad(
@@ -121,6 +122,7 @@ class InferenceServicer:
         self, request: pb.RepositoryModelUnloadRequest, context: Context
     ) -> pb.RepositoryModelUnloadResponse:
         """Stop serving every version of a model."""
+        oip_codec.check_repository(request.repository_name)
         await asyncio.to_thread(self._control.unload_requested, request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -188,8 +190,8 @@ class InferenceServicer:
             infer = oip_codec.infer_request(request, self._shared)
         except RequestError as error:
             message = request.message
-            self._plane.refused_naming(call, error, message.model_name, message.model_version)
-            raise
+            name, version = message.model_name, message.model_version
+            raise self._plane.refused_naming(call, error, name, version) from None
         answer = await self._plane.infer(infer, call)
         try:
             return oip_codec.infer_response(answer, infer.outputs, self._shared)

@@ -65,10 +65,13 @@ class ClassifierServicer:
         name = message.model_name
         try:
             name = name or self._default_model()
+        except RequestError as error:
+            self._plane.refused(call, error)
+            raise
+        try:
             classify = v1_codec.classify_request(request, name)
         except RequestError as error:
-            self._plane.refused_naming(call, error, name, message.model_version)
-            raise
+            raise self._plane.refused_naming(call, error, name, message.model_version) from None
         return v1_codec.predict_response(await self._plane.classify(classify, call))
 
 

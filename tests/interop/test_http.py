@@ -526,6 +526,13 @@ def test_repository_configuration_and_statistics_routes(server: RunningServer) -
          b'{"parameters": {"unload_dependents": "yes"}}', 400,
          "parameter 'unload_dependents' is \"yes\", expected true or false"),
         ("POST", "/v2/repository/index", b"[1]", 400, "the body is a JSON array"),
+        # Triton's paths that name a repository: there is one, unnamed (Triton: UNSUPPORTED).
+        ("POST", "/v2/repository/other/index", b"{}", 501,
+         "'repository_name' specification is not supported (got 'other')"),
+        ("POST", f"/v2/repository/other/models/{MODEL}/load", b"{}", 501,
+         "'repository_name' specification is not supported"),
+        ("POST", f"/v2/repository/other/models/{MODEL}/unload", b"{}", 501,
+         "'repository_name' specification is not supported"),
         ("POST", "/v2/repository/index", b'{"ready": 1}', 400, "expected true or false"),
         ("GET", "/v2/models/nope/config", None, 404, "'nope'"),
         # Triton's statistics extension refuses models and versions not served as it does.

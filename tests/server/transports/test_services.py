@@ -111,6 +111,58 @@ def test_oip_infer_metadata_and_not_found(plane: DataPlane, model_file: Path) ->
     assert context.code == grpc.StatusCode.FAILED_PRECONDITION
 
 
+def test_a_repository_name_is_unimplemented_and_a_config_must_be_json_text(
+    plane: DataPlane, model_file: Path
+) -> None:
+    control = ModelControl(plane.repository, SingleFile(model_file, "m"), LoadOptions(0, 8))
+    servicer = InferenceServicer(plane, control, SharedMemory())
+    for method, request in (
+        (servicer.RepositoryIndex, oip.RepositoryIndexRequest(repository_name="other")),
+        (
+            servicer.RepositoryModelLoad,
+            oip.RepositoryModelLoadRequest(repository_name="other", model_name="m"),
+        ),
+        (
+            servicer.RepositoryModelUnload,
+            oip.RepositoryModelUnloadRequest(repository_name="other", model_name="m"),
+        ),
+    ):
+        _, context = call(method, request)
+        assert context.code == grpc.StatusCode.UNIMPLEMENTED
+        assert context.details.startswith("'repository_name' specification is not supported")
+    load = oip.RepositoryModelLoadRequest(model_name="m")
+    load.parameters["config"].int64_param = 3
+    _, context = call(servicer.RepositoryModelLoad, load)
+    assert context.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert context.details == (
+        "failed to load 'm': parameter 'config' is int64_param, expected a string_param holding "
+        "the model configuration as JSON"
+    )
+
+
+def test_an_unknown_model_is_not_found_before_its_request_is_checked(plane: DataPlane) -> None:
+    servicer = InferenceServicer(plane, None, SharedMemory())  # type: ignore[arg-type]
+    no_data = oip.ModelInferRequest.InferInputTensor(name="x", datatype="FP32", shape=[1])
+    for name, version, code, details in (
+        (
+            "nosuch",
+            "",
+            grpc.StatusCode.NOT_FOUND,
+            "Request for unknown model: 'nosuch' is not found",
+        ),
+        (
+            "m",
+            "5",
+            grpc.StatusCode.NOT_FOUND,
+            "Request for unknown model: 'm' version 5 is not found",
+        ),
+        ("m", "", grpc.StatusCode.INVALID_ARGUMENT, "unable to find data for input tensor 'x'"),
+    ):
+        request = oip.ModelInferRequest(model_name=name, model_version=version, inputs=[no_data])
+        _, context = call(servicer.ModelInfer, receive(request.SerializeToString()))
+        assert context.code == code and context.details.startswith(details), context.details
+
+
 def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caught_it(
     tmp_path: Path,
 ) -> None:
@@ -133,9 +185,9 @@ def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caugh
     assert context.code == grpc.StatusCode.INVALID_ARGUMENT  # caught by the decoder
     request.model_name = "nosuch"
     _, context = call(v2.ModelInfer, receive(request.SerializeToString()))
-    assert context.code == grpc.StatusCode.INVALID_ARGUMENT  # and no model to count it under
+    assert context.code == grpc.StatusCode.NOT_FOUND  # the model first, and none to count under
     assert [(outcome.model, outcome.status) for outcome in seen] == [
-        ("pair", "InvalidArgument"), ("pair", "InvalidArgument"), ("", "InvalidArgument")
+        ("pair", "InvalidArgument"), ("pair", "InvalidArgument"), ("", "NotFound")
     ]  # fmt: skip
     (statistics,) = plane.model_statistics("pair")
     assert (statistics.fail.count, statistics.success.count) == (2, 0)
