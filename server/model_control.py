@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -445,7 +446,7 @@ class ModelControl:
                 except json_format.ParseError as error:
                     raise InvalidArgument(
                         f"failed to load '{clip(name)}': parameter 'config' is not a model "
-                        f"configuration in JSON ({' '.join(str(error).split())})"
+                        f"configuration in JSON ({_json_problem(error)})"
                     ) from None
             problem = self.sync(name, config)
             if problem:
@@ -470,3 +471,13 @@ class ModelControl:
                 self.sync_all()
             except ModelError as error:  # the repository folder itself went away
                 _log.error("%s", error)
+
+
+def _json_problem(error: json_format.ParseError) -> str:
+    """protobuf's reason on one line, in the protocol's words rather than Python's: a string
+    where a number goes reads "'two' is not an integer", not "invalid literal for int()"."""
+    reason = " ".join(str(error).split())
+    return _PYTHON_INT_ERROR.sub(r"\1 is not an integer", reason).replace("..", ".")
+
+
+_PYTHON_INT_ERROR = re.compile(r"invalid literal for int\(\) with base 10: ('.*?')")

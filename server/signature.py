@@ -17,7 +17,7 @@ from onnx import numpy_helper
 
 from scratchnet import datatypes
 from scratchnet.datatypes import Datatype
-from scratchnet.errors import ModelError
+from scratchnet.errors import ModelError, clip
 from scratchnet.files import require_model_file
 
 __all__ = ["Signature", "TensorSpec", "format_dims", "read_signature"]
@@ -27,8 +27,9 @@ _PASS_THROUGH = {"Identity", "Cast"}
 
 
 def format_dims(dims: Sequence[int | str]) -> str:
-    """A shape the way Triton prints it: [-1,28,28]."""
-    return "[" + ",".join(str(dim) for dim in dims) + "]"
+    """A shape the way Triton prints it: [-1,28,28]; a client's shape of thousands of
+    dimensions is cut short (scratchnet.errors.clip), so that its message stays one short line."""
+    return clip("[" + ",".join(str(dim) for dim in dims) + "]")
 
 
 @dataclass(frozen=True)

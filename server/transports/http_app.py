@@ -109,6 +109,19 @@ class _Service:
             f"{self.max_body} (--max-message-mb)"
         )
 
+    def sendable(self, reply: Reply, model: str) -> Reply:
+        """`reply`, unless its body is over --max-message-mb, as gRPC refuses to send one:
+        ResourceExhausted, already observed (the data plane counted the run, which happened)."""
+        if len(reply.body) <= self.max_body:
+            return reply
+        error = ResourceExhausted(
+            f"the response of model '{model}' has {len(reply.body)} bytes, over the server's "
+            f"limit of {self.max_body} (--max-message-mb): ask for fewer outputs, a smaller "
+            "batch, or binary outputs (binary_data_output)"
+        )
+        error.observed = True
+        raise error
+
 
 async def _maybe_off_loop(size: int, work: Callable[[], _T]) -> _T:
     """`work()` in a thread when `size` bytes make it long, else right here on the loop."""
@@ -213,9 +226,10 @@ def build_app(plane: DataPlane, config: ServerConfig, control: ModelControl) -> 
                 )
                 answer = await _unless_client_leaves(request, plane.infer(decoded, call), len(body))
                 size = sum(value.nbytes for value in answer.outputs.values())
-                return await _maybe_off_loop(
+                reply = await _maybe_off_loop(
                     size, lambda: http_codec.infer_response(answer, decoded.outputs, binary)
                 )
+                return service.sendable(reply, answer.model_name)
         except ClientDisconnect:
             raise  # nobody to answer: a run it cancelled is counted CANCELLED by the data plane
         except Exception as error:  # a refusal, or a bug (500): counted either way
@@ -436,6 +450,10 @@ HEAD_BYTES = 65_536
 """The most bytes a request's line and headers may take (gRPC's metadata limit is 8 KiB)."""
 
 
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+"""The blank line that ends a request's head (a bare LF is read as one by some parsers)."""
+
+
 class _Protocol(HttpToolsProtocol):
     """uvicorn's HTTP/1.1 protocol (httptools), answering bytes it cannot parse as a request
     with the protocol's JSON error rather than plain text; it still closes the connection.
@@ -446,6 +464,8 @@ class _Protocol(HttpToolsProtocol):
 
     head_seconds: float = 0.0
     """Set per server (build_protocol); 0: no time limit."""
+    _head_tail: bytes = b""
+    """The last bytes of the head counted, for a blank line split between two reads."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """uvicorn's, and the first request's head begins."""
@@ -464,10 +484,14 @@ class _Protocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def data_received(self, data: bytes) -> None:
-        """uvicorn's; bytes that leave a head still unfinished count towards HEAD_BYTES."""
-        super().data_received(data)
+        """uvicorn's, once the head's bytes in `data` (up to the blank line that ends it) are
+        counted towards HEAD_BYTES: counted before parsing, a head that comes whole in one read
+        is held to the limit as one that comes in many."""
         if self._in_head and not self.transport.is_closing():
-            self._head_bytes += len(data)
+            seen = self._head_tail + data
+            ends = [at + len(mark) for mark in _HEAD_ENDS if (at := seen.find(mark)) >= 0]
+            self._head_bytes += min(ends) - len(self._head_tail) if ends else len(data)
+            self._head_tail = seen[-3:]
             if self._head_bytes > HEAD_BYTES:
                 self._end_head()
                 self._reply_and_close(
@@ -476,6 +500,8 @@ class _Protocol(HttpToolsProtocol):
                     f"the request's line and headers take over {HEAD_BYTES} bytes, the most "
                     "this server reads",
                 )
+                return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """uvicorn's, and no clock left running."""
@@ -487,8 +513,8 @@ class _Protocol(HttpToolsProtocol):
         self._reply_and_close(
             400,
             "Bad Request",
-            f"the server cannot parse the HTTP request ({msg.rstrip('.')}), expected HTTP/1.1 "
-            "with a Content-Length equal to the body's length",
+            f"the server cannot parse the HTTP request ({msg.rstrip('.')}), expected a "
+            "well-formed HTTP/1.1 request whose body is as long as its Content-Length",
         )
 
     def _reply_and_close(self, status: int, phrase: str, message: str) -> None:
@@ -501,6 +527,7 @@ class _Protocol(HttpToolsProtocol):
     def _begin_head(self) -> None:
         self._in_head = True
         self._head_bytes = 0
+        self._head_tail = b""
         if self.head_seconds and self._head_timer is None:
             self._head_timer = self.loop.call_later(self.head_seconds, self._head_late)
 

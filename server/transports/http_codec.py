@@ -278,9 +278,16 @@ def infer_request(
     try:
         document = _loads(json_part)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        # Bytes after a JSON document, or bytes that are not text: likely binary tensor data.
+        binary_like = isinstance(error, UnicodeDecodeError) or error.msg == "Extra data"
+        hint = (
+            f" (binary tensor data after the JSON needs the header {HEADER_LENGTH})"
+            if header_length is None and binary_like
+            else ""
+        )
         raise InvalidArgument(
             f"the request body for model '{model}' is not valid JSON ({error}), expected an "
-            'inference request object {"inputs": [...]}'
+            f'inference request object {{"inputs": [...]}}{hint}'
         ) from None
     if not isinstance(document, dict):
         raise InvalidArgument(
@@ -387,8 +394,13 @@ def _inputs(value: Any, binary: memoryview, model: str) -> list[InputTensor]:
         what = f"input '{clip(name)}' of model '{model}'"
         datatype = tensor.get("datatype")
         if not isinstance(datatype, str):
-            raise InvalidArgument(f'{what}: no "datatype" string, expected e.g. "FP32"')
-        shape = _shape(tensor.get("shape"), what)
+            found = "missing" if "datatype" not in tensor else f"a JSON {_kind(datatype)}"
+            raise InvalidArgument(
+                f"{what}: 'datatype' is {found}, expected a string such as \"FP32\""
+            )
+        if "shape" not in tensor:
+            raise InvalidArgument(f"{what}: 'shape' is missing, expected an array of integers")
+        shape = _shape(tensor["shape"], what)
         parameters = _object(tensor.get("parameters", {}), f"parameters of {what}")
         _refuse_extension_parameters(parameters, what)
         size = parameters.get(BINARY_DATA_SIZE)

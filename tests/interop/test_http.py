@@ -289,6 +289,28 @@ HEADER = "Inference-Header-Content-Length"
             "is 'ten', expected the JSON's length in bytes",
         ),
         (INFER, b"{}", {"Content-Encoding": "br"}, 400, "unsupported Content-Encoding 'br'"),
+        (
+            INFER,
+            b'{"inputs": [{"name": "images", "datatype": "UINT8", "data": [0]}]}',
+            {},
+            400,
+            f"input 'images' of model '{MODEL}': 'shape' is missing, expected an array of integers",
+        ),
+        (
+            INFER,
+            b'{"inputs": [{"name": "images", "datatype": 5, "shape": [1], "data": [0]}]}',
+            {},
+            400,
+            f"input 'images' of model '{MODEL}': 'datatype' is a JSON number, expected a string "
+            'such as "FP32"',
+        ),
+        (
+            INFER,
+            b'{"inputs": []}\x00\x01binary',
+            {},
+            400,
+            f"(binary tensor data after the JSON needs the header {HEADER})",
+        ),
     ],
 )
 def test_errors_are_json_with_the_protocol_status(

@@ -8,6 +8,7 @@ table of docs/server.md says.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import re
 import signal
@@ -34,6 +35,7 @@ from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
 from tests.conftest import RunningServer, start_server
+from tests.server.foreign_models import two_inputs
 from tests.server.http2 import Connection
 from tests.server.workers import closed, runs_at_gate, start_gated_server, uint8_request, until
 
@@ -187,16 +189,27 @@ def test_an_http_request_head_must_come_within_the_upload_limit_and_64_kib(
         started = time.monotonic()
         assert slow.recv(1024) == b""  # closed, with nothing to answer
         assert time.monotonic() - started < UPLOAD_SECONDS + LATE
-    with socket.create_connection(address, timeout=10) as large:
-        large.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
-        answer = b""
-        while chunk := large.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 431 ")
-    assert json.loads(body) == {
-        "error": "the request's line and headers take over 65536 bytes, the most this server reads"
-    }
+    request = b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000
+    # Unfinished, and whole in one write: a head that ends within one read is counted too.
+    for sent in (request, request + b"\r\nConnection: close\r\n\r\n"):
+        with socket.create_connection(address, timeout=10) as large:
+            large.sendall(sent)
+            answer = b""
+            while chunk := large.recv(65536):
+                answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 431 "), head
+        assert json.loads(body) == {
+            "error": "the request's line and headers take over 65536 bytes, the most this server "
+            "reads"
+        }
+    with socket.create_connection(address, timeout=10) as under:  # just under: answered
+        padding = b"a" * (65_536 - 200)
+        under.sendall(
+            b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Pad: " + padding
+            + b"\r\nConnection: close\r\n\r\n"
+        )  # fmt: skip
+        assert under.recv(1024).startswith(b"HTTP/1.1 200 ")
     with socket.create_connection(address, timeout=10) as fine:
         fine.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert fine.recv(1024).startswith(b"HTTP/1.1 200 ")
@@ -509,3 +522,54 @@ def test_a_second_signal_ends_the_drain_at_once(
         stream.wait(10)
     assert stream.error is not None
     assert "second signal: cancelling the 1 calls still open" in server.stderr()
+
+
+def test_an_http_response_over_the_message_limit_is_refused_as_over_grpc(tmp_path: Path) -> None:
+    """--max-message-mb bounds what is sent as well as what is read: a JSON answer over it is a
+    429 naming the limit and the way out (binary outputs), which fit and are answered."""
+    model = two_inputs(tmp_path / "pair.onnx")
+    server = start_server(
+        model,
+        "--model-name",
+        "pair",
+        "--max-message-mb",
+        "1",
+        "--max-batch",
+        "100000",
+        tmp_dir=tmp_path,
+        http=True,
+    )
+    items = 40_000  # 960,000 bytes in; about 4 MB of JSON numbers out
+    data = np.random.default_rng(0).random((2, items, 3)).astype(np.float32)
+    try:
+        for binary_outputs, status in ((False, 429), (True, 200)):
+            head = json.dumps({
+                "inputs": [
+                    {"name": name, "shape": [items, 3], "datatype": "FP32",
+                     "parameters": {"binary_data_size": items * 12}}
+                    for name in ("a", "b")
+                ],
+                "parameters": {"binary_data_output": binary_outputs},
+            }).encode()  # fmt: skip
+            connection = http.client.HTTPConnection(server.host, server.http_port, timeout=60)
+            connection.request(
+                "POST",
+                "/v2/models/pair/infer",
+                body=head + data.tobytes(),
+                headers={"Inference-Header-Content-Length": str(len(head))},
+            )
+            reply = connection.getresponse()
+            body = reply.read()
+            connection.close()
+            assert reply.status == status, body[:300]
+            if status == 429:
+                message = json.loads(body)["error"]
+                assert re.fullmatch(
+                    r"the response of model 'pair' has \d+ bytes, over the server's limit of "
+                    r"1048576 \(--max-message-mb\): ask for fewer outputs, a smaller batch, or "
+                    r"binary outputs \(binary_data_output\)",
+                    message,
+                ), message
+        assert "Traceback" not in server.stderr()
+    finally:
+        server.stop()

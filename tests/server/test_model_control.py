@@ -264,6 +264,13 @@ def test_explicit_load_and_unload(tmp_path: Path) -> None:
     assert served(plane.repository) == [("a", "1")]
     with pytest.raises(InvalidArgument, match="parameter 'config' is not a model configuration"):
         control.load("a", "{not json")
+    # protobuf's reason, in the protocol's words rather than Python's "invalid literal for int()"
+    with pytest.raises(InvalidArgument) as refused:
+        control.load("a", '{"version_policy": {"specific": {"versions": ["x"]}}}')
+    assert str(refused.value) == (
+        "failed to load 'a': parameter 'config' is not a model configuration in JSON (Failed to "
+        "parse version_policy field: Failed to parse versions field: 'x' is not an integer.)"
+    )
 
 
 def test_a_config_given_with_a_load_lasts_until_the_next_plain_load_or_sync(

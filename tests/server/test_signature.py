@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from scratchnet.errors import ModelError
-from server.signature import read_signature
+from scratchnet.errors import CLIP, ModelError
+from server.signature import format_dims, read_signature
 from tests.server.onnx_models import build_classifier, random_classifier
 
 
@@ -35,3 +35,9 @@ def test_a_file_that_is_not_onnx_is_one_clear_model_error(tmp_path: Path) -> Non
         read_signature(tmp_path / "m.onnx")
     with pytest.raises(ModelError, match="not found"):
         read_signature(tmp_path / "missing.onnx")
+
+
+def test_a_shape_prints_as_triton_prints_it_and_a_huge_one_is_cut_short() -> None:
+    assert format_dims([-1, 28, 28]) == "[-1,28,28]"
+    huge = format_dims([1] * 10_000)  # a client's shape, echoed in a one-line message
+    assert len(huge) == CLIP and huge.startswith("[1,1,1,") and huge.endswith("…")
