@@ -17,7 +17,9 @@
     │   ├── NotFound            an unknown model name or version
     │   ├── FailedPrecondition  a request the server's mode does not allow (explicit model
     │   │                       load and unload unless --model-control-mode explicit)
-    │   ├── ResourceExhausted   more than the server accepts at once
+    │   ├── ResourceExhausted   more than the server accepts at once: retry later
+    │   ├── TooLarge            more than the server accepts at all (RESOURCE_EXHAUSTED, HTTP
+    │   │                       413): a smaller request, not a retry
     │   ├── DeadlineExceeded    no answer before the call's (or the server's) deadline
     │   ├── Unavailable         no model ready yet, or the server is shutting down
     │   ├── Unimplemented       something this server does not do (a named model repository)
@@ -63,6 +65,7 @@ __all__ = [
     "ResourceExhausted",
     "ScratchnetError",
     "ServerUnavailableError",
+    "TooLarge",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",
@@ -154,6 +157,12 @@ class FailedPrecondition(RequestError):
 
 class ResourceExhausted(RequestError):
     """A request beyond the server's limits; retrying later or smaller may succeed."""
+
+
+class TooLarge(RequestError):
+    """A request (or the answer it asks for) beyond a limit no retry can meet: gRPC's
+    RESOURCE_EXHAUSTED, as for a message over its size, but HTTP's 413, not 429, so that no
+    client or proxy retries it."""
 
 
 class DeadlineExceeded(RequestError):

@@ -1,7 +1,9 @@
 """The one table from request errors to status codes, for every transport.
 
 Each RequestError kind has one gRPC status and one HTTP status (the Open Inference Protocol's REST
-binding); anything else a server raises is a bug, reported as INTERNAL / 500 with no detail.
+binding); anything else a server raises is a bug, reported as INTERNAL / 500 with no detail. Two
+kinds share RESOURCE_EXHAUSTED, as gRPC has one code for both: ResourceExhausted (busy: HTTP 429,
+retry later) and TooLarge (over a limit: HTTP 413, send less).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from scratchnet.errors import (
     RequestError,
     ResourceExhausted,
     ServerUnavailableError,
+    TooLarge,
     Unauthenticated,
     Unavailable,
     Unimplemented,
@@ -44,6 +47,7 @@ STATUS: dict[type[RequestError], Status] = {
     NotFound: Status(grpc.StatusCode.NOT_FOUND, 404),
     FailedPrecondition: Status(grpc.StatusCode.FAILED_PRECONDITION, 400),
     ResourceExhausted: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
+    TooLarge: Status(grpc.StatusCode.RESOURCE_EXHAUSTED, 413),
     Unavailable: Status(grpc.StatusCode.UNAVAILABLE, 503),
     DeadlineExceeded: Status(grpc.StatusCode.DEADLINE_EXCEEDED, 504),
     Unimplemented: Status(grpc.StatusCode.UNIMPLEMENTED, 501),

@@ -28,6 +28,7 @@ from scratchnet.errors import (
     NotFound,
     RequestError,
     ResourceExhausted,
+    TooLarge,
     Unavailable,
     clip,
 )
@@ -454,15 +455,24 @@ class DataPlane:
 
     def _admit(self, model: Model, call: Call, tensors: Sequence[InputTensor]) -> _Admission:
         """Take the request's share of the memory budget (ResourceExhausted when it does not
-        fit); every admission ends in one `_finish`, however the request ends."""
+        fit now, TooLarge when it never can); every admission ends in one `_finish`, however the
+        request ends."""
         admission = _Admission(model, call, Timing(), checks.declared_bytes(tensors, model))
         self.inflight += 1
         if self.budget_bytes and self.inflight_bytes + admission.size > self.budget_bytes:
-            error = ResourceExhausted(
-                f"model '{model.name}': the request's inputs take {admission.size:,} bytes "
-                f"and {self.inflight_bytes:,} of the {self.budget_bytes:,} allowed "
-                "(--max-inflight-mb) are in use; retry later or send a smaller batch"
-            )
+            error: RequestError
+            if admission.size > self.budget_bytes:
+                error = TooLarge(
+                    f"model '{model.name}': the request's inputs take {admission.size:,} bytes, "
+                    f"more than the {self.budget_bytes:,} the server holds at once "
+                    "(--max-inflight-mb); send a smaller batch"
+                )
+            else:
+                error = ResourceExhausted(
+                    f"model '{model.name}': the request's inputs take {admission.size:,} bytes "
+                    f"and {self.inflight_bytes:,} of the {self.budget_bytes:,} allowed "
+                    "(--max-inflight-mb) are in use; retry later or send a smaller batch"
+                )
             admission.size = 0
             self._finish(admission, error)
             raise error

@@ -30,8 +30,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from scratchnet.errors import (
     DeadlineExceeded,
     RequestError,
-    ResourceExhausted,
     ScratchnetError,
+    TooLarge,
     Unauthenticated,
 )
 from scratchnet.status import INTERNAL, status_of
@@ -85,7 +85,7 @@ class _Service:
         it does not arrive within --upload-seconds (a stalled upload), as gRPC does."""
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
-            raise ResourceExhausted(self._too_big(int(declared)))
+            raise TooLarge(self._too_big(int(declared)))
         try:
             return await asyncio.wait_for(self._read(request), self.upload_seconds)
         except TimeoutError:
@@ -99,7 +99,7 @@ class _Service:
         async for chunk in request.stream():
             size += len(chunk)
             if size > self.max_body:
-                raise ResourceExhausted(self._too_big(size))
+                raise TooLarge(self._too_big(size))
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -111,10 +111,10 @@ class _Service:
 
     def sendable(self, reply: Reply, model: str) -> Reply:
         """`reply`, unless its body is over --max-message-mb, as gRPC refuses to send one:
-        ResourceExhausted, already observed (the data plane counted the run, which happened)."""
+        TooLarge, already observed (the data plane counted the run, which happened)."""
         if len(reply.body) <= self.max_body:
             return reply
-        error = ResourceExhausted(
+        error = TooLarge(
             f"the response of model '{model}' has {len(reply.body)} bytes, over the server's "
             f"limit of {self.max_body} (--max-message-mb): ask for fewer outputs, a smaller "
             "batch, or binary outputs (binary_data_output)"

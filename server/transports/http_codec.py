@@ -25,7 +25,7 @@ from google.protobuf.message import Message
 from numpy.typing import NDArray
 
 from scratchnet import datatypes
-from scratchnet.errors import InvalidArgument, ResourceExhausted, clip
+from scratchnet.errors import InvalidArgument, TooLarge, clip
 from server import checks
 from server.dataplane import InferRequest, InferResponse, RequestedOutput
 from server.model import Model
@@ -244,7 +244,7 @@ def is_compressed(encoding: str | None) -> bool:
 
 def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     """The body as sent before `Content-Encoding` (gzip or deflate) was applied, at most `limit`
-    bytes; InvalidArgument for an unknown encoding or bad data, ResourceExhausted beyond it."""
+    bytes; InvalidArgument for an unknown encoding or bad data, TooLarge beyond it."""
     if encoding is None or not is_compressed(encoding):
         return body
     name = encoding.strip().lower()
@@ -259,7 +259,7 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     except zlib.error as error:
         raise InvalidArgument(f"the request body is not valid {name} data ({error})") from None
     if len(data) > limit:
-        raise ResourceExhausted(
+        raise TooLarge(
             f"the request body is over {limit} bytes once decompressed (the server's "
             "--max-message-mb)"
         )

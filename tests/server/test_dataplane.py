@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scratchnet.errors import InvalidArgument, NotFound
+from scratchnet.errors import InvalidArgument, NotFound, ResourceExhausted, TooLarge
 from server.dataplane import (
     Call,
     ClassifyRequest,
@@ -258,3 +258,21 @@ def test_a_shape_promising_more_than_was_sent_is_the_clients_mistake_not_a_full_
         huge = InputTensor("images", "FP32", shape, raw=pixels)
         with pytest.raises(InvalidArgument, match="batch size must be <= 8"):
             infer(plane, InferRequest("m", "", [huge]))
+
+
+def test_inputs_over_the_whole_budget_are_too_large_and_over_what_is_left_exhausted(
+    tmp_path: Path,
+) -> None:
+    # The first can never fit, so no retry should be asked for (HTTP 413); the second can later.
+    weights, biases = random_classifier(3, 4, 5)
+    path = build_classifier(tmp_path / "m.onnx", weights, biases)
+    plane = plane_with(path, "m", max_batch=1000, budget_bytes=4000)
+    big = InputTensor("images", "FP32", (60, 4, 5), raw=np.zeros((60, 4, 5), np.float32).tobytes())
+    with pytest.raises(TooLarge, match=r"inputs take 4,800 bytes, more than the 4,000 the server "):
+        infer(plane, InferRequest("m", "", [big]))
+    plane.inflight_bytes = 1000  # as if another request held a quarter of it
+    fits_alone = InputTensor(
+        "images", "FP32", (40, 4, 5), raw=np.zeros((40, 4, 5), np.float32).tobytes()
+    )
+    with pytest.raises(ResourceExhausted, match="are in use; retry later"):
+        infer(plane, InferRequest("m", "", [fits_alone]))

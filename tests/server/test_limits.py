@@ -526,7 +526,7 @@ def test_a_second_signal_ends_the_drain_at_once(
 
 def test_an_http_response_over_the_message_limit_is_refused_as_over_grpc(tmp_path: Path) -> None:
     """--max-message-mb bounds what is sent as well as what is read: a JSON answer over it is a
-    429 naming the limit and the way out (binary outputs), which fit and are answered."""
+    413 naming the limit and the way out (binary outputs), which fit and are answered."""
     model = two_inputs(tmp_path / "pair.onnx")
     server = start_server(
         model,
@@ -542,7 +542,7 @@ def test_an_http_response_over_the_message_limit_is_refused_as_over_grpc(tmp_pat
     items = 40_000  # 960,000 bytes in; about 4 MB of JSON numbers out
     data = np.random.default_rng(0).random((2, items, 3)).astype(np.float32)
     try:
-        for binary_outputs, status in ((False, 429), (True, 200)):
+        for binary_outputs, status in ((False, 413), (True, 200)):
             head = json.dumps({
                 "inputs": [
                     {"name": name, "shape": [items, 3], "datatype": "FP32",
@@ -562,7 +562,7 @@ def test_an_http_response_over_the_message_limit_is_refused_as_over_grpc(tmp_pat
             body = reply.read()
             connection.close()
             assert reply.status == status, body[:300]
-            if status == 429:
+            if status == 413:
                 message = json.loads(body)["error"]
                 assert re.fullmatch(
                     r"the response of model 'pair' has \d+ bytes, over the server's limit of "

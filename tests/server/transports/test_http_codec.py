@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from scratchnet import datatypes
-from scratchnet.errors import InvalidArgument, ResourceExhausted
+from scratchnet.errors import InvalidArgument, TooLarge
 from server.dataplane import InferResponse, RequestedOutput
 from server.tensors import decode
 from server.transports import http_codec
@@ -253,7 +253,7 @@ def test_compressed_bodies_are_inflated_within_the_limit() -> None:
     assert http_codec.decompress(gzip.compress(raw), "gzip", 1000) == raw
     assert http_codec.decompress(zlib.compress(raw), "deflate", 1000) == raw
     assert http_codec.decompress(raw, None, 1000) == raw
-    with pytest.raises(ResourceExhausted, match="over 100 bytes once decompressed"):
+    with pytest.raises(TooLarge, match="over 100 bytes once decompressed"):
         http_codec.decompress(gzip.compress(raw), "gzip", 100)
     with pytest.raises(InvalidArgument, match="unsupported Content-Encoding 'br'"):
         http_codec.decompress(raw, "br", 1000)
