@@ -323,6 +323,13 @@ class Client:
             raise self._error(error, note) from None
 
     def _error(self, error: grpc.RpcError, note: str = "") -> ClientError:
+        if isinstance(error, grpc.Call) and error.code() == grpc.StatusCode.UNIMPLEMENTED:
+            # A gRPC server, but not scratchnet's: "Method not found!" alone says too little.
+            return ClientError(
+                f"the server at {self.target} does not implement scratchnet.v1.Classifier "
+                f"({error.details()}): expected a scratchnet server (python -m server)",
+                error.code(),
+            )
         return from_rpc_error(error, self.target, self.timeout, note, self._credentials)
 
     def _unary(self, request: classifier_pb2.PredictRequest) -> Iterator[BatchPrediction]:

@@ -19,12 +19,12 @@ from numpy.typing import NDArray
 from clients.cli import add_model_flags, add_server_flags, model_options, security_options
 from clients.client import Client, ModelInfo, Prediction
 from clients.images import INVERT_CHOICES, load_images
-from scratchnet.cli import ArgumentParser, run_cli
+from scratchnet.cli import ArgumentParser, program_name, run_cli
 from scratchnet.errors import one_line
 
 __all__ = ["main"]
 
-PROGRAM = "python -m clients.predict"
+PROGRAM = program_name("python -m clients.predict")
 
 
 def main() -> None:

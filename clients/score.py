@@ -32,12 +32,12 @@ from clients.inputs import Source, check_fits, open_source
 from clients.metrics import Classification, classification
 from clients.plot import check_plot_path, save_confusion_matrix
 from clients.results import check_output, results_table, write_results
-from scratchnet.cli import ArgumentParser, file_path, integer, run_cli
+from scratchnet.cli import ArgumentParser, file_path, integer, program_name, run_cli
 from scratchnet.datasets import Images
 
 __all__ = ["Score", "main", "score"]
 
-PROGRAM = "python -m clients.score"
+PROGRAM = program_name("python -m clients.score")
 ENGINES = ("server", "ray")
 _RAY_FLAGS = ("address", "model", "actors")
 

@@ -5,7 +5,6 @@ on request, a Triton model repository; `--check MODEL` runs the three-way parity
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -25,7 +24,7 @@ from export.model import (
 from export.parity import check_parity, format_report, initializer_parameters
 from export.triton import write_repository
 from scratchnet.artifact import load_artifact
-from scratchnet.cli import ArgumentParser, integer, run_cli
+from scratchnet.cli import ArgumentParser, integer, program_name, run_cli
 from scratchnet.contract import (
     ARTIFACT_SHA256,
     DEFAULT_ARTIFACT,
@@ -82,7 +81,7 @@ def build_parser(prog: str) -> ArgumentParser:
     )
     parser.add_argument(
         "--opset",
-        type=int,
+        type=integer(1),  # the supported range is checked with the other options
         metavar="N",
         help=f"ONNX opset (default {defaults.opset}, with IR version "
         f"{ir_version_for(defaults.opset)}); the IR version is the oldest that carries the opset",
@@ -126,7 +125,7 @@ def build_parser(prog: str) -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     """Entry point of `python -m export` and `scratchnet-export`."""
-    program = "python -m export" if sys.argv[0].endswith("__main__.py") else Path(sys.argv[0]).name
+    program = program_name("python -m export")
     parser = build_parser(program)
     run_cli(program, lambda: _run(parser, parser.parse_args(argv)))
 
@@ -190,9 +189,12 @@ def _check(model_path: Path, artifact_path: Path | None, data: str | None) -> in
 def _load_model(path: Path) -> ModelProto:
     require_model_file(path, f"model {path}")
     try:
-        return onnx.load(path)
+        model = onnx.load(path)
     except (DecodeError, OSError, ValueError) as error:
         raise ExportError(f"model {path} is not a readable ONNX file ({error})") from None
+    if not model.HasField("graph"):  # an empty file parses as an empty message
+        raise ExportError(f"model {path} is not a readable ONNX file (it holds no graph)")
+    return model
 
 
 def _require_same_artifact(model: ModelProto, model_path: Path, artifact_path: Path) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "integers",
     "non_negative_number",
     "positive_number",
+    "program_name",
     "quiet_interrupt_while_starting",
     "run_cli",
 ]
@@ -35,6 +36,13 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 COMMAND_PACKAGES = ("trainer", "export", "server", "clients")
 """The packages whose modules are commands (`python -m server`, `python -m clients.score`, …)."""
+
+
+def program_name(module: str) -> str:
+    """How the running command names itself in usage lines and errors: its console script's
+    name (`scratchnet-serve`) when this process is one, else `module` ("python -m server")."""
+    name = os.path.basename(sys.argv[0]) if sys.argv else ""
+    return name if name.startswith("scratchnet-") else module
 
 
 def _fail(program: str, message: str, code: int) -> NoReturn:
@@ -113,7 +121,7 @@ def quiet_interrupt_while_starting() -> None:
         return
     if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         return  # ignored by the parent, or set already
-    line = f"python -m {module}: error: interrupted\n".encode()
+    line = f"{program_name(f'python -m {module}')}: error: interrupted\n".encode()
 
     def interrupted(signum: int, frame: FrameType | None) -> None:
         os.write(2, line)
@@ -173,6 +181,9 @@ def run_cli(program: str, main: Callable[[], int | None]) -> NoReturn:
         _fail(program, str(error), EXIT_FAILED if error.failure else EXIT_USAGE)
     except KeyboardInterrupt:
         _fail(program, "interrupted", EXIT_INTERRUPTED)
+    except MemoryError as error:  # numpy's names the allocation: "Unable to allocate 42.6 PiB …"
+        detail = f" ({error})" if str(error) else ""
+        _fail(program, f"out of memory{detail}: ask for less work at once", EXIT_FAILED)
     except BrokenPipeError:
         # The reader went away (`| head`): it has what it wanted, so this is a quiet success.
         # Point stdout at /dev/null so that Python's final flush cannot fail a second time.

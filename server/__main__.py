@@ -7,10 +7,10 @@ import os
 import sys
 from typing import NoReturn
 
-from scratchnet.cli import run_cli
+from scratchnet.cli import program_name, run_cli
 from server.config import parse_config
 
-PROGRAM = "python -m server"
+PROGRAM = program_name("python -m server")
 
 
 def _main() -> int:

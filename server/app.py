@@ -198,6 +198,17 @@ async def _serve(config: ServerConfig) -> int:
                 ", ".join(map(str, model.outputs)),
                 model.slicing,
             )
+        if not plane.repository.models():
+            # Ready and serving nothing: say so, or an operator sees only silence.
+            _log.warning(
+                "serving no model: %s %s; add NAME/VERSION/model.onnx folders%s",
+                config.model_repository,
+                "holds none" if not source.names() else "has none loaded",
+                {
+                    "poll": f" (polled every {config.repository_poll_secs:g} s)",
+                    "explicit": " and load them (RepositoryModelLoad)",
+                }.get(config.model_control_mode, " and restart or send SIGHUP"),
+            )
     poll_stop = threading.Event()
     if config.model_control_mode == "poll":
         threading.Thread(

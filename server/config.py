@@ -31,6 +31,9 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 CONTROL_MODES = ("none", "poll", "explicit")
 _CORES = max(1, len(os.sched_getaffinity(0)))
+MAX_THREADS = 256
+"""The most --threads and --workers take: each is a thread (--threads per model), and a typo of
+100000 would start threads until the machine's process limit stops every other program."""
 # grpc measures message sizes in an int32 of bytes.
 _MAX_MESSAGE_MB_LIMIT = 2047
 
@@ -249,10 +252,14 @@ _FLAGS: dict[str, tuple[Callable[[str], Any], Any, str]] = {
         DEFAULT_MAX_BATCH,
         "most items one request may carry, for models whose config.pbtxt sets no max_batch_size",
     ),
-    "threads": (integer(0), 0, "onnxruntime intra-op threads per inference (0: one per core)"),
+    "threads": (
+        integer(0, MAX_THREADS),
+        0,
+        "onnxruntime intra-op threads per inference (0: one per core)",
+    ),
     "workers": (
-        integer(1),
-        _CORES,
+        integer(1, MAX_THREADS),
+        min(_CORES, MAX_THREADS),
         "inference threads: model runs at the same time besides the small ones the event loop "
         "runs itself",
     ),

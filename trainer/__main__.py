@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from tqdm import tqdm
 
 from scratchnet.artifact import save_artifact
-from scratchnet.cli import ArgumentParser, integer, positive_number, run_cli
+from scratchnet.cli import ArgumentParser, integer, positive_number, program_name, run_cli
 from scratchnet.contract import DEFAULT_ARTIFACT
 from scratchnet.datasets import load_dataset
 from scratchnet.files import check_writable
@@ -26,7 +26,7 @@ from trainer.training import TrainingResult, train
 
 __all__ = ["build_parser", "hyperparameters_from", "main"]
 
-PROGRAM = "python -m trainer"
+PROGRAM = program_name("python -m trainer")
 
 
 def build_parser() -> ArgumentParser:

@@ -62,11 +62,23 @@ def _main() -> int:
         default="v1",
         help="v1: scratchnet.v1 Predict; v2: Open Inference Protocol ModelInfer (default: v1)",
     )
+    # --model-name and --model-version as clients.score and clients.predict say; -m and -x as
+    # Triton's perf_analyzer says.
     parser.add_argument(
-        "--model", metavar="NAME", help="the model to call (default: the server's default model)"
+        "--model",
+        "--model-name",
+        "-m",
+        dest="model",
+        metavar="NAME",
+        help="the model to call (default: the server's default model)",
     )
     parser.add_argument(
-        "--version", default="", help="its version (default: the newest the server has ready)"
+        "--version",
+        "--model-version",
+        "-x",
+        dest="version",
+        default="",
+        help="its version (default: the newest the server has ready)",
     )
     parser.add_argument(
         "--batch", type=integer(1), default=1, metavar="B", help="images per request (default 1)"

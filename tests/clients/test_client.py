@@ -158,6 +158,23 @@ def test_unreachable_server_raises_server_unavailable(closed_port: int) -> None:
     assert isinstance(raised.value, ScratchnetError) and "\n" not in str(raised.value)
 
 
+def test_a_grpc_server_that_is_not_scratchnet_is_named_as_such() -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))  # no services at all
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        stranger = Client(f"127.0.0.1:{port}", timeout=10)
+        with stranger, pytest.raises(ClientError) as raised:
+            stranger.predict(np.zeros((2, 4, 4), dtype=np.uint8))
+    finally:
+        server.stop(None)
+    assert raised.value.code == grpc.StatusCode.UNIMPLEMENTED
+    assert str(raised.value) == (
+        f"the server at 127.0.0.1:{port} does not implement scratchnet.v1.Classifier (Method not "
+        "found!): expected a scratchnet server (python -m server)"
+    )
+
+
 def test_wrong_image_size_raises_invalid_argument(client: Client, mnist: Dataset) -> None:
     height, width = client.model_info().image_shape
     with pytest.raises(InvalidArgumentError) as raised:

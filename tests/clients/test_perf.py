@@ -303,6 +303,10 @@ def test_bad_input_is_one_line_and_exit_code_2(
         (["--target", "127.0.0.1:{closed}"], "UNAVAILABLE from 127.0.0.1:"),
         (["--target", "{server}", "--api", "v2", "--model", "x"], "NOT_FOUND"),
         (["--target", "{server}", "--model", "x"], "NOT_FOUND"),
+        # The other Python CLIs' spelling, and perf_analyzer's: the same flags.
+        (["--target", "{server}", "--model-name", "x"], "Request for unknown model: 'x'"),
+        (["--target", "{server}", "-m", "scratchnet", "-x", "7"], "'scratchnet' version 7 is"),
+        (["--target", "{server}", "--model-version", "7"], "'scratchnet' version 7 is"),
     ],
 )
 def test_a_failed_call_is_one_line_and_exit_code_1(

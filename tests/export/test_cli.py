@@ -96,7 +96,7 @@ BAD_INVOCATIONS = {
     "unknown option": (["{artifact}", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     "opset too old": (["{artifact}", "--opset", "12"], "opset 12 cannot express the graph"),
     "opset too new": (["{artifact}", "--opset", "999"], "opset 999 is newer than the installed"),
-    "opset not a number": (["{artifact}", "--opset", "x"], "invalid int value: 'x'"),
+    "opset not a number": (["{artifact}", "--opset", "x"], "argument --opset: expected an integer, got 'x'"),
     "input dtype": (["{artifact}", "--input-dtype", "float16"], "invalid choice: 'float16'"),
     "model version": (["{artifact}", "--model-version", "0"], "expected an integer from 1 to"),
     "model version past int64": (
@@ -132,6 +132,7 @@ BAD_INVOCATIONS = {
     ),
     "check missing model": (["--check", "{tmp}/nope.onnx"], "model {tmp}/nope.onnx not found"),
     "check garbage": (["--check", "{tmp}/garbage.npz"], "is not a readable ONNX file"),
+    "check empty": (["--check", "{tmp}/empty.onnx"], "is not a readable ONNX file (it holds no"),
     "check with -o": (["--check", "{tmp}/x.onnx", "-o", "{tmp}/y.onnx"], "-o/--output not allowed"),
     "data without check": (["{artifact}", "--data", "{tmp}"], "--data is only used with --check"),
 }
@@ -146,6 +147,7 @@ def test_bad_invocations_fail_with_one_line_and_no_file(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     (tmp_path / "garbage.npz").write_text("not a zip, not a model\n")
+    (tmp_path / "empty.onnx").write_bytes(b"")
     huge = make_artifact()
     huge.weights[1, 2, 3] = 1e39  # a float64 that float32 cannot hold
     save_artifact(tmp_path / "huge.npz", huge)

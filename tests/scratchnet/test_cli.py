@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from scratchnet.cli import (
@@ -163,7 +164,36 @@ def test_ctrl_c_while_a_console_script_imports_is_one_line() -> None:
     script = Path(sys.executable).with_name("scratchnet-serve")  # installed with the package
     result = _interrupted_while_importing(str(script))
     assert (result.returncode, result.stdout) == (EXIT_INTERRUPTED, "")
-    assert result.stderr == "python -m server: error: interrupted\n"
+    assert result.stderr == "scratchnet-serve: error: interrupted\n"
+
+
+@pytest.mark.parametrize(
+    ("script", "usage"),
+    [("scratchnet-serve", "scratchnet-serve: error: unrecognized arguments: --bogus"),
+     ("scratchnet-train", "scratchnet-train: error: unrecognized arguments: --bogus"),
+     ("scratchnet-score", "scratchnet-score: error: unrecognized arguments: --bogus")],
+)  # fmt: skip
+def test_a_console_script_names_itself(script: str, usage: str) -> None:
+    command = [str(Path(sys.executable).with_name(script)), "--bogus"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == EXIT_USAGE and result.stderr.startswith(usage), result.stderr
+    assert "python -m" not in result.stderr
+
+
+def test_run_cli_reports_running_out_of_memory_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def greedy() -> int:
+        np.zeros(2**59, dtype=np.float64)  # 4 EiB: refused by the allocator, not the kernel
+        return 0
+
+    with pytest.raises(SystemExit) as exited:
+        run_cli("prog", greedy)
+    assert exited.value.code == EXIT_FAILED
+    error = capsys.readouterr().err
+    assert error.startswith("prog: error: out of memory (Unable to allocate ") and error.endswith(
+        "): ask for less work at once\n"
+    )
 
 
 @pytest.mark.parametrize("run_as", ["-c", "-m"])

@@ -49,7 +49,8 @@ def test_a_bad_environment_value_names_the_variable(capsys: pytest.CaptureFixtur
         parse_config([], {"SCRATCHNET_WORKERS": "0"}, "prog")
     assert raised.value.code == 2
     assert capsys.readouterr().err == (
-        "prog: error: environment variable SCRATCHNET_WORKERS: expected an integer >= 1, got 0 "
+        "prog: error: environment variable SCRATCHNET_WORKERS: expected an integer between 1 and "
+        "256, got 0 "
         "(see prog --help)\n"
     )
 
@@ -84,6 +85,17 @@ def test_http_is_off_unless_a_port_is_given() -> None:
         parse_config(["--http-port", "off"], {"SCRATCHNET_HTTP_PORT": "1"}, "prog").http_port
         is None
     )
+
+
+@pytest.mark.parametrize(("flag", "low"), [("--threads", 0), ("--workers", 1)])
+def test_thread_counts_are_bounded(flag: str, low: int, capsys: pytest.CaptureFixture[str]) -> None:
+    # Unbounded, a typo of 100000 started threads until the machine could fork no more.
+    with pytest.raises(SystemExit):
+        parse_config([flag, "100000"], {}, "prog")
+    assert f"argument {flag}: expected an integer between {low} and 256, got 100000" in (
+        capsys.readouterr().err
+    )
+    assert getattr(parse_config([flag, "256"], {}, "prog"), flag[2:]) == 256
 
 
 def test_a_bad_http_port_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:

@@ -255,7 +255,7 @@ def test_environment_variables_configure_the_server_and_flags_win(
         (
             [],
             {"SCRATCHNET_THREADS": "-2"},
-            "environment variable SCRATCHNET_THREADS: expected an integer >= 0, got -2",
+            "environment variable SCRATCHNET_THREADS: expected an integer between 0 and 256, got -2",
         ),
     ],
 )
@@ -319,3 +319,21 @@ def test_sighup_reloads_a_changed_model_file_and_keeps_serving_through_a_bad_one
             assert server.process.poll() is None
     finally:
         assert server.stop() == 0
+
+
+def test_a_server_with_no_model_says_so(tmp_path: Path) -> None:
+    # Ready and serving nothing: without a warning an operator would see only silence.
+    empty = tmp_path / "repository"
+    empty.mkdir()
+    with start_server(
+        empty, "--model-control-mode", "poll", tmp_dir=tmp_path, model_flag="--model-repository"
+    ) as server:
+        until_logged = time.monotonic() + 10
+        while "serving no model" not in server.stderr() and time.monotonic() < until_logged:
+            time.sleep(0.05)
+        assert server.stop() == 0
+    (warning,) = [line for line in server.stderr().splitlines() if "serving no model" in line]
+    assert warning.endswith(
+        f"WARNING server.app: serving no model: {empty} holds none; add NAME/VERSION/model.onnx "
+        "folders (polled every 5 s)"
+    )
