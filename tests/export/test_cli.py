@@ -96,7 +96,7 @@ BAD_INVOCATIONS = {
     "unknown option": (["{artifact}", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     "opset too old": (["{artifact}", "--opset", "12"], "opset 12 cannot express the graph"),
     "opset too new": (["{artifact}", "--opset", "999"], "opset 999 is newer than the installed"),
-    "opset not a number": (["{artifact}", "--opset", "x"], "argument --opset: expected an integer, got 'x'"),
+    "opset not a number": (["{artifact}", "--opset", "x"], "--opset: expected an integer, got 'x'"),
     "input dtype": (["{artifact}", "--input-dtype", "float16"], "invalid choice: 'float16'"),
     "model version": (["{artifact}", "--model-version", "0"], "expected an integer from 1 to"),
     "model version past int64": (

@@ -255,7 +255,7 @@ def test_environment_variables_configure_the_server_and_flags_win(
         (
             [],
             {"SCRATCHNET_THREADS": "-2"},
-            "environment variable SCRATCHNET_THREADS: expected an integer between 0 and 256, got -2",
+            "SCRATCHNET_THREADS: expected an integer between 0 and 256, got -2",
         ),
     ],
 )
