@@ -255,7 +255,7 @@ def matched_inputs(
                 + (
                     ": it is an initializer of the graph, which requests cannot override"
                     if fixed
-                    else ""
+                    else f", expected {'one of ' if len(specs) > 1 else ''}{', '.join(specs)}"
                 )
             )
         if tensor.name in given:

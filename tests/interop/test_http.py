@@ -272,7 +272,7 @@ HEADER = "Inference-Header-Content-Length"
             images_body([1], name="pixels"),
             {},
             400,
-            f"unexpected inference input 'pixels' for model '{MODEL}'",
+            f"unexpected inference input 'pixels' for model '{MODEL}', expected images",
         ),
         (
             INFER,

@@ -219,7 +219,7 @@ def test_errors_have_the_protocol_status_codes(session: Session, mnist: Dataset)
     assert errors["byte_size"]["message"].endswith(f"got {2 * pixels * itemsize}")
     assert errors["unknown_input"] == {
         "status": invalid,
-        "message": f"unexpected inference input 'pixels' for model '{model}'",
+        "message": f"unexpected inference input 'pixels' for model '{model}', expected images",
     }
     assert errors["unknown_output"]["status"] == invalid
     assert errors["unknown_output"]["message"].startswith(
