@@ -101,6 +101,12 @@ class Credentials:
         if "WRONG_VERSION_NUMBER" in details:
             return "the server does not seem to serve TLS: leave out --tls-ca and --tls-cert"
         if "CERTIFICATE_VERIFY_FAILED" in details:
+            # OpenSSL's reason follows the code: a date is not a signer.
+            if "certificate has expired" in details or "not yet valid" in details:
+                return (
+                    "the server's certificate is outside its validity dates: renew it (or "
+                    "check this machine's clock)"
+                )
             return "the server's certificate is not signed by the CA of --tls-ca"
         if "Socket closed" in details or "handshake" in details.lower():
             return (

@@ -25,6 +25,7 @@ __all__ = [
     "non_negative_number",
     "positive_number",
     "program_name",
+    "quiet_grpc_core_in_client_commands",
     "quiet_interrupt_while_starting",
     "run_cli",
 ]
@@ -135,6 +136,17 @@ def quiet_interrupt_while_starting() -> None:
 
 
 _starting_handler: Callable[[int, FrameType | None], None] | None = None
+
+
+def quiet_grpc_core_in_client_commands() -> None:
+    """When this process is a client command (`python -m clients.score`, `scratchnet-score`),
+    keep gRPC's C core from logging on its own unless GRPC_VERBOSITY asks it to: a failed TLS
+    handshake would add its line to the command's one-line error. grpc reads the variable when
+    it is imported, so scratchnet.starting calls this first. The server sets its own from
+    --log-level (server/__main__.py)."""
+    module = _module_run() or _console_script_run()
+    if module is not None and module.partition(".")[0] == "clients":
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
 
 def _module_run() -> str | None:

@@ -56,7 +56,7 @@ from server.config import ServerConfig
 from server.dataplane import DataPlane, Outcome
 from server.logs import status_code
 from server.model_control import ModelControl
-from server.repository import READY, UNAVAILABLE
+from server.repository import LOADING, READY, UNAVAILABLE
 from server.security import HTTP_REFUSAL, Access, TokenFile
 
 __all__ = [
@@ -248,7 +248,9 @@ class ServerState:
         )
         for entry in self._plane.repository.index(list(self._known_names())):
             current = entry.state or UNAVAILABLE  # a model never loaded: the index has its name
-            for name in sorted({READY, UNAVAILABLE, current}):
+            # Every state, each 0 or 1: a series that appears only while it is 1 reads as "no
+            # data" to a query or an alert on it.
+            for name in sorted({READY, UNAVAILABLE, LOADING, current}):
                 state.add_metric([entry.name, entry.version, name], float(current == name))
         load = GaugeMetricFamily(
             "scratchnet_model_load_seconds",

@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
 from clients import Client, ClientError, ServerUnavailableError
+from clients.credentials import Credentials
 from scratchnet.artifact import Artifact
 from scratchnet.datasets import Dataset
 from scratchnet.forward import predict
@@ -182,3 +184,37 @@ def test_an_unreadable_token_file_is_a_mistake_found_before_any_call(tmp_path: P
         assert_one_line_error(
             result, f"python -m {program}", f"--token-file {missing}: cannot read"
         )
+
+
+def test_a_failed_handshake_is_one_line_from_every_command(
+    secured: RunningServer, pki: dict[str, Pem], token_file: Path
+) -> None:
+    # gRPC's C core logged its own "Handshake failed" line before the command's one line.
+    args = [
+        "--target", secured.target, "--token-file", token_file, "--tls-ca", pki["other"].cert,
+        "--tls-cert", pki["client"].cert, "--tls-key", pki["client"].key,
+    ]  # fmt: skip
+    for module, extra in (("clients.score", ["-q"]), ("clients.perf", ["--duration", "0.2"])):
+        result = run_module(module, *args, *extra, check=False)
+        assert_one_line_error(  # a failed call: exit 1
+            result,
+            f"python -m {module}",
+            "the server's certificate is not signed by the CA",
+            code=1,
+        )
+
+
+@pytest.mark.parametrize(
+    ("reason", "hint"),
+    [
+        ("unable to get local issuer certificate", "is not signed by the CA of --tls-ca"),
+        ("certificate has expired", "outside its validity dates: renew it"),
+        ("certificate is not yet valid", "outside its validity dates: renew it"),
+    ],
+)
+def test_a_certificate_refused_for_its_dates_is_not_blamed_on_the_ca(
+    pki: dict[str, Pem], reason: str, hint: str
+) -> None:
+    credentials = Credentials.of(tls_ca=pki["ca"].cert)
+    details = f"Tls handshake failed: CERTIFICATE_VERIFY_FAILED: {reason}: OK"
+    assert hint in credentials.hint(grpc.StatusCode.UNAVAILABLE, details)

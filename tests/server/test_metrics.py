@@ -124,6 +124,8 @@ def test_the_state_is_read_at_scrape_time_from_the_loop_and_the_repository(
     state = "scratchnet_model_state"
     assert value(samples, state, model="scratchnet", version="1", state="READY") == 1
     assert value(samples, state, model="scratchnet", version="1", state="UNAVAILABLE") == 0
+    # Every state has its series, 0 when not in it: an alert on LOADING needs one to read.
+    assert value(samples, state, model="scratchnet", version="1", state="LOADING") == 0
     assert value(samples, state, model="elsewhere", version="", state="UNAVAILABLE") == 1
     assert value(samples, "scratchnet_model_load_seconds", model="scratchnet", version="1") > 0
     assert value(samples, "scratchnet_model_runs_total", model="scratchnet", version="1") == 0

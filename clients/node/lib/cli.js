@@ -12,6 +12,10 @@ const { checkImageShape, readImages } = require('./images');
 const { loadMnistSplit } = require('./mnist');
 const { scoreSet } = require('./score');
 
+// As the server's --threads: each is a thread, and a typo of 100000 would start them until the
+// machine's process limit stops every other program.
+const MAX_THREADS = 256;
+
 const PROGRAM = 'scratchnet';
 const DEFAULT_DATA = path.resolve(__dirname, '..', '..', '..', 'data', 'mnist');
 
@@ -70,6 +74,15 @@ function positive(name, text, integer) {
     throw new InputError(
       `--${name} ${text}: expected a positive ${integer ? 'integer' : 'number'}`,
     );
+  }
+  return value;
+}
+
+/** A positive integer flag of at most `limit`. */
+function atMost(name, text, limit) {
+  const value = positive(name, text, true);
+  if (value > limit) {
+    throw new InputError(`--${name} ${text}: expected an integer between 1 and ${limit}`);
   }
   return value;
 }
@@ -195,7 +208,7 @@ function connect(values) {
 async function loadOnnx(values) {
   const { OnnxModel } = require('./onnx');
   const threads =
-    values.threads === undefined ? undefined : positive('threads', values.threads, true);
+    values.threads === undefined ? undefined : atMost('threads', values.threads, MAX_THREADS);
   const model = await OnnxModel.load(values.model, { threads });
   return {
     model,

@@ -219,6 +219,15 @@ class Client {
         : `is the server at ${this.target} up? If it requires TLS, pass --tls-ca FILE (and ` +
           '--tls-cert FILE --tls-key FILE if it requires a client certificate)',
     };
+    if (error.code === grpc.status.DEADLINE_EXCEEDED) {
+      // grpc-js's own details list its internal stages ("name resolution: 0.008s,…").
+      return new RpcError(
+        method,
+        error.code,
+        `no answer within ${this.timeoutMs} ms`,
+        'raise the timeout (--timeout, or timeoutMs) for a busy server',
+      );
+    }
     return fromGrpcError(method, error, hints[error.code]);
   }
 

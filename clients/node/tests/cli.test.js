@@ -108,6 +108,11 @@ test('bad flags exit 2 with one line saying what was expected', async () => {
     /--threads does not apply/,
   );
   await assertFails(
+    ['onnx', '--model', 'm.onnx', '--threads', '100000', 'x'],
+    2,
+    /--threads 100000: expected an integer between 1 and 256/,
+  );
+  await assertFails(
     ['info', '--target', 'h:1', '--model', ''],
     2,
     /--model and --model-version take a non-empty value/,

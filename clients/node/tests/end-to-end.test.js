@@ -392,6 +392,15 @@ describe('against a server that stops answering mid-stream', SUITE_TIMEOUT, () =
       );
       // 10,000 batches of one: the whole-stream deadline alone would be 20,000 s.
       assert.ok(Date.now() - started < 15_000, `took ${Date.now() - started} ms`);
+      // A unary call's deadline reads the same, not grpc-js's list of its internal stages.
+      await assert.rejects(
+        () => slow.modelInfo(),
+        (error) =>
+          error instanceof RpcError &&
+          error.message ===
+            'GetModelInfo failed: DEADLINE_EXCEEDED: no answer within 2000 ms (raise the ' +
+              'timeout (--timeout, or timeoutMs) for a busy server)',
+      );
     } finally {
       slow.close();
       frozen.process.kill('SIGCONT');
