@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
@@ -24,6 +26,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Match, Route
+from starlette.staticfiles import NotModifiedResponse, StaticFiles
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -362,13 +365,13 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
     """GET / and /playground/…: the page, its files and the models it can draw for."""
 
     async def page(request: Request) -> Response:
-        return _file_response(playground.INDEX)
+        return _file_response(request, playground.INDEX.path, playground.INDEX.media_type)
 
     async def asset(request: Request) -> Response:
         found = playground.asset(_param(request, "path"))
         if found is None:
             raise HTTPException(404)
-        return _file_response(found)
+        return _file_response(request, found.path, found.media_type)
 
     async def models(request: Request) -> Reply:
         return http_codec.json_reply(playground.models(plane))
@@ -387,7 +390,7 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
         except RequestError as error:
             reply = _error_reply(error)
             return Response(reply.body, reply.status, headers=dict(reply.headers))
-        return FileResponse(path, media_type="application/octet-stream")
+        return _file_response(request, path, "application/octet-stream")
 
     api = "/playground/api/models"
     return [
@@ -401,10 +404,21 @@ def _playground_routes(plane: DataPlane, service: _Service) -> list[Route]:
     ]
 
 
-def _file_response(found: playground.Asset) -> Response:
-    return FileResponse(
-        found.path, media_type=found.media_type, headers={"cache-control": "no-cache"}
+def _file_response(request: Request, path: Path, media_type: str) -> Response:
+    """The file, revalidated on every use (no-cache: a reloaded model or a new page reaches the
+    browser at once), or 304 Not Modified when the browser's copy is still the file's."""
+    stat = os.stat(path)  # given to FileResponse, which then sets ETag and Last-Modified now
+    response = FileResponse(
+        path, media_type=media_type, headers={"cache-control": "no-cache"}, stat_result=stat
     )
+    if _VALIDATORS.is_not_modified(response.headers, request.headers):
+        return NotModifiedResponse(response.headers)
+    return response
+
+
+_VALIDATORS = StaticFiles(check_dir=False)
+"""Only for Starlette's rule of when a file is not modified (If-None-Match, If-Modified-Since):
+our routes choose the files."""
 
 
 _INFER_ROUTE = "infer"

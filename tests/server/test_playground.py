@@ -123,6 +123,27 @@ def test_the_page_and_its_api_over_http(foreign_server: RunningServer, tmp_path:
     assert get(f"{base}/playground/../server/app.py")[0] == 404
 
 
+def test_the_page_and_the_model_file_are_revalidated_and_not_sent_again(
+    foreign_server: RunningServer,
+) -> None:
+    # no-cache: the browser asks every time, so a reloaded model or a new page reaches it at
+    # once; a copy it still holds is a 304, not the whole file again.
+    base = foreign_server.http_url
+    for path in ("/", "/playground/api/models/tiny/versions/1/model.onnx"):
+        with urllib.request.urlopen(f"{base}{path}", timeout=30) as reply:
+            assert reply.headers["cache-control"] == "no-cache"
+            etag, modified = reply.headers["etag"], reply.headers["last-modified"]
+        for validator in ({"If-None-Match": etag}, {"If-Modified-Since": modified}):
+            request = urllib.request.Request(f"{base}{path}", headers=validator)
+            with pytest.raises(urllib.error.HTTPError) as answered:
+                urllib.request.urlopen(request, timeout=30)
+            assert answered.value.code == 304 and answered.value.read() == b""
+            assert answered.value.headers["etag"] == etag
+        changed = urllib.request.Request(f"{base}{path}", headers={"If-None-Match": '"other"'})
+        with urllib.request.urlopen(changed, timeout=30) as reply:
+            assert reply.status == 200 and reply.read()
+
+
 def test_the_page_never_gets_a_file_other_than_the_model_served(tmp_path: Path) -> None:
     path = foreign(tmp_path)
     model = plane_with(path, "d#x 1").model("d#x 1")
