@@ -188,6 +188,22 @@ def test_bad_flag_is_one_line(binary: Path) -> None:
     assert_cpp_error(result, EXIT_INPUT_ERROR, "--batch-size", "positive integer")
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("--bogus",), "unknown flag --bogus"),  # last: not "expects a value"
+        (("--version",), "unknown flag --version"),
+        (("--bogus", "x"), "unknown flag --bogus"),
+        (("--timeout",), "--timeout expects a value"),
+    ],
+)
+def test_an_unknown_flag_is_named_wherever_it_is(
+    binary: Path, args: tuple[str, ...], words: str
+) -> None:
+    result = run_client(binary, "--target", "127.0.0.1:1", "--images", "x", *args)
+    assert_cpp_error(result, EXIT_INPUT_ERROR, words)
+
+
 @pytest.mark.parametrize("timeout", ["1e16", "9e15", "86400.5"])
 def test_a_timeout_above_a_day_is_refused(
     binary: Path, mnist: Dataset, tmp_path: Path, closed_port: int, timeout: str

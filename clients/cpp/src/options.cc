@@ -2,6 +2,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -83,6 +84,14 @@ bool is_switch(const std::string& flag) {
   return flag == "--json" || flag == "--help" || flag == "-h";
 }
 
+// The flags set_value takes: an unknown one is named as such, even as the last argument.
+bool takes_value(const std::string& flag) {
+  static const std::set<std::string> kValueFlags = {
+      "--target",  "--images",        "--labels", "--labels-out", "--batch-size", "--timeout",
+      "--model",   "--model-version", "--tls-ca", "--tls-cert",   "--tls-key",    "--token-file"};
+  return kValueFlags.count(flag) > 0;
+}
+
 }  // namespace
 
 Options parse_options(int argc, const char* const* argv) {
@@ -96,6 +105,7 @@ Options parse_options(int argc, const char* const* argv) {
       continue;
     }
     if (flag.rfind("--", 0) != 0) fail("unexpected argument '" + flag + "'");
+    if (!takes_value(flag)) fail("unknown flag " + flag);
     if (!value) {
       if (i + 1 == arguments.size()) fail(flag + " expects a value");
       value = arguments[++i];
