@@ -61,7 +61,8 @@ def _main() -> int:
         action="store_false",
         help="photos only: take them as they are (grayscale, resized to the model's HxW), for "
         "images already in MNIST's form; by default a photo is cropped to its ink, fitted into "
-        "20x20 of 28x28 and centred by mass (docs/preprocessing.md)",
+        "the model's HxW in MNIST's proportions (20x20 of 28x28) and centred by mass "
+        "(docs/preprocessing.md)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     args = parser.parse_args()
@@ -81,8 +82,10 @@ def _main() -> int:
         print(json.dumps(_report(rows, info, args.target), indent=2))
     else:
         width = max(len(one_line(row.image)) for row in rows)
+        # The label column as wide as the widest class name, so the probabilities line up.
+        label_width = max(len(name) for name in info.class_labels)
         for row in rows:
-            print(_line(row, info.class_labels, width))
+            print(_line(row, info.class_labels, width, label_width))
     return 0
 
 
@@ -110,11 +113,12 @@ def _rows(results: list[tuple[Path, Prediction]]) -> list[_Row]:
     return rows
 
 
-def _line(row: _Row, class_labels: Sequence[str], width: int) -> str:
+def _line(row: _Row, class_labels: Sequence[str], width: int, label_width: int = 0) -> str:
     # A file name with a line break or a terminal escape in it stays on its row.
     text = f"{one_line(row.image):<{width}}  {class_labels[row.label]}"
     if row.probabilities is None:
         return text
+    text = f"{text:<{width + 2 + label_width}}"
     return f"{text}  ({row.probabilities[row.label]:.3f})   " + " ".join(
         f"{name}:{p:.3f}" for name, p in zip(class_labels, row.probabilities, strict=True)
     )

@@ -259,6 +259,23 @@ def test_labels_of_another_length_are_refused(binary: Path, mnist: Dataset, tmp_
     assert_cpp_error(result, EXIT_INPUT_ERROR, str(labels_path), "9 labels, expected 10")
 
 
+def test_labels_beyond_the_models_classes_are_refused(
+    binary: Path, server: RunningServer, mnist: Dataset, tmp_path: Path
+) -> None:
+    # Scored, they would read as mistakes: a labelled set meant for another model.
+    images_path, labels_path = write_images_and_labels(
+        tmp_path, mnist.test_images[:10], np.full(10, 11), compress=False
+    )
+    result = run_client(
+        binary, "--target", server.target, "--images", images_path, "--labels", labels_path
+    )
+    assert_cpp_error(
+        result,
+        EXIT_INPUT_ERROR,
+        f"{labels_path}: the labels go up to 11, but model 'scratchnet' has only 10 classes",
+    )
+
+
 def test_truncated_file_is_one_line(binary: Path, mnist: Dataset, tmp_path: Path) -> None:
     images_path, _ = write_images_and_labels(
         tmp_path, mnist.test_images[:10], mnist.test_labels[:10], compress=False

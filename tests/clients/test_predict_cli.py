@@ -147,3 +147,14 @@ def test_bad_input_is_one_line_and_a_nonzero_exit(
     ]:
         result = run_module("clients.predict", "--target", target, tmp_path / "ok.npy", check=False)
         assert_one_line_error(result, PROGRAM, message, code=code)
+
+
+def test_the_probabilities_line_up_whatever_the_class_names_width() -> None:
+    # With 10 or more classes, label "4" and label "11" must not shift the columns after them.
+    from clients.predict import _line, _Row
+
+    names = [str(index) for index in range(12)]
+    rows = [_Row("a.png", label, np.full(12, 1 / 12, np.float32)) for label in (4, 11)]
+    lines = [_line(row, names, width=5, label_width=2) for row in rows]
+    assert lines[0].index("(") == lines[1].index("(")
+    assert lines[0].startswith("a.png  4   (0.083)")

@@ -82,6 +82,18 @@ void check_fits_model(const v1::GetModelInfoResponse& info, const IdxArray& imag
   }
 }
 
+// Labels the model cannot give would score as mistakes: a set meant for another model.
+void check_labels_fit(const v1::GetModelInfoResponse& info,
+                      const std::vector<std::uint8_t>& labels, const std::string& path) {
+  if (labels.empty()) return;
+  const int highest = *std::max_element(labels.begin(), labels.end());
+  if (highest >= info.num_classes()) {
+    throw InputError(path + ": the labels go up to " + std::to_string(highest) + ", but model '" +
+                     info.model_name() + "' has only " + std::to_string(info.num_classes()) +
+                     " classes");
+  }
+}
+
 std::int64_t choose_batch_size(const std::optional<std::int64_t>& requested,
                                const v1::GetModelInfoResponse& info, const IdxArray& images) {
   const std::int64_t limit = info.max_batch_size();
@@ -160,6 +172,7 @@ int run(const Options& options) {
   if (targets.balanced()) client.pin_model(info.model_name(), info.model_version());
   if (targets.addresses.size() > 1) info = client.agreed(std::move(info));
   check_fits_model(info, images, options.images_path);
+  if (report.expected) check_labels_fit(info, *report.expected, *options.labels_path);
   const std::int64_t batch_size = choose_batch_size(options.batch_size, info, images);
 
   const auto started = std::chrono::steady_clock::now();

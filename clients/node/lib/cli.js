@@ -33,8 +33,9 @@ TARGET: HOST:PORT; replicas, balanced round robin with retries: HOST:PORT,HOST:P
 dns:///NAME:PORT (every address of NAME).
 FILE: IDX images [N,H,W] or [H,W] (raw or .gz), a .npy of integers 0-255 or floats in [0, 1]
 (either byte order), each of the model's HxW; or a PNG or JPEG photo, put in MNIST's form
-(inverted if on light paper, cropped to the ink, fitted into 20x20 of 28x28, centred by mass;
-docs/preprocessing.md) unless --no-preprocess (then only made gray and resized to HxW).
+(inverted if on light paper, cropped to the ink, fitted into the model's HxW in MNIST's
+proportions, 20x20 of 28x28, centred by mass; docs/preprocessing.md) unless --no-preprocess
+(then only made gray and resized to HxW).
 DIR: an MNIST-style folder (t10k-images-idx3-ubyte[.gz], ...); default ${DEFAULT_DATA}.
 Server options (predict, score, info):
   --model NAME          the model to ask (default: the server's default model)
@@ -217,9 +218,12 @@ async function loadOnnx(values) {
   };
 }
 
-/** [H, W]: the last two sizes of an input shape [N, H, W] (or [N, 1, H, W]). */
+/**
+ * [H, W]: the last two sizes of an input shape [N, H, W] (or [N, 1, H, W]); unknown (NaN) for a
+ * flat input [N, H·W], whose pixel count the server or onnxruntime checks.
+ */
 function lastTwo(shape) {
-  return shape.slice(-2).map(Number);
+  return shape.length >= 3 ? shape.slice(-2).map(Number) : [NaN, NaN];
 }
 
 /** What readImages needs for photos, from the flags. */

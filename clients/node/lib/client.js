@@ -17,6 +17,7 @@ const {
   convertImages,
   decodeRaw,
   dtypeOf,
+  inModelLayout,
   parseInputScale,
   sliceImages,
   toRawBytes,
@@ -665,7 +666,13 @@ class Client {
         model_name: metadata.name,
         model_version: this.modelVersion,
         id: String(i),
-        inputs: [{ name: input.name, datatype: DTYPES[dtype].v2, shape: parts[i].shape }],
+        inputs: [
+          {
+            name: input.name,
+            datatype: DTYPES[dtype].v2,
+            shape: inModelLayout(parts[i].shape, input.shape),
+          },
+        ],
         outputs: wanted.map((name) => ({ name })),
         raw_input_contents: [toRawBytes(parts[i].data)],
       }),

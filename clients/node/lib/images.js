@@ -136,6 +136,12 @@ async function readImages(file, options = {}) {
       throw new InputError(`${file}: a photo, but no model image size to fit it to`);
     }
     const imageShape = await options.imageShape();
+    if (!imageShape.every((size) => size > 0)) {
+      throw new InputError(
+        `${file}: a photo, but the model's input does not say its image size (a flat input): ` +
+          'send images of its size as .npy or IDX, or call it over scratchnet.v1 (--api v1)',
+      );
+    }
     return readPhoto(bytes, file, { ...options, imageShape });
   }
   const images = arrayImages(bytes, file);

@@ -13,6 +13,7 @@ const {
   argmaxRows,
   checkImages,
   convertImages,
+  inModelLayout,
   parseInputScale,
 } = require('./tensor');
 
@@ -49,10 +50,13 @@ class OnnxModel {
     }
     const outputs = session.outputMetadata;
     this.labelOutput = outputs.find((o) => o.type === 'int64' && o.shape.length === 1)?.name;
-    this.scoresOutput = (
+    const scoresOutput =
       outputs.find((o) => o.name === 'scores') ??
-      outputs.find((o) => o.type === 'float32' && o.shape.length === 2)
-    )?.name;
+      outputs.find((o) => o.type === 'float32' && o.shape.length === 2);
+    this.scoresOutput = scoresOutput?.name;
+    // From the file, for a run that fetches the labels only: [N, C] with C a number.
+    const classes = scoresOutput?.shape?.[1];
+    this.numClasses = typeof classes === 'number' && classes > 0 ? classes : undefined;
     if (!this.labelOutput && !this.scoresOutput) {
       throw new InputError(
         `${file}: expected an int64 [N] label or float32 [N,C] scores output, ` +
@@ -93,25 +97,26 @@ class OnnxModel {
   async predict(images, options = {}) {
     checkPixels(checkImages(images), `input '${this.inputName}' of ${this.file}`, this.inputScale);
     const batch = convertImages(images, this.inputType, this.inputScale);
+    const shape = inModelLayout(batch.shape, this.inputShape);
     const [, ...expected] = this.inputShape;
-    const [, ...got] = batch.shape;
+    const [, ...got] = shape;
     if (
       expected.length !== got.length ||
       expected.some((d, i) => typeof d === 'number' && d !== got[i])
     ) {
       throw new ScratchnetError(
         `input '${this.inputName}' of ${this.file}: ` +
-          `expected shape [-1,${expected}], got [${batch.shape}]`,
+          `expected shape [-1,${expected}], got [${shape}]`,
       );
     }
-    const feeds = { [this.inputName]: new ort.Tensor(this.inputType, batch.data, batch.shape) };
+    const feeds = { [this.inputName]: new ort.Tensor(this.inputType, batch.data, shape) };
     const fetches = [
       this.labelOutput,
       options.scores || !this.labelOutput ? this.scoresOutput : undefined,
     ].filter(Boolean);
     const results = await this.session.run(feeds, fetches);
     const scores = this.scoresOutput && results[this.scoresOutput];
-    const numClasses = scores ? scores.dims[1] : undefined;
+    const numClasses = scores ? scores.dims[1] : this.numClasses;
     return {
       labels: this.labelOutput
         ? Array.from(results[this.labelOutput].data, Number)

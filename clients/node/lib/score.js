@@ -3,7 +3,7 @@
 // Scoring a labelled set: accuracy and throughput of any predictor (gRPC v1, gRPC v2, onnxruntime).
 
 const { performance } = require('node:perf_hooks');
-const { ScratchnetError } = require('./errors');
+const { InputError, ScratchnetError } = require('./errors');
 
 /**
  * The result of scoring a set.
@@ -27,8 +27,16 @@ const { ScratchnetError } = require('./errors');
  */
 async function scoreSet(predict, images, truth) {
   const start = performance.now();
-  const { labels, modelName, modelVersion } = await predict(images);
+  const { labels, modelName, modelVersion, numClasses } = await predict(images);
   const seconds = (performance.now() - start) / 1000;
+  // Labels the model cannot give would score as mistakes: a set meant for another model.
+  const highest = truth.reduce((most, label) => Math.max(most, label), -1);
+  if (numClasses !== undefined && highest >= numClasses) {
+    throw new InputError(
+      `the labels go up to ${highest}, but the model has only ${numClasses} classes: ` +
+        'a labelled set for another model?',
+    );
+  }
   if (labels.length !== truth.length) {
     throw new ScratchnetError(
       `got ${labels.length} predictions for ${truth.length} images; expected one per image`,

@@ -95,6 +95,22 @@ function parseInputScale(text, where) {
 }
 
 /**
+ * The shape a batch of images [N, H, W] takes for a model whose input has `inputDims` (batch
+ * first), as the server lays out scratchnet.v1 images: [N, 1, H, W] for a channel of one,
+ * [N, H·W] for a flat input, else [N, H, W]. The pixels are row-major in every layout, so only
+ * the shape changes.
+ * @param {number[]} shape [N, H, W]
+ * @param {Array<number|string>} inputDims the model input's dims, e.g. [-1, 1, 28, 28]
+ * @returns {number[]}
+ */
+function inModelLayout(shape, inputDims) {
+  const [n, height, width] = shape;
+  if (inputDims.length === 4) return [n, 1, height, width];
+  if (inputDims.length === 2) return [n, height * width];
+  return shape;
+}
+
+/**
  * The batch with pixels of element type `dtype`: uint8 → float32 multiplies by the model's
  * `inputScale` (1/255 unless it declares another); float32 → uint8 is refused, since it would
  * lose precision.
@@ -212,6 +228,7 @@ module.exports = {
   convertImages,
   decodeRaw,
   dtypeOf,
+  inModelLayout,
   parseInputScale,
   sliceImages,
   toRawBytes,

@@ -8,8 +8,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { after, before, describe, test } = require('node:test');
 const { Client, OnnxModel, RpcError, convertImages, loadMnistSplit } = require('../lib');
+const { sliceImages } = require('../lib/tensor');
 const { assertOneLineError, cli: runCli, deadTarget } = require('./support/cli');
-const { buildModels, pythonLabels, REPO, startServer } = require('./support/live');
+const { buildLayouts, buildModels, pythonLabels, REPO, startServer } = require('./support/live');
 const { npyBytes, npyElements, tempDir, writeIdx } = require('./support/files');
 
 const DATA = path.join(REPO, 'data', 'mnist');
@@ -317,6 +318,30 @@ describe('against a live server of model.onnx (float32 input)', SUITE_TIMEOUT, (
     }
   });
 
+  test("CLI score refuses labels beyond the model's classes, as the Python client does", async () => {
+    const [, height, width] = images.shape;
+    const count = 3;
+    // Scored, they would read as mistakes: a labelled set meant for another model.
+    const other = tempDir();
+    const firstImages = images.data.subarray(0, count * height * width);
+    writeIdx(path.join(other, 't10k-images-idx3-ubyte'), [count, height, width], firstImages);
+    writeIdx(path.join(other, 't10k-labels-idx1-ubyte'), [count], new Uint8Array(count).fill(11));
+    for (const args of [
+      ['score', '--target', server.target, '--data', other],
+      ['score', '--target', server.target, '--data', other, '--api', 'v2'],
+      ['onnx', '--model', model, '--data', other],
+    ]) {
+      const result = await cli(...args);
+      assertOneLineError(result, 2);
+      assert.equal(
+        result.stderr,
+        'scratchnet: the labels go up to 11, but the model has only 10 classes: a labelled set ' +
+          'for another model?\n',
+        args.join(' '),
+      );
+    }
+  });
+
   test('CLI: .npy files of other dtypes and byte orders give the labels of their pixels', async () => {
     const [, height, width] = images.shape;
     const count = 50;
@@ -371,6 +396,38 @@ describe('against a live server of the uint8-input export', SUITE_TIMEOUT, () =>
     );
     const floats = convertImages(images, 'float32');
     await assert.rejects(() => uint8Client.infer(floats), /expects uint8 pixels, got float32/);
+  });
+});
+
+describe('models whose input is [N,1,H,W] or flat [N,H·W]', SUITE_TIMEOUT, () => {
+  test('v2 and onnxruntime-node feed them in their layout, with v1 labels', async () => {
+    const [height, width] = images.shape.slice(1);
+    const repository = buildLayouts(height, width, 10);
+    const layouts = await startServer(repository, {
+      modelFlag: '--model-repository',
+      args: ['--image-shape', `${height}x${width}`],
+    });
+    const few = sliceImages(images, 0, 200);
+    try {
+      for (const name of ['nchw', 'flat']) {
+        const byV1 = new Client(layouts.target, { timeoutMs: 30_000, modelName: name });
+        try {
+          await byV1.waitForReady(60_000); // listening, and its models loaded
+          const labels = (await byV1.predict(few)).labels; // the server lays the images out
+          assert.deepEqual((await byV1.infer(few)).labels, labels, `${name} over v2`);
+          const onnx = await OnnxModel.load(path.join(repository, name, '1', 'model.onnx'));
+          try {
+            assert.deepEqual((await onnx.predict(few)).labels, labels, `${name} in Node`);
+          } finally {
+            await onnx.release();
+          }
+        } finally {
+          byV1.close();
+        }
+      }
+    } finally {
+      assert.equal(await layouts.stop(), 0, layouts.stderr());
+    }
   });
 });
 

@@ -90,6 +90,46 @@ onnx.save(model, sys.argv[1])
  * version 1 like the article's (another model under the same name and version).
  * @returns {{repository: string, variant: string}} the repository folder, the variant's file
  */
+// One linear classifier of random weights under two input layouts the server serves over v1:
+// 'nchw' takes x [N,1,H,W], 'flat' takes pix [N,H·W] (served with --image-shape HxW).
+const LAYOUTS = `
+import sys
+from pathlib import Path
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+repository, height, width, classes = Path(sys.argv[1]), *map(int, sys.argv[2:5])
+rng = np.random.default_rng(0)
+weights = rng.normal(size=(height * width, classes)).astype(np.float32)
+biases = rng.normal(size=classes).astype(np.float32)
+for name, input_name, dims in (("nchw", "x", ["N", 1, height, width]), ("flat", "pix", ["N", height * width])):
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", [input_name, "shape"], ["rows"]),
+         helper.make_node("Gemm", ["rows", "w", "b"], ["scores"]),
+         helper.make_node("ArgMax", ["scores"], ["label"], axis=1, keepdims=0)],
+        name,
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, dims)],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes]),
+         helper.make_tensor_value_info("label", TensorProto.INT64, ["N"])],
+        [numpy_helper.from_array(np.array([-1, height * width], np.int64), "shape"),
+         numpy_helper.from_array(weights, "w"), numpy_helper.from_array(biases, "b")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (repository / name / "1").mkdir(parents=True)
+    onnx.save(model, repository / name / "1" / "model.onnx")
+`;
+
+/**
+ * A repository of the same classifier as [N,1,H,W] ('nchw') and as [N,H·W] ('flat').
+ * @returns {string} the repository folder
+ */
+function buildLayouts(height, width, classes) {
+  const repository = path.join(tempDir(), 'layouts');
+  python(['-c', LAYOUTS, repository, String(height), String(width), String(classes)]);
+  return repository;
+}
+
 function buildRepository() {
   const dir = tempDir();
   const article = process.env.SCRATCHNET_ARTIFACT || trainArtifact(dir, 'article.npz');
@@ -231,6 +271,7 @@ function pythonLabels(target, file) {
 module.exports = {
   REPO,
   python,
+  buildLayouts,
   buildModels,
   buildRepository,
   makeCertificates,
