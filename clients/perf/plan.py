@@ -91,8 +91,9 @@ def build_plan(
     pixels: NDArray[np.uint8] | None = None,
     count: int = DISTINCT_REQUESTS,
 ) -> Plan:
-    """`count` requests of `batch` images each: `pixels` (uint8 [N, *image_dims], cycled) or
-    random pixels from a fixed seed, sent as `datatype` (default: the model's own).
+    """`count` requests of `batch` images each: `pixels` (uint8 [N, *image_dims], or [N,H,W] for
+    an input [N,1,H,W] or [N,H·W]; cycled) or random pixels from a fixed seed, sent as `datatype`
+    (default: the model's own).
 
     v1 lists every datatype the server accepts; v2 metadata gives only the model's own, so v2
     sends another datatype asked for as it is, and the server decides."""
@@ -122,6 +123,9 @@ def build_plan(
     if pixels is None:
         rng = np.random.default_rng(SEED)
         pixels = rng.integers(0, 256, size=(count * batch, *spec.image_dims), dtype=np.uint8)
+    elif spec.image_dims in ((1, *pixels.shape[1:]), (math.prod(pixels.shape[1:]),)):
+        # Images [N,H,W] for an input [N,1,H,W] or [N,H·W]: the same row-major pixels.
+        pixels = pixels.reshape(len(pixels), *spec.image_dims)
     elif pixels.shape[1:] != spec.image_dims:
         raise ScratchnetError(
             f"the images are {list(pixels.shape[1:])}, model '{spec.name}' takes "

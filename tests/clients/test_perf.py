@@ -481,3 +481,15 @@ def test_stability_passes_measure_windows_until_the_last_three_agree(
     assert (windows, stable) == (4, False)
     report = {"stable": False, "windows": 4, "stability_percent": 1e-9}
     assert "NOT stable" in report_module._windows(report)
+
+
+@pytest.mark.parametrize("dims", [(1, 4, 5), (20,)])
+def test_images_of_h_by_w_fill_an_input_with_a_channel_or_a_flat_one(dims: tuple[int, ...]) -> None:
+    pixels = np.arange(2 * 4 * 5, dtype=np.uint8).reshape(2, 4, 5)
+    spec = ModelSpec("m", "", "x", dims, ("UINT8",), ("label",))
+    plan = build_plan(spec, "v2", 2, outputs=["label"], count=1, pixels=pixels)
+    assert plan.images[0].shape == (2, *dims)
+    assert plan.images[0].tobytes() == pixels.tobytes()  # the same pixels, row-major
+    transposed = ModelSpec("m", "", "x", (5, 4), ("UINT8",), ("label",))
+    with pytest.raises(ScratchnetError, match=r"the images are \[4, 5\], model 'm' takes \[5, 4\]"):
+        build_plan(transposed, "v2", 2, outputs=["label"], count=1, pixels=pixels)
