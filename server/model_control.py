@@ -476,8 +476,8 @@ class ModelControl:
 def _json_problem(error: json_format.ParseError) -> str:
     """protobuf's reason on one line, in the protocol's words rather than Python's: a string
     where a number goes reads "'two' is not an integer", not "invalid literal for int()"."""
-    reason = " ".join(str(error).split())
-    return _PYTHON_INT_ERROR.sub(r"\1 is not an integer", reason).replace("..", ".")
+    reason = _PYTHON_INT_ERROR.sub(r"\1 is not an integer", " ".join(str(error).split()))
+    return reason.removesuffix(".") if reason.endswith("..") else reason  # protobuf adds one
 
 
 _PYTHON_INT_ERROR = re.compile(r"invalid literal for int\(\) with base 10: ('.*?')")
