@@ -113,21 +113,18 @@ class ServerConfig:
         return f"{host}:{port}"
 
 
-def _seconds(text: str) -> float:
+def _seconds(text: str, least: str = ">= 0") -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds >= 0, got {text!r}")
+    if not (math.isfinite(value) and value >= 0) or (least == "> 0" and value == 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {least}, got {text!r}")
     return value
 
 
 def _positive_seconds(text: str) -> float:
-    value = _seconds(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+    return _seconds(text, "> 0")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -489,4 +486,17 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
         parser.error("--tls-cert and --tls-key go together: give both or neither")
     if values["tls_client_ca"] is not None and values["tls_cert"] is None:
         parser.error("--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)")
+    if not values["dynamic_batching"] and (
+        values["max_batch_delay_us"] or values["preferred_batch_sizes"]
+    ):
+        parser.error(
+            "--max-batch-delay-us and --preferred-batch-sizes are only used with "
+            "--dynamic-batching"
+        )
+    too_large = [size for size in values["preferred_batch_sizes"] if size > values["max_batch"]]
+    if too_large:
+        parser.error(
+            f"--preferred-batch-sizes {too_large[0]} is over --max-batch {values['max_batch']}: "
+            f"expected sizes from 1 to {values['max_batch']}, as Triton requires"
+        )
     return ServerConfig(**values)

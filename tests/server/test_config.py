@@ -120,3 +120,26 @@ def test_a_model_name_http_cannot_reach_is_refused(
         f"starting with '-' or '.' (the name is a segment of the HTTP paths), got {name!r}"
     ), error
     assert error.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--preferred-batch-sizes", "16"], "are only used with --dynamic-batching"),
+        (["--max-batch-delay-us", "5000"], "are only used with --dynamic-batching"),
+        (
+            ["--dynamic-batching", "--preferred-batch-sizes", "16,2048"],
+            "--preferred-batch-sizes 2048 is over --max-batch 1024: expected sizes from 1 to 1024",
+        ),
+        (["--request-timeout", "-1"], "--request-timeout: expected a number of seconds > 0, got"),
+    ],
+)
+def test_batching_flags_need_batching_and_fit_the_batch_limit(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Silently ignored or accepted, a Triton user's mistake would surface only as slow calls.
+    with pytest.raises(SystemExit):
+        parse_config(args, {}, "prog")
+    assert message in capsys.readouterr().err
+    config = parse_config(["--dynamic-batching", "--preferred-batch-sizes", "1024"], {}, "prog")
+    assert config.preferred_batch_sizes == (1024,)
