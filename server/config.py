@@ -490,8 +490,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str], prog: str) -> 
         values["max_batch_delay_us"] or values["preferred_batch_sizes"]
     ):
         parser.error(
-            "--max-batch-delay-us and --preferred-batch-sizes are only used with "
-            "--dynamic-batching"
+            "--max-batch-delay-us and --preferred-batch-sizes are only used with --dynamic-batching"
         )
     too_large = [size for size in values["preferred_batch_sizes"] if size > values["max_batch"]]
     if too_large:
