@@ -3,6 +3,7 @@ with the server: ports, gRPC health probes, selectors, the headless Service, Env
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,21 @@ def server_config(command: list[str]) -> ServerConfig:
     flag it does not know exits 2, failing the test)."""
     assert command[:3] == SERVE, command
     return parse_config(command[3:], {}, "server")
+
+
+def mib(quantity: str) -> float:
+    """A Kubernetes (Mi, Gi) or systemd (M, G) memory size, in MiB."""
+    match = re.fullmatch(r"([\d.]+)\s*([A-Za-z]*)", quantity)
+    assert match is not None, quantity
+    number, unit = match.groups()
+    scale = {"Mi": 1, "Gi": 1024, "M": 1, "G": 1024, "K": 1 / 1024, "Ki": 1 / 1024}
+    return float(number) * scale[unit]
+
+
+def memory_needed_mib(config: ServerConfig) -> float:
+    """The most the server's RSS reached with its memory budget full, plus a margin: 292 MiB at
+    --max-inflight-mb 64 and 782 MiB at 256 (docs/operations.md), under 100 + 4 x budget."""
+    return 100 + 4 * config.max_inflight_mb
 
 
 def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
@@ -157,3 +173,33 @@ def _containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
     if "predictor" in spec:
         return list(spec["predictor"]["containers"])
     return []
+
+
+def _server_containers() -> list[tuple[str, dict[str, Any]]]:
+    """Every container that runs the server, in every manifest, by file."""
+    found = []
+    for path in sorted(DEPLOY.rglob("*.yaml")):
+        for document in documents(path):
+            spec = document.get("spec", {})
+            pod = spec.get("template", {}).get("spec") or spec.get("predictor") or {}
+            for container in pod.get("containers", []):
+                if container.get("command", [])[:3] == SERVE:
+                    found.append((path.name, container))
+    return found
+
+
+@pytest.mark.parametrize(
+    "name_container", _server_containers(), ids=lambda pair: f"{pair[0]}:{pair[1]['name']}"
+)
+def test_every_server_container_gets_the_memory_and_cpus_its_flags_use(
+    name_container: tuple[str, dict[str, Any]],
+) -> None:
+    # RSS up to about 100 MiB + 4 x --max-inflight-mb (docs/operations.md); without --workers the
+    # threads would be as many as the node's cores, not the pod's.
+    _, container = name_container
+    config = server_config(container["command"])
+    resources = container["resources"]
+    assert mib(resources["limits"]["memory"]) >= memory_needed_mib(config)
+    assert mib(resources["requests"]["memory"]) >= memory_needed_mib(config)
+    assert "--workers" in container["command"]
+    assert config.workers <= float(resources["requests"]["cpu"])

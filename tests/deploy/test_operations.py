@@ -12,9 +12,17 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from server.config import ServerConfig, parse_config
+from server.config import parse_config
 from tests.conftest import REPO
-from tests.deploy.test_manifests import DEPLOY, IMAGE, documents, selects, server_config
+from tests.deploy.test_manifests import (
+    DEPLOY,
+    IMAGE,
+    documents,
+    memory_needed_mib,
+    mib,
+    selects,
+    server_config,
+)
 
 CONTAINERFILE = REPO / "Containerfile"
 UNIT = DEPLOY / "systemd" / "scratchnet.service"
@@ -23,12 +31,6 @@ SECURED = DEPLOY / "kubernetes" / "secured" / "deployment.yaml"
 PROBE = "/usr/local/bin/grpc_health_probe"
 # After the grace period the server refuses new calls for 0.25 s more before it stops.
 DRAIN_TAIL_SECONDS = 0.25
-
-
-def memory_needed_mib(config: ServerConfig) -> float:
-    """The most the server's RSS reached with its memory budget full, plus a margin: 292 MiB at
-    --max-inflight-mb 64 and 782 MiB at 256 (docs/operations.md), under 100 + 4 x budget."""
-    return 100 + 4 * config.max_inflight_mb
 
 
 def instructions(path: Path) -> list[tuple[str, str]]:
@@ -112,7 +114,7 @@ def test_the_systemd_unit_runs_drains_reloads_and_is_configured_by_its_env_file(
         assert path is not None and path.parent == Path("/run/credentials/scratchnet.service")
         assert path.name in credentials
     assert float(service["TimeoutStopSec"]) > config.grace_seconds + DRAIN_TAIL_SECONDS
-    assert _mib(service["MemoryMax"]) >= memory_needed_mib(config)
+    assert mib(service["MemoryMax"]) >= memory_needed_mib(config)
 
 
 def _secured() -> dict[tuple[str, str], dict[str, Any]]:
@@ -146,10 +148,13 @@ def test_the_secured_deployment_takes_tls_and_tokens_from_secrets_and_probes_ove
         flags = dict(flag.lstrip("-").partition("=")[::2] for flag in command[1:])
         assert flags["addr"] == f"127.0.0.1:{config.port}" and "tls" in flags
         assert secret_file(Path(flags["tls-ca-cert"])) == ("scratchnet-tls", "ca.crt")
+        # The kubelet waits for the tool's own timeouts (its default would cut them at 1 s).
+        waits = sum(float(flags[f"{kind}-timeout"].rstrip("s")) for kind in ("connect", "rpc"))
+        assert container[probe]["timeoutSeconds"] > waits, probe
     # The pod may use what the budget makes the server use, and gets the CPUs its threads need.
     resources = container["resources"]
-    assert _mib(resources["limits"]["memory"]) >= memory_needed_mib(config)
-    assert _mib(resources["requests"]["memory"]) >= memory_needed_mib(config)
+    assert mib(resources["limits"]["memory"]) >= memory_needed_mib(config)
+    assert mib(resources["requests"]["memory"]) >= memory_needed_mib(config)
     assert config.workers <= float(resources["requests"]["cpu"])
     assert pod["terminationGracePeriodSeconds"] > config.grace_seconds + DRAIN_TAIL_SECONDS
     assert pod["securityContext"]["runAsUser"] == 10001  # the Containerfile's USER
@@ -158,12 +163,3 @@ def test_the_secured_deployment_takes_tls_and_tokens_from_secrets_and_probes_ove
     assert selects(objects[("Service", "scratchnet-secured")]["spec"]["selector"], labels)
     [plain] = documents(DEPLOY / "kubernetes" / "service-headless.yaml")
     assert not selects(plain["spec"]["selector"], labels)
-
-
-def _mib(quantity: str) -> float:
-    """A Kubernetes (Mi, Gi) or systemd (M, G) memory size, in MiB."""
-    match = re.fullmatch(r"([\d.]+)\s*([A-Za-z]*)", quantity)
-    assert match is not None, quantity
-    number, unit = match.groups()
-    scale = {"Mi": 1, "Gi": 1024, "M": 1, "G": 1024, "K": 1 / 1024, "Ki": 1 / 1024}
-    return float(number) * scale[unit]
