@@ -57,6 +57,11 @@ def check_output(path: str | os.PathLike[str]) -> None:
     missing, no write access, or something there that is not an earlier output."""
     import_pyarrow()
     target = Path(path)
+    if target.suffix not in ("", ".parquet"):  # a CSV or JSON name would hold Parquet files
+        raise ScratchnetError(
+            f"cannot write {target}: the output is a folder of Parquet files, expected a name "
+            "without a suffix or ending in .parquet"
+        )
     if target.is_dir():
         others = [p.name for p in target.iterdir() if not (p.is_file() and p.suffix == ".parquet")]
         if others:

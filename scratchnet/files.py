@@ -71,7 +71,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
                 os.chmod(temp_name, 0o644)
                 os.replace(temp_name, target)
             except OSError as error:
-                raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
+                raise _write_failed(target, error) from None
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
@@ -96,10 +96,18 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
             os.replace(target, old)
         os.replace(temp, target)
     except OSError as error:
-        raise ScratchnetError(f"cannot write {target}: {error.strerror or error}") from None
+        raise _write_failed(target, error) from None
     finally:
         shutil.rmtree(temp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_failed(target: Path, error: OSError) -> ScratchnetError:
+    """A write that failed once under way (a full disk, an I/O error): the job failed (exit 1),
+    unlike a path refused before any work, the caller's mistake (exit 2)."""
+    failed = ScratchnetError(f"cannot write {target}: {error.strerror or error}")
+    failed.failure = True
+    return failed
 
 
 def not_a_file(path: str | os.PathLike[str]) -> str:

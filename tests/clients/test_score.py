@@ -243,6 +243,13 @@ def test_an_earlier_output_is_replaced_but_nothing_else(
     )
     assert_one_line_error(result, PROGRAM, "holding other things than .parquet files (notes.txt)")
     assert (output / "notes.txt").read_text() == "mine\n"
+    # A name of another format would hold Parquet files under a misleading suffix.
+    result = run_module(
+        "clients.score", "--target", server.target, *data, "--output", tmp_path / "o.csv",
+        check=False,
+    )  # fmt: skip
+    assert_one_line_error(result, PROGRAM, "expected a name without a suffix or ending in .parquet")
+    assert not (tmp_path / "o.csv").exists()
 
 
 def test_a_plot_that_cannot_be_written_fails_before_anything_is_scored_or_written(

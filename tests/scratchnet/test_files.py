@@ -40,6 +40,7 @@ def test_an_os_error_in_the_block_is_a_one_line_error_and_no_file(tmp_path: Path
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert str(caught.value) == f"cannot write {target}: {os.strerror(errno.ENOSPC)}"
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.failure  # under way, after the work: the job failed (exit 1), no mistake
     assert list(tmp_path.iterdir()) == []
 
 
