@@ -228,6 +228,8 @@ def _labels(
     labels: dict[str, tuple[str, ...]] = {}
     for output, file_name in files.items():
         path = folder / file_name
+        if not path.is_file():  # a FIFO would block the load for ever
+            raise ModelError(f"{where}: label file {path} is not a regular file")
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:

@@ -87,6 +87,19 @@ class RepositoryFolder:
         if not root.is_dir():
             raise ModelError(f"model repository {root} is not a folder")
         self.root = root
+        self._real_root = root.resolve()
+
+    def _inside(self, path: Path, what: str) -> Path:
+        """`path`, once it is known to stay inside the repository with its links followed: a
+        symbolic link may lead within it (as a Kubernetes ConfigMap's do), never out of it, or
+        whoever can write the repository could have the server read and serve any file."""
+        real = path.resolve()
+        if real != self._real_root and self._real_root not in real.parents:
+            raise ModelError(
+                f"{what} {path} leads outside the model repository {self.root} (a symbolic "
+                "link): the server reads no file outside it"
+            )
+        return path
 
     def names(self) -> list[str]:
         """Every folder of the repository that is not hidden."""
@@ -98,11 +111,11 @@ class RepositoryFolder:
 
     def desired(self, name: str, config: ModelConfig | None = None) -> Desired:
         """The config and the version files of `name` its version policy selects."""
-        folder = self.root / name
+        folder = self._inside(self.root / name, f"model '{name}':")
         config_path = folder / CONFIG_FILE
         override = config
-        if config is None and config_path.is_file():
-            config = read_config(config_path)
+        if config is None and os.path.lexists(config_path):
+            config = read_config(_regular(self._inside(config_path, f"model '{name}':")))
         origin = "the config given with the load" if override is not None else config_path
         if config is not None:
             check_file_names(config, str(origin))
@@ -121,10 +134,15 @@ class RepositoryFolder:
             and _is_version_folder(entry.name)
             and (path := _model_file(Path(entry.path), file_name)) is not None
         }
+        for version, path in found.items():
+            self._inside(path, f"model '{name}' version {version}:")
         chosen, missing = _apply_policy(name, found, config)
         labels = (
             [out.label_filename for out in config.output if out.label_filename] if config else []
         )
+        for label in labels:
+            if os.path.lexists(folder / label):
+                _regular(self._inside(folder / label, f"model '{name}':"))
         stamps = (identity(config_path), *(identity(folder / label) for label in labels))
         empty = ""
         if not found:
@@ -157,6 +175,17 @@ def _model_file(version_folder: Path, file_name: str) -> Path | None:
         return path
     inside = path / DEFAULT_MODEL_FILENAME
     return inside if path.is_dir() and inside.is_file() else None
+
+
+def _regular(path: Path) -> Path:
+    """`path`, a regular file: a folder, a broken link or a FIFO (whose reading would wait for a
+    writer for ever, holding every load) is ModelError."""
+    if not path.is_file():
+        raise ModelError(
+            f"{path} is not a regular file (a folder, a broken link, a FIFO or a device): "
+            "expected the file the model's config names"
+        )
+    return path
 
 
 def _is_version_folder(name: str) -> bool:

@@ -29,7 +29,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.message import DecodeError, Message
 
-from scratchnet.errors import DeadlineExceeded, InvalidArgument, RequestError
+from scratchnet.errors import DeadlineExceeded, InvalidArgument, RequestError, one_line
 from scratchnet.status import INTERNAL, status_of
 from server.dataplane import Call, DataPlane
 
@@ -79,7 +79,8 @@ class _StatusOnError:
         if error is None or isinstance(error, (asyncio.CancelledError, grpc.aio.AbortError)):
             return False  # no error; or the client is gone, or the status is chosen already
         if isinstance(error, RequestError):
-            await self._context.abort(status_of(error).grpc, str(error))
+            # One line, a client's name with a line break in it included.
+            await self._context.abort(status_of(error).grpc, one_line(str(error)))
         elif isinstance(error, Exception):
             _log.error("unexpected error while handling a call", exc_info=error)
             await self._context.abort(INTERNAL.grpc, "internal server error (see the server log)")

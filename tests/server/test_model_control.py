@@ -608,3 +608,44 @@ def test_inference_on_a_model_still_loading_is_answered_as_triton_answers_it(
     finally:
         gate.touch()  # a load still waiting would hold the server's shutdown
         assert server.stop() == 0
+
+
+def test_no_file_outside_the_repository_is_read_and_no_fifo_waited_on(tmp_path: Path) -> None:
+    # Whoever can write the repository must not make the server read or serve any other file:
+    # a link out of it (to a model, a config, a label file of secrets) or a FIFO (which would
+    # hold every load) is a model that fails with its reason, not one that serves.
+    root, outside = tmp_path / "repository", tmp_path / "outside"
+    place(root, "good", 1)
+    place(outside, "elsewhere", 1)
+    (outside / "secret.txt").write_text("SECRET\n")
+    (outside / "config.pbtxt").write_text('name: "linkcfg"\n')
+    (root / "linkmodel").symlink_to(outside / "elsewhere")
+    place(root, "linkcfg", 1)
+    (root / "linkcfg" / "config.pbtxt").symlink_to(outside / "config.pbtxt")
+    (root / "linkfile" / "1").mkdir(parents=True)
+    (root / "linkfile" / "1" / "model.onnx").symlink_to(outside / "elsewhere" / "1" / "model.onnx")
+    labelled = 'output [{ name: "scores" label_filename: "labels.txt" }]\n'
+    for name, label in (("linklabel", "link"), ("fifolabel", "fifo")):
+        place(root, name, 1)
+        (root / name / "config.pbtxt").write_text(labelled)
+        if label == "link":
+            (root / name / "labels.txt").symlink_to(outside / "secret.txt")
+        else:
+            os.mkfifo(root / name / "labels.txt")
+    place(root, "dangling", 1)
+    (root / "dangling" / "config.pbtxt").symlink_to(tmp_path / "nowhere.pbtxt")
+    # A link that stays inside, as a Kubernetes ConfigMap's do, is followed.
+    (root / ".data").mkdir()
+    place(root / ".data", "within", 1)
+    (root / "within").symlink_to(root / ".data" / "within")
+    control, plane = control_of(root)
+    control.start()
+    assert served(plane.repository) == [("good", "1"), ("within", "1")]
+    reasons = {e.name: e.reason for e in control.index() if e.state != "READY"}
+    outside_reason = "leads outside the model repository {} (a symbolic link): the server reads"
+    for name in ("linkmodel", "linkcfg", "linkfile", "linklabel", "dangling"):
+        assert outside_reason.format(root) in reasons[name], (name, reasons[name])
+    assert (
+        "labels.txt is not a regular file (a folder, a broken link, a FIFO" in reasons["fifolabel"]
+    )
+    assert "SECRET" not in str(reasons)

@@ -191,3 +191,10 @@ def test_a_refused_request_counts_under_the_model_it_names_whichever_check_caugh
     ]  # fmt: skip
     (statistics,) = plane.model_statistics("pair")
     assert (statistics.fail.count, statistics.success.count) == (2, 0)
+
+
+def test_a_status_message_stays_one_line_whatever_name_it_quotes(plane: DataPlane) -> None:
+    servicer = InferenceServicer(plane, None, SharedMemory())  # type: ignore[arg-type]
+    _, context = call(servicer.ModelMetadata, oip.ModelMetadataRequest(name="a\nb\x1b[31m"))
+    assert context.code == grpc.StatusCode.NOT_FOUND
+    assert context.details == "Request for unknown model: 'a\\nb\\x1b[31m' is not found"
