@@ -182,8 +182,8 @@ def _regular(path: Path) -> Path:
     writer for ever, holding every load) is ModelError."""
     if not path.is_file():
         raise ModelError(
-            f"{path} is not a regular file (a folder, a broken link, a FIFO or a device): "
-            "expected the file the model's config names"
+            f"{path} is not a regular file (a folder, a broken link, a FIFO or a device), "
+            "expected one"
         )
     return path
 
