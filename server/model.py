@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scratchnet.contract import CLASS_LABELS, IMAGE_SHAPE, INPUT_SCALE_KEY, PRODUCER_NAME
 from scratchnet.datatypes import Datatype
 from scratchnet.errors import ModelError
-from scratchnet.files import Identity, identity, require_model_file
+from scratchnet.files import Identity, identity, not_a_file, require_model_file
 from server.classifier import ImageClassifier, image_classifier
 from server.memory import release_free_memory
 from server.model_config import ModelConfig, ignored_fields, layout
@@ -228,8 +228,8 @@ def _labels(
     labels: dict[str, tuple[str, ...]] = {}
     for output, file_name in files.items():
         path = folder / file_name
-        if not path.is_file():  # a FIFO would block the load for ever
-            raise ModelError(f"{where}: label file {path} is not a regular file")
+        if not path.is_file():  # a folder or a broken link; a FIFO would block the load for ever
+            raise ModelError(f"{where}: label file {path} {not_a_file(path)}")
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as error:

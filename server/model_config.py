@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from scratchnet import datatypes
 from scratchnet.api.inference import model_config_pb2 as mc
 from scratchnet.errors import ModelError, clip
+from scratchnet.files import not_a_file
 from server.signature import Signature, TensorSpec, format_dims
 
 __all__ = [
@@ -66,6 +67,8 @@ _log = logging.getLogger(__name__)
 
 def read_config(path: Path) -> mc.ModelConfig:
     """Parse config.pbtxt at `path`; ModelError with the field and line of a mistake."""
+    if not path.is_file():  # a folder or a broken link; a FIFO would hold every load for ever
+        raise ModelError(f"{path} {not_a_file(path)}, expected the model's configuration")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:

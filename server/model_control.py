@@ -115,7 +115,7 @@ class RepositoryFolder:
         config_path = folder / CONFIG_FILE
         override = config
         if config is None and os.path.lexists(config_path):
-            config = read_config(_regular(self._inside(config_path, f"model '{name}':")))
+            config = read_config(self._inside(config_path, f"model '{name}':"))
         origin = "the config given with the load" if override is not None else config_path
         if config is not None:
             check_file_names(config, str(origin))
@@ -142,7 +142,7 @@ class RepositoryFolder:
         )
         for label in labels:
             if os.path.lexists(folder / label):
-                _regular(self._inside(folder / label, f"model '{name}':"))
+                self._inside(folder / label, f"model '{name}':")
         stamps = (identity(config_path), *(identity(folder / label) for label in labels))
         empty = ""
         if not found:
@@ -175,17 +175,6 @@ def _model_file(version_folder: Path, file_name: str) -> Path | None:
         return path
     inside = path / DEFAULT_MODEL_FILENAME
     return inside if path.is_dir() and inside.is_file() else None
-
-
-def _regular(path: Path) -> Path:
-    """`path`, a regular file: a folder, a broken link or a FIFO (whose reading would wait for a
-    writer for ever, holding every load) is ModelError."""
-    if not path.is_file():
-        raise ModelError(
-            f"{path} is not a regular file (a folder, a broken link, a FIFO or a device), "
-            "expected one"
-        )
-    return path
 
 
 def _is_version_folder(name: str) -> bool:

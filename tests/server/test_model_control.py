@@ -624,7 +624,10 @@ def test_no_file_outside_the_repository_is_read_and_no_fifo_waited_on(tmp_path: 
     (root / "linkcfg" / "config.pbtxt").symlink_to(outside / "config.pbtxt")
     (root / "linkfile" / "1").mkdir(parents=True)
     (root / "linkfile" / "1" / "model.onnx").symlink_to(outside / "elsewhere" / "1" / "model.onnx")
-    labelled = 'output [{ name: "scores" label_filename: "labels.txt" }]\n'
+    labelled = (
+        'output [{ name: "scores" data_type: TYPE_FP32 dims: [ 3 ] label_filename: "labels.txt" }]'
+        "\nmax_batch_size: 8\n"
+    )
     for name, label in (("linklabel", "link"), ("fifolabel", "fifo")):
         place(root, name, 1)
         (root / name / "config.pbtxt").write_text(labelled)
@@ -634,6 +637,8 @@ def test_no_file_outside_the_repository_is_read_and_no_fifo_waited_on(tmp_path: 
             os.mkfifo(root / name / "labels.txt")
     place(root, "dangling", 1)
     (root / "dangling" / "config.pbtxt").symlink_to(tmp_path / "nowhere.pbtxt")
+    place(root, "foldercfg", 1)
+    (root / "foldercfg" / "config.pbtxt").mkdir()  # was taken for no config at all
     # A link that stays inside, as a Kubernetes ConfigMap's do, is followed.
     (root / ".data").mkdir()
     place(root / ".data", "within", 1)
@@ -645,7 +650,8 @@ def test_no_file_outside_the_repository_is_read_and_no_fifo_waited_on(tmp_path: 
     outside_reason = "leads outside the model repository {} (a symbolic link): the server reads"
     for name in ("linkmodel", "linkcfg", "linkfile", "linklabel", "dangling"):
         assert outside_reason.format(root) in reasons[name], (name, reasons[name])
-    assert (
-        "labels.txt is not a regular file (a folder, a broken link, a FIFO" in reasons["fifolabel"]
+    assert "labels.txt is not a regular file (a device, FIFO or socket)" in reasons["fifolabel"]
+    assert reasons["foldercfg"].endswith(
+        "config.pbtxt is a directory, expected the model's configuration"
     )
     assert "SECRET" not in str(reasons)
