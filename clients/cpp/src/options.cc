@@ -2,7 +2,7 @@
 
 #include <charconv>
 #include <cmath>
-#include <set>
+#include <map>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -51,45 +51,50 @@ std::pair<std::string, std::optional<std::string>> split_flag(std::string_view a
   return {std::string(argument.substr(0, equals)), std::string(argument.substr(equals + 1))};
 }
 
-void set_value(Options& options, const std::string& flag, const std::string& value) {
-  if (flag == "--target") {
-    options.target = value;
-  } else if (flag == "--images") {
-    options.images_path = value;
-  } else if (flag == "--labels") {
-    options.labels_path = value;
-  } else if (flag == "--labels-out") {
-    options.labels_out_path = value;
-  } else if (flag == "--batch-size") {
-    options.batch_size = parse_positive_integer(flag, value);
-  } else if (flag == "--timeout") {
-    options.timeout = parse_seconds(flag, value);
-  } else if (flag == "--model" || flag == "--model-version") {
-    if (value.empty()) fail(flag + " expects a non-empty value (omit it for the default)");
-    (flag == "--model" ? options.model_name : options.model_version) = value;
-  } else if (flag == "--tls-ca") {
-    options.tls_ca_path = value;
-  } else if (flag == "--tls-cert") {
-    options.tls_cert_path = value;
-  } else if (flag == "--tls-key") {
-    options.tls_key_path = value;
-  } else if (flag == "--token-file") {
-    options.token_file_path = value;
-  } else {
-    fail("unknown flag " + flag);
-  }
+std::string non_empty(const std::string& flag, const std::string& value) {
+  if (value.empty()) fail(flag + " expects a non-empty value (omit it for the default)");
+  return value;
+}
+
+using Setter = void (*)(Options&, const std::string& flag, const std::string& value);
+
+// Every flag that takes a value, and what it sets: one table, so that an unknown flag is named as
+// such wherever it is (even as the last argument, where it would otherwise expect a value).
+const std::map<std::string, Setter>& value_flags() {
+  static const std::map<std::string, Setter> kFlags = {
+      {"--target", [](Options& o, const std::string&, const std::string& v) { o.target = v; }},
+      {"--images",
+       [](Options& o, const std::string&, const std::string& v) { o.images_path = v; }},
+      {"--labels",
+       [](Options& o, const std::string&, const std::string& v) { o.labels_path = v; }},
+      {"--labels-out",
+       [](Options& o, const std::string&, const std::string& v) { o.labels_out_path = v; }},
+      {"--batch-size",
+       [](Options& o, const std::string& f, const std::string& v) {
+         o.batch_size = parse_positive_integer(f, v);
+       }},
+      {"--timeout",
+       [](Options& o, const std::string& f, const std::string& v) {
+         o.timeout = parse_seconds(f, v);
+       }},
+      {"--model", [](Options& o, const std::string& f,
+                     const std::string& v) { o.model_name = non_empty(f, v); }},
+      {"--model-version", [](Options& o, const std::string& f,
+                             const std::string& v) { o.model_version = non_empty(f, v); }},
+      {"--tls-ca",
+       [](Options& o, const std::string&, const std::string& v) { o.tls_ca_path = v; }},
+      {"--tls-cert",
+       [](Options& o, const std::string&, const std::string& v) { o.tls_cert_path = v; }},
+      {"--tls-key",
+       [](Options& o, const std::string&, const std::string& v) { o.tls_key_path = v; }},
+      {"--token-file",
+       [](Options& o, const std::string&, const std::string& v) { o.token_file_path = v; }},
+  };
+  return kFlags;
 }
 
 bool is_switch(const std::string& flag) {
   return flag == "--json" || flag == "--help" || flag == "-h";
-}
-
-// The flags set_value takes: an unknown one is named as such, even as the last argument.
-bool takes_value(const std::string& flag) {
-  static const std::set<std::string> kValueFlags = {
-      "--target",  "--images",        "--labels", "--labels-out", "--batch-size", "--timeout",
-      "--model",   "--model-version", "--tls-ca", "--tls-cert",   "--tls-key",    "--token-file"};
-  return kValueFlags.count(flag) > 0;
 }
 
 }  // namespace
@@ -105,12 +110,13 @@ Options parse_options(int argc, const char* const* argv) {
       continue;
     }
     if (flag.rfind("--", 0) != 0) fail("unexpected argument '" + flag + "'");
-    if (!takes_value(flag)) fail("unknown flag " + flag);
+    const auto setter = value_flags().find(flag);
+    if (setter == value_flags().end()) fail("unknown flag " + flag);
     if (!value) {
       if (i + 1 == arguments.size()) fail(flag + " expects a value");
       value = arguments[++i];
     }
-    set_value(options, flag, *value);
+    setter->second(options, flag, *value);
   }
   if (options.help) return options;
   if (options.target.empty()) fail("--target HOST:PORT is required");
