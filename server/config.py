@@ -113,18 +113,19 @@ class ServerConfig:
         return f"{host}:{port}"
 
 
-def _seconds(text: str, least: str = ">= 0") -> float:
+def _seconds(text: str, positive: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not (math.isfinite(value) and value >= 0) or (least == "> 0" and value == 0):
+    if not (math.isfinite(value) and value >= 0) or (positive and value == 0):
+        least = "> 0" if positive else ">= 0"
         raise argparse.ArgumentTypeError(f"expected a number of seconds {least}, got {text!r}")
     return value
 
 
 def _positive_seconds(text: str) -> float:
-    return _seconds(text, "> 0")
+    return _seconds(text, positive=True)
 
 
 def _sizes(text: str) -> tuple[int, ...]:

@@ -441,7 +441,7 @@ class DataPlane:
             try:
                 model = self.model(name, version)
             except RequestError as lookup:
-                if isinstance(error, RequestError) and not getattr(error, "observed", False):
+                if isinstance(error, RequestError) and not error.observed:
                     error = lookup
         self.refused(call, error, model, started)
         return error
